@@ -1,0 +1,145 @@
+"""The one factory: ``load_model(name)`` returns ready encoders together with their preprocessing.
+
+The index job, the CLI and the app all embed through :class:`VLModel`, so indexing and querying never disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Literal, Sequence
+
+import torch
+from PIL import Image
+
+from retrieval.models.image_model import ImageEmbeddings, ImageModel
+from retrieval.models.loading import build_tiny, load_image_model, load_text_model
+from retrieval.models.registry import ModelSpec, get_spec
+from retrieval.models.text_model import CXRBertModel, TextTokenizer
+from retrieval.models.weights import resolve_weights
+from retrieval.preprocess import Preprocessing
+
+log = logging.getLogger(__name__)
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a bundle records about the model that embedded it, and what the query side checks."""
+
+    name: str
+    revision: str | None
+    image_md5: str | None
+    verified: bool
+    source: str
+    is_real: bool
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        d = asdict(self)
+        d["warnings"] = list(self.warnings)
+        return d
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class VLModel:
+    """Image and text encoders of one model plus the preprocessing they were trained with.
+
+    All embeddings are L2-normalised and live in the joint space of width ``spec.joint_dim`` (128).
+    """
+
+    def __init__(self, spec: ModelSpec, image_model: ImageModel, text_model: CXRBertModel, tokenizer: TextTokenizer,
+                 identity: ModelIdentity, device: torch.device, precision: Precision = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; use fp32 or bf16")
+        self.spec = spec
+        self.identity = identity
+        self.device = device
+        self.precision: Precision = precision
+        self.preprocessing = Preprocessing(resize=spec.resize, crop=spec.crop)
+        self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)
+        self.text_model = text_model.to(device).eval()
+        self.tokenizer = tokenizer
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL "L" image -> [3, crop, crop] float32 in [0, 1] (the reference's inference transform)."""
+        return self.preprocessing(image)
+
+    def encode_images(self, batch: torch.Tensor, previous: torch.Tensor | None = None) -> ImageEmbeddings:
+        """[N, 3, crop, crop] -> global [N, D] and patches [N, h, w, D] from ONE forward pass (float32, CPU)."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected images [N, 3, H, W], got {tuple(batch.shape)}")
+        x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        prev = previous.to(self.device).contiguous(memory_format=torch.channels_last) if previous is not None else None
+        with self._autocast():
+            out = self.image_model(x, prev)
+        g, p = out.global_emb.float(), out.patches.float()
+        g, p = torch.nn.functional.normalize(g, dim=-1), torch.nn.functional.normalize(p, dim=-1)
+        return ImageEmbeddings(global_emb=g.cpu(), patches=p.cpu())
+
+    def embed_images(self, batch: torch.Tensor) -> torch.Tensor:
+        """[N, 3, crop, crop] -> [N, D] L2-normalised global embeddings."""
+        return self.encode_images(batch).global_emb
+
+    def embed_patches(self, batch: torch.Tensor) -> torch.Tensor:
+        """[N, 3, crop, crop] -> [N, h, w, D] L2-normalised patch embeddings."""
+        return self.encode_images(batch).patches
+
+    def embed_texts(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """N strings -> [N, D] embeddings (L2-normalised unless ``normalize=False``, as prompt averaging needs)."""
+        ids, mask = self.tokenizer(list(texts))
+        with self._autocast():
+            proj = self.text_model.project(ids.to(self.device), mask.to(self.device))
+        proj = proj.float()
+        return (torch.nn.functional.normalize(proj, dim=1) if normalize else proj).cpu()
+
+
+def load_model(name: str, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+               precision: Precision = "fp32") -> VLModel:
+    """Build a ready model by registry name.
+
+    Real models load released files from ``weights_dir`` or the hub/cache (see :mod:`retrieval.models.weights`) and
+    raise if none are reachable; ``tiny-random`` is the only way to get random weights, and it says so loudly.
+    """
+    return build_model(get_spec(name), weights_dir, device, precision)
+
+
+def build_model(spec: ModelSpec, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+                precision: Precision = "fp32") -> VLModel:
+    """Build a ready model from a spec (``load_model`` looks the spec up by name)."""
+    dev = pick_device(device)
+    if not spec.is_real:
+        if weights_dir is not None:
+            raise ValueError(f"{spec.name!r} is a synthetic test model and takes no --weights-dir")
+        image, text, tok = build_tiny(spec)
+        identity = ModelIdentity(spec.name, None, None, False, "seeded-random", False,
+                                 (f"{spec.name} is NOT A REAL MODEL: random weights",))
+        return VLModel(spec, image, text, tok, identity, dev, precision)
+    files = resolve_weights(spec, weights_dir)
+    image = load_image_model(spec, files.image_path)
+    text, tok = load_text_model(files.text_dir)
+    identity = ModelIdentity(spec.name, spec.revision, files.image_md5, files.verified, files.source, True,
+                             files.warnings)
+    return VLModel(spec, image, text, tok, identity, dev, precision)

@@ -1,0 +1,109 @@
+"""Build our modules and fill them from released files (strictly) or from seeded weights (``tiny-random`` only)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import string
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from retrieval.models.image_model import ImageModel
+from retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec, TextDims
+from retrieval.models.seeded import seeded_state_dict
+from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+from retrieval.models.weights import WeightsFormatError, read_state_dict
+
+log = logging.getLogger(__name__)
+
+# Keys of the released text checkpoints that the embedding path does not use.
+_TEXT_DROPPED_PREFIXES = ("cls.predictions.", "bert.pooler.")
+_TEXT_DROPPED_KEYS = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
+
+
+def load_image_model(spec: ModelSpec, path: Path) -> ImageModel:
+    """Build the image model of ``spec`` and load ``path`` with ``strict=True`` (released layout incl. ``fc``)."""
+    model = ImageModel(spec)
+    state = read_state_dict(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsFormatError(f"{path} does not fit the {spec.name} image model: {exc}") from None
+    return model.eval()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsFormatError(f"cannot read {path}: {exc}") from None
+
+
+def text_dims_from_config(cfg: dict) -> TextDims:
+    """Read BERT widths from an HF ``config.json`` (``model_type`` cxr-bert, or bert for old copies)."""
+    if cfg.get("model_type") not in ("cxr-bert", "bert"):
+        raise WeightsFormatError(f"config.json has model_type {cfg.get('model_type')!r}, expected 'cxr-bert'")
+    names = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "max_position_embeddings")
+    return TextDims(**{n: int(cfg[n]) for n in names if n in cfg})
+
+
+def _text_state(folder: Path) -> dict[str, torch.Tensor]:
+    for name in TEXT_WEIGHT_FILES:
+        if (folder / name).is_file():
+            state = read_state_dict(folder / name)
+            return {k: v for k, v in state.items()
+                    if not k.startswith(_TEXT_DROPPED_PREFIXES) and k not in _TEXT_DROPPED_KEYS}
+    raise WeightsFormatError(f"{folder} holds none of {TEXT_WEIGHT_FILES}")
+
+
+def load_text_model(folder: Path) -> tuple[CXRBertModel, TextTokenizer]:
+    """Load an HF-style CXR-BERT folder (config.json, vocab.txt, weights) with our own classes, strictly."""
+    cfg = _read_json(folder / "config.json")
+    dims = text_dims_from_config(cfg)
+    model = CXRBertModel(bert_config(dims), projection_size=int(cfg.get("projection_size", 128)))
+    state = _text_state(folder)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsFormatError(f"{folder} does not fit CXR-BERT: missing {sorted(missing)[:5]}, "
+                                 f"unexpected {sorted(unexpected)[:5]}")
+    tok_cfg = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    tokenizer = TextTokenizer.from_vocab(folder / "vocab.txt", bool(tok_cfg.get("do_lower_case", True)),
+                                         dims.max_position_embeddings)
+    if len(tokenizer.tokenizer) != dims.vocab_size:
+        raise WeightsFormatError(f"{folder}/vocab.txt has {len(tokenizer.tokenizer)} tokens, config.json says "
+                                 f"{dims.vocab_size}")
+    return model.eval(), tokenizer
+
+
+_TINY_WORDS = (
+    "no evidence of there is are a an the and or with without in on at to left right bilateral lung lungs lobe "
+    "upper middle lower base bases basilar apex apical consolidation opacity opacities effusion effusions pleural "
+    "pneumonia pneumothorax edema cardiomegaly atelectasis heart size normal enlarged mild moderate severe small "
+    "large findings consistent suggesting suggest can represent most compatible acute chronic signs seen focal "
+    "diffuse patchy infiltrate infiltrates nodule mass fracture tube line catheter stable unchanged clear covid "
+    "ground glass interstitial pattern peripheral central view pa ap lateral chest x ray film"
+).split()
+
+
+def tiny_vocab() -> OrderedDict[str, int]:
+    """The synthetic WordPiece vocab of ``tiny-random``: specials, characters, their ``##`` forms, common words."""
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars), *_TINY_WORDS]
+    unique = list(dict.fromkeys(tokens))
+    return OrderedDict((t, i) for i, t in enumerate(unique))
+
+
+def build_tiny(spec: ModelSpec) -> tuple[ImageModel, CXRBertModel, TextTokenizer]:
+    """``tiny-random``: deterministic seeded weights; never used unless asked for by name."""
+    log.warning("MODEL %r IS NOT A REAL MODEL: random seeded weights for tests and smoke runs; its similarities "
+                "mean nothing", spec.name)
+    image = ImageModel(spec)
+    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"{spec.name}-image"))
+    vocab = tiny_vocab()
+    dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
+    text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
+    text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"{spec.name}-text"))
+    return image.eval(), text.eval(), TextTokenizer.from_vocab(vocab, True, dims.max_position_embeddings)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install cxr-explorer with its tested dependencies. Idempotent; used by run.sh, test.sh and the
+# Dockerfile's steps (which mirror it). torch==2.13.0 is pinned in requirements.txt (the CPU build on this project's
+# machines; pip takes it from the local wheel cache where one is configured).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQS="${1:-requirements.txt}"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r "$REQS"
+.venv/bin/python -m pip install -q --no-deps -e .

