@@ -14,7 +14,7 @@ from typing import Sequence
 from cxr_explorer import __version__
 from cxr_explorer.errors import user_error_types
 
-COMMANDS = ("build", "info", "search", "ground", "merge", "app", "eval", "models")
+COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
