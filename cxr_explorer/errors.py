@@ -26,6 +26,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover
         pass
     try:
+        from retrieval.filters import QueryError
+
+        types.append(QueryError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from retrieval.bundle import BundleError
 
         types.append(BundleError)

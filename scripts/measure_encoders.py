@@ -79,11 +79,12 @@ def main() -> None:
     txt: dict[str, list[float]] = {p: [] for p in models}
     for _ in range(args.rounds):
         for p, m in models.items():
-            img[f"{p}/b1"].append(1 / timed(lambda: m.embed_images(x8[:1])))
-            img[f"{p}/b8"].append(8 / timed(lambda: m.embed_images(x8)))
-            txt[p].append(1000 * statistics.median(timed(lambda: m.embed_texts([query])) for _ in range(5)))
+            img[f"{p}/b1"].append(1 / timed(lambda m=m: m.embed_images(x8[:1])))
+            img[f"{p}/b8"].append(8 / timed(lambda m=m: m.embed_images(x8)))
+            txt[p].append(1000 * statistics.median(timed(lambda m=m: m.embed_texts([query])) for _ in range(5)))
     a, b = models["fp32"].encode_images(x8), models["bf16"].encode_images(x8)
-    ta, tb = models["fp32"].embed_texts([query, "no pneumothorax"]), models["bf16"].embed_texts([query, "no pneumothorax"])
+    pair = [query, "no pneumothorax"]
+    ta, tb = models["fp32"].embed_texts(pair), models["bf16"].embed_texts(pair)
     result = {
         "machine": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
         "images_per_s_480px": {k: round(statistics.median(v), 2) for k, v in img.items()},

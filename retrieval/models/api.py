@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -70,7 +71,7 @@ class VLModel:
         self.device = device
         self.precision: Precision = precision
         self.preprocessing = Preprocessing(resize=spec.resize, crop=spec.crop)
-        self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)
+        self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.text_model = text_model.to(device).eval()
         self.tokenizer = tokenizer
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
 
 def key_seed(key: str, salt: str = "") -> int:
     """A stable 63-bit seed derived from a state-dict key (and an optional salt)."""
-    digest = hashlib.sha256(f"{salt}/{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}/{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

@@ -8,8 +8,9 @@ for embeddings and is dropped.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,9 @@ class BertProjectionHead(nn.Module):
         return self.dense_to_output(self.LayerNorm(F.gelu(self.dense_to_hidden(cls_hidden))))
 
 
-def bert_config(dims: TextDims, **overrides: object) -> BertConfig:
+def bert_config(dims: TextDims, **overrides: Any) -> BertConfig:
     """A BertConfig with CXR-BERT's fixed fields (GELU, eps 1e-12, absolute positions, pad id 0)."""
-    fields: dict[str, object] = dict(
+    fields: dict[str, Any] = dict(
         vocab_size=dims.vocab_size, hidden_size=dims.hidden_size, num_hidden_layers=dims.num_hidden_layers,
         num_attention_heads=dims.num_attention_heads, intermediate_size=dims.intermediate_size,
         max_position_embeddings=dims.max_position_embeddings, hidden_act="gelu", type_vocab_size=2,
@@ -82,7 +83,7 @@ class TextTokenizer:
 
     @classmethod
     def from_vocab(cls, vocab: str | Path | OrderedDict[str, int], do_lower_case: bool = True,
-                   max_length: int = 512) -> "TextTokenizer":
+                   max_length: int = 512) -> TextTokenizer:
         """From a vocab.txt path or an ordered token->id dict (never ``vocab_file=``: transformers 5 ignores it)."""
         source = str(vocab) if isinstance(vocab, (str, Path)) else vocab
         return cls(BertTokenizer(vocab=source, do_lower_case=do_lower_case), max_length)

@@ -104,7 +104,7 @@ def _download(spec: ModelSpec, filename: str) -> Path:
 def _download_text(spec: ModelSpec) -> Path:
     from huggingface_hub.errors import EntryNotFoundError
 
-    folder = _download(spec, TEXT_FILES_REQUIRED[0]).parent
+    _download(spec, TEXT_FILES_REQUIRED[0])
     for name in TEXT_FILES_REQUIRED[1:]:
         _download(spec, name)
     for name in TEXT_FILES_OPTIONAL:

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from retrieval.models import get_spec, list_models, load_model
-from retrieval.models.image_model import ImageModel
 from retrieval.models.api import pick_device
+from retrieval.models.image_model import ImageModel
 from retrieval.models.text_model import TextInputError
 from retrieval.models.transformer import VisionTransformerPooler
 
