@@ -26,6 +26,13 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover
         pass
     try:
+        from index.chunks import BuildStateError
+        from index.presets import CorpusError
+
+        types += [CorpusError, BuildStateError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
         from retrieval.filters import QueryError
 
         types.append(QueryError)

@@ -1,0 +1,167 @@
+"""Build throughput: the image encoder's own forward rate vs the whole decode -> preprocess -> embed job.
+
+``build_ratio`` = (job images/s) / (encoder images/s), both at the same precision and batch size, in the same run.
+A ratio near 1 means the job is model-bound (decoding, batching and storage cost nothing extra).
+
+The whole job is ``index.runner.run_build(BuildConfig(...), model=...)`` on covid_chestxray (``--limit`` items):
+corpus reading, decode workers, image AND report/sentence embedding, atomic chunks and finalisation (FAISS indexes);
+its rate is items / wall time of the call. ``image_stage`` additionally times only the image path (the job's own
+``index.decode.DecodePool`` feeding ``VLModel.encode_images`` and float16 patch storage), whose ratio to the encoder
+shows what decoding and batching cost; the difference to the whole job is the text encoder's and storage's share.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import peak_rss_mib, set_precision
+
+
+def encoder_rate(model: Any, batch: int, n_batches: int) -> float:
+    """Images/s of ``encode_images`` alone on preprocessed ``[batch, 3, crop, crop]`` input (one warm-up batch)."""
+    crop = model.spec.crop
+    x = torch.rand((batch, 3, crop, crop), generator=torch.Generator().manual_seed(0))
+    model.encode_images(x)
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        out = model.encode_images(x)
+        out.patches.numpy().astype(np.float16)  # what the job stores; cheap, but part of "embed"
+    return batch * n_batches / (time.perf_counter() - t0)
+
+
+def _tasks(paths: list[Path], model: Any) -> list[Any]:
+    from index.decode import DecodeTask
+
+    pp = model.preprocessing
+    return [DecodeTask(id=p.stem, abspath=str(p), label=p.name, resize=pp.resize, crop=pp.crop) for p in paths]
+
+
+def job_rate(model: Any, paths: list[Path], batch: int, workers: int) -> tuple[float, str]:
+    """Images/s of decode + preprocess (index job's DecodePool) + embed + float16 patch storage over ``paths``."""
+    try:
+        from index.decode import Decoded, DecodePool, to_model_input
+    except ImportError:
+        return _job_rate_inprocess(model, paths, batch), "in-process decode (index.decode not available)"
+    with DecodePool(workers, prefetch=max(2 * batch, 4)) as pool:
+        for _ in pool.stream(_tasks(paths[:1], model)):  # start the workers outside the timing
+            pass
+        stored: list[np.ndarray] = []
+        t0 = time.perf_counter()
+        pending: list[np.ndarray] = []
+        for _, result in pool.stream(_tasks(paths, model)):
+            if isinstance(result, Decoded):
+                pending.append(result.pixels)
+            if len(pending) == batch:
+                stored.append(model.encode_images(to_model_input(pending)).patches.numpy().astype(np.float16))
+                pending = []
+        if pending:
+            stored.append(model.encode_images(to_model_input(pending)).patches.numpy().astype(np.float16))
+        elapsed = time.perf_counter() - t0
+    done = sum(len(s) for s in stored)
+    return done / elapsed, f"index.decode.DecodePool(workers={workers}) + VLModel.encode_images, one process"
+
+
+def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: int, tmp: Path, tag: str
+                   ) -> tuple[float, dict[str, Any]]:
+    """Items/s of the real index job (``index.runner.run_build`` with this model) on ``limit`` corpus items."""
+    from index.corpus import CorpusOptions
+    from index.runner import BuildConfig, run_build
+
+    out = tmp / f"bundle-{tag}"
+    cfg = BuildConfig(corpus=corpus, out=out, model=model.spec.name, corpus_options=CorpusOptions(), device="cpu",
+                      precision=model.precision, workers=workers, threads=torch.get_num_threads(), batch_size=batch,
+                      limit=limit, progress="none", command="benchmarks.run")
+    t0 = time.perf_counter()
+    summary = run_build(cfg, model=model)
+    wall = time.perf_counter() - t0
+    return summary.count / wall, {"items": summary.count, "wall_s": round(wall, 2),
+                                  "embed_phase_items_per_s": summary.images_per_s,
+                                  "skipped": summary.skipped_by_reason}
+
+
+def _job_rate_inprocess(model: Any, paths: list[Path], batch: int) -> float:
+    from retrieval.imageio import load_image
+
+    t0 = time.perf_counter()
+    done = 0
+    for start in range(0, len(paths), batch):
+        x = torch.stack([model.preprocess(load_image(p).image) for p in paths[start:start + batch]])
+        model.encode_images(x).patches.numpy().astype(np.float16)
+        done += len(x)
+    return done / (time.perf_counter() - t0)
+
+
+def report_texts(n: int, model: Any, csv: Path | None) -> list[str]:
+    """``n`` report texts that fit the text model (real covid_chestxray notes when present, else synthetic)."""
+    from retrieval.text import clean_text
+
+    texts: list[str] = []
+    if csv is not None and csv.is_file():
+        import pandas as pd
+
+        for note in pd.read_csv(csv)["findings"].dropna():
+            t = clean_text(note)
+            if t and model.tokenizer.count_tokens(t) <= model.tokenizer.max_length:
+                texts.append(t)
+            if len(texts) == n:
+                break
+    filler = "There is mild cardiomegaly. No focal consolidation, pleural effusion or pneumothorax is seen. "
+    while len(texts) < n:
+        texts.append(filler * (1 + len(texts) % 3))
+    return texts
+
+
+def text_rate(model: Any, texts: list[str], batch: int) -> float:
+    """Reports/s of ``embed_texts`` over ``texts`` in batches (one warm-up batch)."""
+    model.embed_texts(texts[:batch])
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        model.embed_texts(texts[start:start + batch])
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def run_build(model: Any, paths: list[Path], reports_csv: Path | None, batch: int, n_batches: int,
+              n_reports: int, workers: int, corpus: Path | None, tmp: Path, rounds: int = 2,
+              precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, Any]:
+    """Encoder vs whole-job vs image-stage images/s and reports/s per precision; ``build_ratio``; peak RSS."""
+    texts = report_texts(n_reports, model, reports_csv)
+    tokens = [model.tokenizer.count_tokens(t) for t in texts]
+    out: dict[str, Any] = {"batch": batch, "images": len(paths), "encoder_images": batch * n_batches,
+                           "reports": len(texts), "report_tokens_mean": round(float(np.mean(tokens)), 1),
+                           "decode_workers": workers, "precisions": {}}
+    for precision in precisions:
+        set_precision(model, precision)
+        enc_runs, stage_runs = [encoder_rate(model, batch, n_batches)], []
+        for _ in range(rounds):  # alternate so the machine's load drift hits both alike
+            rate, mode = job_rate(model, paths, batch, workers)
+            stage_runs.append(rate)
+            enc_runs.append(encoder_rate(model, batch, n_batches))
+        row: dict[str, Any] = {}
+        if corpus is not None and corpus.is_dir():
+            row["job_images_per_s"], row["job"] = whole_job_rate(model, corpus, len(paths), batch, workers, tmp,
+                                                                 precision)
+            enc_runs.append(encoder_rate(model, batch, n_batches))
+        enc_med, stage_med = float(np.median(enc_runs)), float(np.median(stage_runs))
+        row.update({
+            "encoder_images_per_s": round(enc_med, 3), "image_stage_images_per_s": round(stage_med, 3),
+            "image_stage_ratio": round(stage_med / enc_med, 3),
+            "encoder_runs": [round(x, 3) for x in enc_runs], "image_stage_runs": [round(x, 3) for x in stage_runs],
+            "reports_per_s": round(text_rate(model, texts, 16), 3),
+        })
+        if "job_images_per_s" in row:
+            row["job_images_per_s"] = round(row["job_images_per_s"], 3)
+            row["build_ratio"] = round(row["job_images_per_s"] / enc_med, 3)
+        else:  # no corpus here: the image stage stands in for the job, and says so
+            row["job_images_per_s"], row["build_ratio"] = row["image_stage_images_per_s"], row["image_stage_ratio"]
+            row["job"] = {"note": "corpus missing: whole job = image stage only"}
+        out["precisions"][precision] = row
+        out["image_stage_mode"] = mode
+    set_precision(model, "fp32")
+    out["build_ratio"] = out["precisions"]["fp32"]["build_ratio"] if "fp32" in out["precisions"] else None
+    out["peak_rss_mib_after_build"] = round(peak_rss_mib(), 1)
+    return out

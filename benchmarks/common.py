@@ -1,0 +1,143 @@
+"""Shared helpers: the machine record, timers with p50/p95, peak RSS, and the benchmark-only seeded models.
+
+Every figure is a median (or percentile) of repeated timings taken in the same process; ratios are always formed
+from two figures measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+SEEDED_NOTE = ("benchmark-seeded: the real-size architecture with seeded random weights (real weights are not "
+               "downloadable here); speed is that of the real model, similarities are meaningless")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def gpu_name() -> str | None:
+    """Name of CUDA device 0, or None when there is no GPU."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures came from: CPU model, cores, torch threads, load, memory, GPU."""
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gib = float("nan")
+    import faiss
+
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(mem_gib, 1),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "gpu": gpu_name() or "no GPU",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "faiss": getattr(faiss, "__version__", "?"),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib() -> float:
+    """Current resident set size, MiB (from /proc/self/statm; peak RSS where that is unavailable)."""
+    try:
+        with open("/proc/self/statm", encoding="utf-8") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return peak_rss_mib()
+
+
+def time_calls(fn: Callable[[int], Any], n: int, warmup: int = 1) -> np.ndarray:
+    """Seconds of ``n`` calls ``fn(i)`` after ``warmup`` untimed calls: ``[n]`` float64."""
+    for i in range(warmup):
+        fn(i)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def ms_stats(seconds: np.ndarray | list[float]) -> dict[str, float]:
+    """p50 / p95 / mean in milliseconds and the count of a ``[n]`` array of seconds."""
+    s = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {"p50_ms": round(float(np.percentile(s, 50)), 3), "p95_ms": round(float(np.percentile(s, 95)), 3),
+            "mean_ms": round(float(s.mean()), 3), "n": int(s.size)}
+
+
+def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "cpu") -> Any:
+    """A benchmark-only ``VLModel``: the real-size ``name`` architecture with seeded weights (never user-facing).
+
+    ``tiny-random`` returns the registry's synthetic model (used by ``--smoke``). The text tower is BERT-base with the
+    tiny synthetic WordPiece vocab, so its embedding table is small but every layer has the real size and cost.
+    """
+    from retrieval.models.api import ModelIdentity, VLModel, build_model
+    from retrieval.models.image_model import ImageModel
+    from retrieval.models.loading import tiny_vocab
+    from retrieval.models.registry import TextDims, get_spec
+    from retrieval.models.seeded import seeded_state_dict
+    from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+
+    spec = get_spec(name)
+    if not spec.is_real:
+        return build_model(spec, None, device, precision)  # type: ignore[arg-type]
+    image = ImageModel(spec)
+    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"bench-{name}-image"))
+    vocab = tiny_vocab()
+    dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
+    text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
+    text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"bench-{name}-text"))
+    tok = TextTokenizer.from_vocab(vocab, True, dims.max_position_embeddings)
+    identity = ModelIdentity(name, "benchmark-seeded", None, False, "benchmark-seeded", False, (SEEDED_NOTE,))
+    return VLModel(spec, image.eval(), text.eval(), tok, identity, torch.device(device), precision)  # type: ignore[arg-type]
+
+
+def set_precision(model: Any, precision: str) -> None:
+    """Switch a ``VLModel`` between fp32 and bf16 autocast in place (the weights stay fp32, as load_model does)."""
+    model.precision = precision
+
+
+QUERY_PHRASES: tuple[str, ...] = (
+    "left lower lobe consolidation", "right pleural effusion", "cardiomegaly", "no evidence of pneumothorax",
+    "bilateral patchy opacities", "mild pulmonary edema", "left basilar atelectasis", "right upper lobe pneumonia",
+    "small bilateral pleural effusions", "enlarged heart size", "diffuse interstitial pattern", "focal opacity",
+    "no acute cardiopulmonary process", "ground glass opacities in both lungs", "chest tube in right apex",
+    "left apical pneumothorax", "moderate cardiomegaly with edema", "normal heart size", "lung nodule right upper",
+    "pleural effusion left base", "consolidation consistent with pneumonia", "severe bilateral infiltrates",
+    "stable chronic changes", "large left effusion", "central line tip in the right atrium", "clear lungs",
+    "peripheral opacities suggesting covid", "mild atelectasis at the bases", "right middle lobe opacity",
+    "unchanged mild cardiomegaly", "lower lobe infiltrate", "apical nodule", "no pleural effusion",
+    "interstitial edema", "lateral view shows effusion", "upper lobe mass", "there is no pneumonia",
+    "findings suggesting pneumonia", "acute chronic pattern", "diffuse bilateral opacity",
+)
+"""Distinct radiology-style phrases, so timed text encodes never hit a cache."""

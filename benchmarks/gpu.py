@@ -1,0 +1,68 @@
+"""GPU figures when a CUDA device is present: encoder throughput on GPU vs CPU, FAISS flat search on GPU vs CPU.
+
+On a machine without CUDA this section records ``{"available": false, "note": "no GPU"}``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import gpu_name, ms_stats, seeded_model, set_precision, time_calls
+from benchmarks.query import clustered_vectors
+
+
+def _gpu_encoder_rate(model: Any, batch: int, n_batches: int) -> float:
+    import torch
+
+    x = torch.rand((batch, 3, model.spec.crop, model.spec.crop))
+    model.encode_images(x)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        model.encode_images(x)  # returns CPU tensors, so each batch is synchronised
+    return batch * n_batches / (time.perf_counter() - t0)
+
+
+def _faiss_gpu_vs_cpu(n: int, n_queries: int = 200) -> dict[str, Any]:
+    import faiss
+
+    if not (hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0):
+        return {"available": False, "note": "this FAISS build has no GPU support (faiss-cpu)"}
+    x = clustered_vectors(n, seed=7)
+    q = clustered_vectors(n_queries, seed=8)
+    cpu = faiss.IndexFlatIP(x.shape[1])
+    cpu.add(x)
+    res = faiss.StandardGpuResources()
+    gpu = faiss.index_cpu_to_gpu(res, 0, cpu)
+    t_cpu = time_calls(lambda i: cpu.search(q[i][None], 10), n_queries, warmup=3)
+    t_gpu = time_calls(lambda i: gpu.search(q[i][None], 10), n_queries, warmup=3)
+    c, g = ms_stats(t_cpu), ms_stats(t_gpu)
+    return {"available": True, "vectors": n, "cpu_flat": c, "gpu_flat": g,
+            "gpu_speedup_p50": round(c["p50_ms"] / g["p50_ms"], 2)}
+
+
+def run_gpu(model_name: str, batch: int, n_batches: int, faiss_sizes: list[int]) -> dict[str, Any]:
+    """GPU section; ``available: false`` without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"available": False, "note": "no GPU"}
+    model = seeded_model(model_name, device="cuda")
+    out: dict[str, Any] = {"available": True, "gpu": gpu_name(), "batch": batch, "encoder_images_per_s": {}}
+    for precision in ("fp32", "bf16"):
+        set_precision(model, precision)
+        out["encoder_images_per_s"][precision] = round(_gpu_encoder_rate(model, batch, n_batches), 2)
+    out["faiss"] = {str(n): _faiss_gpu_vs_cpu(n) for n in faiss_sizes}
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def cpu_gpu_ratio(cpu_rate: float | None, gpu: dict[str, Any]) -> float | None:
+    """GPU fp32 encoder images/s over the CPU's, when both exist."""
+    if not gpu.get("available") or not cpu_rate:
+        return None
+    return round(float(np.float64(gpu["encoder_images_per_s"]["fp32"]) / cpu_rate), 2)

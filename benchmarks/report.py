@@ -1,0 +1,89 @@
+"""The markdown summary of a results JSON (printed by ``benchmarks.run`` and written next to it as ``.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """One line naming the machine the figures came from."""
+    return (f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_available']} usable), torch threads "
+            f"{m['torch_threads']}, load average at start {m['loadavg_at_start']}, GPU: {m['gpu']}")
+
+
+def build_table(b: dict[str, Any]) -> list[str]:
+    lines = ["| precision | encoder img/s | whole job items/s | build_ratio | image stage img/s | image stage ratio "
+             "| reports/s |", "|---|---|---|---|---|---|---|"]
+    for p, r in b["precisions"].items():
+        lines.append(f"| {p} | {_fmt(r['encoder_images_per_s'])} | {_fmt(r['job_images_per_s'])} | "
+                     f"{_fmt(r['build_ratio'])} | {_fmt(r['image_stage_images_per_s'])} | "
+                     f"{_fmt(r['image_stage_ratio'])} | {_fmt(r['reports_per_s'])} |")
+    lines.append(f"\nbatch {b['batch']}, {b['images']} items per job run (whole job = index.runner.run_build on "
+                 f"covid_chestxray: decode, image + report/sentence embedding, chunks, finalise); image stage: "
+                 f"{b['image_stage_mode']}; {b['reports']} reports of {b['report_tokens_mean']} tokens on average "
+                 f"(tiny synthetic WordPiece vocab); peak RSS after the build section {b['peak_rss_mib_after_build']} "
+                 f"MiB")
+    return lines
+
+
+def query_table(q: dict[str, Any]) -> list[str]:
+    te = q["text_encode"]
+    lines = [f"Text encode (cold, one phrase): p50 {te['p50_ms']} ms, p95 {te['p95_ms']} ms",
+             "", "| vectors | index | search p50 / p95 ms | total p50 / p95 ms | cached-query p50 ms | recall@10 | "
+             "index memory | build s |", "|---|---|---|---|---|---|---|---|"]
+    for n, rows in q["sizes"].items():
+        for kind, r in rows.items():
+            lines.append(f"| {int(n):,} | {kind} {r['params'] or ''} | {r['search']['p50_ms']} / "
+                         f"{r['search']['p95_ms']} | {r['total']['p50_ms']} / {r['total']['p95_ms']} | "
+                         f"{r['cached_total']['p50_ms']} | {r['recall_at_10']} | {_bytes(r['memory_bytes'])} | "
+                         f"{r['build_s']} |")
+    return lines
+
+
+def grounding_lines(g: dict[str, Any]) -> list[str]:
+    t = g["target"]
+    return [
+        "| way | p50 ms | p95 ms |", "|---|---|---|",
+        f"| ours: stored patches + text encode + map | {g['ours']['p50_ms']} | {g['ours']['p95_ms']} |",
+        f"| ours, phrase already cached | {g['ours_cached_text']['p50_ms']} | {g['ours_cached_text']['p95_ms']} |",
+        f"| reference way: decode + preprocess + image forward + text + map | {g['reference_way']['p50_ms']} | "
+        f"{g['reference_way']['p95_ms']} |",
+        "", f"grounding_speedup = {g['grounding_speedup']}x (ratio of p50s; median of per-round ratios "
+        f"{g['grounding_speedup_paired_median']}x) (cold text; target >= {t['speedup_min']}x with ours "
+        f"p50 <= {t['ours_p50_ms_max']} ms: {'met' if t['met'] else 'NOT met'}); with the phrase cached "
+        f"{g['grounding_speedup_cached_text']}x ({'met' if t['met_with_cached_text'] else 'NOT met'}). "
+        f"Image {g['image']} ({g['width']}x{g['height']}), '{g['phrase']}', {g['interpolation']}. "
+        f"{g['reference_note']}.",
+    ]
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    """The whole results JSON as a markdown report."""
+    out = [f"# Benchmark results ({res['mode']}, {res['created']})", "", machine_line(res["machine"]), "",
+           f"Model: {res['model']['name']} ({res['model']['note']})", ""]
+    if "build" in res:
+        out += ["## Build", "", *build_table(res["build"]), ""]
+    if "query" in res:
+        out += ["## Query", "", *query_table(res["query"]), ""]
+    if "grounding" in res:
+        out += ["## Grounding", "", *grounding_lines(res["grounding"]), ""]
+    app = res.get("app", {})
+    out += ["## App", "", f"{app.get('status', '-')}: {app.get('reason', '')}" if "status" in app
+            else str(app), ""]
+    gpu = res.get("gpu", {})
+    out += ["## GPU", "", str(gpu.get("note")) if not gpu.get("available") else
+            f"{gpu['gpu']}: encoder img/s {gpu['encoder_images_per_s']}; FAISS {gpu.get('faiss')}", ""]
+    out += [f"Wall time of the run: {res['wall_s']} s; peak RSS {res['peak_rss_mib']} MiB.", ""]
+    return "\n".join(out)

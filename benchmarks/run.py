@@ -1,0 +1,187 @@
+"""``python -m benchmarks.run [--smoke|--quick|--full] [--out FILE]``: run the benchmarks, print a markdown table,
+write JSON (and a ``.md`` next to it).
+
+``--smoke`` (CI, < 60 s) uses the synthetic ``tiny-random`` model and small sizes; it checks the plumbing, its
+figures mean nothing. ``--quick`` (default) and ``--full`` use the real-size BioViL architecture with seeded weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetitions of one mode."""
+
+    model: str
+    build_images: int
+    batch: int
+    encoder_batches: int
+    reports: int
+    decode_workers: int
+    sizes: tuple[int, ...]
+    hnsw_max: int
+    n_text: int
+    n_search: int
+    n_recall: int
+    ground_ours: int
+    ground_ref: int
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    rounds: int = 2
+
+
+PLANS = {
+    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1),
+    "quick": Plan("biovil", 8, 4, 2, 16, 1, (10_000, 100_000), 10**9, 20, 200, 200, 40, 8, rounds=3),
+    "full": Plan("biovil", 24, 4, 4, 48, 1, (10_000, 100_000, 1_000_000), 10**9, 40, 500, 500, 80, 16,
+                 rounds=3),
+}
+
+
+def image_paths(n: int, tmp: Path) -> list[Path]:
+    """``n`` chest X-ray files: covid_chestxray images when present, else synthetic PNGs of a similar size."""
+    folder = SHARED_DATA / "images"
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if len(files) >= n:
+            return files[:n]
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        p = tmp / f"synthetic_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (560 + 8 * i, 512), dtype=np.uint8), mode="L").save(p)
+        out.append(p)
+    return out
+
+
+def grounding_image(tmp: Path) -> Path:
+    """The grounding image: the first covid_chestxray image with lung boxes, else a synthetic one."""
+    boxes = SHARED_DATA / "boxes.csv"
+    if boxes.is_file():
+        import pandas as pd
+
+        first = str(pd.read_csv(boxes)["image_id"].iloc[0])
+        for ext in (".jpg", ".png", ".jpeg"):
+            if (SHARED_DATA / "images" / f"{first}{ext}").is_file():
+                return SHARED_DATA / "images" / f"{first}{ext}"
+    return image_paths(1, tmp)[0]
+
+
+def run(mode: str, sections: set[str]) -> dict[str, Any]:
+    """Run the chosen sections of ``mode`` and return the results dict."""
+    from benchmarks.app import run_app
+    from benchmarks.build import run_build
+    from benchmarks.gpu import cpu_gpu_ratio, run_gpu
+    from benchmarks.grounding import run_grounding
+    from benchmarks.query import run_query
+
+    plan = PLANS[mode]
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"mode": mode, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                           "machine": machine(),
+                           "model": {"name": plan.model, "note": "synthetic tiny test model: figures mean nothing"
+                                     if plan.model == "tiny-random" else SEEDED_NOTE}}
+    model = seeded_model(plan.model)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "build" in sections:  # first, so the peak RSS after it is the build's own
+            res["build"] = run_build(model, image_paths(plan.build_images, tmp), SHARED_DATA / "reports.csv",
+                                     plan.batch, plan.encoder_batches, plan.reports, plan.decode_workers,
+                                     SHARED_DATA, tmp, plan.rounds, plan.precisions)
+            res["build_ratio"] = res["build"]["build_ratio"]
+        if "grounding" in sections:
+            g = run_grounding(model, grounding_image(tmp), plan.ground_ours, plan.ground_ref)
+            res["grounding"] = g
+            res["grounding_speedup"] = g["grounding_speedup"]
+            res["grounding_ours_p50_ms"] = g["ours_p50_ms"]
+            res["grounding_reference_p50_ms"] = g["reference_p50_ms"]
+        if "query" in sections:
+            kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
+            res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
+    res["app"] = run_app(REPO) if "app" in sections else {"status": "skipped"}
+    if "gpu" in sections and mode != "smoke":
+        res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
+    else:
+        import torch
+
+        res["gpu"] = ({"available": False, "note": "no GPU"} if not torch.cuda.is_available()
+                      else {"available": False, "note": "GPU present but skipped in --smoke"})
+    cpu_fp32 = res.get("build", {}).get("precisions", {}).get("fp32", {}).get("encoder_images_per_s")
+    res["gpu"]["encoder_gpu_over_cpu_fp32"] = cpu_gpu_ratio(cpu_fp32, res["gpu"])
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    res["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    return res
+
+
+def check_finite(res: dict[str, Any]) -> list[str]:
+    """Names of numeric figures that are NaN or infinite (should be none)."""
+    bad: list[str] = []
+
+    def walk(x: Any, path: str) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(x, float) and not math.isfinite(x):
+            bad.append(path)
+
+    walk(res, "")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run, print the markdown table, write the JSON and the markdown."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", dest="mode", action="store_const", const="smoke", help="CI plumbing check, < 60 s")
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
+    p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
+    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu"), default=None,
+                   help="run only these sections")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    mode_name = args.mode or "quick"
+    sections = set(args.only or ("build", "query", "grounding", "app", "gpu"))
+    res = run(mode_name, sections)
+    from benchmarks.report import to_markdown
+
+    md = to_markdown(res)
+    print(md)
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / (
+        f"{mode_name}-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(md, encoding="utf-8")
+    print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
+    bad = check_finite(res)
+    if bad:
+        print(f"non-finite figures: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``cxr-explorer app``: serve the Streamlit explorer on one or more bundles (loopback, headless by default)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cxr_explorer.errors import CliError
+
+APP_FILE = Path(__file__).resolve().parents[2] / "webapp" / "app.py"
+BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
+WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
+DEVICE_ENV = "CXR_EXPLORER_DEVICE"
+MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("app", help="serve the web explorer on one or more bundles",
+                       description="Serve the Streamlit explorer (search, grounding, map, about) on the given "
+                       "bundles; with several, the app shows an index selector. Research use only.")
+    p.add_argument("bundles", nargs="+", metavar="DIR", help="bundle folder(s) written by 'cxr-explorer build'")
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, loopback only; use 0.0.0.0 to expose it)")
+    p.add_argument("--weights-dir", default=None, help="folder with the released model files (default: hub cache)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
+    p.add_argument("--max-upload-mb", type=int, default=50, help="largest upload accepted, in MB (default 50)")
+    p.set_defaults(func=run)
+
+
+def streamlit_command(args: argparse.Namespace) -> list[str]:
+    """The ``streamlit run`` command line: headless, no usage stats, bounded uploads, no file watcher."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+            "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
+            "--server.maxUploadSize", str(args.max_upload_mb), "--server.fileWatcherType", "none",
+            "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal", "--theme.base", "light"]
+
+
+def check_bundles(dirs: list[str]) -> list[str]:
+    """Absolute folders of the bundles, each opened once (manifest only) so a bad one fails here in one line."""
+    from retrieval.bundle import Bundle
+
+    out = []
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise CliError(f"bundle folder {d} does not exist")
+        Bundle.open(d)  # BundleError is a one-line user error
+        out.append(str(Path(d).resolve()))
+    if len({Path(d).name for d in out}) != len(out):
+        raise CliError("bundle folders must have different names (the app tells them apart by folder name)")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the bundles, then run Streamlit in the foreground (replacing this process on POSIX)."""
+    if not 1 <= args.port <= 65535:
+        raise CliError(f"--port must be 1..65535, got {args.port}")
+    if args.max_upload_mb < 1:
+        raise CliError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    env = dict(os.environ)
+    env[BUNDLES_ENV] = os.pathsep.join(check_bundles(args.bundles))
+    env[DEVICE_ENV] = args.device
+    env[MAX_UPLOAD_ENV] = str(args.max_upload_mb)
+    env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+    if args.weights_dir:
+        env[WEIGHTS_ENV] = str(Path(args.weights_dir).resolve())
+    cmd = streamlit_command(args)
+    print(f"cxr-explorer: serving {len(args.bundles)} bundle(s) at http://{args.host}:{args.port} "
+          "(research use only)", file=sys.stderr, flush=True)
+    if os.name == "posix":
+        os.execve(sys.executable, cmd, env)
+    return subprocess.call(cmd, env=env)

@@ -1,0 +1,121 @@
+"""``cxr-explorer build``: index a corpus (CSV manifest, folder of images or a known layout) into a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from cxr_explorer.errors import CliError
+
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    from index.presets import PRESETS
+    from retrieval.models.registry import list_models
+
+    p = sub.add_parser("build", help="index a corpus into a bundle (resumable; rerun the same command to resume)",
+                       description="Index a corpus into a bundle. Bad images and reports are skipped and listed in "
+                       "the bundle's skipped.csv; the exit code is 0. Rerun the same command after a crash to finish.")
+    p.add_argument("corpus", metavar="CORPUS", help="CSV manifest, folder of images (recursive), or a preset layout")
+    p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write (created if missing)")
+    p.add_argument("--model", default="biovil", choices=list_models(), help="model to embed with (default biovil)")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder with the released model files")
+    p.add_argument("--image-col", default=None, metavar="COL", help="column of image paths (default: auto-detect)")
+    p.add_argument("--text-col", nargs="+", default=None, metavar="COL",
+                   help="report column(s), joined in order (default: report, text or findings + impression)")
+    p.add_argument("--id-col", default=None, metavar="COL", help="column of unique item ids (default: from the path)")
+    p.add_argument("--hash-ids", action="store_true",
+                   help="ids are a SHA-256 of the path instead of the path (file names may carry identifiers)")
+    p.add_argument("--keep-col", nargs="+", default=(), metavar="COL",
+                   help="keep these columns although their names look like patient identifiers")
+    p.add_argument("--preset", default="auto", choices=("auto", "none", *PRESETS), help="known corpus layout")
+    p.add_argument("--images-dir", type=Path, default=None, metavar="DIR",
+                   help="base folder of relative image paths (default: the CSV's folder or the preset's)")
+    p.add_argument("--reports-dir", type=Path, default=None, metavar="DIR", help="MIMIC-CXR report .txt root")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast (GPU)")
+    p.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
+                   help="FAISS index: flat up to 200k vectors, HNSW above (auto)")
+    p.add_argument("--append", action="store_true", help="add corpus items the bundle lacks (same model)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="build only shard I of N (merge them afterwards)")
+    p.add_argument("--workers", type=int, default=None, help="decode processes (default: by cores and device)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the model (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default 16 CPU, 64 GPU)")
+    p.add_argument("--limit", type=int, default=None, help="index at most N items of the corpus (trial runs)")
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
+                   help="progress bar on a terminal, log lines otherwise (auto)")
+    p.add_argument("--log-every", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
+    p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
+    p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < (0 if name == "--workers" else 1):
+        raise CliError(f"{name} must be {'>= 0' if name == '--workers' else '>= 1'}, got {value}")
+
+
+def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """argparse namespace -> :class:`index.runner.BuildConfig` (CliError for bad values)."""
+    from index.corpus import CorpusOptions
+    from index.runner import BuildConfig
+    from index.shards import parse_shard
+
+    for name in ("--workers", "--threads", "--batch-size", "--limit", "--chunk-size"):
+        _positive(name, getattr(args, name[2:].replace("-", "_")))
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    opts = CorpusOptions(image_col=args.image_col, text_cols=tuple(args.text_col) if args.text_col else None,
+                         id_col=args.id_col, preset=args.preset, images_dir=args.images_dir,
+                         reports_dir=args.reports_dir, hash_ids=args.hash_ids, keep_cols=tuple(args.keep_col))
+    return BuildConfig(corpus=Path(args.corpus), out=Path(args.out), model=args.model, weights_dir=args.weights_dir,
+                       corpus_options=opts, device=args.device, precision=args.precision,
+                       index_type=args.index_type, append=args.append, shard=shard, workers=args.workers,
+                       threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                       limit=args.limit, progress=args.progress, log_every_s=args.log_every,
+                       command=shlex.join(["cxr-explorer", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"]
+                       else "cxr-explorer build ...", chunk_delay_s=args.debug_chunk_delay)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a folder")
+    if args.weights_dir is not None and args.model == "tiny-random":
+        raise CliError("tiny-random is a synthetic test model and takes no --weights-dir")
+    if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
+        raise CliError(f"--weights-dir {args.weights_dir} is not a folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job and print its summary; problems found before any work are one-line errors."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    from index.chunks import BuildStateError
+    from index.presets import CorpusError
+    from index.runner import run_build
+
+    _check_paths(args)
+    cfg = config_from_args(args)
+    try:
+        summary = run_build(cfg)
+    except (CorpusError, BuildStateError) as exc:
+        raise CliError(str(exc)) from None
+    except RuntimeError as exc:
+        if "--device" in str(exc):
+            raise CliError(str(exc)) from None
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            raise CliError(f"cannot write the bundle in {cfg.out}: {exc.strerror}; fix that and rerun the same "
+                           "command to resume") from None
+        raise
+    print(summary.line())
+    return 0

@@ -1,0 +1,102 @@
+"""Benchmark helper: is the job as fast as the model? (job images/s) / (model-only forward images/s).
+
+Real weights cannot be downloaded here, so the real-size BioViL image architecture is timed with seeded random
+weights. That model is named ``biovil-random-benchmark``, marked NOT real, and is reachable only from this module,
+never through ``--model``. Usage::
+
+    python -m index.benchmark FOLDER_OR_CSV --arch biovil --limit 64 [--workers 1] [--threads 2] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from index.runner import BuildConfig, cpu_count, run_build
+from retrieval.models import VLModel, load_model
+from retrieval.models.api import ModelIdentity, pick_device
+from retrieval.models.image_model import ImageModel
+from retrieval.models.registry import get_spec
+from retrieval.models.seeded import seeded_state_dict
+
+
+def random_real_size_model(arch: str = "biovil", device: str = "auto", precision: str = "fp32") -> VLModel:
+    """A VLModel with the real-size image tower of ``arch`` (seeded random weights) and tiny-random's text tower."""
+    tiny = load_model("tiny-random", device="cpu")
+    spec = dataclasses.replace(get_spec(arch), name=f"{arch}-random-benchmark", is_real=False)
+    image = ImageModel(spec)
+    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"{spec.name}-image"))
+    identity = ModelIdentity(spec.name, None, None, False, "seeded-random", False,
+                             (f"{spec.name} is NOT A REAL MODEL: benchmark only",))
+    return VLModel(spec, image.eval(), tiny.text_model, tiny.tokenizer, identity, pick_device(device),
+                   precision)  # type: ignore[arg-type]
+
+
+def forward_rate(model: VLModel, batch: int, repeats: int = 3) -> float:
+    """Images/s of ``encode_images`` alone on random input (one warm-up batch not counted)."""
+    crop = model.preprocessing.crop
+    x = torch.rand(batch, 3, crop, crop)
+    model.encode_images(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.encode_images(x)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def run(corpus: Path, arch: str, limit: int, workers: int | None, threads: int | None, batch: int,
+        device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
+    """Time a build of ``limit`` items against the model-only rate with the same threads and batch size."""
+    if arch == "tiny-random":
+        model = load_model("tiny-random", device=device, precision=precision)  # type: ignore[arg-type]
+    else:
+        model = random_real_size_model(arch, device, precision)
+    torch.set_num_threads(threads or cpu_count())
+    before = forward_rate(model, batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = BuildConfig(corpus=corpus, out=Path(tmp) / "bundle", model=model.spec.name, workers=workers,
+                          threads=threads, batch_size=batch, limit=limit, progress="none", device=device,
+                          precision=precision)
+        summary = run_build(cfg, model=model)
+        manifest_build = json.loads((Path(tmp) / "bundle" / "manifest.json").read_text())["build"]
+    model_rate = (before + forward_rate(model, batch)) / 2  # before and after: this machine may be shared
+    timings = manifest_build["timings"]
+    image_s = timings.get("image_model_s", 0.0)
+    steady_s = timings["wall_s"] - timings.get("decode_startup_s", 0.0)
+    return {"arch": model.spec.name, "device": str(model.device), "threads": torch.get_num_threads(),
+            "workers": manifest_build["last_run"]["workers"], "batch": batch, "items": summary.indexed_now,
+            "model_only_images_per_s": round(model_rate, 2), "job_images_per_s": round(summary.images_per_s or 0, 2),
+            "job_image_stage_images_per_s": round(summary.indexed_now / image_s, 2) if image_s else None,
+            "ratio_job_to_model": round((summary.images_per_s or 0) / model_rate, 3),
+            "ratio_steady_state": round(summary.indexed_now / steady_s / model_rate, 3) if steady_s else None,
+            "model_share_of_steady_wall": round((image_s + timings.get("text_model_s", 0.0)) / steady_s, 3)
+            if steady_s else None,
+            "timings": timings}
+
+
+def main() -> None:
+    """Command-line entry: print one JSON object."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--arch", default="biovil", choices=("biovil", "biovil-t", "tiny-random"))
+    p.add_argument("--limit", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(run(args.corpus, args.arch, args.limit, args.workers, args.threads, args.batch_size,
+                         args.device, args.precision), indent=2))
+
+
+if __name__ == "__main__":
+    main()

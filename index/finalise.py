@@ -1,0 +1,66 @@
+"""Finalisation: the committed chunks (plus, for --append, the existing bundle) become one bundle.
+
+Everything is rebuilt into ``_staging/`` and installed atomically by :func:`retrieval.bundle.finalise_parts`; the
+chunks are retired only by that install, so a crash at any moment leaves either the chunks or the finished bundle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from index.chunks import ChunkStore
+from retrieval import bundle_io
+from retrieval.bundle import Bundle, Part, finalise_parts
+from retrieval.models import VLModel
+
+
+def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -> Part:
+    """A part that indexes nothing and records ``skipped`` (rows rejected while reading the corpus)."""
+    empty = np.zeros((0, dim), np.float32)
+    return Part(pd.DataFrame(columns=["id", "path", "image_abspath", "report", "sentences"]), empty,
+                np.zeros((0, *grid, dim), np.float16), [], empty, np.zeros(0, np.int64), empty,
+                pd.DataFrame({"row": np.zeros(0, np.int64), "text": []}), skipped, [])
+
+
+def _key(s: dict[str, str]) -> tuple[str, ...]:
+    return tuple(str(s.get(k, "")) for k in bundle_io.SKIPPED_FIELDS)
+
+
+def gather_parts(base: Bundle | None, store: ChunkStore, corpus_skips: list[dict[str, str]],
+                 grid: tuple[int, int], dim: int) -> list[Part]:
+    """Base bundle, then chunks in commit order, then corpus-level skips not yet recorded."""
+    parts = ([base.as_part()] if base is not None else []) + store.parts()
+    known = {_key(s) for p in parts for s in p.skipped}
+    extra = [s for s in corpus_skips if _key(s) not in known]
+    if extra:
+        parts.append(skips_only(extra, grid, dim))
+    ids = [i for p in parts for i in p.metadata["id"].astype(str)]
+    if len(ids) != len(set(ids)):  # cannot happen: pending work always excludes committed ids
+        raise RuntimeError("internal error: an item id occurs twice in the committed chunks")
+    return parts
+
+
+def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``build`` section: settings, cumulative stats and timings, skipped counts by reason."""
+    stats = bundle_io.sum_stats([p.stats for p in parts])
+    reasons = Counter(s.get("reason", "") for p in parts for s in p.skipped)
+    run_s = stats.get("wall_s", 0.0)
+    timings = {k: round(v, 3) for k, v in stats.items() if k.endswith("_s")}
+    return {**settings, "timings": timings, "skipped_by_reason": dict(sorted(reasons.items())),
+            "windowed_reports": stats.get("windowed_reports", 0),
+            "images_per_s": round(stats.get("indexed", 0) / run_s, 3) if run_s else None}
+
+
+def finalise_build(store: ChunkStore, model: VLModel, grid: tuple[int, int], base: Bundle | None,
+                   corpus_skips: list[dict[str, str]], settings: dict[str, Any], index_type: str) -> Bundle:
+    """Write the finished bundle and return it opened."""
+    dim = model.spec.joint_dim
+    parts = gather_parts(base, store, corpus_skips, grid, dim)
+    finalise_parts(store.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
+                   preprocessing=model.preprocessing.to_dict(), grid_shape=grid, dim=dim,
+                   build=build_record(parts, settings), index_type=index_type)
+    return Bundle.open(store.root)

@@ -1,0 +1,267 @@
+"""The offline index job: corpus -> decode workers -> image/text embedding -> atomic chunks -> finished bundle.
+
+``run_build(BuildConfig(...))`` checks the corpus and the output folder before any work, resumes from committed
+chunks, skips (and records) every bad item, and finalises. Rerunning the same command after a crash or ``kill -9``
+at any moment finishes the job with every item exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from index.chunks import ChunkStore, FolderLock, check_state, read_state, write_state
+from index.corpus import Corpus, CorpusOptions, Item, read_corpus
+from index.decode import Decoded, DecodePool, DecodeTask, Failed
+from index.finalise import finalise_build
+from index.progress import Progress
+from index.shards import shard_of
+from index.stages import ChunkBuffer, Timers, embed_images, set_threads
+from retrieval import bundle_io
+from retrieval.bundle import Bundle, BundleError
+from retrieval.models import VLModel, load_model
+from retrieval.models.api import pick_device
+from retrieval.text import CLEANING, LONG_REPORT_STRATEGY
+
+__all__ = ["BuildConfig", "BuildSummary", "run_build"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``cxr-explorer build`` takes; None means choose for this machine."""
+
+    corpus: Path
+    out: Path
+    model: str = "biovil"
+    weights_dir: Path | None = None
+    corpus_options: CorpusOptions = field(default_factory=CorpusOptions)
+    device: str = "auto"
+    precision: str = "fp32"
+    index_type: str = "auto"
+    append: bool = False
+    shard: tuple[int, int] | None = None
+    workers: int | None = None
+    threads: int | None = None
+    batch_size: int | None = None
+    text_batch: int = 64
+    chunk_size: int = 1024
+    limit: int | None = None
+    progress: str = "auto"
+    log_every_s: float = 30.0
+    command: str = ""
+    chunk_delay_s: float = 0.0  # test hook: sleep after each committed chunk
+
+
+@dataclass
+class BuildSummary:
+    """What a run did; ``status`` is built, appended or complete (nothing left to do)."""
+
+    out: Path
+    status: str
+    count: int
+    indexed_now: int
+    skipped_by_reason: dict[str, int]
+    wall_s: float
+    images_per_s: float | None
+
+    def line(self) -> str:
+        """The one-paragraph summary printed at the end."""
+        skipped = sum(self.skipped_by_reason.values())
+        reasons = ", ".join(f"{k}: {v}" for k, v in self.skipped_by_reason.items())
+        rate = f", {self.images_per_s:.1f} images/s" if self.images_per_s else ""
+        return (f"{self.status}: {self.count} items in {self.out} (indexed {self.indexed_now} in this run{rate}, "
+                f"{self.wall_s:.1f} s); skipped {skipped}" + (f" ({reasons})" if reasons else "") +
+                (f"; see {self.out / bundle_io.SKIPPED_CSV}" if skipped else ""))
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _select(cfg: BuildConfig, corpus: Corpus) -> tuple[list[Item], list[dict[str, str]]]:
+    """Items (and corpus-level skips) this run owns: its shard, at most ``limit``."""
+    items, skips = corpus.items, corpus.skipped
+    if cfg.shard is not None:
+        i, n = cfg.shard
+        items = [it for it in items if shard_of(it.id, n) == i]
+        skips = [s for s in skips if shard_of(s.get("id") or s.get("path", ""), n) == i]  # each in one shard
+    return (items[: cfg.limit] if cfg.limit is not None else items), skips
+
+
+def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
+    return {"command": cfg.command, "model": cfg.model, "precision": cfg.precision,
+            "shard": list(cfg.shard) if cfg.shard else None, "corpus": corpus.source, "corpus_kind": corpus.kind,
+            "columns": corpus.columns, "hash_ids": cfg.corpus_options.hash_ids, "index_type": cfg.index_type,
+            "chunk_size": cfg.chunk_size, "limit": cfg.limit,
+            "text": {"cleaning": CLEANING, "long_report_strategy": LONG_REPORT_STRATEGY, "max_tokens": 512,
+                     "sentence_splitter": "retrieval.text.split_sentences (radiology-aware)"}}
+
+
+def _check_folder(cfg: BuildConfig, store: ChunkStore, items: list[Item]) -> Bundle | None:
+    """The existing bundle to append to (or None); BundleError when this command must not touch the folder."""
+    out = cfg.out
+    if not (out / bundle_io.MANIFEST).is_file():
+        ours = (bundle_io.CHUNKS, "build.json", bundle_io.STAGING)
+        stray = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")
+                 and not p.name.endswith(".tmp")] if out.is_dir() else []
+        if stray and read_state(out) is None:
+            raise BundleError(f"{out} is not empty and is not a bundle (it holds {stray[0]}); use a new --out")
+        return None
+    if cfg.append:
+        base = Bundle.open(out)
+        if base.model_name != cfg.model:
+            raise BundleError(f"cannot append to {out}: it was built with model {base.model_name!r}, this command "
+                              f"asks for {cfg.model!r}; append with --model {base.model_name}, or build a new bundle "
+                              "with another --out")
+        if base.manifest.get("build", {}).get("precision", cfg.precision) != cfg.precision:
+            raise BundleError(f"{out} was built with --precision {base.manifest['build']['precision']}; "
+                              "append with the same precision")
+        return base
+    if store.committed():
+        raise BundleError(f"an --append into {out} was interrupted; rerun that command with --append to finish it")
+    base = Bundle.open(out)
+    done = set(base.as_part().covered_ids())
+    new = sum(1 for it in items if it.id not in done)
+    if new:
+        raise BundleError(f"{out} is a finished bundle and the corpus has {new} items it does not hold; pass --append "
+                          "to add them, or use a new --out")
+    return base
+
+
+def _commit(buf: ChunkBuffer, store: ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
+            timers: Timers, started: float) -> None:
+    part, windowed = buf.to_part(model, grid, cfg.text_batch, timers)
+    part.stats = {"items": buf.size, "indexed": part.count, "windowed_reports": windowed,
+                  "wall_s": time.perf_counter() - started, **{f"{k}_s": v for k, v in timers.to_dict().items()}}
+    start = time.perf_counter()
+    store.commit(part, grid, model.spec.joint_dim)
+    log.debug("committed chunk of %d items (%.2f s to write)", buf.size, time.perf_counter() - start)
+    if cfg.chunk_delay_s:
+        time.sleep(cfg.chunk_delay_s)
+
+
+@dataclass
+class _Batch:
+    """Decoded images waiting for the next forward pass."""
+
+    items: list[Item] = field(default_factory=list)
+    decoded: list[Decoded] = field(default_factory=list)
+
+    def flush_into(self, buf: ChunkBuffer, model: VLModel, timers: Timers, progress: Progress) -> int:
+        """Embed the batch into ``buf``; returns the number of images embedded."""
+        n = len(self.items)
+        if n:
+            emb, patches = embed_images(model, self.decoded, timers)
+            buf.add(self.items, self.decoded, emb, patches)
+            progress.update(indexed=n)
+            self.items, self.decoded = [], []
+        return n
+
+
+def _embed_all(cfg: BuildConfig, model: VLModel, store: ChunkStore, pending: list[Item], grid: tuple[int, int],
+               pool: DecodePool, batch_size: int) -> int:
+    """Decode, embed and commit ``pending`` in chunks; returns the number of images indexed."""
+    pp = model.preprocessing
+    tasks = (DecodeTask(i.id, i.abspath, i.path, pp.resize, pp.crop) for i in pending)
+    progress = Progress(len(pending), cfg.progress, cfg.log_every_s)
+    buf, timers, batch, indexed = ChunkBuffer(), Timers(), _Batch(), 0
+    started = wait = time.perf_counter()
+    for n, (item, (_, result)) in enumerate(zip(pending, pool.stream(tasks), strict=True)):
+        if n == 0:
+            timers.decode_startup += time.perf_counter() - wait
+        else:
+            timers.decode_wait += time.perf_counter() - wait
+        if isinstance(result, Failed):
+            buf.skip(item, result.reason, result.detail)
+            progress.update(skipped=1)
+        else:
+            batch.items.append(item)
+            batch.decoded.append(result)
+        if len(batch.items) >= batch_size or buf.size + len(batch.items) >= cfg.chunk_size:
+            indexed += batch.flush_into(buf, model, timers, progress)
+        if buf.size >= cfg.chunk_size:
+            _commit(buf, store, model, cfg, grid, timers, started)
+            buf, timers, started = ChunkBuffer(), Timers(), time.perf_counter()
+        wait = time.perf_counter()
+    indexed += batch.flush_into(buf, model, timers, progress)
+    if buf.size:
+        _commit(buf, store, model, cfg, grid, timers, started)
+    progress.close()
+    return indexed
+
+
+def _grid_shape(model: VLModel) -> tuple[int, int]:
+    """Patch grid (h, w) of the model, from one forward on a blank image (also warms the model up)."""
+    crop = model.preprocessing.crop
+    patches = model.encode_images(torch.zeros(1, 3, crop, crop)).patches
+    return int(patches.shape[1]), int(patches.shape[2])
+
+
+def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
+    """Build, resume or append; CorpusError/BundleError/BuildStateError for problems found before any work."""
+    t0 = time.perf_counter()
+    device = model.device if model is not None else pick_device(cfg.device)  # --device cuda without a GPU: now
+    corpus = read_corpus(cfg.corpus, cfg.corpus_options)
+    items, corpus_skips = _select(cfg, corpus)
+    settings = _settings(cfg, corpus)
+    with FolderLock(cfg.out):
+        bundle_io.install_ready(cfg.out)
+        store = ChunkStore(cfg.out)
+        base = _check_folder(cfg, store, items)
+        check_state(cfg.out, settings, check_corpus=not cfg.append and base is None,
+                    verb="append to" if cfg.append else "continue")
+        store.discard_partial()
+        done = store.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
+        pending = [it for it in items if it.id not in done]
+        if base is not None and not pending and not store.committed():
+            return _summary(base, "complete", 0, t0, None)
+        if read_state(cfg.out) is None:
+            write_state(cfg.out, settings)
+        bundle, indexed, rate = _run_job(cfg, model, device, store, base, pending, corpus_skips, settings)
+        write_state(cfg.out, settings)
+    return _summary(bundle, "appended" if base is not None else "built", indexed, t0, rate)
+
+
+def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, store: ChunkStore, base: Bundle | None,
+             pending: list[Item], corpus_skips: list[dict[str, str]], settings: dict[str, Any]
+             ) -> tuple[Bundle, int, float | None]:
+    """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed, rate)."""
+    cores = cpu_count()
+    workers = cfg.workers if cfg.workers is not None else (
+        max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
+    batch = cfg.batch_size or (16 if device.type == "cpu" else 64)
+    pool = DecodePool(workers, max(2 * batch, 4 * workers))
+    pool.start()  # workers spawn while the model loads
+    with pool:
+        model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
+        if base is not None:
+            base.check_model(model.identity.to_dict())
+        threads = set_threads(model.device, workers, cfg.threads, cores)
+        log.info("indexing %d items with %s on %s: %d decode workers, %d threads, batch %d", len(pending),
+                 model.spec.name, model.device, workers, threads, batch)
+        grid = _grid_shape(model)
+        t_embed = time.perf_counter()
+        indexed = _embed_all(cfg, model, store, pending, grid, pool, batch)
+        rate = indexed / (time.perf_counter() - t_embed) if indexed else None
+    run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
+           "append": base is not None}
+    bundle = finalise_build(store, model, grid, base, corpus_skips, {**settings, "last_run": run}, cfg.index_type)
+    return bundle, indexed, rate
+
+
+def _summary(bundle: Bundle, status: str, indexed: int, t0: float, rate: float | None) -> BuildSummary:
+    reasons = Counter(s.get("reason", "") for s in bundle.skipped)
+    return BuildSummary(bundle.root, status, bundle.count, indexed, dict(sorted(reasons.items())),
+                        time.perf_counter() - t0, rate)

@@ -1,0 +1,174 @@
+"""Embed stage and the chunk buffer: decoded images -> vectors; a chunk's reports -> report and sentence vectors.
+
+Reports are embedded whole when they fit the text encoder (512 tokens); a longer report is embedded as windows of
+consecutive sentences whose L2-normalised embeddings are averaged and re-normalised (``LONG_REPORT_STRATEGY``).
+Every sentence is embedded; a sentence over the limit is split at words. Nothing is truncated or dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from index.corpus import Item
+from index.decode import Decoded, to_model_input
+from retrieval.bundle import Part
+from retrieval.models import VLModel
+from retrieval.models.text_model import TextInputError
+from retrieval.text import fit_sentences, pack_windows, split_sentences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timers:
+    """Seconds spent per stage (the main process's view); ``decode_startup`` = wait for the first decoded image."""
+
+    decode_startup: float = 0.0
+    decode_wait: float = 0.0
+    image_model: float = 0.0
+    text_model: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class TextResult:
+    """Report vectors [r, D] for ``report_rows`` [r], sentence vectors [s, D] for (row, text) ``sentences``."""
+
+    report_emb: np.ndarray
+    report_rows: np.ndarray
+    sentence_emb: np.ndarray
+    sentences: pd.DataFrame
+    sentence_lists: list[list[str]]
+    windowed: int
+    problems: list[dict[str, str]]
+
+
+def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers) -> tuple[np.ndarray, np.ndarray]:
+    """B decoded images -> (global [B, D] float32, patches [B, h, w, D] float16), one forward pass."""
+    start = time.perf_counter()
+    out = model.encode_images(to_model_input([d.pixels for d in decoded], model.device))
+    timers.image_model += time.perf_counter() - start
+    return out.global_emb.numpy().astype(np.float32), out.patches.numpy().astype(np.float16)
+
+
+def _embed_batched(model: VLModel, texts: list[str], batch: int) -> np.ndarray:
+    """[T] texts -> [T, D] L2-normalised, batched by similar length to limit padding."""
+    dim = model.spec.joint_dim
+    out = np.zeros((len(texts), dim), np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        out[idx] = model.embed_texts([texts[i] for i in idx]).numpy()
+    return out
+
+
+def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
+    """(sentences, windows) of one report: windows is [report] unless it is over the token limit."""
+    count = model.tokenizer.count_tokens
+    limit = model.tokenizer.max_length
+    sentences = split_sentences(report)
+    if count(report) <= limit:
+        return sentences, [report]
+    sentences = fit_sentences(sentences, count, limit)
+    return sentences, pack_windows(sentences, count, limit)
+
+
+def _safe_embed(model: VLModel, texts: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embed ``texts``; on a TextInputError fall back to one at a time. Returns (vectors, ok mask)."""
+    try:
+        return _embed_batched(model, texts, batch), np.ones(len(texts), bool)
+    except TextInputError:
+        out = np.zeros((len(texts), model.spec.joint_dim), np.float32)
+        ok = np.zeros(len(texts), bool)
+        for i, t in enumerate(texts):
+            try:
+                out[i], ok[i] = model.embed_texts([t]).numpy()[0], True
+            except TextInputError:
+                pass
+        return out, ok
+
+
+def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers) -> TextResult:
+    """n cleaned reports ("" = none) -> report vectors (one per non-empty report) and sentence vectors."""
+    start = time.perf_counter()
+    plans = [_plan(model, r) if r else ([], []) for r in reports]
+    windows = [(row, w) for row, (_, ws) in enumerate(plans) for w in ws]
+    sents = [(row, s) for row, (ss, _) in enumerate(plans) for s in ss]
+    w_emb, w_ok = _safe_embed(model, [w for _, w in windows], batch)
+    s_emb, s_ok = _safe_embed(model, [s for _, s in sents], batch)
+    rows, vecs, problems = [], [], []
+    w_rows = np.array([r for r, _ in windows], np.int64)
+    for row in sorted(set(w_rows.tolist())):
+        mask = (w_rows == row) & w_ok
+        if not mask.any():
+            problems.append({"row": str(row), "reason": "report-not-embedded", "detail": "text encoder refused it"})
+            continue
+        v = w_emb[mask].mean(axis=0)
+        rows.append(row)
+        vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
+    keep = [i for i in range(len(sents)) if s_ok[i]]
+    table = pd.DataFrame({"row": np.array([sents[i][0] for i in keep], np.int64), "text": [sents[i][1] for i in keep]})
+    timers.text_model += time.perf_counter() - start
+    dim = model.spec.joint_dim
+    return TextResult(np.asarray(vecs, np.float32).reshape(-1, dim), np.asarray(rows, np.int64),
+                      s_emb[keep].reshape(-1, dim), table, [ss for ss, _ in plans],
+                      sum(len(ws) > 1 for _, ws in plans), problems)
+
+
+@dataclass
+class ChunkBuffer:
+    """Items of the chunk being built, in corpus order: indexed ones with vectors, skipped ones with reasons."""
+
+    items: list[Item] = field(default_factory=list)
+    image_emb: list[np.ndarray] = field(default_factory=list)
+    patches: list[np.ndarray] = field(default_factory=list)
+    thumbnails: list[bytes] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    covered: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.covered)
+
+    def skip(self, item: Item, reason: str, detail: str) -> None:
+        self.skipped.append({"id": item.id, "path": item.path, "reason": reason, "detail": detail})
+        self.covered.append(item.id)
+
+    def add(self, items: list[Item], decoded: list[Decoded], emb: np.ndarray, patches: np.ndarray) -> None:
+        self.items.extend(items)
+        self.image_emb.append(emb)
+        self.patches.append(patches)
+        self.thumbnails.extend(d.thumbnail for d in decoded)
+        self.covered.extend(i.id for i in items)
+
+    def to_part(self, model: VLModel, grid: tuple[int, int], text_batch: int, timers: Timers) -> tuple[Part, int]:
+        """Embed the reports and return (Part, number of reports embedded as windows)."""
+        dim = model.spec.joint_dim
+        text = embed_reports(model, [i.report for i in self.items], text_batch, timers)
+        for p in text.problems:
+            item = self.items[int(p["row"])]
+            log.warning("report of %s could not be embedded; the image is indexed", item.path)
+        meta = pd.DataFrame([{"id": i.id, "path": i.path, "image_abspath": i.abspath, "report": i.report,
+                              **i.metadata} for i in self.items], columns=None if self.items else
+                            ["id", "path", "image_abspath", "report"])
+        meta["sentences"] = text.sentence_lists if self.items else []
+        emb = np.concatenate(self.image_emb) if self.image_emb else np.zeros((0, dim), np.float32)
+        patches = np.concatenate(self.patches) if self.patches else np.zeros((0, *grid, dim), np.float16)
+        part = Part(meta, emb, patches, self.thumbnails, text.report_emb, text.report_rows, text.sentence_emb,
+                    text.sentences, self.skipped, self.covered)
+        return part, text.windowed
+
+
+def set_threads(device: torch.device, workers: int, threads: int | None, cores: int) -> int:
+    """Threads for the model in this process: ``threads`` if given, else all cores on CPU, 2 on GPU."""
+    n = threads or (cores if device.type == "cpu" else min(2, cores))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()

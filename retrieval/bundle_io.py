@@ -1,0 +1,297 @@
+"""The files of a bundle (private helper of :mod:`retrieval.bundle`; nobody else opens them by name).
+
+A *part* is a set of indexed items with their vectors, patches, thumbnails, report and sentence vectors, plus the
+items it skipped. A chunk of an unfinished build, a shard bundle and a finished bundle are all stored as the same
+data files, so a bundle is finalised (or merged) by streaming parts into a new folder. Rows inside a part are local.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MANIFEST = "manifest.json"
+METADATA = "metadata.parquet"
+SENTENCES = "sentences.parquet"
+IMAGE_EMB = "image_emb.npy"
+REPORT_EMB = "report_emb.npy"
+REPORT_ROWS = "report_rows.npy"
+SENTENCE_EMB = "sentence_emb.npy"
+PATCHES = "patches.npy"
+THUMBS = "thumbs.bin"
+THUMBS_INDEX = "thumbs_index.npy"
+SKIPPED_CSV = "skipped.csv"
+SKIPPED_JSON = "skipped.json"
+COVERED = "covered.json"
+INDEX_FILES = {"images": "images.faiss", "reports": "reports.faiss", "sentences": "sentences.faiss"}
+CHUNKS = "chunks"
+PART_STATS = "part_stats.json"
+STAGING = "_staging"
+READY = "_ready"
+BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
+SKIPPED_FIELDS = ("id", "path", "reason", "detail")
+_BLOCK = 1024  # items per patch block when streaming
+
+
+class ThumbStore(Sequence[bytes]):
+    """Read-only JPEG thumbnails stored back to back in one file; ``offsets`` is [N, 2] int64 (offset, length)."""
+
+    def __init__(self, data_path: Path, offsets: np.ndarray) -> None:
+        self.data_path = data_path
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        offset, length = (int(v) for v in self.offsets[row])
+        with open(self.data_path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.data_path, "rb") as fh:
+            for offset, length in self.offsets:
+                fh.seek(int(offset))
+                yield fh.read(int(length))
+
+
+@dataclass
+class Part:
+    """n items, r reports and s sentences; ``report_rows``/``sentences.row`` index this part's items.
+
+    metadata [n] (id, path, image_abspath, report, sentences, + metadata columns as str); image_emb [n, D] float32;
+    patches [n, h, w, D] float16 (may be a memmap); thumbnails n JPEG bytes; report_emb [r, D] float32;
+    report_rows [r] int64; sentence_emb [s, D] float32; sentences [s] (row, text); skipped: dicts of SKIPPED_FIELDS;
+    covered: ids of every corpus item the part accounts for (indexed and skipped); stats: counters of the job.
+    """
+
+    metadata: pd.DataFrame
+    image_emb: np.ndarray
+    patches: np.ndarray
+    thumbnails: Sequence[bytes]
+    report_emb: np.ndarray
+    report_rows: np.ndarray
+    sentence_emb: np.ndarray
+    sentences: pd.DataFrame
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    covered: list[str] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Number of indexed items."""
+        return len(self.metadata)
+
+    def covered_ids(self) -> list[str]:
+        """Every id this part accounts for: its items, then its skipped ones."""
+        if self.covered is not None:
+            return list(self.covered)
+        return [*self.metadata["id"].astype(str).tolist(), *(str(s.get("id", "")) for s in self.skipped)]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a small file via a temporary name and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented UTF-8 JSON."""
+    _atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(arr))
+
+
+def _concat(arrays: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
+    arrays = [np.asarray(a, dtype=dtype).reshape(-1, width) for a in arrays]
+    return np.concatenate(arrays) if arrays else np.zeros((0, width), dtype)
+
+
+def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int], dim: int) -> dict[str, int]:
+    """Concatenate ``parts`` into the data files of ``folder`` (patches and thumbnails streamed); returns counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    offsets = np.cumsum([0] + [p.count for p in parts])
+    n = int(offsets[-1])
+    _write_tables(folder, parts, offsets)
+    _save_npy(folder / IMAGE_EMB, _concat([p.image_emb for p in parts], dim, np.float32))
+    _save_npy(folder / REPORT_EMB, _concat([p.report_emb for p in parts], dim, np.float32))
+    rows = [np.asarray(p.report_rows, np.int64) + off for p, off in zip(parts, offsets, strict=False)]
+    _save_npy(folder / REPORT_ROWS, np.concatenate(rows) if rows else np.zeros(0, np.int64))
+    _save_npy(folder / SENTENCE_EMB, _concat([p.sentence_emb for p in parts], dim, np.float32))
+    _write_patches(folder / PATCHES, parts, (n, *grid_shape, dim))
+    _write_thumbs(folder, parts)
+    skipped = [s for p in parts for s in p.skipped]
+    write_json(folder / SKIPPED_JSON, skipped)
+    write_json(folder / COVERED, [i for p in parts for i in p.covered_ids()])
+    if any(p.stats for p in parts):
+        write_json(folder / PART_STATS, sum_stats([p.stats for p in parts]))
+    n_sent = sum(len(p.sentences) for p in parts)
+    return {"items": n, "reports": sum(len(p.report_rows) for p in parts), "sentences": n_sent,
+            "skipped": len(skipped)}
+
+
+def _write_tables(folder: Path, parts: Sequence[Part], offsets: np.ndarray) -> None:
+    """metadata.parquet (all columns as str except ``sentences``) and sentences.parquet with global rows."""
+    frames = [p.metadata for p in parts if len(p.metadata)]
+    meta = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(BASE_COLUMNS))
+    meta = normalise_metadata(meta)
+    meta.to_parquet(folder / METADATA, index=False)
+    sent = [p.sentences.assign(row=p.sentences["row"].astype(np.int64) + off)
+            for p, off in zip(parts, offsets, strict=False) if len(p.sentences)]
+    table = pd.concat(sent, ignore_index=True) if sent else pd.DataFrame({"row": [], "text": []})
+    table = pd.DataFrame({"row": table["row"].astype(np.int64), "text": table["text"].astype(str)})
+    table.to_parquet(folder / SENTENCES, index=False)
+
+
+def normalise_metadata(meta: pd.DataFrame) -> pd.DataFrame:
+    """Base columns first; every column but ``sentences`` as str (missing -> ""); ``sentences`` as lists of str."""
+    meta = meta.copy()
+    for col in BASE_COLUMNS:
+        if col not in meta.columns:
+            meta[col] = [[] for _ in range(len(meta))] if col == "sentences" else ""
+    cols = list(BASE_COLUMNS) + [c for c in meta.columns if c not in BASE_COLUMNS]
+    meta = meta[cols]
+    for col in cols:
+        if col == "sentences":
+            meta[col] = [[str(s) for s in v] if v is not None else [] for v in meta[col]]
+        else:
+            meta[col] = meta[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+    return meta.reset_index(drop=True)
+
+
+def _write_patches(path: Path, parts: Sequence[Part], shape: tuple[int, ...]) -> None:
+    """Stream each part's patches into one [N, h, w, D] float16 .npy file."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+    pos = 0
+    for p in parts:
+        for start in range(0, p.count, _BLOCK):
+            block = np.asarray(p.patches[start:start + _BLOCK], dtype=np.float16)
+            out[pos:pos + len(block)] = block
+            pos += len(block)
+    out.flush()
+    del out
+
+
+def _write_thumbs(folder: Path, parts: Sequence[Part]) -> None:
+    """Concatenate JPEG bytes into thumbs.bin with a [N, 2] (offset, length) index."""
+    index: list[tuple[int, int]] = []
+    offset = 0
+    with open(folder / THUMBS, "wb") as fh:
+        for p in parts:
+            for data in p.thumbnails:
+                fh.write(data)
+                index.append((offset, len(data)))
+                offset += len(data)
+    _save_npy(folder / THUMBS_INDEX, np.asarray(index, np.int64).reshape(-1, 2))
+
+
+def read_part(folder: Path, mmap: bool = True) -> Part:
+    """Read the data files of a chunk or a bundle as a :class:`Part` (patches memory-mapped)."""
+    meta = pd.read_parquet(folder / METADATA)
+    meta["sentences"] = [list(v) if v is not None else [] for v in meta["sentences"]]
+    skipped = read_json(folder / SKIPPED_JSON) if (folder / SKIPPED_JSON).exists() else []
+    covered = read_json(folder / COVERED) if (folder / COVERED).exists() else None
+    stats = read_json(folder / PART_STATS) if (folder / PART_STATS).exists() else {}
+    return Part(
+        metadata=meta,
+        image_emb=np.load(folder / IMAGE_EMB),
+        patches=np.load(folder / PATCHES, mmap_mode="r" if mmap else None),
+        thumbnails=ThumbStore(folder / THUMBS, np.load(folder / THUMBS_INDEX)),
+        report_emb=np.load(folder / REPORT_EMB),
+        report_rows=np.load(folder / REPORT_ROWS),
+        sentence_emb=np.load(folder / SENTENCE_EMB),
+        sentences=pd.read_parquet(folder / SENTENCES),
+        skipped=skipped,
+        covered=covered,
+        stats=stats,
+    )
+
+
+def sum_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Add numeric counters key by key."""
+    out: dict[str, Any] = {}
+    for s in stats:
+        for k, v in s.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def write_skipped_csv(path: Path, skipped: list[dict[str, str]]) -> None:
+    """skipped.csv with columns id, path, reason, detail."""
+    frame = pd.DataFrame([{k: str(s.get(k, "")) for k in SKIPPED_FIELDS} for s in skipped], columns=SKIPPED_FIELDS)
+    frame.to_csv(path, index=False)
+
+
+def file_checksums(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{name: {bytes, sha256}} for each file in ``names``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        digest = hashlib.sha256()
+        with open(folder / name, "rb") as fh:
+            while block := fh.read(1 << 23):
+                digest.update(block)
+        out[name] = {"bytes": (folder / name).stat().st_size, "sha256": digest.hexdigest()}
+    return out
+
+
+def data_files(folder: Path) -> list[str]:
+    """Every data file of a finished bundle in ``folder`` except the manifest."""
+    names = [METADATA, SENTENCES, IMAGE_EMB, REPORT_EMB, REPORT_ROWS, SENTENCE_EMB, PATCHES, THUMBS, THUMBS_INDEX,
+             SKIPPED_JSON, COVERED, SKIPPED_CSV, *INDEX_FILES.values()]
+    return names + ([PART_STATS] if (folder / PART_STATS).exists() else [])
+
+
+def install_ready(root: Path) -> bool:
+    """Move the files of ``root/_ready`` into ``root`` (manifest last), retire ``chunks/``; idempotent.
+
+    Returns False when there was nothing to install. Safe to rerun after a crash at any point.
+    """
+    ready = root / READY
+    if not ready.is_dir():
+        return False
+    names = sorted(p.name for p in ready.iterdir() if p.is_file())
+    for name in [n for n in names if n != MANIFEST] + [n for n in names if n == MANIFEST]:
+        os.replace(ready / name, root / name)
+    if (root / CHUNKS).exists():
+        os.rename(root / CHUNKS, ready / "consumed-chunks")
+    shutil.rmtree(ready)
+    return True
+
+
+def stage_dir(root: Path) -> Path:
+    """A fresh, empty staging folder inside ``root`` (a leftover one from a crash is removed)."""
+    staging = root / STAGING
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(root: Path, staging: Path) -> None:
+    """Atomically mark a complete staging folder ready, then install it."""
+    os.rename(staging, root / READY)
+    install_ready(root)

@@ -1,0 +1,47 @@
+"""The CI smoke benchmark: ``python -m benchmarks.run --smoke`` runs, writes the contracted JSON keys, < 60 s."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_smoke_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| precision |" in proc.stdout and "| vectors | index |" in proc.stdout  # the markdown table
+    res = json.loads(out.read_text())
+    assert out.with_suffix(".md").is_file()
+    m = res["machine"]
+    assert m["cpu_model"] and _positive(m["cores"]) and m["gpu"]
+    assert _positive(res["build_ratio"])
+    assert _positive(res["grounding_speedup"])
+    assert _positive(res["grounding_ours_p50_ms"]) and _positive(res["grounding_reference_p50_ms"])
+    for p in res["build"]["precisions"].values():
+        for key in ("encoder_images_per_s", "job_images_per_s", "image_stage_images_per_s", "reports_per_s"):
+            assert _positive(p[key]), key
+    assert res["query"]["sizes"], "no bundle size measured"
+    for rows in res["query"]["sizes"].values():
+        assert set(rows) == {"flat", "hnsw", "ivf"}
+        for r in rows.values():
+            assert _positive(r["search"]["p50_ms"]) and _positive(r["search"]["p95_ms"])
+            assert _positive(r["total"]["p50_ms"]) and _positive(r["memory_bytes"])
+            assert 0.0 < r["recall_at_10"] <= 1.0
+        assert rows["flat"]["recall_at_10"] == 1.0
+    assert res["app"]["status"]  # measured or an explicit "not measured yet"
+    assert "available" in res["gpu"]
+    assert res["wall_s"] < 60, f"smoke benchmark took {res['wall_s']} s inside, {elapsed:.0f} s in all"

@@ -1,0 +1,63 @@
+"""Decode stage: exact model input, thumbnails, ordered bounded streaming, surviving a crashing decoder."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from index_corpora import png_bytes
+from PIL import Image
+
+from index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
+from retrieval.imageio import load_image
+from retrieval.preprocess import Preprocessing
+
+
+def task(path: Path, crop: int = 480) -> DecodeTask:
+    return DecodeTask(path.name, str(path), path.name, 512, crop)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (700, 300), (20, 900)])
+def test_model_input_is_bit_identical(tmp_path: Path, size: tuple[int, int]) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1, size))
+    result = decode_one(task(path))
+    assert isinstance(result, Decoded) and result.pixels.dtype == np.uint8
+    expected = Preprocessing(512, 480)(load_image(path).image)
+    assert torch.equal(to_model_input([result.pixels])[0], expected)
+    thumb = Image.open(io.BytesIO(result.thumbnail))
+    assert thumb.format == "JPEG" and max(thumb.size) <= 256 and thumb.mode == "L"
+    assert (result.width, result.height) == size
+
+
+def test_bad_file_is_a_failure_not_an_exception(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_text("not an image")
+    result = decode_one(task(tmp_path / "x.png"))
+    assert isinstance(result, Failed) and result.reason == "not-an-image"
+    assert decode_one(task(tmp_path / "none.png")) == Failed("missing", "file does not exist")
+
+
+def crashy(t: DecodeTask) -> Decoded | Failed:
+    """Kills its worker process for files named crash*, like a native decoder crash would."""
+    if t.id.startswith("crash"):
+        os._exit(1)
+    return decode_one(t)
+
+
+def test_pool_keeps_order_and_survives_a_crash(tmp_path: Path) -> None:
+    names = ["crash0.png", "a.png", "b.png", "crash1.png", "c.png", "d.png", "e.png"]
+    for k, name in enumerate(names):
+        (tmp_path / name).write_bytes(png_bytes(k))
+    tasks = [task(tmp_path / n, crop=64) for n in names]
+    with DecodePool(workers=2, prefetch=3, fn=crashy) as pool:
+        results = list(pool.stream(tasks))
+    assert [t.id for t, _ in results] == names
+    kinds = [type(r).__name__ for _, r in results]
+    assert kinds == ["Failed", "Decoded", "Decoded", "Failed", "Decoded", "Decoded", "Decoded"]
+    assert results[0][1].reason == results[3][1].reason == "decoder-crash"
+    inline = list(DecodePool(workers=0, prefetch=1).stream(tasks[1:3]))
+    assert np.array_equal(inline[1][1].pixels, results[2][1].pixels)

@@ -1,0 +1,186 @@
+"""Tests for retrieval.bundle: write/read round trip, indexes, refusals, atomic install."""
+
+from __future__ import annotations
+
+import io as pyio
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from retrieval import bundle_io
+from retrieval.bundle import FORMAT_VERSION, Bundle, BundleError, Part, build_index, finalise_parts, write_bundle
+
+D, GRID = 128, (3, 3)
+IDENTITY = {"name": "tiny-random", "revision": None, "image_md5": None, "verified": False}
+
+
+def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    x = rng.normal(size=shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def jpeg(value: int) -> bytes:
+    buf = pyio.BytesIO()
+    Image.new("L", (8, 6), value).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def make_arrays(n: int = 5, seed: int = 0, prefix: str = "img") -> dict:
+    rng = np.random.default_rng(seed)
+    reports = ["No effusion. Heart normal." if i % 2 == 0 else "" for i in range(n)]
+    sentences = pd.DataFrame([(i, s) for i, r in enumerate(reports) if r for s in ("No effusion.", "Heart normal.")],
+                             columns=["row", "text"])
+    report_rows = np.array([i for i, r in enumerate(reports) if r], np.int64)
+    meta = pd.DataFrame({"id": [f"{prefix}{i}" for i in range(n)],
+                         "path": [f"images/{prefix}{i}.png" for i in range(n)],
+                         "report": reports, "view": [["PA", "AP"][i % 2] for i in range(n)],
+                         "age": [30 + i for i in range(n)]})
+    return dict(metadata=meta, sentences=sentences, image_emb=unit(rng, n, D),
+                report_emb=unit(rng, len(report_rows), D),
+                report_rows=report_rows, sentence_emb=unit(rng, len(sentences), D),
+                patches=unit(rng, n, *GRID, D).astype(np.float16), thumbnails=[jpeg(10 * i) for i in range(n)],
+                skipped=[{"id": "bad", "path": "images/bad.png", "reason": "corrupt", "detail": "cannot decode"}])
+
+
+def write(root: Path, **kw) -> Path:
+    arrays = make_arrays()
+    arrays.update(kw)
+    return write_bundle(root, identity=IDENTITY, spec={"name": "tiny-random"},
+                        preprocessing={"resize": 512, "crop": 480}, grid_shape=GRID,
+                        build={"command": "cxr-explorer build c.csv --out b"}, **arrays)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    arrays = make_arrays()
+    b = Bundle.open(write(tmp_path / "b"), expect_model="tiny-random")
+    assert b.count == 5 and b.model_name == "tiny-random" and b.grid_shape == GRID
+    assert b.preprocessing.crop == 480 and b.metadata_columns == ["view", "age"]
+    assert list(b.metadata["id"]) == [f"img{i}" for i in range(5)]
+    assert b.metadata["age"].tolist() == ["30", "31", "32", "33", "34"]  # metadata stored as text
+    assert b.metadata["sentences"].iloc[0] == ["No effusion.", "Heart normal."]
+    assert b.metadata["sentences"].iloc[1] == []
+    assert b.image_path(1) == Path("images/img1.png").absolute()
+    assert b.row_of("img3") == 3
+    np.testing.assert_array_equal(b.ids("reports"), arrays["report_rows"])
+    np.testing.assert_array_equal(b.ids("images"), np.arange(5))
+    assert len(b.ids("sentences")) == len(b.sentences) == 6 and b.sentences["row"].tolist()[:2] == [0, 0]
+    np.testing.assert_allclose(b.vectors("images"), arrays["image_emb"])
+    p = b.patches()
+    assert isinstance(p, np.memmap) and p.dtype == np.float16 and p.shape == (5, *GRID, D)
+    assert b.thumbnail(2) == arrays["thumbnails"][2] and Image.open(pyio.BytesIO(b.thumbnail(4))).size == (8, 6)
+    assert b.skipped[0]["reason"] == "corrupt"
+    assert pd.read_csv(b.root / "skipped.csv")["reason"].tolist() == ["corrupt"]
+    for target in ("images", "reports", "sentences"):
+        vecs = b.vectors(target)
+        scores, pos = b.index(target).search(np.ascontiguousarray(vecs[:1]), 1)
+        assert pos[0, 0] == 0 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert b.verify() == []
+    assert not (b.root / "_ready").exists() and not (b.root / "_staging").exists()
+
+
+def test_unknown_id_and_target(tmp_path: Path) -> None:
+    b = Bundle.open(write(tmp_path / "b"))
+    with pytest.raises(BundleError, match="nope"):
+        b.row_of("nope")
+    with pytest.raises(BundleError, match="unknown search target"):
+        b.ids("pixels")  # type: ignore[arg-type]
+
+
+def test_model_mismatch_refused(tmp_path: Path) -> None:
+    root = write(tmp_path / "b")
+    with pytest.raises(BundleError, match=r"built with model 'tiny-random', not 'biovil'.*cxr-explorer build c.csv"):
+        Bundle.open(root, expect_model="biovil")
+    b = Bundle.open(root)
+    with pytest.raises(BundleError, match="revision"):
+        b.check_model({"name": "tiny-random", "revision": "v9", "image_md5": None})
+    b.check_model(IDENTITY)
+
+
+def test_format_version_refused(tmp_path: Path) -> None:
+    root = write(tmp_path / "b")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"format version {FORMAT_VERSION + 1}.*rebuild it with"):
+        Bundle.open(root)
+
+
+def test_missing_unfinished_and_damaged(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a bundle"):
+        Bundle.open(tmp_path)
+    (tmp_path / "chunks").mkdir()
+    with pytest.raises(BundleError, match="unfinished"):
+        Bundle.open(tmp_path)
+    root = write(tmp_path / "b")
+    with open(root / "image_emb.npy", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(BundleError, match="damaged: image_emb.npy"):
+        Bundle.open(root)
+
+
+def test_no_reports_no_sentences(tmp_path: Path) -> None:
+    arrays = make_arrays(3)
+    arrays["metadata"]["report"] = ""
+    empty = np.zeros((0, D), np.float32)
+    root = write(tmp_path / "b", metadata=arrays["metadata"], sentences=pd.DataFrame({"row": [], "text": []}),
+                 image_emb=arrays["image_emb"], patches=arrays["patches"], thumbnails=arrays["thumbnails"],
+                 report_emb=empty, report_rows=np.zeros(0, np.int64), sentence_emb=empty, skipped=[])
+    b = Bundle.open(root)
+    assert b.count == 3 and len(b.ids("reports")) == 0 and b.index("sentences").ntotal == 0
+    assert b.index("reports").search(unit(np.random.default_rng(0), 1, D), 3)[1].tolist() == [[-1, -1, -1]]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_build_index_finds_itself(kind: str) -> None:
+    x = unit(np.random.default_rng(1), 400, D)
+    index, info = build_index(x, kind, use_gpu=False)
+    assert info["type"] == kind and info["count"] == 400
+    if kind == "ivf":
+        index.nprobe = info["params"]["nlist"]
+    _, pos = index.search(x[:20], 1)
+    assert pos[:, 0].tolist() == list(range(20))
+
+
+def test_build_index_bad_type() -> None:
+    with pytest.raises(BundleError, match="unknown index type"):
+        build_index(np.zeros((1, D), np.float32), "lsh")
+
+
+def test_finalise_parts_offsets(tmp_path: Path) -> None:
+    parts = []
+    for k in range(2):
+        a = make_arrays(5, seed=k, prefix=f"p{k}-")
+        meta = a["metadata"].assign(image_abspath="/x", sentences=[[]] * 5)
+        parts.append(Part(meta, a["image_emb"], a["patches"], a["thumbnails"], a["report_emb"], a["report_rows"],
+                          a["sentence_emb"], a["sentences"], a["skipped"]))
+    root = finalise_parts(tmp_path / "b", parts, identity=IDENTITY, spec={}, preprocessing={"resize": 512, "crop": 480},
+                          grid_shape=GRID)
+    b = Bundle.open(root)
+    assert b.count == 10 and b.metadata["id"].iloc[5] == "p1-0"
+    np.testing.assert_array_equal(b.ids("reports"), np.r_[parts[0].report_rows, parts[1].report_rows + 5])
+    assert b.sentences["row"].max() == 9
+    np.testing.assert_array_equal(b.patches()[5:], parts[1].patches)
+    assert b.thumbnail(7) == parts[1].thumbnails[2] and len(b.skipped) == 2
+    again = b.as_part()
+    assert again.count == 10 and again.covered_ids()[:2] == ["p0-0", "p0-1"]
+
+
+def test_interrupted_install_finishes(tmp_path: Path) -> None:
+    root = write(tmp_path / "b")
+    staging = bundle_io.stage_dir(root)
+    for name in os.listdir(root):
+        if (root / name).is_file():
+            (staging / name).write_bytes((root / name).read_bytes())
+    (root / "chunks").mkdir()
+    os.rename(staging, root / "_ready")
+    os.replace(root / "_ready" / "metadata.parquet", root / "metadata.parquet")  # crash after one file moved
+    with pytest.raises(BundleError, match="interrupted"):
+        Bundle.open(root)
+    assert bundle_io.install_ready(root) and not bundle_io.install_ready(root)
+    assert not (root / "chunks").exists()
+    assert Bundle.open(root).count == 5

@@ -1,0 +1,116 @@
+"""A small tiny-random bundle for the app tests: synthetic PNGs, reports, ``view`` / ``labels`` / ``source`` columns.
+
+Patches, report and sentence vectors come from the ``tiny-random`` model; image vectors are planted (seeded, two
+clusters, case 7 a near-copy of case 0) because the random model gives every image nearly the same embedding.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from retrieval.bundle import write_bundle
+from retrieval.models import VLModel, load_model
+from retrieval.text import split_sentences
+
+REPORTS = [
+    "Small left pleural effusion. No pneumothorax.",
+    "Right lower lobe consolidation. Heart size normal.",
+    "",
+    "Cardiomegaly with mild pulmonary edema.",
+    "No acute cardiopulmonary process.",
+    "Large right pleural effusion. Left basal atelectasis.",
+    "Right upper lobe opacity, possibly pneumonia.",
+    "Small left pleural effusion. No pneumothorax.",
+]
+VIEWS = ["PA", "AP", "PA", "AP", "PA", "LATERAL", "AP", "PA"]
+LABELS = ["Effusion", "Pneumonia|Consolidation", "", "Cardiomegaly|Edema", "No Finding", "Effusion|Atelectasis",
+          "Pneumonia", "Effusion"]
+SIZES = [(96, 80), (80, 100), (120, 90), (88, 88), (100, 70), (70, 110), (90, 120), (96, 80)]
+DUP_OF = {7: 0}
+
+
+@lru_cache(maxsize=1)
+def tiny_model() -> VLModel:
+    """The synthetic model, loaded once per process."""
+    return load_model("tiny-random", device="cpu")
+
+
+def draw_image(seed: int, width: int, height: int) -> Image.Image:
+    """A grayscale picture of a few bright ellipses."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (width, height), int(rng.integers(0, 60)))
+    d = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        d.ellipse([x0, y0, x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))],
+                  fill=int(rng.integers(120, 255)))
+    return img
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_thumb(img: Image.Image) -> bytes:
+    t = img.copy()
+    t.thumbnail((256, 256))
+    buf = io.BytesIO()
+    t.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def planted_vectors(n: int, dim: int) -> np.ndarray:
+    """[n, dim] unit vectors in two clusters (even / odd rows); DUP_OF rows are near-copies."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((2, dim)).astype(np.float32)
+    vecs = centres[np.arange(n) % 2] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    for dup, orig in DUP_OF.items():
+        vecs[dup] = vecs[orig] + 0.01 * rng.standard_normal(dim).astype(np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def build(root: Path) -> Path:
+    """Write ``root/images/*.png`` and the bundle ``root/bundle``; returns the bundle folder."""
+    model = tiny_model()
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, paths = [], []
+    for i, (w, h) in enumerate(SIZES):
+        img = draw_image(DUP_OF.get(i, i), w, h)
+        path = root / "images" / f"case{i}.png"
+        img.save(path)
+        images.append(img)
+        paths.append(str(path))
+    batch = np.stack([model.preprocess(img).numpy() for img in images])
+    import torch
+
+    patches = model.encode_images(torch.from_numpy(batch)).patches.numpy().astype(np.float16)
+    report_rows = np.array([i for i, r in enumerate(REPORTS) if r], dtype=np.int64)
+    report_emb = model.embed_texts([REPORTS[i] for i in report_rows]).numpy().astype(np.float32)
+    sent = [(i, s) for i, r in enumerate(REPORTS) for s in split_sentences(r)]
+    sentences = pd.DataFrame(sent, columns=["row", "text"])
+    sentence_emb = model.embed_texts(list(sentences["text"])).numpy().astype(np.float32)
+    meta = pd.DataFrame({"id": [f"case{i}" for i in range(len(SIZES))], "path": paths, "report": REPORTS,
+                         "view": VIEWS, "labels": LABELS, "source": ["synthetic"] * len(SIZES),
+                         "width": [w for w, _ in SIZES], "height": [h for _, h in SIZES]})
+    return write_bundle(root / "bundle", identity=model.identity.to_dict(), spec=model.spec.to_dict(),
+                        preprocessing=model.preprocessing.to_dict(), grid_shape=tuple(patches.shape[1:3]),
+                        metadata=meta, sentences=sentences, image_emb=planted_vectors(len(SIZES), 128),
+                        report_emb=report_emb, report_rows=report_rows, sentence_emb=sentence_emb, patches=patches,
+                        thumbnails=[jpeg_thumb(img) for img in images],
+                        skipped=[{"id": "broken", "path": "images/broken.png", "reason": "corrupt",
+                                  "detail": "cannot decode image"}],
+                        build={"command": "tests/webapp/synthetic_bundle.py"})
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build(Path(sys.argv[1])))

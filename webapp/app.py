@@ -1,0 +1,66 @@
+"""Entry file of the cxr-explorer app: bundle selection, the model banner and navigation between the pages.
+
+Started by ``cxr-explorer app DIR [DIR ...]``; the bundle folders come from ``$CXR_EXPLORER_BUNDLES`` (or script
+args). The URL may name a bundle only by its folder name among those configured; no path from a URL is opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval.bundle import BundleError
+from retrieval.imageio import ImageLoadError
+from retrieval.models.registry import UnknownModelError
+from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
+from webapp import loaders
+from webapp.display import RESEARCH_ONLY
+
+PAGES_DIR = Path(__file__).parent / "pages"
+SETUP_ERRORS = (BundleError, UnknownModelError, WeightsChecksumError, WeightsFormatError, WeightsNotFoundError,
+                ImageLoadError, FileNotFoundError, RuntimeError)
+
+
+def choose_bundle(dirs: list[str]) -> str:
+    """The selected bundle folder, seeded once from the URL's ``bundle`` name (the selector itself is drawn by each
+    page's header: entry-file widgets do not keep their value under ``st.navigation`` in Streamlit 1.67)."""
+    names = [Path(d).name for d in dirs]
+    if "bundle_choice" not in st.session_state:
+        wanted = st.query_params.get("bundle")
+        st.session_state["bundle_choice"] = names.index(wanted) if wanted in names else 0
+    choice = min(int(st.session_state["bundle_choice"]), len(dirs) - 1)
+    if len(dirs) > 1:
+        st.query_params["bundle"] = names[choice]
+    return dirs[choice]
+
+
+def main() -> None:
+    st.set_page_config(page_title="cxr-explorer", page_icon=":material/radiology:", layout="wide")
+    dirs = loaders.bundle_dirs()
+    if not dirs:
+        st.error("No bundle given. Start the app with `cxr-explorer app BUNDLE_DIR`.")
+        st.caption(RESEARCH_ONLY)
+        st.stop()
+    bundle_dir = choose_bundle(dirs)
+    try:
+        with st.spinner("Opening the bundle…"):
+            engine = loaders.engine(bundle_dir, *loaders.engine_options())
+    except SETUP_ERRORS as exc:
+        st.error(f"Cannot open bundle {Path(bundle_dir).name}: {exc}")
+        st.caption(RESEARCH_ONLY)
+        st.stop()
+    st.session_state["bundle_dir"] = bundle_dir
+    st.sidebar.caption(f"Bundle **{Path(bundle_dir).name}** · {engine.bundle.count} cases · "
+                       f"model `{engine.bundle.model_name}`")
+    st.sidebar.caption(RESEARCH_ONLY)
+    pages = [
+        st.Page(PAGES_DIR / "search.py", title="Search", icon=":material/search:", default=True),
+        st.Page(PAGES_DIR / "grounding.py", title="Grounding", icon=":material/my_location:"),
+        st.Page(PAGES_DIR / "map.py", title="Map", icon=":material/scatter_plot:"),
+        st.Page(PAGES_DIR / "about.py", title="About", icon=":material/info:"),
+    ]
+    st.navigation(pages).run()
+
+
+main()
