@@ -10,7 +10,9 @@ import os
 import platform
 import resource
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,15 +97,46 @@ def ms_stats(seconds: np.ndarray | list[float]) -> dict[str, float]:
             "mean_ms": round(float(s.mean()), 3), "n": int(s.size)}
 
 
+REPORT_CSVS = ("iu_xray_reports/reports.csv", "covid_chestxray/reports.csv")
+
+
+def realistic_vocab(size: int = 30522) -> OrderedDict[str, int]:
+    """A WordPiece vocab of CXR-BERT's size whose words are the most frequent ones of the shared report corpora.
+
+    Real CXR-BERT weights and vocab cannot be downloaded here. Timing BERT with the tiny test vocab would split words
+    into characters and triple sequence lengths; this vocab keeps radiology words whole, so token counts come close
+    to CXR-BERT's (its card: about 58 tokens per report). Falls back to padding the tiny vocab when ../shared is absent.
+    """
+    import re
+    from collections import Counter
+
+    import pandas as pd
+
+    from retrieval.models.loading import tiny_vocab
+
+    base = list(tiny_vocab())
+    counts: Counter[str] = Counter()
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    for rel in REPORT_CSVS:
+        if (data / rel).is_file():
+            df = pd.read_csv(data / rel, dtype=str, keep_default_na=False)
+            text = " ".join(" ".join(df[c]) for c in ("findings", "impression") if c in df.columns)
+            counts.update(re.findall(r"[a-z0-9]+", text.lower()))
+    words = [w for w, _ in counts.most_common() if w not in set(base)]
+    tokens = (base + words)[:size]
+    tokens += [f"[unused{i}]" for i in range(size - len(tokens))]
+    return OrderedDict((t, i) for i, t in enumerate(tokens))
+
+
 def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "cpu") -> Any:
     """A benchmark-only ``VLModel``: the real-size ``name`` architecture with seeded weights (never user-facing).
 
-    ``tiny-random`` returns the registry's synthetic model (used by ``--smoke``). The text tower is BERT-base with the
-    tiny synthetic WordPiece vocab, so its embedding table is small but every layer has the real size and cost.
+    ``tiny-random`` returns the registry's synthetic model (used by ``--smoke``). The text tower is BERT-base with a
+    30,522-token vocab of real radiology words (:func:`realistic_vocab`), so sequence lengths, the embedding table
+    and every layer have the real sizes and costs.
     """
     from retrieval.models.api import ModelIdentity, VLModel, build_model
     from retrieval.models.image_model import ImageModel
-    from retrieval.models.loading import tiny_vocab
     from retrieval.models.registry import TextDims, get_spec
     from retrieval.models.seeded import seeded_state_dict
     from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
@@ -113,7 +146,7 @@ def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "c
         return build_model(spec, None, device, precision)  # type: ignore[arg-type]
     image = ImageModel(spec)
     image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"bench-{name}-image"))
-    vocab = tiny_vocab()
+    vocab = realistic_vocab()
     dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
     text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
     text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"bench-{name}-text"))

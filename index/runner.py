@@ -241,7 +241,8 @@ def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, stor
     cores = cpu_count()
     workers = cfg.workers if cfg.workers is not None else (
         max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
-    batch = cfg.batch_size or (16 if device.type == "cpu" else 64)
+    # CPU: batch 1 is fastest at 480 px (9.8 vs 4.6 img/s at batch 16 on a 2-core EPYC; activations leave the cache)
+    batch = cfg.batch_size or (1 if device.type == "cpu" else 64)
     pool = DecodePool(workers, max(2 * batch, 4 * workers))
     pool.start()  # workers spawn while the model loads
     with pool:

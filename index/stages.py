@@ -60,14 +60,19 @@ def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers) -> tupl
 
 
 def _embed_batched(model: VLModel, texts: list[str], batch: int) -> np.ndarray:
-    """[T] texts -> [T, D] L2-normalised, batched by similar length to limit padding."""
-    dim = model.spec.joint_dim
-    out = np.zeros((len(texts), dim), np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    """[T] texts -> [T, D] L2-normalised; each distinct text encoded once, batched by length to limit padding.
+
+    Radiology corpora repeat themselves ("No pneumothorax." thousands of times; a one-sentence report is its own
+    sentence), so encoding distinct texts only saves a large share of the text model's time.
+    """
+    unique = list(dict.fromkeys(texts))
+    out = np.zeros((len(unique), model.spec.joint_dim), np.float32)
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
-        out[idx] = model.embed_texts([texts[i] for i in idx]).numpy()
-    return out
+        out[idx] = model.embed_texts([unique[i] for i in idx]).numpy()
+    position = {t: i for i, t in enumerate(unique)}
+    return out[[position[t] for t in texts]]
 
 
 def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
@@ -102,8 +107,8 @@ def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers
     plans = [_plan(model, r) if r else ([], []) for r in reports]
     windows = [(row, w) for row, (_, ws) in enumerate(plans) for w in ws]
     sents = [(row, s) for row, (ss, _) in enumerate(plans) for s in ss]
-    w_emb, w_ok = _safe_embed(model, [w for _, w in windows], batch)
-    s_emb, s_ok = _safe_embed(model, [s for _, s in sents], batch)
+    emb, ok = _safe_embed(model, [w for _, w in windows] + [s for _, s in sents], batch)
+    w_emb, w_ok, s_emb, s_ok = emb[:len(windows)], ok[:len(windows)], emb[len(windows):], ok[len(windows):]
     rows, vecs, problems = [], [], []
     w_rows = np.array([r for r, _ in windows], np.int64)
     for row in sorted(set(w_rows.tolist())):
