@@ -12,6 +12,7 @@ shows what decoding and batching cost; the difference to the whole job is the te
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,13 @@ def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: in
     t0 = time.perf_counter()
     summary = run_build(cfg, model=model)
     wall = time.perf_counter() - t0
+    timings = json.loads((out / "manifest.json").read_text())["build"]["timings"]
+    text_s = timings.get("text_model_s", 0.0)
+    model_s = timings.get("image_model_s", 0.0) + text_s
     return summary.count / wall, {"items": summary.count, "wall_s": round(wall, 2),
                                   "embed_phase_items_per_s": summary.images_per_s,
+                                  "timings": timings, "model_share": round(model_s / wall, 3),
+                                  "text_share_of_model": round(text_s / max(model_s, 1e-9), 3),
                                   "skipped": summary.skipped_by_reason}
 
 
@@ -125,6 +131,44 @@ def text_rate(model: Any, texts: list[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
+def _precision_rounds(model: Any, paths: list[Path], texts: list[str], batch: int, n_batches: int, workers: int,
+                      corpus: Path | None, tmp: Path, rounds: int, precision: str) -> tuple[dict[str, Any], str]:
+    """Each round: encoder, image stage, whole job, encoder again; ratios are paired within a round (same load)
+    and their medians reported, so a busy neighbour in one round cannot skew a ratio."""
+    enc, stage, job, stage_ratio, build_ratio, jobs = [], [], [], [], [], []
+    mode = ""
+    has_corpus = corpus is not None and corpus.is_dir()
+    for r in range(rounds):
+        before = encoder_rate(model, batch, n_batches)
+        rate, mode = job_rate(model, paths, batch, workers)
+        if has_corpus:
+            assert corpus is not None
+            job_rate_r, info = whole_job_rate(model, corpus, len(paths), batch, workers, tmp, f"{precision}-{r}")
+            job.append(job_rate_r)
+            jobs.append(info)
+        after = encoder_rate(model, batch, n_batches)
+        ref = (before + after) / 2
+        enc += [before, after]
+        stage.append(rate)
+        stage_ratio.append(rate / ref)
+        if has_corpus:
+            build_ratio.append(job[-1] / ref)
+    med = lambda xs: round(float(np.median(xs)), 3)  # noqa: E731
+    row: dict[str, Any] = {
+        "encoder_images_per_s": med(enc), "image_stage_images_per_s": med(stage),
+        "image_stage_ratio": med(stage_ratio), "encoder_runs": [round(x, 3) for x in enc],
+        "image_stage_runs": [round(x, 3) for x in stage], "reports_per_s": round(text_rate(model, texts, 16), 3)}
+    if has_corpus:
+        row.update({"job_images_per_s": med(job), "build_ratio": med(build_ratio),
+                    "build_ratio_runs": [round(x, 3) for x in build_ratio],
+                    "model_share_of_job": med([j["model_share"] for j in jobs]),
+                    "text_share_of_model": med([j["text_share_of_model"] for j in jobs]), "job": jobs[-1]})
+    else:  # no corpus here: the image stage stands in for the job, and says so
+        row.update({"job_images_per_s": row["image_stage_images_per_s"], "build_ratio": row["image_stage_ratio"],
+                    "job": {"note": "corpus missing: whole job = image stage only"}})
+    return row, mode
+
+
 def run_build(model: Any, paths: list[Path], reports_csv: Path | None, batch: int, n_batches: int,
               n_reports: int, workers: int, corpus: Path | None, tmp: Path, rounds: int = 2,
               precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, Any]:
@@ -136,30 +180,8 @@ def run_build(model: Any, paths: list[Path], reports_csv: Path | None, batch: in
                            "decode_workers": workers, "precisions": {}}
     for precision in precisions:
         set_precision(model, precision)
-        enc_runs, stage_runs = [encoder_rate(model, batch, n_batches)], []
-        for _ in range(rounds):  # alternate so the machine's load drift hits both alike
-            rate, mode = job_rate(model, paths, batch, workers)
-            stage_runs.append(rate)
-            enc_runs.append(encoder_rate(model, batch, n_batches))
-        row: dict[str, Any] = {}
-        if corpus is not None and corpus.is_dir():
-            row["job_images_per_s"], row["job"] = whole_job_rate(model, corpus, len(paths), batch, workers, tmp,
-                                                                 precision)
-            enc_runs.append(encoder_rate(model, batch, n_batches))
-        enc_med, stage_med = float(np.median(enc_runs)), float(np.median(stage_runs))
-        row.update({
-            "encoder_images_per_s": round(enc_med, 3), "image_stage_images_per_s": round(stage_med, 3),
-            "image_stage_ratio": round(stage_med / enc_med, 3),
-            "encoder_runs": [round(x, 3) for x in enc_runs], "image_stage_runs": [round(x, 3) for x in stage_runs],
-            "reports_per_s": round(text_rate(model, texts, 16), 3),
-        })
-        if "job_images_per_s" in row:
-            row["job_images_per_s"] = round(row["job_images_per_s"], 3)
-            row["build_ratio"] = round(row["job_images_per_s"] / enc_med, 3)
-        else:  # no corpus here: the image stage stands in for the job, and says so
-            row["job_images_per_s"], row["build_ratio"] = row["image_stage_images_per_s"], row["image_stage_ratio"]
-            row["job"] = {"note": "corpus missing: whole job = image stage only"}
-        out["precisions"][precision] = row
+        out["precisions"][precision], mode = _precision_rounds(model, paths, texts, batch, n_batches, workers,
+                                                               corpus, tmp, rounds, precision)
         out["image_stage_mode"] = mode
     set_precision(model, "fp32")
     out["build_ratio"] = out["precisions"]["fp32"]["build_ratio"] if "fp32" in out["precisions"] else None

@@ -114,6 +114,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             res["grounding_speedup"] = g["grounding_speedup"]
             res["grounding_ours_p50_ms"] = g["ours_p50_ms"]
             res["grounding_reference_p50_ms"] = g["reference_p50_ms"]
+            res["grounding_speedup_vs_himl"] = g["grounding_speedup_vs_himl"]
         if "query" in sections:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)

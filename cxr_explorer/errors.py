@@ -27,9 +27,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         pass
     try:
         from index.chunks import BuildStateError
+        from index.decode import DecodeWorkersError
         from index.presets import CorpusError
 
-        types += [CorpusError, BuildStateError]
+        types += [CorpusError, BuildStateError, DecodeWorkersError]
     except ImportError:  # pragma: no cover
         pass
     try:

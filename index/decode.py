@@ -7,9 +7,12 @@ hostile file) costs only that file: the in-flight files are retried one at a tim
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import multiprocessing as mp
+import sys
+import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -54,11 +57,26 @@ class Failed:
     detail: str
 
 
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Daemon-thread loop: end this worker when its parent is gone (e.g. the build was ``kill -9``-ed), instead of
+    lingering as an orphan that holds memory forever."""
+    import os
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(0)
+
+
 def _init_worker() -> None:
-    """Decode workers use one thread each; the model owns the rest of the machine."""
+    """Decode workers use one thread each; the model owns the rest of the machine. They exit with their parent."""
+    import os
+    import threading
+
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _noop() -> None:
@@ -111,6 +129,37 @@ def to_model_input(pixels: list[np.ndarray], device: Any = "cpu"):  # type: igno
     return torch.stack(out).to(device)
 
 
+class DecodeWorkersError(RuntimeError):
+    """Decode worker processes die on start-up, whatever the file: an environment problem, not a bad image."""
+
+
+@contextlib.contextmanager
+def _neutral_main() -> Iterator[None]:
+    """Hide the parent's ``__main__`` while a worker process starts.
+
+    A spawned child re-imports the parent's main module. Hosts that replace ``__main__`` (Streamlit's AppTest and
+    script runner, notebooks, ``python - <<EOF``) would make every worker die on start-up; the workers only need
+    importable module-level functions, never the parent's script.
+    """
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+class _SpawnProcess(mp.get_context("spawn").Process):  # type: ignore[misc,name-defined]
+    def start(self) -> None:
+        with _neutral_main():
+            super().start()
+
+
+class _SpawnContext(type(mp.get_context("spawn"))):  # type: ignore[misc]
+    Process = _SpawnProcess
+
+
 class DecodePool:
     """Ordered, bounded decoding in ``workers`` spawned processes (``workers=0``: in this process)."""
 
@@ -142,7 +191,7 @@ class DecodePool:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=_SpawnContext(),
                                                  initializer=_init_worker)
         return self._executor
 
@@ -166,8 +215,21 @@ class DecodePool:
             return self._pool().submit(self.fn, task).result()
         except BrokenProcessPool:
             self._restart()
+            if not self._workers_start():
+                raise DecodeWorkersError("decode worker processes die on start-up, before any file is read; check "
+                                         "that this Python can start subprocesses (`--workers 0` decodes in-process)"
+                                         ) from None
             log.warning("decoding %s crashed a worker process; skipping it", task.label)
             return Failed("decoder-crash", "decoding this file crashed the decoder process")
+
+    def _workers_start(self) -> bool:
+        """True if a fresh worker can run a no-op: tells a bad file from a pool that cannot work at all."""
+        try:
+            self._pool().submit(_noop).result(timeout=300)
+            return True
+        except BrokenProcessPool:
+            self._restart()
+            return False
 
     def stream(self, tasks: Iterable[DecodeTask]) -> Iterator[tuple[DecodeTask, Decoded | Failed]]:
         """Yield (task, result) in task order, keeping at most ``prefetch`` tasks in flight."""

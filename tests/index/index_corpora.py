@@ -136,3 +136,10 @@ def build(tiny_model) -> Callable[..., object]:  # type: ignore[no-untyped-def]
         return run_build(BuildConfig(corpus=corpus, out=out, model="tiny-random", **kw), model=tiny_model)
 
     return _build
+
+
+def dying_initializer() -> None:
+    """A decode-worker initializer that kills its process: simulates workers that cannot start at all."""
+    import os
+
+    os._exit(3)

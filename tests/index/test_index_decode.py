@@ -61,3 +61,32 @@ def test_pool_keeps_order_and_survives_a_crash(tmp_path: Path) -> None:
     assert results[0][1].reason == results[3][1].reason == "decoder-crash"
     inline = list(DecodePool(workers=0, prefetch=1).stream(tasks[1:3]))
     assert np.array_equal(inline[1][1].pixels, results[2][1].pixels)
+
+
+def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts such as Streamlit replace ``__main__``; spawned decoders must not re-run that script."""
+    import sys
+    import types
+
+    script = tmp_path / "host_script.py"
+    script.write_text("raise SystemExit('a decoder imported the host script')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1))
+    with DecodePool(1, prefetch=2) as pool:
+        results = [r for _, r in pool.stream([task(path)])]
+    assert isinstance(results[0], Decoded)
+    assert sys.modules["__main__"] is fake_main
+
+
+def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import index.decode as decode
+    from index_corpora import dying_initializer
+
+    monkeypatch.setattr(decode, "_init_worker", dying_initializer)
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1))
+    with DecodePool(1, prefetch=2) as pool, pytest.raises(decode.DecodeWorkersError, match="start-up"):
+        list(pool.stream([task(path)]))

@@ -34,6 +34,27 @@ def assert_same_bundle(a: Path, b: Path) -> None:
     assert len(x.sentences) == len(y.sentences) and len(x.skipped) == len(y.skipped)
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_9_then_same_command(tmp_path: Path, build) -> None:  # noqa: F811
     corpus = write_good_csv(tmp_path, 12)
     (tmp_path / "images" / "img3.png").write_bytes(b"broken")  # a skipped item must also be counted once
@@ -48,9 +69,15 @@ def test_kill_9_then_same_command(tmp_path: Path, build) -> None:  # noqa: F811
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "no chunk committed in time"
         time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers, "the build should have decode worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "decode workers outlived the killed build"
     assert not (out / "manifest.json").exists()
     with pytest.raises(BundleError, match="unfinished"):
         Bundle.open(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from retrieval import engine_search
 from retrieval import grounding as G
 from retrieval.bundle import BundleError, write_bundle
 from retrieval.engine import Engine, QueryError
 from retrieval.filters import FilterError
-from retrieval.models import VLModel, load_model
+from retrieval.models import VLModel
 from retrieval.preprocess import Preprocessing
+from tests.helpers.synthetic import draw_image, tiny_model
+from tests.helpers.synthetic import planted_vectors as _planted
 
 REPORTS = ["Small left pleural effusion. No pneumothorax.", "Right lower lobe consolidation. Heart size normal.", "",
            "Cardiomegaly with mild pulmonary edema.", "No acute cardiopulmonary process.",
@@ -38,31 +39,12 @@ SIZES = [(96, 80), (80, 100), (120, 90), (88, 88), (100, 70), (70, 110), (96, 80
 DUP_OF = {6: 0}
 
 
-@lru_cache(maxsize=1)
-def tiny_model() -> VLModel:
-    """The synthetic test model, loaded once per process."""
-    return load_model("tiny-random", device="cpu")
 
-
-def draw_image(seed: int, width: int, height: int) -> Image.Image:
-    """A grayscale PNG-able picture of a few bright ellipses."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (width, height), int(rng.integers(0, 60)))
-    d = ImageDraw.Draw(img)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
-        d.ellipse([x0, y0, x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))],
-                  fill=int(rng.integers(120, 255)))
-    return img
 
 
 def planted_vectors(n: int, dim: int) -> np.ndarray:
-    """[n, dim] seeded unit vectors; each row in DUP_OF is a near-copy (cosine ~0.9999) of its original."""
-    rng = np.random.default_rng(7)
-    vecs = rng.standard_normal((n, dim)).astype(np.float32)
-    for dup, orig in DUP_OF.items():
-        vecs[dup] = vecs[orig] + 0.01 * rng.standard_normal(dim).astype(np.float32)
-    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    """[n, dim] planted unit vectors with this module's DUP_OF near-copies."""
+    return _planted(n, dim, DUP_OF, clusters=1)
 
 
 def _thumb(img: Image.Image) -> bytes:

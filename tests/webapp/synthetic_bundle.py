@@ -7,16 +7,16 @@ clusters, case 7 a near-copy of case 0) because the random model gives every ima
 from __future__ import annotations
 
 import io
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from retrieval.bundle import write_bundle
-from retrieval.models import VLModel, load_model
 from retrieval.text import split_sentences
+from tests.helpers.synthetic import draw_image, tiny_model
+from tests.helpers.synthetic import planted_vectors as _planted
 
 REPORTS = [
     "Small left pleural effusion. No pneumothorax.",
@@ -35,22 +35,10 @@ SIZES = [(96, 80), (80, 100), (120, 90), (88, 88), (100, 70), (70, 110), (90, 12
 DUP_OF = {7: 0}
 
 
-@lru_cache(maxsize=1)
-def tiny_model() -> VLModel:
-    """The synthetic model, loaded once per process."""
-    return load_model("tiny-random", device="cpu")
 
-
-def draw_image(seed: int, width: int, height: int) -> Image.Image:
-    """A grayscale picture of a few bright ellipses."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (width, height), int(rng.integers(0, 60)))
-    d = ImageDraw.Draw(img)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
-        d.ellipse([x0, y0, x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))],
-                  fill=int(rng.integers(120, 255)))
-    return img
+def planted_vectors(n: int, dim: int) -> np.ndarray:
+    """[n, dim] planted unit vectors with this module's DUP_OF near-copies."""
+    return _planted(n, dim, DUP_OF, clusters=2)
 
 
 def png_bytes(img: Image.Image) -> bytes:
@@ -65,16 +53,6 @@ def jpeg_thumb(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     t.save(buf, format="JPEG")
     return buf.getvalue()
-
-
-def planted_vectors(n: int, dim: int) -> np.ndarray:
-    """[n, dim] unit vectors in two clusters (even / odd rows); DUP_OF rows are near-copies."""
-    rng = np.random.default_rng(7)
-    centres = rng.standard_normal((2, dim)).astype(np.float32)
-    vecs = centres[np.arange(n) % 2] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-    for dup, orig in DUP_OF.items():
-        vecs[dup] = vecs[orig] + 0.01 * rng.standard_normal(dim).astype(np.float32)
-    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
 def build(root: Path) -> Path:
