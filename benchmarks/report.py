@@ -83,6 +83,18 @@ def grounding_lines(g: dict[str, Any]) -> list[str]:
     ]
 
 
+def app_lines(app: dict[str, Any]) -> list[str]:
+    """The app section: beyond-encoder times of a new search and a grounding update, and RSS."""
+    if "status" in app:
+        return [f"{app['status']}: {app.get('reason', '')}"]
+    s, g, t = app["search_beyond_encoder"], app["grounding_beyond_encoder"], app["targets_ms"]
+    return ["| action (beyond the text encoder) | p50 ms | p95 ms | target |", "|---|---|---|---|",
+            f"| new text search, Search page | {s['p50_ms']} | {s['p95_ms']} | <= {t['search']} ms |",
+            f"| grounding update, Grounding page | {g['p50_ms']} | {g['p95_ms']} | <= {t['grounding']} ms |", "",
+            f"{app['items']:,}-item bundle; process RSS with it loaded {app['rss_mib_with_bundle']} MiB; "
+            f"{app['method']}."]
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     """The whole results JSON as a markdown report."""
     out = [f"# Benchmark results ({res['mode']}, {res['created']})", "", machine_line(res["machine"]), "",
@@ -94,8 +106,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     if "grounding" in res:
         out += ["## Grounding", "", *grounding_lines(res["grounding"]), ""]
     app = res.get("app", {})
-    out += ["## App", "", f"{app.get('status', '-')}: {app.get('reason', '')}" if "status" in app
-            else str(app), ""]
+    out += ["## App", "", *app_lines(app), ""]
     gpu = res.get("gpu", {})
     out += ["## GPU", "", str(gpu.get("note")) if not gpu.get("available") else
             f"{gpu['gpu']}: encoder img/s {gpu['encoder_images_per_s']}; FAISS {gpu.get('faiss')}", ""]

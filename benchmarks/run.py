@@ -44,13 +44,15 @@ class Plan:
     ground_ref: int
     precisions: tuple[str, ...] = ("fp32", "bf16")
     rounds: int = 2
+    app_items: int = 10_000
+    app_queries: int = 8
 
 
 PLANS = {
-    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1),
+    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1, 300, 2),
     "quick": Plan("biovil", 24, 1, 16, 48, 1, (10_000, 100_000), 10**9, 20, 200, 200, 40, 8, rounds=3),
     "full": Plan("biovil", 64, 1, 32, 128, 1, (10_000, 100_000, 1_000_000), 10**9, 40, 500, 500, 80, 16,
-                 rounds=3),
+                 rounds=3, app_items=100_000, app_queries=12),
 }
 
 
@@ -118,7 +120,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
         if "query" in sections:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
-    res["app"] = run_app(REPO) if "app" in sections else {"status": "skipped"}
+        res["app"] = run_app(tmp, plan.app_items, plan.app_queries) if "app" in sections else {"status": "skipped"}
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
     else:

@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default=None, metavar="I/N", help="build only shard I of N (merge them afterwards)")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: by cores and device)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the model (default: all cores)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default 1 on CPU, fastest at 480 px there; 64 on GPU)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward (default 1 on CPU, the fastest there at 480 px; 64 on GPU)")
     p.add_argument("--limit", type=int, default=None, help="index at most N items of the corpus (trial runs)")
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
                    help="progress bar on a terminal, log lines otherwise (auto)")

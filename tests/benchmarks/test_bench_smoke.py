@@ -42,6 +42,9 @@ def test_smoke_benchmark(tmp_path: Path) -> None:
             assert _positive(r["total"]["p50_ms"]) and _positive(r["memory_bytes"])
             assert 0.0 < r["recall_at_10"] <= 1.0
         assert rows["flat"]["recall_at_10"] == 1.0
-    assert res["app"]["status"]  # measured or an explicit "not measured yet"
+    app = res["app"]
+    for key in ("search_beyond_encoder", "grounding_beyond_encoder"):
+        assert 0 < app[key]["p50_ms"] < 60_000, app
+    assert app["items"] > 0 and app["rss_mib_with_bundle"] > 0
     assert "available" in res["gpu"]
     assert res["wall_s"] < 60, f"smoke benchmark took {res['wall_s']} s inside, {elapsed:.0f} s in all"

@@ -82,8 +82,9 @@ def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest
 
 
 def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import index.decode as decode
     from index_corpora import dying_initializer
+
+    import index.decode as decode
 
     monkeypatch.setattr(decode, "_init_worker", dying_initializer)
     path = tmp_path / "a.png"

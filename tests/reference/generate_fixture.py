@@ -234,7 +234,7 @@ def main() -> None:
                                                             for k in fixture)
     meta = {
         "command": ".venv-ref/bin/python tests/reference/generate_fixture.py  (from the repository root)",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(), "torch_num_threads": torch.get_num_threads(), "versions": versions(),
         "images_dir": IMAGES_REL, "images": images, "full_map_image": images[1],
         "image_sha256": {n: hashlib.sha256((IMAGE_DIR / n).read_bytes()).hexdigest() for n in images},
