@@ -8,7 +8,6 @@ ones; the text encoder's time is measured and subtracted, as the targets are sta
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly 
 
 def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
     """Write an ``n``-item bundle for timing (see the module docstring)."""
+    from index.decode import thumbnail_jpeg
     from retrieval.bundle import write_bundle
     from retrieval.models import load_model
 
@@ -41,10 +41,7 @@ def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
     img = Image.new("L", (512, 512), 30)
     ImageDraw.Draw(img).ellipse([100, 80, 420, 460], fill=160)
     img.save(root / "case.png")
-    thumb = img.copy()
-    thumb.thumbnail((256, 256))
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG")
+    thumb = thumbnail_jpeg(img)
 
     def unit(m: int) -> np.ndarray:
         centres = rng.standard_normal((64, 128)).astype(np.float32)
@@ -61,7 +58,7 @@ def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
     return write_bundle(root / "bundle", identity=model.identity.to_dict(), spec=model.spec.to_dict(),
                         preprocessing=model.preprocessing.to_dict(), grid_shape=(15, 15), metadata=meta,
                         sentences=sentences, image_emb=unit(n), report_emb=unit(n), report_rows=np.arange(n),
-                        sentence_emb=unit(2 * n), patches=patches, thumbnails=[buf.getvalue()] * n, skipped=[],
+                        sentence_emb=unit(2 * n), patches=patches, thumbnails=[thumb] * n, skipped=[],
                         build={"command": "benchmarks/app.py"})
 
 

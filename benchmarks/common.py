@@ -136,21 +136,13 @@ def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "c
     and every layer have the real sizes and costs.
     """
     from retrieval.models.api import ModelIdentity, VLModel, build_model
-    from retrieval.models.image_model import ImageModel
-    from retrieval.models.registry import TextDims, get_spec
-    from retrieval.models.seeded import seeded_state_dict
-    from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+    from retrieval.models.loading import build_seeded
+    from retrieval.models.registry import get_spec
 
     spec = get_spec(name)
     if not spec.is_real:
         return build_model(spec, None, device, precision)  # type: ignore[arg-type]
-    image = ImageModel(spec)
-    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"bench-{name}-image"))
-    vocab = realistic_vocab()
-    dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
-    text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
-    text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"bench-{name}-text"))
-    tok = TextTokenizer.from_vocab(vocab, True, dims.max_position_embeddings)
+    image, text, tok = build_seeded(spec, realistic_vocab(), f"bench-{name}")
     identity = ModelIdentity(name, "benchmark-seeded", None, False, "benchmark-seeded", False, (SEEDED_NOTE,))
     return VLModel(spec, image.eval(), text.eval(), tok, identity, torch.device(device), precision)  # type: ignore[arg-type]
 

@@ -96,14 +96,20 @@ def tiny_vocab() -> OrderedDict[str, int]:
     return OrderedDict((t, i) for i, t in enumerate(unique))
 
 
+def build_seeded(spec: ModelSpec, vocab: OrderedDict[str, int], salt: str
+                 ) -> tuple[ImageModel, CXRBertModel, TextTokenizer]:
+    """``spec``'s architecture with name-seeded weights (salts ``{salt}-image``/``{salt}-text``) and a text tower
+    sized to ``vocab``. For ``tiny-random`` and for timing the real-size architecture; never a user's real model."""
+    image = ImageModel(spec)
+    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"{salt}-image"))
+    dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
+    text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
+    text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"{salt}-text"))
+    return image.eval(), text.eval(), TextTokenizer.from_vocab(vocab, True, dims.max_position_embeddings)
+
+
 def build_tiny(spec: ModelSpec) -> tuple[ImageModel, CXRBertModel, TextTokenizer]:
     """``tiny-random``: deterministic seeded weights; never used unless asked for by name."""
     log.warning("MODEL %r IS NOT A REAL MODEL: random seeded weights for tests and smoke runs; its similarities "
                 "mean nothing", spec.name)
-    image = ImageModel(spec)
-    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"{spec.name}-image"))
-    vocab = tiny_vocab()
-    dims = TextDims(**{**spec.text.__dict__, "vocab_size": len(vocab)})
-    text = CXRBertModel(bert_config(dims), projection_size=spec.joint_dim)
-    text.load_state_dict(seeded_state_dict(text.state_dict(), salt=f"{spec.name}-text"))
-    return image.eval(), text.eval(), TextTokenizer.from_vocab(vocab, True, dims.max_position_embeddings)
+    return build_seeded(spec, tiny_vocab(), spec.name)

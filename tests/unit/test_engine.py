@@ -8,7 +8,6 @@ model's own. Search maths only depends on stored vectors, so ranking assertions 
 from __future__ import annotations
 
 import copy
-import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from index.decode import thumbnail_jpeg
 from retrieval import engine_search
 from retrieval import grounding as G
 from retrieval.bundle import BundleError, write_bundle
@@ -47,15 +47,6 @@ def planted_vectors(n: int, dim: int) -> np.ndarray:
     return _planted(n, dim, DUP_OF, clusters=1)
 
 
-def _thumb(img: Image.Image) -> bytes:
-    """JPEG thumbnail bytes, longest side <= 256."""
-    t = img.copy()
-    t.thumbnail((256, 256))
-    buf = io.BytesIO()
-    t.save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 def build_test_bundle(root: Path, model: VLModel, sizes_in_metadata: bool = True) -> Path:
     """Write PNGs under ``root/images`` and a bundle at ``root/bundle``; returns the bundle folder."""
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -82,7 +73,7 @@ def build_test_bundle(root: Path, model: VLModel, sizes_in_metadata: bool = True
         image_emb=planted_vectors(len(SIZES), enc.global_emb.shape[1]),
         report_emb=model.embed_texts([REPORTS[r] for r in report_rows]).numpy(), report_rows=np.array(report_rows),
         sentence_emb=model.embed_texts([s for _, s in sentences]).numpy(),
-        patches=enc.patches.numpy().astype(np.float16), thumbnails=[_thumb(img) for img in images],
+        patches=enc.patches.numpy().astype(np.float16), thumbnails=[thumbnail_jpeg(img) for img in images],
         skipped=[], build={"command": "test"}, index_type="flat")
 
 

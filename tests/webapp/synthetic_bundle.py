@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from index.decode import thumbnail_jpeg
 from retrieval.bundle import write_bundle
 from retrieval.text import split_sentences
 from tests.helpers.synthetic import draw_image, tiny_model
@@ -47,14 +48,6 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_thumb(img: Image.Image) -> bytes:
-    t = img.copy()
-    t.thumbnail((256, 256))
-    buf = io.BytesIO()
-    t.save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 def build(root: Path) -> Path:
     """Write ``root/images/*.png`` and the bundle ``root/bundle``; returns the bundle folder."""
     model = tiny_model()
@@ -82,7 +75,7 @@ def build(root: Path) -> Path:
                         preprocessing=model.preprocessing.to_dict(), grid_shape=tuple(patches.shape[1:3]),
                         metadata=meta, sentences=sentences, image_emb=planted_vectors(len(SIZES), 128),
                         report_emb=report_emb, report_rows=report_rows, sentence_emb=sentence_emb, patches=patches,
-                        thumbnails=[jpeg_thumb(img) for img in images],
+                        thumbnails=[thumbnail_jpeg(img) for img in images],
                         skipped=[{"id": "broken", "path": "images/broken.png", "reason": "corrupt",
                                   "detail": "cannot decode image"}],
                         build={"command": "tests/webapp/synthetic_bundle.py"})

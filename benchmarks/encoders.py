@@ -2,7 +2,7 @@
 16-token query, and fp32-vs-bf16 agreement of embeddings. Seeded real-size weights (timing does not depend on the
 values); variants are interleaved round by round so a noisy neighbour hits them alike. Medians are reported.
 
-    .venv/bin/python scripts/measure_encoders.py [--rounds 5]
+    .venv/bin/python -m benchmarks.encoders [--rounds 5]
 """
 
 from __future__ import annotations
@@ -15,24 +15,15 @@ import time
 
 import torch
 
-from retrieval.models.api import ModelIdentity, VLModel
-from retrieval.models.image_model import ImageModel
-from retrieval.models.loading import tiny_vocab
-from retrieval.models.registry import TextDims, get_spec
-from retrieval.models.seeded import seeded_state_dict
-from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+from retrieval.models.api import VLModel
+from retrieval.models.text_model import TextTokenizer
 
 
 def real_size_model(precision: str) -> VLModel:
-    """BioViL's real architecture (ResNet-50 + BERT-base) with seeded weights: for timing only."""
-    spec = get_spec("biovil")
-    image = ImageModel(spec)
-    image.load_state_dict(seeded_state_dict(image.state_dict(), salt="bench"))
-    vocab = tiny_vocab()
-    text = CXRBertModel(bert_config(TextDims(vocab_size=len(vocab))))
-    text.load_state_dict(seeded_state_dict(text.state_dict(), salt="bench-text"))
-    ident = ModelIdentity("biovil-arch-seeded", None, None, False, "benchmark-seeded", False)
-    return VLModel(spec, image, text, TextTokenizer.from_vocab(vocab), ident, torch.device("cpu"), precision)
+    """BioViL's real architecture (ResNet-50 + BERT-base, 30,522-token vocab) with seeded weights: timing only."""
+    from benchmarks.common import seeded_model
+
+    return seeded_model("biovil", precision)
 
 
 def query_of_tokens(tok: TextTokenizer, n: int) -> str:
