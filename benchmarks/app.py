@@ -77,7 +77,7 @@ class _EncoderClock:
             finally:
                 clock.total += time.perf_counter() - start
 
-        VLModel.embed_texts = timed  # type: ignore[method-assign]
+        VLModel.embed_texts = timed  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:

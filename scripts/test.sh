@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: set up (with dev tools), install Debian's chromium for the browser tests if it is missing, run
-# pytest. Extra arguments go to pytest.
+# The test command: set up (with dev tools), install Debian's chromium for the browser tests if it is missing, lint
+# (ruff) and type-check (mypy, files from pyproject.toml), then run pytest. A lint or type error fails the command
+# before any test runs. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
@@ -8,4 +9,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
+echo "== ruff" && .venv/bin/ruff check .
+echo "== mypy" && .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

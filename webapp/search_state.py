@@ -95,7 +95,7 @@ def to_params(options: Mapping[str, list[str]]) -> dict[str, str | list[str]]:
 
 def write_url(options: Mapping[str, list[str]]) -> None:
     """Replace the URL's query with the current search (keeping the bundle choice), only when it changed."""
-    params = {k: st.query_params.get_all(k) for k in KEEP_PARAMS if k in st.query_params}
+    params: dict[str, str | list[str]] = {k: st.query_params.get_all(k) for k in KEEP_PARAMS if k in st.query_params}
     params.update(to_params(options))
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     wanted = {k: [v] if isinstance(v, str) else list(v) for k, v in params.items()}

@@ -16,10 +16,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.webapp import synthetic_bundle
+
+if TYPE_CHECKING:
+    from playwright.sync_api import FloatRect
 
 CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
 CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -78,7 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         log.close()
 
 
-def drag(page, box: dict, points: list[tuple[float, float]]) -> None:
+def drag(page, box: FloatRect, points: list[tuple[float, float]]) -> None:
     """Mouse drag through ``points`` given as fractions of ``box``."""
     xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     page.mouse.move(*xy[0])
@@ -166,12 +170,14 @@ def test_app_in_chromium(server: tuple[str, Path]) -> None:
             expect(plot).to_be_visible()
             expect(page.get_by_text("marks the last text query")).to_be_visible()
             area = plot.locator(".nsewdrag").first
+            box = area.bounding_box()
+            assert box is not None
             page.locator('.modebar-btn[data-title="Box Select"]').first.click()
-            drag(page, area.bounding_box(), [(0.02, 0.02), (0.98, 0.98)])
+            drag(page, box, [(0.02, 0.02), (0.98, 0.98)])
             expect(page.get_by_text("selected cases")).to_be_visible()
             box_text = page.get_by_role("heading", name="selected cases").inner_text()
             page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
-            drag(page, area.bounding_box(), [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)])
+            drag(page, box, [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)])
             expect(page.get_by_role("heading", name="selected cases")).to_be_visible()
             assert int(box_text.split()[0]) >= 1
             with page.expect_download() as dl:

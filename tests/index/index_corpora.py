@@ -7,6 +7,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,7 @@ def build(tiny_model) -> Callable[..., object]:  # type: ignore[no-untyped-def]
     """Run the job in-process with the shared tiny model, no worker processes, quiet progress."""
     from index.runner import BuildConfig, run_build
 
-    def _build(corpus: Path, out: Path, **kw: object) -> object:
+    def _build(corpus: Path, out: Path, **kw: Any) -> object:
         kw.setdefault("workers", 0)
         kw.setdefault("threads", 1)
         kw.setdefault("progress", "none")

@@ -58,9 +58,13 @@ def test_pool_keeps_order_and_survives_a_crash(tmp_path: Path) -> None:
     assert [t.id for t, _ in results] == names
     kinds = [type(r).__name__ for _, r in results]
     assert kinds == ["Failed", "Decoded", "Decoded", "Failed", "Decoded", "Decoded", "Decoded"]
-    assert results[0][1].reason == results[3][1].reason == "decoder-crash"
+    first, fourth, third = results[0][1], results[3][1], results[2][1]
+    assert isinstance(first, Failed) and isinstance(fourth, Failed) and isinstance(third, Decoded)
+    assert first.reason == fourth.reason == "decoder-crash"
     inline = list(DecodePool(workers=0, prefetch=1).stream(tasks[1:3]))
-    assert np.array_equal(inline[1][1].pixels, results[2][1].pixels)
+    second_inline = inline[1][1]
+    assert isinstance(second_inline, Decoded)
+    assert np.array_equal(second_inline.pixels, third.pixels)
 
 
 def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

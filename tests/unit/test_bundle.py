@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,7 +142,7 @@ def test_build_index_finds_itself(kind: str) -> None:
     index, info = build_index(x, kind, use_gpu=False)
     assert info["type"] == kind and info["count"] == 400
     if kind == "ivf":
-        index.nprobe = info["params"]["nlist"]
+        faiss.extract_index_ivf(index).nprobe = info["params"]["nlist"]
     _, pos = index.search(x[:20], 1)
     assert pos[:, 0].tolist() == list(range(20))
 

@@ -45,6 +45,7 @@ def test_weights_dir_checksum_mismatch_warns_loudly(tmp_path: Path, caplog: pyte
     spec = write_repo_dir(small_spec(), tmp_path / "w")
     wrong = dataclasses.replace(spec, image_md5="0" * 32)
     model = build_model(wrong, weights_dir=tmp_path / "w", device="cpu")
+    assert spec.image_md5 is not None
     assert not model.identity.verified
     assert model.identity.warnings and "NOT VERIFIED" in model.identity.warnings[0]
     assert spec.image_md5 in model.identity.warnings[0]
@@ -59,6 +60,7 @@ def test_weights_dir_missing_files_is_clear(tmp_path: Path) -> None:
 
 def test_image_file_with_wrong_keys_is_refused(tmp_path: Path) -> None:
     spec = write_repo_dir(small_spec(), tmp_path / "w")
+    assert spec.image_file is not None
     path = tmp_path / "w" / spec.image_file
     state = read_state_dict(path)
     del state["encoder.encoder.fc.weight"]
@@ -104,6 +106,7 @@ def _run_offline(hf_home: Path, name: str, md5: str) -> dict:
 def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> None:
     spec = small_spec()
     snapshot = write_hf_cache(spec, tmp_path / "hf")
+    assert spec.image_file is not None
     md5 = __import__("hashlib").md5((snapshot / spec.image_file).read_bytes()).hexdigest()
     result = _run_offline(tmp_path / "hf", "biovil", md5)
     assert result["ok"], result
@@ -114,6 +117,7 @@ def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> Non
 def test_offline_hf_cache_refuses_wrong_checksum(tmp_path: Path) -> None:
     write_hf_cache(small_spec(), tmp_path / "hf")
     released = get_spec("biovil").image_md5
+    assert released is not None
     result = _run_offline(tmp_path / "hf", "biovil", released)
     assert result == {"ok": False, "error": "WeightsChecksumError", "message": result["message"]}
     assert released in result["message"] and "md5" in result["message"]
