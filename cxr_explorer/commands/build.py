@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast (GPU)")
     p.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
-                   help="FAISS index: flat up to 200k vectors, HNSW above (auto)")
+                   help="FAISS index: flat up to 200k vectors, IVF above (auto)")
     p.add_argument("--append", action="store_true", help="add corpus items the bundle lacks (same model)")
     p.add_argument("--shard", default=None, metavar="I/N", help="build only shard I of N (merge them afterwards)")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: by cores and device)")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cxr_explorer.errors import CliError
+from cxr_explorer.network import hub_url, offline_message, reachable
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,45 @@ def _corpus(args: argparse.Namespace) -> Path:
 
     if args.max_images < 1:
         raise CliError("--max-images must be at least 1")
+    base = args.openi_url or OPENI_BASE_URL
+    if not reachable(base):
+        raise CliError(offline_message("the Open-i demo corpus", base))
     cache = (args.cache_dir or _default_cache()) / "openi"
     try:
-        return fetch_openi(cache, args.max_images, args.openi_url or OPENI_BASE_URL)
+        return fetch_openi(cache, args.max_images, base)
     except DownloadError as exc:
         raise CliError(f"{exc}; offline, pass --corpus with a local corpus") from None
 
 
+def _use_cache_when_offline(args: argparse.Namespace) -> str | None:
+    """Without a network, make the hub client read its cache at once (no retries); returns the offline line."""
+    if args.weights_dir or os.environ.get("HF_HUB_OFFLINE"):
+        return None
+    url = hub_url()
+    if reachable(url):
+        return None
+    import huggingface_hub.constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # for the weights resolver and any child process
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # the client read the variable when it was imported
+    return offline_message(f"the {args.model} weights", url)
+
+
 def run(args: argparse.Namespace) -> int:
     """Weights first (fail fast offline), then corpus, build, app."""
+    offline = _use_cache_when_offline(args) if args.model != "tiny-random" else None
     from cxr_explorer.cli import main as cli_main
     from retrieval.models import get_spec
-    from retrieval.models.weights import resolve_weights
+    from retrieval.models.weights import WeightsNotFoundError, resolve_weights
 
     spec = get_spec(args.model)
     if spec.is_real:
-        resolve_weights(spec, args.weights_dir)  # downloads or verifies now, before any corpus work
+        try:
+            resolve_weights(spec, args.weights_dir)  # downloads or verifies now, before any corpus work
+        except WeightsNotFoundError as exc:
+            if offline is None:
+                raise
+            raise CliError(f"{offline}\n(and they are not in the Hugging Face cache: {exc})") from None
     corpus = _corpus(args)
     name = (corpus.stem if corpus.is_file() and corpus.stem != "openi_demo" else corpus.name if corpus.is_dir()
             else "openi")

@@ -6,6 +6,9 @@ import csv
 import functools
 import http.server
 import io
+import os
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ import pytest
 from PIL import Image
 
 from index.openi import DownloadError, fetch_openi, parse_report_xml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation><meta type="rr"/><uId id="CXR{n}"/>
@@ -103,3 +108,28 @@ def test_demo_offline_without_weights_says_how(tmp_path: Path, capsys: pytest.Ca
     code = main(["demo", "--model", "biovil", "--weights-dir", str(tmp_path / "none"), "--no-app"])
     assert code == 2
     assert "--weights-dir" in capsys.readouterr().err
+
+
+def _demo_without_network(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cxr-explorer demo`` in a fresh process whose hub and Open-i hosts are a closed local port."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cxr_explorer", "demo", "--no-app", "--cache-dir",
+                           str(tmp_path / "cache"), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_demo_without_network_says_so_in_the_first_line(tmp_path: Path) -> None:
+    """No hub retries: the first line names the unreachable host and the offline smoke run."""
+    result = _demo_without_network(tmp_path, "--model", "biovil")
+    assert result.returncode == 2
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith("cxr-explorer: error: no network: 127.0.0.1 cannot be reached")
+    assert "--model tiny-random" in first and "--weights-dir" in first
+    assert "Retrying" not in result.stderr
+
+
+def test_demo_without_network_or_corpus_names_the_corpus_host(tmp_path: Path) -> None:
+    result = _demo_without_network(tmp_path, "--model", "tiny-random", "--openi-url", "http://127.0.0.1:9/x")
+    assert result.returncode == 2
+    assert "no network: 127.0.0.1 cannot be reached, so the Open-i demo corpus" in result.stderr
