@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from retrieval.filters import QueryError
+from retrieval.limits import MAX_K
 
 BRUTE_FORCE_MAX = 50_000
 """Filtered searches over at most this many allowed vectors are scored exactly with one matmul."""
-MAX_K = 1000
-"""Largest number of hits one query may ask for."""
 MAX_FETCH = 8192
 """Largest over-fetch asked of a FAISS index before falling back to an exact scan of the allowed vectors."""
 

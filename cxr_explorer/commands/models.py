@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from retrieval.models.registry import REGISTRY
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
@@ -17,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per model (or JSON)."""
+    from retrieval.models.registry import REGISTRY  # the models package pulls in torch: only when asked
+
     if args.json:
         print(json.dumps([s.to_dict() for s in REGISTRY.values()], indent=2))
         return 0

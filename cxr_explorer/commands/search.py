@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_explorer.errors import CliError
+from retrieval.limits import MAX_K
 
 HIT_KEYS = ("rank", "score", "id", "path", "report", "matched_text", "target", "row")
 
@@ -18,6 +19,17 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that open a bundle with its model."""
     p.add_argument("--weights-dir", default=None, help="folder with the released model files (default: hub cache)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
+
+
+def hit_count(text: str) -> int:
+    """argparse type for ``--k``: an integer from 1 to MAX_K, checked before any bundle or model is opened."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_K}, got {text!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_K}, got {k}")
+    return k
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--text", help="free-text query, e.g. 'right pleural effusion'")
     query.add_argument("--image", metavar="PATH", help="query image (PNG, JPEG, DICOM, ...)")
     query.add_argument("--id", help="id of a bundle case: find the cases most similar to it (itself excluded)")
-    p.add_argument("--k", type=int, default=10, help="number of hits, 1..1000 (default 10)")
+    p.add_argument("--k", type=hit_count, default=10, help=f"number of hits, 1..{MAX_K} (default 10)")
     p.add_argument("--target", default="images", choices=("images", "reports", "sentences"),
                    help="what to rank (default images)")
     p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",

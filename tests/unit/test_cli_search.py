@@ -76,7 +76,6 @@ def test_search_image_and_table(bundle_dir: Path, capsys: pytest.CaptureFixture[
         (["--text", "effusion", "--where", "gender=F"], "valid columns: sex, labels, width, height"),
         (["--text", "effusion", "--where", "sex"], "COL=VALUE"),
         (["--text", "  "], "empty"),
-        (["--text", "effusion", "--k", "0"], "k must be"),
         (["--text", "effusion", "--target", "sentences", "--hide-duplicates", "0.9"], "sentences"),
         (["--image", "/nonexistent/x.png"], "does not exist"),
     ],

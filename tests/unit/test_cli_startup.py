@@ -1,0 +1,40 @@
+"""The CLI answers --help, --version and argument errors before any model code (torch, transformers) is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PROBE = """
+import sys
+from cxr_explorer.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("torch", "transformers", "faiss") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy))
+raise SystemExit(code)
+"""
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _PROBE, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_version_and_help_import_no_model_code() -> None:
+    for argv in (["--version"], ["--help"], ["build", "--help"], ["search", "--help"]):
+        result = _cli(*argv)
+        assert result.returncode == 0, result.stderr
+        assert "HEAVY=\n" in result.stdout, (argv, result.stdout)
+
+
+def test_bad_k_is_refused_before_the_bundle_or_model_is_opened(tmp_path: Path) -> None:
+    result = _cli("search", str(tmp_path / "no-bundle"), "--text", "effusion", "--k", "0")
+    assert result.returncode == 2
+    assert "argument --k: must be an integer from 1 to 1000, got 0" in result.stderr
+    assert "HEAVY=\n" in result.stdout
