@@ -11,6 +11,7 @@ import logging
 import os
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
+from index.textfiles import TextStats, read_report_file
 from retrieval.imageio import sniff_format
 from retrieval.text import join_sections
 
@@ -156,6 +158,7 @@ def _table_items(pt: PresetTable, opts: CorpusOptions, source: Path) -> Corpus:
         raise CorpusError(f"corpus {source} has no usable rows (every row lacks an image path or id)")
     columns: dict[str, Any] = {"image_col": image_col, "text_cols": list(text_cols), "id_col": id_col,
                                "preset": pt.name, "metadata_cols": meta_cols, "dropped_cols": dropped}
+    columns |= {key: table.attrs[key] for key in ("csv", "report_files") if key in table.attrs}
     return Corpus(str(source.absolute()), pt.name, items, skipped, columns)
 
 
@@ -171,25 +174,43 @@ def _is_image_file(path: Path) -> bool:
         return False
 
 
+def _walk(source: Path, skipped: list[dict[str, str]]) -> Iterator[Path]:
+    """Files under ``source``, sorted, hidden entries skipped. Linked folders are followed, each real folder once: a
+    second way into a folder already walked (a link loop, two links to one folder) is listed in ``skipped``."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            rel = Path(dirpath).relative_to(source).as_posix()
+            skipped.append({"id": "", "path": rel, "reason": "linked-folder-seen",
+                            "detail": f"folder {rel} is a link to a folder already indexed; its files are indexed "
+                                      "once, from there"})
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            yield Path(dirpath) / name
+
+
 def _folder_items(source: Path, opts: CorpusOptions) -> Corpus:
     """Every image under ``source`` (recursive, sorted, hidden entries skipped); ``<stem>.txt`` is its report."""
     items = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            path = Path(dirpath) / name
-            if not _is_image_file(path):
-                continue
-            rel = path.relative_to(source).as_posix()
-            sidecar = path.with_suffix(".txt") if path.suffix else None
-            report = sidecar.read_text(encoding="utf-8", errors="replace") if sidecar and sidecar.is_file() else ""
-            items.append(Item(make_id(rel, opts.hash_ids), rel, str(path.absolute()), join_sections(report)))
+    skipped: list[dict[str, str]] = []
+    stats = TextStats()
+    for path in _walk(source, skipped):
+        if not _is_image_file(path):
+            continue
+        rel = path.relative_to(source).as_posix()
+        sidecar = path.with_suffix(".txt") if path.suffix else None
+        report = read_report_file(sidecar, stats) if sidecar and sidecar.is_file() else ""
+        items.append(Item(make_id(rel, opts.hash_ids), rel, str(path.absolute()), join_sections(report)))
     if not items:
         raise CorpusError(f"no images found under {source} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} "
                           "and extensionless PNG/JPEG/DICOM files)")
     columns: dict[str, Any] = {"image_col": None, "text_cols": ["<stem>.txt"], "id_col": None, "preset": None,
-                               "metadata_cols": [], "dropped_cols": []}
-    return Corpus(str(source.absolute()), "folder", items, [], columns)
+                               "metadata_cols": [], "dropped_cols": [], "report_files": stats.to_dict()}
+    return Corpus(str(source.absolute()), "folder", items, skipped, columns)
 
 
 def read_corpus(source: str | os.PathLike[str], opts: CorpusOptions | None = None) -> Corpus:

@@ -8,12 +8,15 @@ shipped. Explicit --image-col/--text-col/--id-col options override what a preset
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from index.textfiles import NotUtf8Error, TextStats, read_csv_text, read_report_file
 
 __all__ = ["PRESETS", "CorpusError", "PresetTable", "detect_preset", "load_preset", "read_csv"]
 
@@ -35,18 +38,26 @@ class PresetTable:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """A CSV (or .csv.gz) with every cell as str ("" when empty); CorpusError when unreadable or without rows."""
+    """A CSV (or .csv.gz) with every cell as str ("" when empty); CorpusError when unreadable or without rows.
+
+    Encoding (BOM or UTF-8) and delimiter are detected (``index.textfiles``) and kept in ``table.attrs["csv"]``.
+    """
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", comment=None)
+        found = read_csv_text(path)
+        table = pd.read_csv(io.StringIO(found.text), sep=found.delimiter, dtype=str, keep_default_na=False,
+                            comment=None)
     except FileNotFoundError:
         raise CorpusError(f"corpus file {path} does not exist") from None
+    except NotUtf8Error as exc:
+        raise CorpusError(str(exc)) from None
     except pd.errors.EmptyDataError:
         raise CorpusError(f"corpus CSV {path} is empty (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+    except (pd.errors.ParserError, OSError, EOFError) as exc:
         raise CorpusError(f"cannot read corpus CSV {path}: {str(exc).splitlines()[0]}") from None
     if table.empty:
         raise CorpusError(f"corpus CSV {path} has a header but no rows")
     table.columns = [str(c).strip() for c in table.columns]
+    table.attrs["csv"] = found.describe()
     return table
 
 
@@ -89,9 +100,9 @@ def mimic_sections(text: str) -> tuple[str, str]:
     return found.get("FINDINGS", ""), found.get("IMPRESSION", "")
 
 
-def _read_report(path: Path) -> tuple[str, str]:
+def _read_report(path: Path, stats: TextStats) -> tuple[str, str]:
     try:
-        return mimic_sections(path.read_text(encoding="utf-8", errors="replace"))
+        return mimic_sections(read_report_file(path, stats))
     except OSError:
         return "", ""
 
@@ -103,10 +114,12 @@ def _mimic(source: Path, images_dir: Path | None, reports_dir: Path | None) -> P
     rel = [f"files/p{s[:2]}/p{s}/s{st}" for s, st in zip(table["subject_id"], table["study_id"], strict=True)]
     table.insert(0, "image_file", [f"{r}/{d}.jpg" for r, d in zip(rel, table["dicom_id"], strict=True)])
     reports_root = reports_dir or source / "mimic-cxr-reports"
-    sections = [_read_report(reports_root / f"{r}.txt") for r in rel]
+    stats = TextStats()
+    sections = [_read_report(reports_root / f"{r}.txt", stats) for r in rel]
     table["findings"] = [f for f, _ in sections]
     table["impression"] = [i for _, i in sections]
     table = table.drop(columns=[c for c in ("StudyDate", "StudyTime") if c in table.columns])
+    table.attrs["report_files"] = stats.to_dict()
     return PresetTable("mimic_cxr_jpg", table, images_dir or source, "image_file", ("findings", "impression"),
                        "dicom_id")
 
@@ -117,8 +130,9 @@ PRESETS: dict[str, Loader] = {"covid_chestxray": _covid, "iu_xray": _iu, "openi"
 
 def _csv_header(path: Path) -> set[str]:
     try:
-        return set(pd.read_csv(path, nrows=0, encoding_errors="replace").columns)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
+        found = read_csv_text(path, limit=1 << 16)
+        return set(pd.read_csv(io.StringIO(found.text), sep=found.delimiter, nrows=0).columns)
+    except (OSError, EOFError, ValueError, pd.errors.EmptyDataError):
         return set()
 
 
