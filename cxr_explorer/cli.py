@@ -52,3 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cxr-explorer: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a user's path or disk: permissions, a full disk, a file where a folder belongs
+        if args.verbose:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cxr-explorer: error: {exc.strerror or exc}{where} (-v shows the details)", file=sys.stderr)
+        return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class CliError(Exception):
     """A user-facing error: printed as ``cxr-explorer: error: <message>`` with a non-zero exit, no traceback."""
@@ -11,38 +13,26 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+#: module -> the exception types in it that describe bad input or setup rather than a bug.
+USER_ERRORS: dict[str, tuple[str, ...]] = {
+    "retrieval.models.registry": ("UnknownModelError",),
+    "retrieval.models.text_model": ("TextInputError",),
+    "retrieval.models.weights": ("WeightsChecksumError", "WeightsFormatError", "WeightsNotFoundError"),
+    "retrieval.imageio": ("ImageLoadError",),
+    "retrieval.filters": ("QueryError",),
+    "retrieval.bundle": ("BundleError",),
+    "index.presets": ("CorpusError",),
+    "index.chunks": ("BuildStateError",),
+    "index.decode": ("DecodeWorkersError",),
+}
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types that describe bad input or setup rather than a bug; the CLI prints them in one line."""
-    from retrieval.models.registry import UnknownModelError
-    from retrieval.models.text_model import TextInputError
-    from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
-
-    types: list[type[BaseException]] = [CliError, UnknownModelError, TextInputError, WeightsChecksumError,
-                                        WeightsFormatError, WeightsNotFoundError, FileNotFoundError]
-    try:
-        from retrieval.imageio import ImageLoadError
-
-        types.append(ImageLoadError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from index.chunks import BuildStateError
-        from index.decode import DecodeWorkersError
-        from index.presets import CorpusError
-
-        types += [CorpusError, BuildStateError, DecodeWorkersError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from retrieval.filters import QueryError
-
-        types.append(QueryError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from retrieval.bundle import BundleError
-
-        types.append(BundleError)
-    except ImportError:  # pragma: no cover - before the bundle module exists
-        pass
+    """The user-error types of the modules imported so far (one that was never imported raised nothing), so that
+    handling an error never imports torch."""
+    types: list[type[BaseException]] = [CliError, FileNotFoundError]
+    for module_name, names in USER_ERRORS.items():
+        module = sys.modules.get(module_name)
+        if module is not None:
+            types += [getattr(module, name) for name in names]
     return tuple(types)

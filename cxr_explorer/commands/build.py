@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         raise
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT):
             raise CliError(f"cannot write the bundle in {cfg.out}: {exc.strerror}; fix that and rerun the same "
                            "command to resume") from None
         raise

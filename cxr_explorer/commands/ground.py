@@ -68,6 +68,14 @@ def _stats(grounding: Any) -> dict[str, Any]:
     }
 
 
+def _check_out(out: Path) -> None:
+    """--out must name a PNG file in an existing folder (checked before the model loads)."""
+    if out.is_dir():
+        raise CliError(f"--out {out} is a folder; give a PNG file name, e.g. {out / 'heatmap.png'}")
+    if not out.parent.is_dir():
+        raise CliError(f"cannot write {out}: folder {out.parent} does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
     """Ground the phrase, write the overlay when --out is given, and print the numbers."""
     from retrieval.filters import QueryError
@@ -76,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--text is empty")
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.out:
+        _check_out(Path(args.out))
     engine = open_engine(args)
     try:
         if args.id is not None:
@@ -91,11 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     result = {**source, **_stats(grounding), "out": None}
     if args.out:
-        out = Path(args.out)
-        if not out.parent.is_dir():
-            raise CliError(f"cannot write {out}: folder {out.parent} does not exist")
-        overlay_image(image(), grounding.map, args.alpha).save(out, format="PNG")
-        result["out"] = str(out)
+        overlay_image(image(), grounding.map, args.alpha).save(args.out, format="PNG")
+        result["out"] = str(args.out)
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:

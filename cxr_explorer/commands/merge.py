@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from cxr_explorer.errors import CliError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
@@ -21,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Merge and print a one-line summary."""
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {out_dir} exists and is not a folder; give a new folder for the merged bundle")
     from index.shards import merge_bundles
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     from retrieval.bundle import Bundle

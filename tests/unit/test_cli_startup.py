@@ -12,7 +12,7 @@ _PROBE = """
 import sys
 from cxr_explorer.cli import main
 try:
-    main(sys.argv[1:])
+    code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
 heavy = sorted(m for m in ("torch", "transformers", "faiss") if m in sys.modules)
@@ -38,3 +38,15 @@ def test_bad_k_is_refused_before_the_bundle_or_model_is_opened(tmp_path: Path) -
     assert result.returncode == 2
     assert "argument --k: must be an integer from 1 to 1000, got 0" in result.stderr
     assert "HEAVY=\n" in result.stdout
+
+
+def test_output_paths_of_the_wrong_kind_are_one_line_before_any_work(tmp_path: Path) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    merged = _cli("merge", str(tmp_path / "shard0"), "--out", str(a_file))
+    assert merged.returncode == 2 and "Traceback" not in merged.stderr
+    assert f"--out {a_file} exists and is not a folder" in merged.stderr
+    grounded = _cli("ground", str(tmp_path / "no-bundle"), "--id", "x", "--text", "effusion", "--out", str(tmp_path))
+    assert grounded.returncode == 2 and "Traceback" not in grounded.stderr
+    assert f"--out {tmp_path} is a folder; give a PNG file name" in grounded.stderr
+    assert "HEAVY=\n" in grounded.stdout
