@@ -119,4 +119,9 @@ def run(args: argparse.Namespace) -> int:
                            "command to resume") from None
         raise
     print(summary.line())
+    if summary.count == 0:
+        skipped = sum(summary.skipped_by_reason.values())
+        print(f"cxr-explorer: WARNING: the bundle is EMPTY: every one of the {skipped} corpus items was skipped; "
+              "the reasons are listed above and in its skipped.csv", file=sys.stderr)
+        return 1
     return 0

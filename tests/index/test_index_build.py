@@ -128,3 +128,17 @@ def test_user_error_has_no_traceback(tmp_path: Path) -> None:
                            str(tmp_path / "b"), "--model", "tiny-random"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_build_where_every_item_was_skipped_says_so_loudly(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in range(3):
+        (corpus / f"x{k}.png").write_text("not an image")
+    code = main(["build", str(corpus), "--out", str(tmp_path / "b"), "--model", "tiny-random", "--workers", "0",
+                 "--progress", "none"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "skipped 3 (not-an-image: 3)" in captured.out
+    assert "WARNING: the bundle is EMPTY: every one of the 3 corpus items was skipped" in captured.err
