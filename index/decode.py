@@ -11,7 +11,9 @@ import contextlib
 import io
 import logging
 import multiprocessing as mp
+import signal
 import sys
+import threading
 import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -77,6 +79,22 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Worker processes started inside this block are born with SIGINT ignored (an ignored disposition survives
+    exec, and Python then installs no KeyboardInterrupt handler), so Ctrl-C, which the terminal sends to the whole
+    process group, reaches only the parent: it stops the pool and prints one line, not a traceback per worker. A
+    Ctrl-C during the few milliseconds of a spawn is ignored. Only the main thread may change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _noop() -> None:
@@ -179,9 +197,8 @@ class DecodePool:
     def start(self) -> None:
         """Spawn the workers now (they import torch for seconds), e.g. while the model loads."""
         if self.workers > 0:
-            pool = self._pool()
             for _ in range(self.workers):
-                pool.submit(_noop)
+                self._submit_now(_noop)
 
     def close(self) -> None:
         """Stop the workers (pending work is cancelled)."""
@@ -200,10 +217,15 @@ class DecodePool:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = None
 
+    def _submit_now(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """``executor.submit``, which may spawn a worker: spawned with SIGINT ignored (see above)."""
+        with _children_ignore_sigint():
+            return self._pool().submit(fn, *args)
+
     def _submit(self, task: DecodeTask) -> Future:
         """Submit a task; a pool that broke meanwhile yields a future holding BrokenProcessPool (handled in order)."""
         try:
-            return self._pool().submit(self.fn, task)
+            return self._submit_now(self.fn, task)
         except BrokenProcessPool as exc:
             future: Future = Future()
             future.set_exception(exc)
@@ -212,7 +234,7 @@ class DecodePool:
     def _isolated(self, task: DecodeTask) -> Decoded | Failed:
         """Decode one task alone after a worker crash; a second crash pins the blame on this file."""
         try:
-            return self._pool().submit(self.fn, task).result()
+            return self._submit_now(self.fn, task).result()
         except BrokenProcessPool:
             self._restart()
             if not self._workers_start():
@@ -225,7 +247,7 @@ class DecodePool:
     def _workers_start(self) -> bool:
         """True if a fresh worker can run a no-op: tells a bad file from a pool that cannot work at all."""
         try:
-            self._pool().submit(_noop).result(timeout=300)
+            self._submit_now(_noop).result(timeout=300)
             return True
         except BrokenProcessPool:
             self._restart()
