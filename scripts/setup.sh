@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install cxr-explorer with its tested dependencies. Idempotent; used by run.sh, test.sh and the
-# Dockerfile's steps (which mirror it). torch==2.13.0 is pinned in requirements.txt (the CPU build on this project's
-# machines; pip takes it from the local wheel cache where one is configured).
+# Create .venv and install cxr-explorer with its tested dependencies. Idempotent; used by run.sh and test.sh (the
+# Dockerfile installs the same requirement files). torch==2.13.0 is pinned in requirements-core.txt (the CPU build on
+# this project's machines; pip takes it from the local wheel cache where one is configured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQS="${1:-requirements.txt}"

@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="serve the web explorer on one or more bundles",
                        description="Serve the Streamlit explorer (search, grounding, map, about) on the given "
                        "bundles; with several, the app shows an index selector. Research use only.")
-    p.add_argument("bundles", nargs="+", metavar="DIR", help="bundle folder(s) written by 'cxr-explorer build'")
+    p.add_argument("bundles", nargs="*", metavar="DIR", help="bundle folder(s) written by 'cxr-explorer build'")
+    p.add_argument("--bundles-in", metavar="PARENT", default=None,
+                   help="also serve every bundle directly inside this folder (e.g. a mounted volume)")
     p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, loopback only; use 0.0.0.0 to expose it)")
@@ -56,8 +58,33 @@ def check_bundles(dirs: list[str]) -> list[str]:
     return out
 
 
+def bundles_in(parent: str) -> list[str]:
+    """The sub-folders of ``parent`` that open as bundles (sorted); a one-line error when there are none."""
+    from retrieval.bundle import Bundle, BundleError
+
+    root = Path(parent)
+    if not root.is_dir():
+        raise CliError(f"--bundles-in {parent} is not a folder")
+    found = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            Bundle.open(sub)
+        except BundleError as exc:
+            print(f"cxr-explorer: not serving {sub.name}: {exc}", file=sys.stderr)
+            continue
+        found.append(str(sub))
+    if not found:
+        raise CliError(f"no bundle in {parent}: put folders written by 'cxr-explorer build' there (in Docker, mount "
+                       "them: -v $PWD/bundles:/data/bundles)")
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the bundles, then run Streamlit in the foreground (replacing this process on POSIX)."""
+    if args.bundles_in is not None:
+        args.bundles = [*args.bundles, *bundles_in(args.bundles_in)]
+    if not args.bundles:
+        raise CliError("give at least one bundle folder (or --bundles-in PARENT)")
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be 1..65535, got {args.port}")
     if args.max_upload_mb < 1:

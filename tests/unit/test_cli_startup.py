@@ -50,3 +50,12 @@ def test_output_paths_of_the_wrong_kind_are_one_line_before_any_work(tmp_path: P
     assert grounded.returncode == 2 and "Traceback" not in grounded.stderr
     assert f"--out {tmp_path} is a folder; give a PNG file name" in grounded.stderr
     assert "HEAVY=\n" in grounded.stdout
+
+
+def test_app_without_any_bundle_says_so_and_exits(tmp_path: Path) -> None:
+    """The container's command on an empty volume: one line and exit 2, not a restart loop."""
+    (tmp_path / "not-a-bundle").mkdir()
+    result = _cli("app", "--bundles-in", str(tmp_path))
+    assert result.returncode == 2
+    assert f"no bundle in {tmp_path}: put folders written by 'cxr-explorer build' there" in result.stderr
+    assert "not serving not-a-bundle" in result.stderr and "Traceback" not in result.stderr
