@@ -7,10 +7,11 @@ never sees a half-written bundle and a crashed install finishes on the next buil
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from retrieval import bundle_io as io
 from retrieval.bundle_io import Part
@@ -35,6 +37,13 @@ FLAT_MAX = 200_000
 
 class BundleError(Exception):
     """A user-facing bundle problem: missing or damaged bundle, wrong format version, model mismatch."""
+
+
+QUICK_VERIFY_BYTES = 64 << 20
+"""Files up to this size are checked against their SHA-256 on every open (indexes, vectors, tables: a flipped byte
+must not rank corrupted vectors silently); larger ones (patches, thumbnails) by ``info --verify``."""
+REQUIRED_KEYS = ("model", "count", "grid_shape", "preprocessing", "dim", "indexes", "files")
+_READ_ERRORS = (RuntimeError, ValueError, OSError, EOFError, KeyError, pa.ArrowException)
 
 
 def _rebuild_hint(manifest: dict[str, Any]) -> str:
@@ -81,11 +90,34 @@ class Bundle:
         if m.get("format_version") != FORMAT_VERSION:
             raise BundleError(f"bundle {self.root} has format version {m.get('format_version')}, this cxr-explorer "
                               f"reads version {FORMAT_VERSION}; {_rebuild_hint(m)}")
-        for name, info in m.get("files", {}).items():
+        missing = [key for key in REQUIRED_KEYS if key not in m]
+        if missing:
+            raise BundleError(f"damaged bundle {self.root}: manifest.json lacks {', '.join(missing)}; "
+                              f"{_rebuild_hint(m)}")
+        files = m["files"]
+        for name, info in files.items():
             path = self.root / name
             if not path.is_file() or path.stat().st_size != info["bytes"]:
-                raise BundleError(f"bundle {self.root} is damaged: {name} is missing or has the wrong size; "
+                raise BundleError(f"damaged bundle {self.root}: {name} is missing or has the wrong size; "
                                   f"{_rebuild_hint(m)}")
+        small = [n for n, info in files.items() if info["bytes"] <= QUICK_VERIFY_BYTES]
+        actual = io.file_checksums(self.root, small)
+        bad = [n for n in small if actual[n]["sha256"] != files[n]["sha256"]]
+        if bad:
+            verb = "differs from its checksum" if len(bad) == 1 else "differ from their checksums"
+            raise BundleError(f"damaged bundle {self.root}: {', '.join(bad)} {verb} in the manifest; "
+                              f"{_rebuild_hint(m)}")
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        """Turn a failure to read a data file (bad header, truncated, flipped bytes) into one BundleError line."""
+        try:
+            yield
+        except _READ_ERRORS as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"damaged bundle {self.root}: {name} cannot be read ({reason}); check it with "
+                              f"`cxr-explorer info {self.root} --verify`, or {_rebuild_hint(self.manifest)}"
+                              ) from None
 
     def check_model(self, identity: dict[str, Any]) -> None:
         """Refuse a model whose name, revision or image weights checksum differ from the bundle's."""
@@ -132,14 +164,16 @@ class Bundle:
     @cached_property
     def metadata(self) -> pd.DataFrame:
         """[N] rows: id, path, image_abspath, report, sentences (list[str]) + metadata columns (str)."""
-        meta = pd.read_parquet(self.root / io.METADATA)
-        meta["sentences"] = [list(v) if v is not None else [] for v in meta["sentences"]]
+        with self._reading(io.METADATA):
+            meta = pd.read_parquet(self.root / io.METADATA)
+            meta["sentences"] = [list(v) if v is not None else [] for v in meta["sentences"]]
         return meta
 
     @cached_property
     def sentences(self) -> pd.DataFrame:
         """[S] rows: row (int64 item row), text (str); sentence id = position."""
-        return pd.read_parquet(self.root / io.SENTENCES)
+        with self._reading(io.SENTENCES):
+            return pd.read_parquet(self.root / io.SENTENCES)
 
     @cached_property
     def _row_of(self) -> dict[str, int]:
@@ -160,7 +194,8 @@ class Bundle:
         """The FAISS index (inner product over L2-normalised vectors) of ``target``, search parameters applied."""
         self._check_target(target)
         if target not in self._indexes:
-            index = faiss.read_index(str(self.root / io.INDEX_FILES[target]))
+            with self._reading(io.INDEX_FILES[target]):
+                index = faiss.read_index(str(self.root / io.INDEX_FILES[target]))
             params = self.manifest["indexes"][target].get("params", {})
             if "efSearch" in params:
                 faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])  # type: ignore[attr-defined]
@@ -173,22 +208,26 @@ class Bundle:
         """[M] int64: FAISS position -> item row (images, reports) or sentence id (sentences)."""
         self._check_target(target)
         if target == "reports":
-            return np.load(self.root / io.REPORT_ROWS)
+            with self._reading(io.REPORT_ROWS):
+                return np.load(self.root / io.REPORT_ROWS)
         return np.arange(self.count if target == "images" else len(self.sentences), dtype=np.int64)
 
     def vectors(self, target: Target) -> np.ndarray:
         """[M, D] float32 L2-normalised vectors in FAISS position order."""
         self._check_target(target)
         name = {"images": io.IMAGE_EMB, "reports": io.REPORT_EMB, "sentences": io.SENTENCE_EMB}[target]
-        return np.load(self.root / name, mmap_mode="r")
+        with self._reading(name):
+            return np.load(self.root / name, mmap_mode="r")
 
     def patches(self) -> np.ndarray:
         """[N, h, w, D] float16 L2-normalised patch embeddings, memory-mapped."""
-        return np.load(self.root / io.PATCHES, mmap_mode="r")
+        with self._reading(io.PATCHES):
+            return np.load(self.root / io.PATCHES, mmap_mode="r")
 
     @cached_property
     def _thumbs(self) -> io.ThumbStore:
-        return io.ThumbStore(self.root / io.THUMBS, np.load(self.root / io.THUMBS_INDEX))
+        with self._reading(io.THUMBS_INDEX):
+            return io.ThumbStore(self.root / io.THUMBS, np.load(self.root / io.THUMBS_INDEX))
 
     def thumbnail(self, row: int) -> bytes:
         """JPEG bytes (longest side <= 256) of item ``row``."""

@@ -120,7 +120,7 @@ def test_missing_unfinished_and_damaged(tmp_path: Path) -> None:
     root = write(tmp_path / "b")
     with open(root / "image_emb.npy", "ab") as fh:
         fh.write(b"x")
-    with pytest.raises(BundleError, match="damaged: image_emb.npy"):
+    with pytest.raises(BundleError, match="damaged bundle .*: image_emb.npy is missing or has the wrong size"):
         Bundle.open(root)
 
 
@@ -185,3 +185,43 @@ def test_interrupted_install_finishes(tmp_path: Path) -> None:
     assert bundle_io.install_ready(root) and not bundle_io.install_ready(root)
     assert not (root / "chunks").exists()
     assert Bundle.open(root).count == 5
+
+
+def _flip_byte(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["images.faiss", "image_emb.npy", "metadata.parquet", "report_rows.npy"])
+def test_a_flipped_byte_is_refused_on_open(tmp_path: Path, name: str) -> None:
+    """Same size, other bytes: the open-time checksum names the file instead of ranking corrupted vectors."""
+    root = write(tmp_path / "b")
+    _flip_byte(root / name, (root / name).stat().st_size // 2)
+    with pytest.raises(BundleError, match=f"damaged bundle .*: {name} differs from its checksum in the manifest"):
+        Bundle.open(root)
+
+
+def test_a_manifest_without_required_keys_is_one_line(tmp_path: Path) -> None:
+    root = write(tmp_path / "b")
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["model"], manifest["count"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest.json lacks model, count"):
+        Bundle.open(root)
+
+
+@pytest.mark.parametrize(("name", "read"), [("images.faiss", lambda b: b.index("images")),
+                                            ("patches.npy", lambda b: b.patches()),
+                                            ("metadata.parquet", lambda b: b.metadata)])
+def test_damaged_headers_of_large_files_fail_in_one_line_when_read(tmp_path: Path, name: str, read,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files above the open-time checksum size are read lazily: a damaged header is a BundleError naming the
+    file and ``info --verify``, not a FAISS/numpy/arrow traceback."""
+    monkeypatch.setattr("retrieval.bundle.QUICK_VERIFY_BYTES", 0)
+    root = write(tmp_path / "b")
+    for at in range(0, 8):
+        _flip_byte(root / name, at)
+    bundle = Bundle.open(root)
+    with pytest.raises(BundleError, match=f"damaged bundle .*: {name} cannot be read .*info .* --verify"):
+        read(bundle)
