@@ -1,4 +1,5 @@
-"""``cxr-explorer eval grounding | zeroshot | progression | retrieval``: published-protocol evaluations over a model or a bundle.
+"""``cxr-explorer eval grounding | zeroshot | progression | retrieval``: published-protocol evaluations over a model
+or a bundle.
 
 Numbers from ``tiny-random`` (or any model without real weights) mean nothing; the output records the model identity.
 """
@@ -124,8 +125,8 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
     if args.task == "progression":
         from retrieval.evaluation.progression import evaluate_progression, read_progression_cases
 
-        cases, bad = read_progression_cases(args.pairs, args.images_dir)
-        res = evaluate_progression(source.model, cases[: args.limit], n_boot=args.n_boot)
+        pairs, bad = read_progression_cases(args.pairs, args.images_dir)
+        res = evaluate_progression(source.model, pairs[: args.limit], n_boot=args.n_boot)
         return {**head, "pairs_csv": str(args.pairs), **res, "skipped": bad + res["skipped"]}
     if args.task == "grounding":
         cases = D.read_grounding_cases(args.annotations, args.images_dir)[: args.limit]

@@ -43,6 +43,13 @@ class ProgressionCase:
     label: str
 
 
+@dataclass(frozen=True)
+class _Row:
+    finding: str
+    true: int
+    pred: int
+
+
 def _pick(table: pd.DataFrame, candidates: tuple[str, ...], what: str, csv: str | Path) -> str:
     lower = {c.lower(): c for c in table.columns}
     found = next((lower[c] for c in candidates if c in lower), None)
@@ -107,7 +114,8 @@ def evaluate_progression(model: Any, cases: Sequence[ProgressionCase], n_boot: i
     if not has_temporal_path(model):
         raise ValueError(f"model {model.spec.name!r} has no prior-image path; progression needs biovil-t")
     pairs: dict[tuple[Path, Path], torch.Tensor | str] = {}
-    rows, skipped = [], []
+    rows: list[_Row] = []
+    skipped: list[dict[str, str]] = []
     for case in cases:
         key = (case.current, case.prior)
         if key not in pairs:
@@ -122,16 +130,15 @@ def evaluate_progression(model: Any, cases: Sequence[ProgressionCase], n_boot: i
                             "detail": emb})
             continue
         (change,) = interval_change(model, emb, (case.finding,))
-        rows.append({"finding": case.finding, "true": CLASSES.index(case.label),
-                     "pred": CLASSES.index(change.predicted), "margin": change.margin})
+        rows.append(_Row(case.finding, CLASSES.index(case.label), CLASSES.index(change.predicted)))
     per: dict[str, Any] = {}
-    for finding in sorted({r["finding"] for r in rows}):
-        sel = [r for r in rows if r["finding"] == finding]
-        codes = _codes([r["true"] for r in sel], [r["pred"] for r in sel])
+    for finding in sorted({r.finding for r in rows}):
+        sel = [r for r in rows if r.finding == finding]
+        codes = _codes([r.true for r in sel], [r.pred for r in sel])
         per[finding] = {"n": len(sel), "accuracy": _estimate(codes, _acc, n_boot),
                         "macro_accuracy": _estimate(codes, macro_accuracy, n_boot),
-                        "labels": {c: int(sum(r["true"] == i for r in sel)) for i, c in enumerate(CLASSES)}}
-    every = _codes([r["true"] for r in rows], [r["pred"] for r in rows])
+                        "labels": {c: sum(r.true == i for r in sel) for i, c in enumerate(CLASSES)}}
+    every = _codes([r.true for r in rows], [r.pred for r in rows])
     return {"task": "progression", "pairs": len(rows), "image_pairs": len(pairs), "per_finding": per,
             "overall": {"n": len(rows), "accuracy": _estimate(every, _acc, n_boot),
                         "macro_accuracy": _estimate(every, macro_accuracy, n_boot)},
