@@ -97,7 +97,9 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
             expect(page.get_by_text("Interval change (zero-shot)")).to_be_visible()
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
             settle(page)
-            page.screenshot(path=str(root / "compare-case-1280.png"), full_page=True)
+            page.screenshot(path=str(root / "compare-case-1280.png"))
+            page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
+            page.screenshot(path=str(root / "compare-case-table-1280.png"))
             page.get_by_label("Phrase(s)", exact=False).fill("edema")
             page.keyboard.press("Enter")
             settle(page)
@@ -107,7 +109,7 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
             page.set_viewport_size({"width": 390, "height": 844})
             settle(page)
             expect(page.get_by_text("current · a5")).to_be_visible()
-            page.screenshot(path=str(root / "compare-case-390.png"), full_page=True)
+            page.screenshot(path=str(root / "compare-case-390.png"))
             page.set_viewport_size({"width": 1280, "height": 800})
             page.locator('[data-testid="stRadio"]').get_by_text("Two uploads").click()
             expect(page.get_by_text("Upload the current image")).to_be_visible()
@@ -120,10 +122,12 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
             expect(page.get_by_text("prior: global similarity").first).to_be_visible()
             expect(page.get_by_text("Timeline (")).to_have_count(0)
             settle(page)
-            page.screenshot(path=str(root / "compare-uploads-1280.png"), full_page=True)
-            shots = Path(os.environ.get("CXR_COMPARE_SHOTS", "/tmp/wt9_shots"))
-            shots.mkdir(parents=True, exist_ok=True)
-            for png in root.glob("compare-*.png"):
-                shutil.copy(png, shots / png.name)
+            page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
+            page.screenshot(path=str(root / "compare-uploads-1280.png"))
+            if os.environ.get("CXR_COMPARE_SHOTS"):  # to look at them: CXR_COMPARE_SHOTS=/tmp/shots pytest ...
+                shots = Path(os.environ["CXR_COMPARE_SHOTS"])
+                shots.mkdir(parents=True, exist_ok=True)
+                for png in root.glob("compare-*.png"):
+                    shutil.copy(png, shots / png.name)
         finally:
             browser.close()

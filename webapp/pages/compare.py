@@ -15,6 +15,8 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (TextInputError, ImageLoadError, BundleError, QueryError, ValueError)
 MAX_PHRASES = 3
 TIMELINE_MAX = 8
+IMAGE_WIDTH = 360  # px: both images and the table fit a laptop screen; one image fits a phone
+THUMB_WIDTH = 120
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
@@ -88,7 +90,7 @@ def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
                 col.error("Cannot ground this phrase:")
                 col.text(str(exc))
                 continue
-            col.image(png, width="stretch")
+            col.image(png, width=IMAGE_WIDTH)
             col.text(f"{name}: global similarity {score:.3f}")
 
 
@@ -119,7 +121,7 @@ def patient_timeline(case_id: str) -> None:
     cols = st.columns(len(shown))
     for col, item in zip(cols, shown, strict=True):
         row = engine.bundle.row_of(item)
-        col.image(loaders.display_image(bundle_dir, row)[0], width="stretch")
+        col.image(loaders.display_image(bundle_dir, row)[0], width=THUMB_WIDTH)
         mark = "current · " if item == case_id else "prior · " if item == prior_id else ""
         col.text(mark + display.snippet(item, 40))
     if len(ids) > TIMELINE_MAX:
