@@ -78,7 +78,8 @@ def _load(path: str, model: VLModel) -> torch.Tensor:
 
 
 def _chunk_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    """Committed chunks, in commit order (a ``.tmp.npz`` left by a crash mid-write is not one)."""
+    return sorted(p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz")) if folder.is_dir() else []
 
 
 def _read_done(root: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
@@ -116,8 +117,9 @@ def _embed_pending(root: Path, model: VLModel, bundle: Bundle, todo: list[dict[s
     """Embed ``todo`` pairs (current, prior) in chunks; unreadable images become ``unreadable`` records."""
     paths = dict(zip(bundle.metadata["id"].astype(str), bundle.metadata["image_abspath"].astype(str), strict=True))
     folder = root / TEMPORAL_DIR / CHUNKS_DIR
-    start = len(_chunk_files(folder))
-    done = 0
+    done = _chunk_files(folder)
+    start = int(done[-1].name.split(".")[0]) + 1 if done else 0
+    embedded = 0
     for n, lo in enumerate(range(0, len(todo), chunk_size)):
         recs, emb = [], []
         for rec in todo[lo:lo + chunk_size]:
@@ -134,10 +136,10 @@ def _embed_pending(root: Path, model: VLModel, bundle: Bundle, todo: list[dict[s
             out = model.encode_images(cur, prior)
             recs.append(rec)
             emb.append(out.global_emb[0].numpy())
-            done += 1
+            embedded += 1
         ordered = [r for r in recs if r["status"] == "paired"] + [r for r in recs if r["status"] != "paired"]
         _commit_chunk(folder, start + n, ordered, emb, model.spec.joint_dim)
-    return done
+    return embedded
 
 
 def _finalise(root: Path, base: list[dict[str, str]], model: VLModel, prior: PriorOptions, embedded: bool

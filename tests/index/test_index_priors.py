@@ -247,3 +247,20 @@ def test_covid_subset_build_with_preset_priors(tmp_path: Path, capsys: pytest.Ca
         assert meta.loc[item_id, "patient_id"] == meta.loc[prior, "patient_id"]
         assert covid_day(meta.loc[prior, "study_id"]) < covid_day(meta.loc[item_id, "study_id"])
         assert records.embedding(item_id) is not None
+
+
+def test_mimic_preset_orders_by_study_date_and_time(tmp_path: Path) -> None:
+    """MIMIC-CXR-JPG layout: the prior is the subject's latest earlier study by StudyDate + StudyTime."""
+    rows = [("d1", "10000001", "50000001", "21800101", "93000.5"), ("d2", "10000001", "50000002", "21800101",
+            "143000"), ("d3", "10000001", "50000003", "21800105", ""), ("d4", "10000002", "50000004", "21800102",
+            "1000"), ("d5", "10000002", "50000005", "", "1000")]
+    pd.DataFrame([{"dicom_id": d, "subject_id": s, "study_id": st, "StudyDate": date, "StudyTime": t,
+                   "ViewPosition": "PA"} for d, s, st, date, t in rows]).to_csv(
+        tmp_path / "mimic-cxr-2.0.0-metadata.csv", index=False)
+    corpus = read_corpus(tmp_path)
+    assert corpus.columns["preset"] == "mimic_cxr_jpg"
+    links = find_priors(corpus, PriorOptions(preset="mimic_cxr_jpg"))
+    got = {k: (v.status, v.prior_id) for k, v in links.items()}
+    assert got == {"d1": ("no-prior", None), "d2": ("paired", "d1"), "d3": ("paired", "d2"),
+                   "d4": ("no-prior", None), "d5": ("bad-order", None)}
+    assert all("subject" not in k for k in corpus.items[0].metadata)
