@@ -95,6 +95,19 @@ def app_lines(app: dict[str, Any]) -> list[str]:
             f"{app['method']}."]
 
 
+def priors_lines(p: dict[str, Any]) -> list[str]:
+    """Build rate of the same covid subset without and with priors (benchmarks/priors.py)."""
+    if p.get("status") == "skipped":
+        return [f"skipped: {p.get('note', '')}"]
+    w, wo = p["with"], p["without"]
+    return ["| build | wall s | items/s | pairs embedded | pairs/s |", "|---|---|---|---|---|",
+            f"| without priors | {_fmt(wo['wall_s'])} | {_fmt(wo['items_per_s'], 3)} | - | - |",
+            f"| with priors | {_fmt(w['wall_s'])} | {_fmt(w['items_per_s'], 3)} | {w.get('pairs', 0)} | "
+            f"{_fmt(w.get('pairs_per_s'), 3)} |", "",
+            f"{p['items']} covid_chestxray images, model {p['model']}; with/without wall ratio "
+            f"**{_fmt(p['priors_cost_ratio'])}**."]
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     """The whole results JSON as a markdown report."""
     out = [f"# Benchmark results ({res['mode']}, {res['created']})", "", machine_line(res["machine"]), "",
@@ -105,6 +118,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         out += ["## Query", "", *query_table(res["query"]), ""]
     if "grounding" in res:
         out += ["## Grounding", "", *grounding_lines(res["grounding"]), ""]
+    if "priors" in res:
+        out += ["## Build with priors (BioViL-T temporal stage)", "", *priors_lines(res["priors"]), ""]
     app = res.get("app", {})
     out += ["## App", "", *app_lines(app), ""]
     gpu = res.get("gpu", {})

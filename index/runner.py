@@ -21,9 +21,11 @@ from index.chunks import ChunkStore, FolderLock, check_state, read_state, write_
 from index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from index.decode import Decoded, DecodePool, DecodeTask, Failed
 from index.finalise import finalise_build
+from index.priors import PriorOptions, find_priors
 from index.progress import Progress
 from index.shards import shard_of
 from index.stages import ChunkBuffer, Timers, embed_images, set_threads
+from index.temporal import TemporalSummary, run_temporal
 from retrieval import bundle_io
 from retrieval.bundle import Bundle, BundleError
 from retrieval.models import VLModel, load_model
@@ -58,6 +60,7 @@ class BuildConfig:
     log_every_s: float = 30.0
     command: str = ""
     chunk_delay_s: float = 0.0  # test hook: sleep after each committed chunk
+    priors: PriorOptions | None = None  # pair images with their prior study (index/priors.py, index/temporal.py)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class BuildSummary:
     skipped_by_reason: dict[str, int]
     wall_s: float
     images_per_s: float | None
+    temporal: TemporalSummary | None = None
 
     def line(self) -> str:
         """The one-paragraph summary printed at the end."""
@@ -79,7 +83,8 @@ class BuildSummary:
         rate = f", {self.images_per_s:.1f} images/s" if self.images_per_s else ""
         return (f"{self.status}: {self.count} items in {self.out} (indexed {self.indexed_now} in this run{rate}, "
                 f"{self.wall_s:.1f} s); skipped {skipped}" + (f" ({reasons})" if reasons else "") +
-                (f"; see {self.out / bundle_io.SKIPPED_CSV}" if skipped else ""))
+                (f"; see {self.out / bundle_io.SKIPPED_CSV}" if skipped else "") +
+                (f"\n{self.temporal.line()}" if self.temporal else ""))
 
 
 def cpu_count() -> int:
@@ -226,18 +231,30 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
         done = store.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
         pending = [it for it in items if it.id not in done]
         if base is not None and not pending and not store.committed():
-            return _summary(base, "complete", 0, t0, None)
+            return _with_priors(cfg, corpus, model, _summary(base, "complete", 0, t0, None))
         if read_state(cfg.out) is None:
             write_state(cfg.out, settings)
-        bundle, indexed, rate = _run_job(cfg, model, device, store, base, pending, corpus_skips, settings)
+        bundle, indexed, rate, model = _run_job(cfg, model, device, store, base, pending, corpus_skips, settings)
         write_state(cfg.out, settings)
-    return _summary(bundle, "appended" if base is not None else "built", indexed, t0, rate)
+        return _with_priors(cfg, corpus, model, _summary(bundle, "appended" if base is not None else "built",
+                                                         indexed, t0, rate))
+
+
+def _with_priors(cfg: BuildConfig, corpus: Corpus, model: VLModel | None, summary: BuildSummary) -> BuildSummary:
+    """The temporal stage (after the single-image bundle is final, under the folder lock), when asked for."""
+    if cfg.priors is None:
+        return summary
+    links = find_priors(corpus, cfg.priors, cfg.corpus_options)
+    model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
+    summary.temporal = run_temporal(cfg.out, model, links, cfg.priors)
+    return summary
 
 
 def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, store: ChunkStore, base: Bundle | None,
              pending: list[Item], corpus_skips: list[dict[str, str]], settings: dict[str, Any]
-             ) -> tuple[Bundle, int, float | None]:
-    """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed, rate)."""
+             ) -> tuple[Bundle, int, float | None, VLModel]:
+    """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed, rate,
+    model)."""
     cores = cpu_count()
     workers = cfg.workers if cfg.workers is not None else (
         max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
@@ -259,7 +276,7 @@ def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, stor
     run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
            "append": base is not None}
     bundle = finalise_build(store, model, grid, base, corpus_skips, {**settings, "last_run": run}, cfg.index_type)
-    return bundle, indexed, rate
+    return bundle, indexed, rate, model
 
 
 def _summary(bundle: Bundle, status: str, indexed: int, t0: float, rate: float | None) -> BuildSummary:

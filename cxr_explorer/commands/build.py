@@ -52,9 +52,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
                    help="progress bar on a terminal, log lines otherwise (auto)")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
+    add_prior_options(p)
     p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
     p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+
+
+def add_prior_options(p: argparse.ArgumentParser) -> None:
+    """--prior-col, --patient-col/--order-col and --priors PRESET (index/priors.py)."""
+    from index.priors import PRIOR_PRESETS
+
+    g = p.add_argument_group("priors (interval change; BioViL-T embeds each image with its prior study)")
+    g.add_argument("--prior-col", default=None, metavar="COL", help="column naming each image's prior (id or path)")
+    g.add_argument("--patient-col", default=None, metavar="COL",
+                   help="with --order-col: the prior is the latest earlier study of the same patient (the column "
+                   "is used for pairing only and never stored)")
+    g.add_argument("--order-col", default=None, metavar="COL",
+                   help="study order: a number, a date, or a covid study id like covid_p2_d3 (day 3)")
+    g.add_argument("--priors", default=None, choices=("auto", *PRIOR_PRESETS), metavar="PRESET",
+                   help=f"pair by a known layout's patient and order columns: {', '.join(PRIOR_PRESETS)}, or auto "
+                   "(the corpus preset's)")
+
+
+def prior_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The PriorOptions the flags ask for, or None; CliError for incomplete combinations."""
+    from index.priors import PriorOptions
+
+    if args.prior_col and (args.patient_col or args.order_col or args.priors):
+        raise CliError("--prior-col cannot be combined with --patient-col/--order-col/--priors")
+    if bool(args.patient_col) != bool(args.order_col) and not args.priors:
+        raise CliError("--patient-col and --order-col go together (or use --priors PRESET)")
+    if not (args.prior_col or args.patient_col or args.order_col or args.priors):
+        return None
+    preset = args.priors
+    if preset == "auto":
+        from index.presets import detect_preset
+
+        preset = args.preset if args.preset not in ("auto", "none") else detect_preset(Path(args.corpus))
+        if preset is None:
+            raise CliError(f"--priors auto: {args.corpus} has no known layout; name the columns instead")
+    return PriorOptions(args.prior_col, args.patient_col, args.order_col, preset)
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -83,14 +120,15 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                        threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
                        limit=args.limit, progress=args.progress, log_every_s=args.log_every,
                        command=shlex.join(["cxr-explorer", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"]
-                       else "cxr-explorer build ...", chunk_delay_s=args.debug_chunk_delay)
+                       else "cxr-explorer build ...", chunk_delay_s=args.debug_chunk_delay,
+                       priors=prior_options(args))
 
 
 def _check_paths(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a folder")
-    if args.weights_dir is not None and args.model == "tiny-random":
+    if args.weights_dir is not None and args.model.startswith("tiny-random"):
         raise CliError("tiny-random is a synthetic test model and takes no --weights-dir")
     if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
         raise CliError(f"--weights-dir {args.weights_dir} is not a folder")

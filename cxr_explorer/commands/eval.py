@@ -1,4 +1,5 @@
-"""``cxr-explorer eval grounding | zeroshot | retrieval``: published-protocol evaluations over a model or a bundle.
+"""``cxr-explorer eval grounding | zeroshot | progression | retrieval``: published-protocol evaluations over a model
+or a bundle.
 
 Numbers from ``tiny-random`` (or any model without real weights) mean nothing; the output records the model identity.
 """
@@ -64,6 +65,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     z.add_argument("--limit", type=int, default=None, help="score only the first N images")
     _output_options(z)
     z.set_defaults(func=run)
+    pr = tasks.add_parser("progression", help="MS-CXR-T-style interval change (improving/stable/worsening) per "
+                          "finding: accuracy and macro-accuracy with bootstrap CIs (BioViL-T)")
+    _source_options(pr)
+    pr.add_argument("--pairs", required=True, metavar="CSV",
+                    help="current, prior, finding, label per row (or <finding>_progression columns)")
+    pr.add_argument("--images-dir", default=None, metavar="DIR", help="root of the image paths (default: CSV folder)")
+    pr.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    pr.add_argument("--limit", type=int, default=None, help="evaluate only the first N labelled pairs")
+    _output_options(pr)
+    pr.set_defaults(func=run)
     r = tasks.add_parser("retrieval", help="recall@K image<->report on a paired bundle; precision@K by label")
     r.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by 'cxr-explorer build'")
     r.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs (default 1 5 10)")
@@ -111,6 +122,12 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
                 **R.evaluate_retrieval(bundle, args.k, args.label_column, args.label_sep or None)}
     source = _open_source(args)
     head = {"source": str(args.source), "model": source.model.identity.to_dict()}
+    if args.task == "progression":
+        from retrieval.evaluation.progression import evaluate_progression, read_progression_cases
+
+        pairs, bad = read_progression_cases(args.pairs, args.images_dir)
+        res = evaluate_progression(source.model, pairs[: args.limit], n_boot=args.n_boot)
+        return {**head, "pairs_csv": str(args.pairs), **res, "skipped": bad + res["skipped"]}
     if args.task == "grounding":
         cases = D.read_grounding_cases(args.annotations, args.images_dir)[: args.limit]
         return {**head, "annotations": str(args.annotations),
@@ -151,6 +168,13 @@ def print_summary(res: dict[str, Any]) -> None:
             print(f"{name:24s} {c['n']:>4d} {_fmt(c['value']):>8s} [{_fmt(c['lo'])}, {_fmt(c['hi'])}]"
                   f" {_fmt(m['value']):>8s} [{_fmt(m['lo'])}, {_fmt(m['hi'])}]")
         print(f"mean over findings: CNR {_fmt(res['class_mean']['cnr'])}, mIoU {_fmt(res['class_mean']['miou'])}")
+    elif res["task"] == "progression":
+        print(f"labelled pairs: {res['pairs']} ({res['image_pairs']} image pairs), skipped {len(res['skipped'])}")
+        print(f"{'finding':20s} {'n':>4s} {'accuracy [95% CI]':>26s} {'macro-accuracy [95% CI]':>28s}")
+        for name, row in [*res["per_finding"].items(), ("ALL (pooled)", res["overall"])]:
+            a, m = row["accuracy"], row["macro_accuracy"]
+            print(f"{name:20s} {row['n']:>4d} {_fmt(a['value']):>10s} [{_fmt(a['lo'])}, {_fmt(a['hi'])}]"
+                  f" {_fmt(m['value']):>12s} [{_fmt(m['lo'])}, {_fmt(m['hi'])}]")
     elif res["task"] == "zeroshot":
         print(f"images: {res['images']} ({res['positives']} positive), skipped {len(res['skipped'])}")
         print(f"accuracy {_fmt(res['accuracy'])}  F1 {_fmt(res['f1'])}  AUROC {_fmt(res['auroc'])}"

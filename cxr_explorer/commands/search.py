@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--text", help="free-text query, e.g. 'right pleural effusion'")
     query.add_argument("--image", metavar="PATH", help="query image (PNG, JPEG, DICOM, ...)")
     query.add_argument("--id", help="id of a bundle case: find the cases most similar to it (itself excluded)")
+    p.add_argument("--prior", metavar="PATH", default=None,
+                   help="with --image: the patient's prior image; ranks by BioViL-T's fused (current + prior) "
+                   "embedding and prints zero-shot interval change per finding. --id uses the case's stored prior")
     p.add_argument("--k", type=hit_count, default=10, help=f"number of hits, 1..{MAX_K} (default 10)")
     p.add_argument("--target", default="images", choices=("images", "reports", "sentences"),
                    help="what to rank (default images)")
@@ -83,16 +86,24 @@ def run(args: argparse.Namespace) -> int:
         where = parse_where(args.where)
         engine = open_engine(args)
         options = {"k": args.k, "target": args.target, "where": where, "hide_duplicates": args.hide_duplicates}
+        if args.prior is not None and args.image is None:
+            raise CliError("--prior goes with --image (a case given by --id uses its stored prior)")
+        comparison = None
         if args.text is not None:
             if not args.text.strip():
                 raise CliError("--text is empty")
             hits = engine.search_text(args.text, **options)
+        elif args.image is not None and args.prior is not None:
+            hits, comparison = interval_search(engine, args.image, args.prior, options)
         elif args.image is not None:
             hits = engine.search_image(args.image, **options)
         else:
-            hits = engine.search_id(args.id, **options)
+            hits, comparison = id_search(engine, args.id, options)
     except QueryError as exc:
         raise CliError(str(exc)) from None
+    if comparison is not None:
+        print_comparison(hits, comparison, args)
+        return 0
     if args.json:
         print(json.dumps([hit_to_json(h) for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -120,3 +131,44 @@ def print_table(hits: list[Any], target: str) -> None:
         line = f"{h.rank:>4}  {h.score:>7.4f}  {_clip(h.id, id_w):<{id_w}}  "
         body = f"[{meta}] {text}" if meta else text
         print(line + _clip(body, width - len(line)))
+
+
+def interval_search(engine: Any, image: str, prior: str, options: dict[str, Any]) -> tuple[list[Any], Any]:
+    """Hits ranked by the fused (image + prior) embedding, and the interval-change comparison."""
+    from retrieval.engine_temporal import compare_images, search_pair
+
+    return search_pair(engine, image, prior, **options), compare_images(engine, image, prior)
+
+
+def id_search(engine: Any, item_id: str, options: dict[str, Any]) -> tuple[list[Any], Any]:
+    """A case: with its stored prior (BioViL-T bundle built with priors) the fused embedding, else its own vector."""
+    from retrieval.engine_temporal import compare_case, search_case_with_prior, temporal_records
+    from retrieval.interval import has_temporal_path
+
+    records = temporal_records(engine) if has_temporal_path(engine.model) else None
+    if records is None or records.prior_of(item_id) is None:
+        return engine.search_id(item_id, **options), None
+    return search_case_with_prior(engine, item_id, **options), compare_case(engine, item_id)
+
+
+def comparison_to_json(comparison: Any) -> dict[str, Any]:
+    """Interval change as JSON: per finding the cosine per class, the best class and its margin."""
+    return {"current_id": comparison.current_id, "prior_id": comparison.prior_id, "source": comparison.source,
+            "interval_change": [{"finding": c.finding, "scores": c.scores, "predicted": c.predicted,
+                                 "margin": c.margin} for c in comparison.changes]}
+
+
+def print_comparison(hits: list[Any], comparison: Any, args: argparse.Namespace) -> None:
+    """Hits plus the interval change (cosines and margins, never probabilities)."""
+    if args.json:
+        print(json.dumps({"hits": [hit_to_json(h) for h in hits], **comparison_to_json(comparison)}, indent=2,
+                         ensure_ascii=False))
+        return
+    print_table(hits, args.target)
+    prior = f" (prior {comparison.prior_id})" if comparison.prior_id else ""
+    print(f"\ninterval change{prior}, zero-shot cosine per prompt set; margin = best - runner-up:")
+    print(f"{'finding':<18} {'improving':>9} {'stable':>9} {'worsening':>9}  {'best':<10} {'margin':>7}")
+    for c in comparison.changes:
+        s = c.scores
+        print(f"{c.finding:<18} {s['improving']:>9.4f} {s['stable']:>9.4f} {s['worsening']:>9.4f}  "
+              f"{c.predicted:<10} {c.margin:>7.4f}")

@@ -12,6 +12,7 @@ import torch
 
 from retrieval.models.image_model import ImageModel
 from retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec, TextDims
+from retrieval.models.released import ReleasedLayoutError, do_lower_case, state_dict_misfit, text_dims_from_config
 from retrieval.models.seeded import seeded_state_dict
 from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
 from retrieval.models.weights import WeightsFormatError, read_state_dict
@@ -27,10 +28,10 @@ def load_image_model(spec: ModelSpec, path: Path) -> ImageModel:
     """Build the image model of ``spec`` and load ``path`` with ``strict=True`` (released layout incl. ``fc``)."""
     model = ImageModel(spec)
     state = read_state_dict(path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsFormatError(f"{path} does not fit the {spec.name} image model: {exc}") from None
+    misfit = state_dict_misfit(model.state_dict(), state)
+    if misfit is not None:
+        raise ReleasedLayoutError(f"{path} does not fit the {spec.name} image model: {misfit}")
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -41,40 +42,35 @@ def _read_json(path: Path) -> dict:
         raise WeightsFormatError(f"cannot read {path}: {exc}") from None
 
 
-def text_dims_from_config(cfg: dict) -> TextDims:
-    """Read BERT widths from an HF ``config.json`` (``model_type`` cxr-bert, or bert for old copies)."""
-    if cfg.get("model_type") not in ("cxr-bert", "bert"):
-        raise WeightsFormatError(f"config.json has model_type {cfg.get('model_type')!r}, expected 'cxr-bert'")
-    names = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-             "max_position_embeddings")
-    return TextDims(**{n: int(cfg[n]) for n in names if n in cfg})
-
-
-def _text_state(folder: Path) -> dict[str, torch.Tensor]:
+def _text_state(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     for name in TEXT_WEIGHT_FILES:
         if (folder / name).is_file():
             state = read_state_dict(folder / name)
-            return {k: v for k, v in state.items()
-                    if not k.startswith(_TEXT_DROPPED_PREFIXES) and k not in _TEXT_DROPPED_KEYS}
+            return folder / name, {k: v for k, v in state.items()
+                                   if not k.startswith(_TEXT_DROPPED_PREFIXES) and k not in _TEXT_DROPPED_KEYS}
     raise WeightsFormatError(f"{folder} holds none of {TEXT_WEIGHT_FILES}")
 
 
-def load_text_model(folder: Path) -> tuple[CXRBertModel, TextTokenizer]:
-    """Load an HF-style CXR-BERT folder (config.json, vocab.txt, weights) with our own classes, strictly."""
+def load_text_model(folder: Path, projection_size: int = 128) -> tuple[CXRBertModel, TextTokenizer]:
+    """Load an HF-style CXR-BERT folder (config.json, vocab.txt, weights) with our own classes, strictly.
+
+    The files are checked against the released layouts (:mod:`retrieval.models.released`); a misfit raises an error
+    naming the file and the field."""
     cfg = _read_json(folder / "config.json")
-    dims = text_dims_from_config(cfg)
-    model = CXRBertModel(bert_config(dims), projection_size=int(cfg.get("projection_size", 128)))
-    state = _text_state(folder)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WeightsFormatError(f"{folder} does not fit CXR-BERT: missing {sorted(missing)[:5]}, "
-                                 f"unexpected {sorted(unexpected)[:5]}")
-    tok_cfg = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-    tokenizer = TextTokenizer.from_vocab(folder / "vocab.txt", bool(tok_cfg.get("do_lower_case", True)),
-                                         dims.max_position_embeddings)
+    dims = text_dims_from_config(cfg, folder / "config.json", projection_size)
+    model = CXRBertModel(bert_config(dims), projection_size=projection_size)
+    weights_path, state = _text_state(folder)
+    misfit = state_dict_misfit(model.state_dict(), state)
+    if misfit is not None:
+        raise ReleasedLayoutError(f"{weights_path} does not fit CXR-BERT as {folder / 'config.json'} describes it: "
+                                  f"{misfit}")
+    model.load_state_dict(state, strict=True)
+    tok_path = folder / "tokenizer_config.json"
+    lower = do_lower_case(_read_json(tok_path), tok_path) if tok_path.is_file() else True
+    tokenizer = TextTokenizer.from_vocab(folder / "vocab.txt", lower, dims.max_position_embeddings)
     if len(tokenizer.tokenizer) != dims.vocab_size:
-        raise WeightsFormatError(f"{folder}/vocab.txt has {len(tokenizer.tokenizer)} tokens, config.json says "
-                                 f"{dims.vocab_size}")
+        raise WeightsFormatError(f"{folder / 'vocab.txt'} has {len(tokenizer.tokenizer)} tokens but field "
+                                 f"'vocab_size' of {folder / 'config.json'} is {dims.vocab_size}")
     return model.eval(), tokenizer
 
 

@@ -92,6 +92,18 @@ REGISTRY: dict[str, ModelSpec] = {
                           intermediate_size=64),
             is_real=False,
         ),
+        ModelSpec(
+            name="tiny-random-t",
+            description="NOT A REAL MODEL: BioViL-T's classes (temporal pooler included) at tiny widths with seeded "
+                        "random weights, for tests of the prior-image path",
+            image_arch="resnet50_multi_image",
+            resize=512,
+            crop=448,
+            base_width=8,
+            text=TextDims(vocab_size=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64),
+            is_real=False,
+        ),
     )
 }
 

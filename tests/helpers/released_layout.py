@@ -54,26 +54,54 @@ def _text_state(model: CXRBertModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_text_folder(folder: Path, safetensors: bool = False) -> CXRBertModel:
-    """config.json (cxr-bert, auto_map), vocab.txt, tokenizer_config.json and pytorch_model.bin / model.safetensors."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model = CXRBertModel(bert_config(TINY_TEXT), projection_size=128)
-    config = {
-        "architectures": ["CXRBertModel"], "model_type": "cxr-bert", "projection_size": 128,
+def released_text_config(model_name: str) -> dict:
+    """``config.json`` with the fields of the released repo of ``model_name`` (tiny widths).
+
+    CXR-BERT-specialized (biovil): ``model_type`` cxr-bert, AutoConfig + AutoModel ``auto_map``, transformers 4.18.
+    BioViL-T: NO ``model_type`` field, ``_name_or_path``, ``torch_dtype``, ``use_cache``, transformers 4.17.
+    """
+    config: dict = {
+        "architectures": ["CXRBertModel"], "projection_size": 128,
         "auto_map": {"AutoConfig": "configuration_cxrbert.CXRBertConfig",
                      "AutoModel": "modeling_cxrbert.CXRBertModel"},
         "vocab_size": TINY_TEXT.vocab_size, "hidden_size": TINY_TEXT.hidden_size,
         "num_hidden_layers": TINY_TEXT.num_hidden_layers, "num_attention_heads": TINY_TEXT.num_attention_heads,
         "intermediate_size": TINY_TEXT.intermediate_size, "hidden_act": "gelu", "max_position_embeddings": 512,
         "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
-        "hidden_dropout_prob": 0.25, "attention_probs_dropout_prob": 0.25, "transformers_version": "4.18.0",
+        "hidden_dropout_prob": 0.25, "attention_probs_dropout_prob": 0.25,
     }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    if model_name == "biovil-t":
+        config.update({"_name_or_path": "microsoft/BiomedVLP-BioViL-T", "classifier_dropout": None,
+                       "gradient_checkpointing": False, "initializer_range": 0.02, "torch_dtype": "float32",
+                       "transformers_version": "4.17.0", "use_cache": True})
+    else:
+        config.update({"model_type": "cxr-bert", "transformers_version": "4.18.0"})
+    return config
+
+
+def released_tokenizer_config(model_name: str) -> dict:
+    """``tokenizer_config.json`` of the released repo: CXRBertTokenizer with auto_map (biovil), BertTokenizer
+    (biovil-t)."""
+    base = {"do_lower_case": True, "do_basic_tokenize": True, "never_split": None, "unk_token": "[UNK]",
+            "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+            "tokenize_chinese_chars": True, "strip_accents": None}
+    if model_name == "biovil-t":
+        return {**base, "tokenizer_class": "BertTokenizer"}
+    return {**base, "tokenizer_class": "CXRBertTokenizer",
+            "auto_map": {"AutoTokenizer": ["configuration_cxrbert.CXRBertTokenizer", None]}}
+
+
+def write_text_folder(folder: Path, safetensors: bool = False, model_name: str = "biovil") -> CXRBertModel:
+    """config.json, vocab.txt, tokenizer_config.json, special_tokens_map.json and pytorch_model.bin /
+    model.safetensors as the released repo of ``model_name`` holds them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = CXRBertModel(bert_config(TINY_TEXT), projection_size=128)
+    (folder / "config.json").write_text(json.dumps(released_text_config(model_name), indent=2))
     (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "do_lower_case": True, "tokenizer_class": "CXRBertTokenizer", "unk_token": "[UNK]", "sep_token": "[SEP]",
-        "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
-        "auto_map": {"AutoTokenizer": ["configuration_cxrbert.CXRBertTokenizer", None]}}))
+    (folder / "tokenizer_config.json").write_text(json.dumps(released_tokenizer_config(model_name)))
+    specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                "mask_token": "[MASK]"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials))
     state = _text_state(model)
     if safetensors:
         from safetensors.torch import save_file
@@ -88,7 +116,7 @@ def write_text_folder(folder: Path, safetensors: bool = False) -> CXRBertModel:
 def write_repo_dir(spec: ModelSpec, folder: Path, safetensors: bool = False) -> ModelSpec:
     """A folder as ``huggingface-cli download REPO --local-dir DIR`` leaves it; returns the spec with its md5."""
     md5 = write_image_file(spec, folder)
-    write_text_folder(folder, safetensors)
+    write_text_folder(folder, safetensors, spec.name)
     return dataclasses.replace(spec, image_md5=md5)
 
 

@@ -169,3 +169,24 @@ def test_matches_reference_implementation(
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
     np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0, equal_nan=True)
+
+
+_MAPS = REPO / "tests" / "reference" / "grounding_maps.npz"
+_MAP_CASES = [tuple(c) for c in __import__("json").loads(
+    (REPO / "tests" / "reference" / "fixture_meta.json").read_text())["grounding_cases"]]
+
+
+@pytest.mark.parametrize(("width", "height", "resize_size", "crop_size", "interpolation"), _MAP_CASES)
+def test_matches_stored_reference_maps(
+    width: int, height: int, resize_size: int | None, crop_size: int | None, interpolation: str,
+) -> None:  # fmt: skip
+    """hi-ml 0.2.2's maps, stored by tests/reference/generate_fixture.py (bicubic, crop-only, no-crop, padded):
+    runs on every checkout, without .venv-ref."""
+    with np.load(_MAPS) as ref:
+        expected = ref[f"map/{width}x{height}/{resize_size}/{crop_size}/{interpolation}"]
+        patches, text, grid = torch.from_numpy(ref["patches"]), torch.from_numpy(ref["text"]), ref["grid"]
+    np.testing.assert_allclose(g.smooth_grid(g.patch_similarity(patches, text).numpy()), grid, atol=1e-6, rtol=0)
+    actual = g.similarity_map(patches, text, width, height, resize_size, crop_size, interpolation)
+    assert actual.shape == expected.shape == (height, width) and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0, equal_nan=True)

@@ -21,7 +21,9 @@ def tiny():
 
 
 def test_registry_has_released_specs() -> None:
-    assert list_models() == ["biovil", "biovil-t", "tiny-random"]
+    assert list_models() == ["biovil", "biovil-t", "tiny-random", "tiny-random-t"]
+    assert [get_spec(n).is_real for n in list_models()] == [True, True, False, False]
+    assert get_spec("tiny-random-t").image_arch == get_spec("biovil-t").image_arch == "resnet50_multi_image"
     b, t = get_spec("biovil"), get_spec("biovil-t")
     assert (b.hf_repo, b.revision, b.image_md5, b.crop) == (
         "microsoft/BiomedVLP-CXR-BERT-specialized", "v1.1", "02ce6ee460f72efd599295f440dbb453", 480)

@@ -127,3 +127,51 @@ def test_offline_without_cache_says_how_to_get_weights(tmp_path: Path) -> None:
     result = _run_offline(tmp_path / "empty", "biovil", "0" * 32)
     assert result["error"] == "WeightsNotFoundError"
     assert "--weights-dir" in result["message"] and "HF_HUB_OFFLINE" in result["message"]
+
+
+@pytest.mark.parametrize("name", ["biovil", "biovil-t"])
+def test_weights_dir_with_each_released_text_layout_loads(tmp_path: Path, name: str) -> None:
+    """BioViL-T's config.json has no model_type and its tokenizer_config says BertTokenizer: both must load."""
+    spec = write_repo_dir(small_spec(name), tmp_path / "w")
+    cfg = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert ("model_type" in cfg) == (name == "biovil")
+    model = build_model(spec, weights_dir=tmp_path / "w", device="cpu")
+    assert model.identity.verified and model.embed_texts(["no pneumothorax"]).shape == (1, 128)
+
+
+@pytest.mark.parametrize(("field", "value", "file"), [
+    ("model_type", "roberta", "config.json"),
+    ("architectures", ["BertForMaskedLM"], "config.json"),  # CXR-BERT-general: no projection head
+    ("projection_size", 256, "config.json"),
+    ("hidden_size", "768", "config.json"),
+    ("hidden_act", "relu", "config.json"),
+    ("tokenizer_class", "RobertaTokenizer", "tokenizer_config.json"),
+])  # fmt: skip
+def test_misfit_config_names_file_and_field(tmp_path: Path, field: str, value: object, file: str) -> None:
+    spec = write_repo_dir(small_spec("biovil-t"), tmp_path / "w")
+    path = tmp_path / "w" / file
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(WeightsFormatError) as info:
+        build_model(spec, weights_dir=tmp_path / "w", device="cpu")
+    assert str(path) in str(info.value) and repr(field) in str(info.value)
+
+
+def test_misfit_checkpoints_name_file_and_key(tmp_path: Path) -> None:
+    spec = write_repo_dir(small_spec("biovil-t"), tmp_path / "w")
+    image = tmp_path / "w" / str(spec.image_file)
+    state = read_state_dict(image)
+    state["encoder.vit_pooler.type_embed"] = torch.zeros(3, 1, 256)
+    torch.save(state, image)
+    with pytest.raises(WeightsFormatError, match=r"biovil_t_image_model_proj_size_128.pt.*'encoder.vit_pooler."
+                       r"type_embed' has shape \(3, 1, 256\), expected \(2, 1, 256\)"):
+        build_model(dataclasses.replace(spec, image_md5="x"), weights_dir=tmp_path / "w", device="cpu")
+    spec = write_repo_dir(small_spec("biovil-t"), tmp_path / "w2")
+    text = tmp_path / "w2" / "pytorch_model.bin"
+    state = read_state_dict(text)
+    del state["cls_projection_head.dense_to_output.bias"]
+    torch.save(state, text)
+    with pytest.raises(WeightsFormatError, match=r"pytorch_model.bin.*'cls_projection_head.dense_to_output.bias' "
+                       "is missing"):
+        build_model(spec, weights_dir=tmp_path / "w2", device="cpu")

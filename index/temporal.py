@@ -1,0 +1,192 @@
+"""The temporal stage of a BioViL-T build: each indexed image with a prior gets the embedding of the current image
+fused with its prior, stored beside the single-image one (``temporal/`` in the bundle, see docs/bundle-format.md).
+
+It runs after the single-image bundle is final, under the build's folder lock. Work is committed in chunk files
+(``temporal/chunks/*.npz``, written atomically); a rerun after a crash embeds only the pairs no chunk holds, so each
+pair is embedded exactly once. Problems are recorded per item with a reason (``missing``, ``self``, ``bad-order``,
+``unreadable``), never fatal. Images without a prior keep BioViL-T's no-prior path: their single-image embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from index.priors import PriorLink, PriorOptions
+from retrieval import bundle_io
+from retrieval.bundle import Bundle
+from retrieval.imageio import ImageLoadError, load_image
+from retrieval.interval import has_temporal_path
+from retrieval.models import VLModel
+from retrieval.temporal_store import EMB_FILE, PAIRS_FILE, TEMPORAL_DIR
+
+__all__ = ["TemporalSummary", "run_temporal"]
+log = logging.getLogger(__name__)
+CHUNKS_DIR = "chunks"
+_FIELDS = ("id", "prior_id", "status", "detail")
+
+
+@dataclass(frozen=True)
+class TemporalSummary:
+    """What the stage recorded: counts by status, pairs embedded in this run and their rate (pairs/s)."""
+
+    by_status: dict[str, int]
+    embedded_now: int
+    pairs_per_s: float | None
+    embedded: bool
+
+    def line(self) -> str:
+        counts = ", ".join(f"{k}: {v}" for k, v in self.by_status.items())
+        rate = f", {self.pairs_per_s:.2f} pairs/s" if self.pairs_per_s else ""
+        what = "temporal embeddings" if self.embedded else "priors recorded (this model has no prior-image path)"
+        return f"{what}: {counts} (embedded {self.embedded_now} pairs in this run{rate})"
+
+
+def _records_of(link: PriorLink, status: str | None = None, detail: str | None = None) -> dict[str, str]:
+    return {"id": link.id, "prior_id": link.prior_id or "", "status": status or link.status,
+            "detail": link.detail if detail is None else detail}
+
+
+def _initial(bundle: Bundle, links: dict[str, PriorLink]) -> list[dict[str, str]]:
+    """One record per indexed image; a paired prior that the build skipped is ``unreadable`` with its reason."""
+    indexed = set(bundle.metadata["id"].astype(str))
+    skipped = {str(s.get("id", "")): s for s in bundle.skipped}
+    out = []
+    for item_id in bundle.metadata["id"].astype(str):
+        link = links.get(item_id, PriorLink(item_id, "no-prior", None, "not in the corpus of this run"))
+        if link.status == "paired" and link.prior_id not in indexed:
+            s = skipped.get(str(link.prior_id), {})
+            detail = f"prior {link.prior_id!r} was skipped by the build ({s.get('reason', 'not indexed')}: " \
+                     f"{s.get('detail', '')})"
+            out.append(_records_of(link, "unreadable", detail))
+        else:
+            out.append(_records_of(link))
+    return out
+
+
+def _load(path: str, model: VLModel) -> torch.Tensor:
+    return model.preprocess(load_image(path).image).unsqueeze(0)
+
+
+def _chunk_files(folder: Path) -> list[Path]:
+    """Committed chunks, in commit order (a ``.tmp.npz`` left by a crash mid-write is not one)."""
+    return sorted(p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz")) if folder.is_dir() else []
+
+
+def _read_done(root: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
+    """Records and embeddings already committed: the final files of an earlier run, then every chunk."""
+    records: dict[str, dict[str, str]] = {}
+    vectors: dict[str, np.ndarray] = {}
+    final = root / TEMPORAL_DIR / PAIRS_FILE
+    if final.is_file():
+        table = pd.read_parquet(final)
+        emb = np.load(root / TEMPORAL_DIR / EMB_FILE)
+        for rec, row in zip(table.to_dict("records"), table["emb_row"], strict=True):
+            if rec["status"] == "paired":
+                records[rec["id"]] = {k: str(rec[k]) for k in _FIELDS}
+                vectors[rec["id"]] = emb[int(row)]
+    for path in _chunk_files(root / TEMPORAL_DIR / CHUNKS_DIR):
+        with np.load(path, allow_pickle=False) as z:
+            for i, item_id in enumerate(z["id"].tolist()):
+                rec = {k: str(z[k][i]) for k in _FIELDS}
+                records[item_id] = rec
+                if rec["status"] == "paired":
+                    vectors[item_id] = z["emb"][i]
+    return records, vectors
+
+
+def _commit_chunk(folder: Path, number: int, recs: list[dict[str, str]], emb: list[np.ndarray], dim: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{number:06d}.tmp.npz"
+    arrays: dict[str, Any] = {k: np.array([r[k] for r in recs], dtype=str) for k in _FIELDS}
+    arrays["emb"] = np.stack(emb).astype(np.float32) if emb else np.zeros((len(recs), dim), np.float32)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, folder / f"{number:06d}.npz")
+
+
+def _embed_pending(root: Path, model: VLModel, bundle: Bundle, todo: list[dict[str, str]], chunk_size: int) -> int:
+    """Embed ``todo`` pairs (current, prior) in chunks; unreadable images become ``unreadable`` records."""
+    paths = dict(zip(bundle.metadata["id"].astype(str), bundle.metadata["image_abspath"].astype(str), strict=True))
+    folder = root / TEMPORAL_DIR / CHUNKS_DIR
+    done = _chunk_files(folder)
+    start = int(done[-1].name.split(".")[0]) + 1 if done else 0
+    embedded = 0
+    for n, lo in enumerate(range(0, len(todo), chunk_size)):
+        recs, emb = [], []
+        for rec in todo[lo:lo + chunk_size]:
+            try:
+                cur = _load(paths[rec["id"]], model)
+            except ImageLoadError as exc:
+                recs.append({**rec, "status": "unreadable", "detail": f"current image: {exc.detail}"})
+                continue
+            try:
+                prior = _load(paths[rec["prior_id"]], model)
+            except ImageLoadError as exc:
+                recs.append({**rec, "status": "unreadable", "detail": f"prior image: {exc.detail}"})
+                continue
+            out = model.encode_images(cur, prior)
+            recs.append(rec)
+            emb.append(out.global_emb[0].numpy())
+            embedded += 1
+        ordered = [r for r in recs if r["status"] == "paired"] + [r for r in recs if r["status"] != "paired"]
+        _commit_chunk(folder, start + n, ordered, emb, model.spec.joint_dim)
+    return embedded
+
+
+def _finalise(root: Path, base: list[dict[str, str]], model: VLModel, prior: PriorOptions, embedded: bool
+              ) -> dict[str, int]:
+    """Write ``temporal/pairs.parquet`` + ``temporal/temporal_emb.npy``, record them in the manifest, drop chunks."""
+    records, vectors = _read_done(root)
+    rows = [records.get(r["id"], r) for r in base]
+    emb_row: list[int] = []
+    mat: list[np.ndarray] = []
+    for r in rows:
+        if r["status"] == "paired" and r["id"] in vectors:
+            emb_row.append(len(mat))
+            mat.append(vectors[r["id"]])
+        else:
+            emb_row.append(-1)
+    folder = root / TEMPORAL_DIR
+    folder.mkdir(exist_ok=True)
+    table = pd.DataFrame(rows, columns=list(_FIELDS))
+    table["emb_row"] = np.array(emb_row, np.int64)
+    table.to_parquet(folder / (PAIRS_FILE + ".tmp"), index=False)
+    dim = model.spec.joint_dim
+    np.save(folder / (EMB_FILE + ".tmp.npy"), np.stack(mat).astype(np.float32) if mat else np.zeros((0, dim),
+                                                                                                    np.float32))
+    os.replace(folder / (EMB_FILE + ".tmp.npy"), folder / EMB_FILE)
+    os.replace(folder / (PAIRS_FILE + ".tmp"), folder / PAIRS_FILE)
+    counts = table["status"].value_counts().to_dict()
+    by_status = {k: int(counts[k]) for k in sorted(counts)}
+    manifest = bundle_io.read_json(root / bundle_io.MANIFEST)
+    manifest["temporal"] = {"priors": prior.describe(), "embedded": embedded, "files": [
+        f"{TEMPORAL_DIR}/{PAIRS_FILE}", f"{TEMPORAL_DIR}/{EMB_FILE}"], "by_status": by_status,
+        "paired_embedded": len(mat), "embedding": "global embedding of the current image fused with its prior "
+        "(BioViL-T MultiImageEncoder), L2-normalised, float32"}
+    bundle_io.write_json(root / bundle_io.MANIFEST, manifest)
+    shutil.rmtree(folder / CHUNKS_DIR, ignore_errors=True)
+    return by_status
+
+
+def run_temporal(root: Path, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions,
+                 chunk_size: int = 64) -> TemporalSummary:
+    """Record every indexed image's prior and, for BioViL-T, embed each (current, prior) pair exactly once."""
+    bundle = Bundle.open(root)
+    base = _initial(bundle, links)
+    embedded = has_temporal_path(model)
+    done_records, _ = _read_done(root)
+    todo = [r for r in base if r["status"] == "paired" and r["id"] not in done_records] if embedded else []
+    t0 = time.perf_counter()
+    now = _embed_pending(root, model, bundle, todo, chunk_size) if todo else 0
+    rate = now / (time.perf_counter() - t0) if now else None
+    by_status = _finalise(root, base, model, prior, embedded)
+    return TemporalSummary(by_status, now, rate, embedded)
