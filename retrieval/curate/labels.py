@@ -1,9 +1,10 @@
 """Label issues: cases whose labels disagree with their image neighbourhood (multi-label aware).
 
 Each label is a binary task (cleanlab's multi-label treatment). From the ``k`` nearest other images, ``p[l]`` is the
-(cosine-weighted, see :func:`neighbour_label_share`) share of neighbours carrying label ``l``. The self-confidence of a case is the lowest, over all labels, of ``p[l]``
-for a label it has and ``1 - p[l]`` for one it lacks; the normalised margin is ``(1 + min over given labels of
-(p[given] - max p[not given])) / 2`` (below 0.5: the neighbours prefer a label the case does not have). With
+(cosine-weighted, see :func:`neighbour_label_share`) share of neighbours carrying label ``l``. The self-confidence
+of a case is the lowest, over all labels, of ``p[l]`` for a label it has and ``1 - p[l]`` for one it lacks; the
+normalised margin is ``(1 + min over given labels of (p[given] - max p[not given])) / 2`` (below 0.5: the
+neighbours prefer a label the case does not have). With
 prompts, the zero-shot margin (cosine with the label's positive prompt minus its negative prompt) of each given
 label is added as evidence; a negative one means the model reads the image as not showing the finding.
 """

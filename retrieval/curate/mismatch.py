@@ -48,13 +48,13 @@ def _direction(scores: np.ndarray, labels: np.ndarray, own: np.ndarray, own_scor
     has_other = np.isfinite(best_score)
     margin = np.where(has_other, own_score - np.where(has_other, best_score, 0.0), np.inf)
     best_pos = np.where(has_other, labels[np.arange(n), best_i], -1)
-    return rank.astype(np.int64), capped, margin.astype(np.float64), best_pos.astype(np.int64)
+    return rank.astype(np.int64), np.asarray(capped, dtype=bool), margin.astype(np.float64), best_pos.astype(np.int64)
 
 
 def check_mismatch(data: CurateData, config: MismatchConfig | None = None) -> CheckResult:
     """Rank and margin of every case's own report (see the module docstring); worst (lowest margin) first."""
     cfg = config or MismatchConfig()
-    thresholds = {"k": cfg.k, "max_rank": cfg.max_rank}
+    thresholds: dict[str, float | int | str] = {"k": cfg.k, "max_rank": cfg.max_rank}
     if data.report_index is None or len(data.report_rows) < 2:
         return CheckResult("mismatch", "Report-image mismatch", finish_table(pd.DataFrame(), [], []), thresholds,
                            {"cases_with_report": int(len(data.report_rows)), "note": "fewer than 2 reports"})

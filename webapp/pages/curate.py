@@ -49,14 +49,14 @@ def decide(check: str, case_id: str, decision: str) -> None:
 def controls() -> None:
     """Check, columns, curator, filter."""
     a, b, c = st.columns([3, 2, 2])
-    a.selectbox("Check", list(curate_state.CHECKS), key="c_check", format_func=curate_state.CHECKS.get,
+    a.selectbox("Check", list(curate_state.CHECKS), key="c_check", format_func=lambda c: curate_state.CHECKS[c],
                 on_change=curate_state.reset_page)
     b.selectbox("Label column", [curate_state.NONE, *columns], key="c_label", on_change=curate_state.reset_page)
     c.selectbox("Split column", [curate_state.NONE, *columns], key="c_split", on_change=curate_state.reset_page)
     d, e = st.columns([3, 4])
     d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
                  help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
-    e.radio("Show", list(curate_state.SHOW), key="c_show", format_func=curate_state.SHOW.get, horizontal=True,
+    e.radio("Show", list(curate_state.SHOW), key="c_show", format_func=lambda v: curate_state.SHOW[v], horizontal=True,
             on_change=curate_state.reset_page)
 
 
