@@ -103,8 +103,8 @@ def test_curate_in_chromium(tmp_path: Path) -> None:
             excl_phone = phone.get_by_role("button", name="exclude", exact=True)
             excl_desk.nth(0).click(no_wait_after=True)
             excl_phone.nth(1).click(no_wait_after=True)
-            expect(desk.get_by_text("decision: ⛔ exclude by ana")).to_be_visible()
-            expect(phone.get_by_text("decision: ⛔ exclude by ben")).to_be_visible()
+            expect(desk.get_by_text("decision: EXCLUDE by ana")).to_be_visible()
+            expect(phone.get_by_text("decision: EXCLUDE by ben")).to_be_visible()
             settle(desk)
             saved = {(d.curator, d.id) for d in read_decisions(review_dir(fb.root))[0]}
             assert saved == {("ana", first), ("ben", second)}
@@ -113,9 +113,9 @@ def test_curate_in_chromium(tmp_path: Path) -> None:
             kill9(proc)  # the app dies without any chance to flush
             proc, url = start_app(fb.root, tmp_path / "server.log")
             open_curate(desk, url, "ana")
-            expect(desk.get_by_text("decision: ⛔ exclude by ana")).to_be_visible()
-            expect(desk.get_by_text("decision: ⛔ exclude by ben")).to_be_visible()
-            expect(desk.get_by_text("2 cases excluded by 2 curator(s)", exact=False)).to_be_visible()
+            expect(desk.get_by_text("decision: EXCLUDE by ana")).to_be_visible()
+            expect(desk.get_by_text("decision: EXCLUDE by ben")).to_be_visible()
+            expect(desk.get_by_text("2 case(s) excluded by 2 curator(s)", exact=False)).to_be_visible()
 
             with desk.expect_download() as dl:
                 desk.get_by_role("button", name="Cleaned manifest CSV").click()

@@ -52,13 +52,13 @@ def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bund
     assert at.query_params["c_curator"] == "ana"
     next(b for b in at.button if b.label == "exclude").click().run()
     assert not at.exception
-    assert decisions(at)[0] == "decision: ⛔ exclude by ana"
+    assert decisions(at)[0] == "decision: EXCLUDE by ana"
     saved, problems = read_decisions(review_dir(bundle))
     assert [(d.check, d.id, d.decision, d.curator) for d in saved] == [("mismatch", first, "exclude", "ana")]
     assert problems == [] and sorted(p.name for p in bundle.iterdir()) == files_before
     restarted = open_page()  # a new session (as after a restart) reads the same file
-    assert decisions(restarted)[0] == "decision: ⛔ exclude by ana"
-    assert any("1 cases excluded by 1 curator(s)" in str(c.value) for c in restarted.caption)
+    assert decisions(restarted)[0] == "decision: EXCLUDE by ana"
+    assert any("1 case(s) excluded by 1 curator(s)" in str(c.value) for c in restarted.caption)
 
 
 def test_checks_that_need_a_column(env: None) -> None:

@@ -22,7 +22,8 @@ FIGURES = {
     "leakage_split": ("other_id", "split", "other_split", "cosine", "report_cosine"),
 }
 COLUMNS = 3
-BADGE = {"ok": "✅ ok", "wrong": "⚠️ wrong", "exclude": "⛔ exclude"}
+THUMB_WIDTH = 200
+BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no emoji font is guaranteed offline
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
@@ -72,19 +73,21 @@ def card(row: pd.Series, check: str, state: dict, can_decide: bool) -> None:
     with st.container(border=True):
         if check == "leakage_split":
             left, right = st.columns(2)
-            left.image(engine.bundle.thumbnail(int(row["row"])), width="stretch")
-            right.image(engine.bundle.thumbnail(int(row["other_row"])), width="stretch")
+            left.image(engine.bundle.thumbnail(int(row["row"])), width="stretch", caption="this case")
+            right.image(engine.bundle.thumbnail(int(row["other_row"])), width="stretch", caption="other split")
         else:
-            st.image(engine.bundle.thumbnail(int(row["row"])), width="stretch")
+            st.image(engine.bundle.thumbnail(int(row["row"])), width=THUMB_WIDTH)
         st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
         st.text("\n".join(f"{c}: {_fmt(row[c])}" for c in FIGURES[check] if c in row.index))
         if check == "mismatch":
             st.text(display.snippet(str(meta["report"].iloc[int(row["row"])]), 200) or "(no report)")
         with st.expander("Evidence"):
-            st.code(json.dumps(json.loads(str(row["evidence"])), indent=1, ensure_ascii=False), language="json")
+            st.code(json.dumps(json.loads(str(row["evidence"])), indent=1, ensure_ascii=False), language="json",
+                    wrap_lines=True)
         done = state.get((check, case_id))
         st.text(f"decision: {BADGE[done.decision]} by {done.curator}" if done else "decision: —")
-        for col, decision in zip(st.columns(3), ("ok", "wrong", "exclude"), strict=True):
+        ok, wrong = st.columns(2)  # three side by side are cut to "excl…" in a three-card row
+        for col, decision in ((ok, "ok"), (wrong, "wrong"), (st, "exclude")):
             col.button(decision, key=f"c_{decision}_{check}_{case_id}", disabled=not can_decide, width="stretch",
                        type="primary" if done and done.decision == decision else "secondary",
                        on_click=decide, args=(check, case_id, decision))
@@ -120,8 +123,8 @@ def exports(state: dict, problems: list[str]) -> None:
     """Excluded count, the two downloads and how to rebuild."""
     st.subheader("Export")
     out = excluded(state)
-    st.caption(f"{len(out)} cases excluded by {len({d.curator for d in out.values()})} curator(s); review files "
-               f"in {reviews}")
+    st.caption(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s); review files "
+               f"in the folder {reviews.name} beside the bundle")
     if problems:
         st.warning(f"{len(problems)} unreadable line(s) in the review files were skipped (e.g. a write cut off by a "
                    "crash); every complete decision is kept.")
@@ -132,7 +135,7 @@ def exports(state: dict, problems: list[str]) -> None:
     b.download_button("Exclusion list CSV", exclusion_list(meta, out).to_csv(index=False).encode(),
                       "exclusions.csv", "text/csv", key="c_dl_excl", on_click="ignore", width="stretch")
     st.caption("Rebuild from the cleaned manifest with:")
-    st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash")
+    st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash", wrap_lines=True)
 
 
 if st.session_state.get("c_curator") and not curate_state.CURATOR.match(st.session_state["c_curator"]):
