@@ -67,7 +67,14 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def card(row: pd.Series, check: str, state: dict, can_decide: bool) -> None:
+def figure_line(row: pd.Series, col: str, k: object) -> str:
+    """``name: value``; a rank past the ``k`` searched neighbours reads ``> k`` (only the k nearest are searched)."""
+    if col.startswith("rank_") and isinstance(k, int) and int(row[col]) > k:
+        return f"{col}: > {k}"
+    return f"{col}: {_fmt(row[col])}"
+
+
+def card(row: pd.Series, check: str, state: dict, can_decide: bool, k: object) -> None:
     """One case: thumbnail(s), id, figures, evidence and the three decision buttons."""
     case_id = str(row["id"])
     with st.container(border=True):
@@ -78,7 +85,7 @@ def card(row: pd.Series, check: str, state: dict, can_decide: bool) -> None:
         else:
             st.image(engine.bundle.thumbnail(int(row["row"])), width=THUMB_WIDTH)
         st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
-        st.text("\n".join(f"{c}: {_fmt(row[c])}" for c in FIGURES[check] if c in row.index))
+        st.text("\n".join(figure_line(row, c, k) for c in FIGURES[check] if c in row.index))
         if check == "mismatch":
             st.text(display.snippet(str(meta["report"].iloc[int(row["row"])]), 200) or "(no report)")
         with st.expander("Evidence"):
@@ -93,7 +100,7 @@ def card(row: pd.Series, check: str, state: dict, can_decide: bool) -> None:
                        on_click=decide, args=(check, case_id, decision))
 
 
-def cases(table: pd.DataFrame, check: str, state: dict) -> None:
+def cases(table: pd.DataFrame, check: str, state: dict, k: object) -> None:
     """The filtered, paginated list of cards."""
     show = st.session_state["c_show"]
     if show == "flagged":
@@ -111,7 +118,7 @@ def cases(table: pd.DataFrame, check: str, state: dict) -> None:
     for start in range(0, len(chunk), COLUMNS):
         for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
             with col:
-                card(row, check, state, can_decide)
+                card(row, check, state, can_decide, k)
     prev, _, nxt = st.columns([1, 3, 1])
     prev.button("Previous", disabled=page <= 1, width="stretch", key="c_prev",
                 on_click=lambda: st.session_state.update(c_page=page - 1))
@@ -154,6 +161,6 @@ if note:
     st.info(note)
 else:
     st.caption("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))
-    cases(table, check, state)
+    cases(table, check, state, thresholds.get("k"))
 st.divider()
 exports(state, problems)
