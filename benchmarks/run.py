@@ -46,10 +46,12 @@ class Plan:
     rounds: int = 2
     app_items: int = 10_000
     app_queries: int = 8
+    curate_sizes: tuple[int, ...] = (10_000, 100_000)
+    curate_covid: int = 200
 
 
 PLANS = {
-    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1, 300, 2),
+    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1, 300, 2, (2_000,), 0),
     "quick": Plan("biovil", 24, 1, 16, 48, 1, (10_000, 100_000), 10**9, 20, 200, 200, 40, 8, rounds=3),
     "full": Plan("biovil", 64, 1, 32, 128, 1, (10_000, 100_000, 1_000_000), 10**9, 40, 500, 500, 80, 16,
                  rounds=3, app_items=100_000, app_queries=12),
@@ -121,6 +123,10 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
         res["app"] = run_app(tmp, plan.app_items, plan.app_queries) if "app" in sections else {"status": "skipped"}
+        if "curate" in sections:
+            from benchmarks.curate import run_curate
+
+            res["curate"] = run_curate(model, list(plan.curate_sizes), plan.rounds, SHARED_DATA, plan.curate_covid, tmp)
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
     else:
@@ -162,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
-    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu"), default=None,
+    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu", "curate"), default=None,
                    help="run only these sections")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or ("build", "query", "grounding", "app", "gpu"))
+    sections = set(args.only or ("build", "query", "grounding", "app", "gpu", "curate"))
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 
