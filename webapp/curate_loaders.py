@@ -14,10 +14,12 @@ from retrieval.curate.pixels import check_pixels
 from webapp import loaders
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the check (once per bundle and settings)…")
+@st.cache_resource(max_entries=16, show_spinner="Running the check (once per bundle and settings)…")
 def check_table(bundle_dir: str, check: str, label_col: str | None, split_col: str | None
                 ) -> tuple[pd.DataFrame, dict, str]:
-    """(table worst first, thresholds, note) of one check; the note says why a check does not apply."""
+    """(table worst first, thresholds, note) of one check; the note says why a check does not apply.
+
+    ``cache_resource``: the page only reads the table (filters make new frames), so no copy per rerun."""
     bundle = loaders.engine(bundle_dir, *loaders.engine_options()).bundle
     data = data_from_bundle(bundle)
     if check == "labels" and label_col is None:

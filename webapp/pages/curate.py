@@ -130,8 +130,8 @@ def exports(state: dict, problems: list[str]) -> None:
     """Excluded count, the two downloads and how to rebuild."""
     st.subheader("Export")
     out = excluded(state)
-    st.caption(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s); review files "
-               f"in the folder {reviews.name} beside the bundle")
+    st.text(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s); review files "
+            f"in the folder {reviews.name} beside the bundle")
     if problems:
         st.warning(f"{len(problems)} unreadable line(s) in the review files were skipped (e.g. a write cut off by a "
                    "crash); every complete decision is kept.")
@@ -160,7 +160,7 @@ state = current(decisions)
 if note:
     st.info(note)
 else:
-    st.caption("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))
+    st.text("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))  # column names: plain text
     cases(table, check, state, thresholds.get("k"))
 st.divider()
 exports(state, problems)
