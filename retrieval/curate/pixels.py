@@ -27,6 +27,8 @@ from scipy.ndimage import maximum_filter, minimum_filter
 from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
 
 SIDE = 64
+THUMB_MAX = 256
+"""Longest side of a bundle thumbnail; a smaller thumbnail is the original image at its own size."""
 TEXT_BRIGHT, TEXT_EDGE = 0.7, 0.45
 """A text pixel is at least TEXT_BRIGHT and its 3 x 3 neighbourhood spans at least TEXT_EDGE (thumbnail scale)."""
 
@@ -149,7 +151,8 @@ def check_pixels(data: CurateData, config: PixelConfig | None = None,
         except Exception as exc:  # a damaged thumbnail is a finding, not a crash
             records.append({"row": row, "severity": 9.0, "hints": f"unreadable thumbnail ({type(exc).__name__})"})
             continue
-        found = hints(f, cfg, sizes[row]) + ([views[row]] if views[row] else [])
+        size = sizes[row] or (img.size if max(img.size) < THUMB_MAX else None)  # never upscaled: the original size
+        found = hints(f, cfg, size) + ([views[row]] if views[row] else [])
         records.append({"row": row, "severity": _severity(f, found, cfg), "hints": "; ".join(found), **asdict(f)})
     frame = pd.DataFrame(records)
     frame.insert(0, "id", data.ids[frame["row"].to_numpy()])

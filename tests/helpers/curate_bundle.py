@@ -19,7 +19,7 @@ from retrieval.bundle import write_bundle
 from tests.helpers.synthetic import tiny_model
 
 
-def phantom(seed: int, width: int = 200, height: int = 240) -> Image.Image:
+def phantom(seed: int, width: int = 400, height: int = 480) -> Image.Image:
     """A frontal chest X-ray cartoon: dark air, bright body, two dark lungs, a bright mediastinum and abdomen."""
     rng = np.random.default_rng(seed)
     img = Image.new("L", (width, height), 20)
