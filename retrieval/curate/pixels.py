@@ -105,11 +105,19 @@ def hints(f: PixelFeatures, cfg: PixelConfig, size: tuple[int, int] | None) -> l
     return out
 
 
+HINT_WEIGHTS = (("mostly blank", 3.0), ("rotated", 2.0), ("upside down", 2.0), ("inverted", 2.0), ("tiny", 1.0),
+                ("not left-right", 1.0), ("burnt-in text", 0.5), ("view ", 0.5))
+"""Severity points per hint (by prefix): a blank, rotated or inverted image outranks common burnt-in markers."""
+
+
 def _severity(f: PixelFeatures, found: list[str], cfg: PixelConfig) -> float:
-    """Larger for more and stronger hints: one point per hint plus how far the strongest feature crossed."""
+    """Weighted hint points (HINT_WEIGHTS) plus how far the strongest orientation feature crossed (< 1)."""
+    if not found:
+        return 0.0
+    points = sum(next((w for prefix, w in HINT_WEIGHTS if h.startswith(prefix)), 1.0) for h in found)
     strength = max(0.0, f.ud_symmetry - f.lr_symmetry - cfg.rotated_min, cfg.lateral_max - f.lr_symmetry,
                    -f.mediastinum, -f.bottom_minus_top, cfg.blank_std - f.std)
-    return float(len(found)) + min(strength, 0.99) if found else 0.0
+    return points + min(strength, 0.99)
 
 
 def recorded_sizes(meta: pd.DataFrame) -> list[tuple[int, int] | None]:
