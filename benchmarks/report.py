@@ -122,6 +122,10 @@ def to_markdown(res: dict[str, Any]) -> str:
         out += ["## Build with priors (BioViL-T temporal stage)", "", *priors_lines(res["priors"]), ""]
     app = res.get("app", {})
     out += ["## App", "", *app_lines(app), ""]
+    if "curate" in res:
+        from benchmarks.curate import curate_lines
+
+        out += ["## Curate", "", *curate_lines(res["curate"]), ""]
     gpu = res.get("gpu", {})
     out += ["## GPU", "", str(gpu.get("note")) if not gpu.get("available") else
             f"{gpu['gpu']}: encoder img/s {gpu['encoder_images_per_s']}; FAISS {gpu.get('faiss')}", ""]

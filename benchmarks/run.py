@@ -23,6 +23,8 @@ from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
+SECTIONS = ("build", "query", "grounding", "app", "gpu", "priors", "curate")
+"""Every section, run by default; ``--only`` picks some."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,12 @@ class Plan:
     rounds: int = 2
     app_items: int = 10_000
     app_queries: int = 8
+    curate_sizes: tuple[int, ...] = (10_000, 100_000)
+    curate_covid: int = 200
 
 
 PLANS = {
-    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1, 300, 2),
+    "smoke": Plan("tiny-random", 4, 2, 2, 8, 1, (2_000,), 10**9, 5, 50, 50, 10, 3, ("fp32",), 1, 300, 2, (2_000,), 0),
     "quick": Plan("biovil", 24, 1, 16, 48, 1, (10_000, 100_000), 10**9, 20, 200, 200, 40, 8, rounds=3),
     "full": Plan("biovil", 64, 1, 32, 128, 1, (10_000, 100_000, 1_000_000), 10**9, 40, 500, 500, 80, 16,
                  rounds=3, app_items=100_000, app_queries=12),
@@ -125,6 +129,10 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             from benchmarks.priors import run_priors
 
             res["priors"] = run_priors(seeded_model("biovil-t"), SHARED_DATA, plan.build_images, tmp)
+        if "curate" in sections:
+            from benchmarks.curate import run_curate
+
+            res["curate"] = run_curate(model, list(plan.curate_sizes), plan.rounds, SHARED_DATA, plan.curate_covid, tmp)
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
     else:
@@ -166,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
-    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu", "priors"), default=None,
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
                    help="run only these sections")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or ("build", "query", "grounding", "app", "gpu", "priors"))
+    sections = set(args.only or SECTIONS)
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 

@@ -59,6 +59,7 @@ def main() -> None:
         st.Page(PAGES_DIR / "grounding.py", title="Grounding", icon=":material/my_location:"),
         st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare:"),
         st.Page(PAGES_DIR / "map.py", title="Map", icon=":material/scatter_plot:"),
+        st.Page(PAGES_DIR / "curate.py", title="Curate", icon=":material/rule:"),
         st.Page(PAGES_DIR / "about.py", title="About", icon=":material/info:"),
     ]
     st.navigation(pages).run()

@@ -1,0 +1,109 @@
+"""``cxr-explorer curate``: find what is wrong in a bundle (report-image mismatch, label issues, outliers, pixel
+hints, leakage between splits or against another bundle) and write a report folder (a parquet + CSV table per
+check, worst first, and summary.json)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from cxr_explorer.errors import CliError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("curate", help="find swapped reports, label noise, outliers and leakage in a bundle",
+                       description="Curation checks over a bundle's vectors (O(N k) through FAISS) and thumbnails. "
+                       "Scores are cosine similarities, ranks, margins and neighbour shares, never probabilities.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by 'cxr-explorer build'")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report tables and summary")
+    p.add_argument("--against", metavar="OTHER", default=None,
+                   help="a second bundle (e.g. train): list near-duplicate pairs between the two")
+    p.add_argument("--label-col", metavar="COL", default=None, help="label column (multi-label: a|b or a;b)")
+    p.add_argument("--split-col", metavar="COL", default=None, help="split column: near-duplicates across splits")
+    p.add_argument("--prompts", metavar="JSON", default=None,
+                   help="zero-shot prompts per label {label: {positive: [...], negative: [...]}} (loads the model)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per case for the kNN checks (default 10)")
+    p.add_argument("--dup-threshold", type=float, default=0.95,
+                   help="cosine at or above which two images are near-duplicates (default 0.95)")
+    p.add_argument("--no-pixels", action="store_true", help="skip the pixel checks on thumbnails")
+    p.add_argument("--weights-dir", default=None, help="model weights folder (only with --prompts)")
+    p.set_defaults(func=run)
+
+
+def _open(path: str) -> Any:
+    from retrieval.bundle import Bundle
+
+    if not Path(path).is_dir():
+        raise CliError(f"bundle folder {path} does not exist")
+    return Bundle.open(path)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from retrieval.curate.labels import LabelConfig
+    from retrieval.curate.leakage import LeakageConfig
+    from retrieval.curate.mismatch import MismatchConfig
+    from retrieval.curate.outliers import OutlierConfig
+    from retrieval.curate.report import CurateConfig
+
+    if not 1 <= args.k <= 1000:
+        raise CliError(f"--k must be from 1 to 1000, got {args.k}")
+    if not 0.0 < args.dup_threshold <= 1.0:
+        raise CliError(f"--dup-threshold must be a cosine in (0, 1], got {args.dup_threshold}")
+    return CurateConfig(label_col=args.label_col, split_col=args.split_col, pixels=not args.no_pixels,
+                        mismatch=MismatchConfig(k=args.k), labels=LabelConfig(k=args.k),
+                        outliers=OutlierConfig(k=args.k), leakage=LeakageConfig(min_cosine=args.dup_threshold))
+
+
+def _check_columns(bundle: Any, args: argparse.Namespace) -> None:
+    cols = list(bundle.metadata.columns)
+    for flag, col in (("--label-col", args.label_col), ("--split-col", args.split_col)):
+        if col is not None and col not in cols:
+            raise CliError(f"no column {col!r} for {flag} in bundle {bundle.root}; columns are: "
+                           f"{', '.join(bundle.metadata_columns) or '(none)'}")
+
+
+def _prompts(args: argparse.Namespace) -> Any:
+    """Embedded prompts per label, or None; loads the bundle's model through the engine."""
+    if args.prompts is None:
+        return None
+    from retrieval.curate.prompts import PromptFileError, embed_prompts, read_prompts
+    from retrieval.engine import Engine
+
+    try:
+        prompts = read_prompts(args.prompts)
+    except PromptFileError as exc:
+        raise CliError(str(exc)) from None
+    engine = Engine.open(args.bundle, weights_dir=args.weights_dir, device="cpu")
+    return embed_prompts(prompts, lambda texts: engine.prompt_embeddings(texts).numpy())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the checks and write the report folder; prints one line per check."""
+    from retrieval.curate import data_from_bundle, run_checks, write_report
+    from retrieval.curate.report import config_dict
+
+    bundle = _open(args.bundle)
+    _check_columns(bundle, args)
+    other = data_from_bundle(_open(args.against)) if args.against else None
+    config = _config(args)
+    prompts = _prompts(args)
+    model = bundle.manifest.get("model", {})
+    if not model.get("is_real", True):
+        print(f"warning: bundle {bundle.root} uses {model.get('name')} (NOT A REAL MODEL): the vector checks are "
+              "meaningless; the pixel checks still apply", file=sys.stderr)
+    results = run_checks(data_from_bundle(bundle), config, other, prompts,
+                         progress=lambda name: log.info("running check %s", name))
+    summary = write_report(args.out, results, bundle=str(bundle.root),
+                           extra={"model": model.get("name"), "model_is_real": bool(model.get("is_real", True)),
+                                  "against": args.against, "config": config_dict(config),
+                                  "command": " ".join(["cxr-explorer", *sys.argv[1:]])})
+    for r in results:
+        print(f"{r.name:<16} {len(r.table):>7} rows  {r.flagged:>6} flagged   {r.title}")
+    print(f"wrote {summary.parent} (one parquet + CSV per check, summary.json)")
+    return 0

@@ -1,0 +1,54 @@
+"""Outliers in the image space: the mean cosine distance to the ``k`` nearest other images.
+
+The distance (1 - cosine, in [0, 2]) does not depend on the bundle's size or spread, so it compares across bundles
+of the same model; ``robust_z`` places it within this bundle and sets ``flagged``. With a reference bundle
+(``--against``), the distance to the reference's ``k`` nearest images is given too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn, robust_z, self_knn
+
+EVIDENCE_NEIGHBOURS = 3
+
+
+@dataclass(frozen=True)
+class OutlierConfig:
+    """``k`` neighbours; flagged when the robust z of the kNN distance is at least ``min_z``."""
+
+    k: int = 10
+    min_z: float = 3.5
+
+
+def check_outliers(data: CurateData, config: OutlierConfig | None = None,
+                   reference: CurateData | None = None) -> CheckResult:
+    """kNN-distance outliers of ``data``'s images, farthest first (see the module docstring)."""
+    cfg = config or OutlierConfig()
+    thresholds: dict[str, float | int | str] = {"k": cfg.k, "min_z": cfg.min_z}
+    if data.count < 2:
+        return CheckResult("outliers", "Outliers (image space)", finish_table(pd.DataFrame(), [], []), thresholds,
+                           {"note": "needs at least 2 cases"})
+    sims, neigh = self_knn(data.image_index, data.image_vectors, cfg.k)
+    distance = 1.0 - sims.astype(np.float64).mean(axis=1)
+    z = robust_z(distance)
+    frame = pd.DataFrame({
+        "id": data.ids, "row": np.arange(data.count), "severity": distance, "flagged": z >= cfg.min_z,
+        "evidence": [evidence_json({"nearest": [{"id": str(data.ids[j]), "cosine": round(float(s), 4)}
+                                                for s, j in zip(sims[i, :EVIDENCE_NEIGHBOURS],
+                                                                neigh[i, :EVIDENCE_NEIGHBOURS], strict=True)]})
+                     for i in range(data.count)],
+        "knn_distance": distance, "robust_z": z, "percentile": pd.Series(distance).rank(pct=True).to_numpy() * 100,
+    })
+    if reference is not None:
+        ref_sims, _ = knn(reference.image_index, data.image_vectors, cfg.k)
+        frame["reference_knn_distance"] = 1.0 - ref_sims.astype(np.float64).mean(axis=1)
+        thresholds["reference"] = reference.name
+    table = finish_table(frame, ["severity"], [False])
+    return CheckResult("outliers", "Outliers (image space)", table, thresholds,
+                       {"flagged": int(frame["flagged"].sum()),
+                        "median_knn_distance": round(float(np.median(distance)), 6)})

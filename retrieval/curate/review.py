@@ -1,0 +1,184 @@
+"""The review file: curators' ok / wrong / exclude decisions, kept BESIDE a bundle (never inside it).
+
+``<bundle>.review/<curator>.jsonl`` next to the bundle folder holds one JSON line per decision. A decision is
+appended with one ``write`` to a file opened ``O_APPEND``, under an exclusive ``flock`` and followed by ``fsync``,
+so concurrent sessions (even of the same curator) never interleave or lose a line and an acknowledged decision
+survives a ``kill -9``. A line torn by a crash mid-write is sealed with a newline by the next writer and reported
+(never fatal) by the reader. The current state is the latest decision per (check, case id) over every curator's
+file, so several curators' files merge by being in the same folder (:func:`merge_files` imports other folders').
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SUFFIX = ".review"
+DECISIONS = ("ok", "wrong", "exclude", "clear")
+"""``clear`` withdraws an earlier decision."""
+CURATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+class ReviewError(ValueError):
+    """A bad curator name or decision (user input)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One curator decision on one case of one check; ``ts_ns`` orders decisions (then curator, session, seq)."""
+
+    ts_ns: int
+    curator: str
+    session: str
+    seq: int
+    check: str
+    id: str
+    decision: str
+    note: str = ""
+
+    def key(self) -> tuple[int, str, str, int]:
+        return (self.ts_ns, self.curator, self.session, self.seq)
+
+
+def review_dir(bundle_root: str | os.PathLike[str]) -> Path:
+    """``<parent>/<bundle name>.review``: beside the bundle, never inside it."""
+    root = Path(bundle_root).absolute()
+    return root.parent / f"{root.name}{SUFFIX}"
+
+
+def check_curator(name: str) -> str:
+    """A curator name usable as a file name: letters, digits, ``_.-``, at most 40 characters."""
+    if not isinstance(name, str) or not CURATOR.match(name):
+        raise ReviewError(f"curator name {name!r} must be 1-40 letters, digits, '_', '.' or '-' (starting with a "
+                          "letter or digit)")
+    return name
+
+
+def _append_line(path: Path, data: bytes) -> None:
+    """Append ``data`` (one line) under an exclusive lock, sealing a torn last line first, then fsync."""
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a writer died mid-line: keep its bytes on their own (skipped) line
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    if created:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class ReviewLog:
+    """One curator's append-only decision log in ``directory`` (one instance per app session)."""
+
+    def __init__(self, directory: str | os.PathLike[str], curator: str, session: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.curator = check_curator(curator)
+        self.session = session or uuid.uuid4().hex[:12]
+        self._seq = 0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.curator}.jsonl"
+
+    def append(self, check: str, case_id: str, decision: str, note: str = "") -> Decision:
+        """Record a decision durably (returns once it is on disk)."""
+        if decision not in DECISIONS:
+            raise ReviewError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        d = Decision(time.time_ns(), self.curator, self.session, self._seq, str(check), str(case_id), decision,
+                     str(note))
+        _append_line(self.path, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
+        return d
+
+
+def _parse(line: bytes) -> Decision | None:
+    try:
+        raw = json.loads(line)
+        d = Decision(**{k: raw[k] for k in Decision.__dataclass_fields__ if k in raw})
+    except (ValueError, TypeError, KeyError):
+        return None
+    return d if d.decision in DECISIONS else None
+
+
+def read_file(path: Path) -> tuple[list[Decision], list[str]]:
+    """Every decision of one log file and a message per unreadable line (e.g. torn by a crash)."""
+    decisions, problems = [], []
+    for n, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        d = _parse(line)
+        if d is None:
+            problems.append(f"{path.name}:{n}: unreadable line skipped ({len(line)} bytes)")
+        else:
+            decisions.append(d)
+    return decisions, problems
+
+
+def read_decisions(directory: str | os.PathLike[str]) -> tuple[list[Decision], list[str]]:
+    """All decisions of every curator's file in ``directory`` (empty when it does not exist), oldest first."""
+    folder = Path(directory)
+    decisions: list[Decision] = []
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        d, p = read_file(path)
+        decisions += d
+        problems += p
+    return sorted(decisions, key=Decision.key), problems
+
+
+def current(decisions: Iterable[Decision]) -> dict[tuple[str, str], Decision]:
+    """The latest decision per (check, case id); a ``clear`` removes the entry."""
+    out: dict[tuple[str, str], Decision] = {}
+    for d in sorted(decisions, key=Decision.key):
+        if d.decision == "clear":
+            out.pop((d.check, d.id), None)
+        else:
+            out[(d.check, d.id)] = d
+    return out
+
+
+def excluded(state: dict[tuple[str, str], Decision]) -> dict[str, Decision]:
+    """Case id -> the decision that excludes it (a case is excluded when any check's current decision says so)."""
+    out: dict[str, Decision] = {}
+    for d in state.values():
+        if d.decision == "exclude" and (d.id not in out or d.key() > out[d.id].key()):
+            out[d.id] = d
+    return out
+
+
+def merge_files(sources: Iterable[str | os.PathLike[str]], directory: str | os.PathLike[str]) -> int:
+    """Import other review files (or folders of them) into ``directory``: each decision not already present is
+    appended to the file of the same curator name. Idempotent; returns the number of decisions added."""
+    dest = Path(directory)
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [f for s in map(Path, sources) for f in (sorted(s.glob("*.jsonl")) if s.is_dir() else [s])]
+    added = 0
+    for src in files:
+        have = {d.key() for d in read_file(dest / src.name)[0]} if (dest / src.name).exists() else set()
+        for d in read_file(src)[0]:
+            if d.key() not in have:
+                _append_line(dest / src.name, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
+                have.add(d.key())
+                added += 1
+    return added

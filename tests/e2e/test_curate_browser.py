@@ -1,0 +1,132 @@
+"""End-to-end: the Curate page in headless Chromium. Two sessions (two curators) mark cases at the same time, the
+app is killed with SIGKILL and restarted, every decision is still there, and the exports leave the excluded cases
+out. Screenshots go to a temporary folder (``$CXR_EXPLORER_SHOTS`` to keep them)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrieval.curate.review import read_decisions, review_dir
+from tests.e2e.test_browser import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, settle, wait_healthy
+from tests.helpers import curate_bundle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM} (apt-get install "
+                       "chromium, or set CXR_EXPLORER_CHROMIUM)"),
+]
+
+
+def start_app(bundle: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([exe, "app", str(bundle), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(f"{url}/_stcore/health", proc)
+    return proc, url
+
+
+def open_curate(page, url: str, curator: str, check: str = "Label issues") -> None:  # type: ignore[no-untyped-def]
+    """From the app's root (deep links to a page's path are not served yet) to the Curate page, then choose the
+    check and type the curator name; the page writes both into the URL."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.get_by_text("Type a query", exact=False)).to_be_visible()  # the app (not a bare page) is up
+    settle(page)
+    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Curate")
+    expand = page.locator('[data-testid="stExpandSidebarButton"]')
+    phone = expand.count() > 0 and expand.is_visible()  # phone width: the sidebar starts collapsed
+    if phone:
+        expand.click()
+    link.click()
+    expect(page.get_by_role("heading", name="Curate")).to_be_visible()
+    settle(page)
+    collapse = page.locator('[data-testid="stSidebarCollapseButton"] button')
+    if phone and collapse.is_visible():  # it stays open over the page on a phone
+        collapse.click()
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Check").click()
+    page.get_by_role("option", name=check).click()
+    settle(page)
+    box = page.get_by_label("Curator", exact=True)
+    box.fill(curator)
+    box.press("Enter")
+    page.wait_for_url(f"**c_curator={curator}**")
+    settle(page)
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def test_curate_in_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("CXR_EXPLORER_SHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    fb = curate_bundle.build(tmp_path / "bundle", n=200, rate=0.05)
+    expect.set_options(timeout=TIMEOUT_MS)
+    proc, url = start_app(fb.root, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+            desk = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            for page in (desk, phone):
+                page.set_default_timeout(TIMEOUT_MS)
+            open_curate(desk, url, "ana")
+            open_curate(phone, url, "ben")
+            for page in (desk, phone):
+                expect(page.get_by_text("Research use only", exact=False).first).to_be_visible()
+                expect(page.get_by_text("#1  ", exact=False).first).to_be_visible()
+                assert "c_check=labels" in page.url
+            first = desk.get_by_text("#1  ", exact=False).first.inner_text().split()[1]
+            second = desk.get_by_text("#2  ", exact=False).first.inner_text().split()[1]
+            desk.screenshot(path=str(shots / "curate-desktop.png"))
+            phone.screenshot(path=str(shots / "curate-phone.png"))
+            # both sessions decide at once: ana excludes #1, ben excludes #2
+            excl_desk = desk.get_by_role("button", name="exclude", exact=True)
+            excl_phone = phone.get_by_role("button", name="exclude", exact=True)
+            excl_desk.nth(0).click(no_wait_after=True)
+            excl_phone.nth(1).click(no_wait_after=True)
+            expect(desk.get_by_text("decision: EXCLUDE by ana")).to_be_visible()
+            expect(phone.get_by_text("decision: EXCLUDE by ben")).to_be_visible()
+            settle(desk)
+            saved = {(d.curator, d.id) for d in read_decisions(review_dir(fb.root))[0]}
+            assert saved == {("ana", first), ("ben", second)}
+            assert not any(p.name.endswith(".jsonl") for p in fb.root.iterdir())
+
+            kill9(proc)  # the app dies without any chance to flush
+            proc, url = start_app(fb.root, tmp_path / "server.log")
+            open_curate(desk, url, "ana")
+            expect(desk.get_by_text("decision: EXCLUDE by ana")).to_be_visible()
+            expect(desk.get_by_text("decision: EXCLUDE by ben")).to_be_visible()
+            expect(desk.get_by_text("2 case(s) excluded by 2 curator(s)", exact=False)).to_be_visible()
+
+            with desk.expect_download() as dl:
+                desk.get_by_role("button", name="Cleaned manifest CSV").click()
+            rows = list(csv.DictReader(open(dl.value.path(), encoding="utf-8")))
+            assert len(rows) == 198 and not {first, second} & {r["id"] for r in rows}
+            with desk.expect_download() as dl:
+                desk.get_by_role("button", name="Exclusion list CSV").click()
+            excl = list(csv.DictReader(open(dl.value.path(), encoding="utf-8")))
+            assert {r["id"] for r in excl} == {first, second}
+            settle(desk)
+            desk.screenshot(path=str(shots / "curate-after-restart.png"), full_page=True)
+            browser.close()
+    finally:
+        kill9(proc)

@@ -1,0 +1,81 @@
+"""The Curate page headless (AppTest): worst cases with thumbnails, decisions saved beside the bundle and still
+there after a restart, state in the URL, the checks that need a column say so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from retrieval.curate.review import read_decisions, review_dir
+from tests.webapp import synthetic_bundle
+from webapp.loaders import BUNDLES_ENV
+
+APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_bundle.build(tmp_path_factory.mktemp("curate_page"))
+
+
+@pytest.fixture()
+def env(bundle: Path) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(BUNDLES_ENV, str(bundle))
+        yield
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/curate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def decisions(at: AppTest) -> list[str]:
+    return [str(t.value) for t in at.text if str(t.value).startswith("decision:")]
+
+
+def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bundle: Path) -> None:
+    files_before = sorted(p.name for p in bundle.iterdir())
+    at = open_page()
+    assert any("Research use only" in str(c.value) for c in at.caption)
+    cards = [str(t.value) for t in at.text if str(t.value).startswith("#")]
+    assert len(at.image) >= 7 and cards[0].startswith("#1  ")  # ids are plain text, not markdown
+    assert all(b.disabled for b in at.button if b.label in ("ok", "wrong", "exclude"))
+    assert at.query_params["c_check"] == "mismatch"
+    first = cards[0].split()[1]
+    at.text_input(key="c_curator").set_value("ana").run()
+    assert at.query_params["c_curator"] == "ana"
+    next(b for b in at.button if b.label == "exclude").click().run()
+    assert not at.exception
+    assert decisions(at)[0] == "decision: EXCLUDE by ana"
+    saved, problems = read_decisions(review_dir(bundle))
+    assert [(d.check, d.id, d.decision, d.curator) for d in saved] == [("mismatch", first, "exclude", "ana")]
+    assert problems == [] and sorted(p.name for p in bundle.iterdir()) == files_before
+    restarted = open_page()  # a new session (as after a restart) reads the same file
+    assert decisions(restarted)[0] == "decision: EXCLUDE by ana"
+    assert any("1 case(s) excluded by 1 curator(s)" in str(t.value) for t in restarted.text)
+
+
+def test_checks_that_need_a_column(env: None) -> None:
+    at = open_page()
+    at.selectbox(key="c_split").set_value("(none)").run()
+    at.selectbox(key="c_check").set_value("leakage_split").run()
+    assert any("Choose a split column" in str(i.value) for i in at.info)
+    at.selectbox(key="c_split").set_value("view").run()
+    assert not at.exception and at.query_params["c_split"] == "view"
+    at.selectbox(key="c_check").set_value("labels").run()
+    assert at.query_params["c_check"] == "labels" and at.query_params["c_label"] == "labels"
+    assert any(str(t.value).startswith("labels: ") for t in at.text)
+
+
+def test_bad_curator_name_is_refused(env: None) -> None:
+    at = open_page()
+    at.text_input(key="c_curator").set_value("../../etc").run()
+    assert any("curator name may only hold" in str(e.value) for e in at.error)
+    assert all(b.disabled for b in at.button if b.label == "exclude")
