@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="base folder of relative image paths (default: the CSV's folder or the preset's)")
     p.add_argument("--reports-dir", type=Path, default=None, metavar="DIR", help="MIMIC-CXR report .txt root")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast (GPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto (default): bf16 autocast where the CPU (AVX512-BF16/AMX) or GPU has native bf16, "
+                   "else fp32; recorded in the manifest")
     p.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
                    help="FAISS index: flat up to 200k vectors, HNSW above (auto)")
     p.add_argument("--append", action="store_true", help="add corpus items the bundle lacks (same model)")

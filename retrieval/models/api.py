@@ -10,20 +10,20 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 
 from retrieval.models.image_model import ImageEmbeddings, ImageModel
 from retrieval.models.loading import build_tiny, load_image_model, load_text_model
+from retrieval.models.precision import Precision, resolve_precision
 from retrieval.models.registry import ModelSpec, get_spec
 from retrieval.models.text_model import CXRBertModel, TextTokenizer
 from retrieval.models.weights import resolve_weights
 from retrieval.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
-Precision = Literal["fp32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -118,29 +118,31 @@ class VLModel:
 
 
 def load_model(name: str, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-               precision: Precision = "fp32") -> VLModel:
+               precision: str = "fp32") -> VLModel:
     """Build a ready model by registry name.
 
     Real models load released files from ``weights_dir`` or the hub/cache (see :mod:`retrieval.models.weights`) and
     raise if none are reachable; ``tiny-random`` is the only way to get random weights, and it says so loudly.
+    ``precision`` is fp32, bf16 or auto (bf16 where the device has native bf16, :mod:`retrieval.models.precision`).
     """
     return build_model(get_spec(name), weights_dir, device, precision)
 
 
 def build_model(spec: ModelSpec, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-                precision: Precision = "fp32") -> VLModel:
+                precision: str = "fp32") -> VLModel:
     """Build a ready model from a spec (``load_model`` looks the spec up by name)."""
     dev = pick_device(device)
+    prec = resolve_precision(precision, dev)
     if not spec.is_real:
         if weights_dir is not None:
             raise ValueError(f"{spec.name!r} is a synthetic test model and takes no --weights-dir")
         image, text, tok = build_tiny(spec)
         identity = ModelIdentity(spec.name, None, None, False, "seeded-random", False,
                                  (f"{spec.name} is NOT A REAL MODEL: random weights",))
-        return VLModel(spec, image, text, tok, identity, dev, precision)
+        return VLModel(spec, image, text, tok, identity, dev, prec)
     files = resolve_weights(spec, weights_dir)
     image = load_image_model(spec, files.image_path)
     text, tok = load_text_model(files.text_dir)
     identity = ModelIdentity(spec.name, spec.revision, files.image_md5, files.verified, files.source, True,
                              files.warnings)
-    return VLModel(spec, image, text, tok, identity, dev, precision)
+    return VLModel(spec, image, text, tok, identity, dev, prec)
