@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
+from benchmarks.scale import SCALE_SECTIONS, run_scale_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
@@ -121,6 +122,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
         res["app"] = run_app(tmp, plan.app_items, plan.app_queries) if "app" in sections else {"status": "skipped"}
+    run_scale_sections(res, model, plan, sections)  # issue 12: sentences, precision, query_encode, growth, memory
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
     else:
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
-    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu"), default=None,
+    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu", *SCALE_SECTIONS),
+                   default=None,
                    help="run only these sections")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

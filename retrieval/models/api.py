@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from retrieval.models.fastpath import bf16_matmul_weights
 from retrieval.models.image_model import ImageEmbeddings, ImageModel
 from retrieval.models.loading import build_tiny, load_image_model, load_text_model
 from retrieval.models.precision import Precision, resolve_precision
@@ -74,6 +75,21 @@ class VLModel:
         self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.text_model = text_model.to(device).eval()
         self.tokenizer = tokenizer
+        if precision == "bf16":  # loaded for bf16: cast the matmul weights once, in place (fastpath docstring)
+            bf16_matmul_weights(self.image_model, in_place=True)
+            bf16_matmul_weights(self.text_model, in_place=True)
+        self._loaded_as: Precision = precision
+        self._bf16_towers: tuple[ImageModel, CXRBertModel] | None = None
+
+    def towers(self) -> tuple[ImageModel, CXRBertModel]:
+        """(image, text) encoders for the current ``precision``; an fp32 model switched to bf16 gets bf16 copies."""
+        if self.precision == self._loaded_as:
+            return self.image_model, self.text_model
+        if self.precision == "bf16":
+            if self._bf16_towers is None:
+                self._bf16_towers = (bf16_matmul_weights(self.image_model), bf16_matmul_weights(self.text_model))
+            return self._bf16_towers
+        raise RuntimeError("this model was loaded in bf16 (weights cast once); load it again with precision fp32")
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -95,7 +111,7 @@ class VLModel:
         x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         prev = previous.to(self.device).contiguous(memory_format=torch.channels_last) if previous is not None else None
         with self._autocast():
-            out = self.image_model(x, prev)
+            out = self.towers()[0](x, prev)
         g, p = out.global_emb.float(), out.patches.float()
         g, p = torch.nn.functional.normalize(g, dim=-1), torch.nn.functional.normalize(p, dim=-1)
         return ImageEmbeddings(global_emb=g.cpu(), patches=p.cpu())
@@ -112,7 +128,7 @@ class VLModel:
         """N strings -> [N, D] embeddings (L2-normalised unless ``normalize=False``, as prompt averaging needs)."""
         ids, mask = self.tokenizer(list(texts))
         with self._autocast():
-            proj = self.text_model.project(ids.to(self.device), mask.to(self.device))
+            proj = self.towers()[1].project(ids.to(self.device), mask.to(self.device))
         proj = proj.float()
         return (torch.nn.functional.normalize(proj, dim=1) if normalize else proj).cpu()
 
