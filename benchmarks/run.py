@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
-from benchmarks.scale import SCALE_SECTIONS, run_scale_sections
+from benchmarks.scale import DEFAULT_SCALE, SCALE_SECTIONS, run_scale_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
@@ -111,6 +111,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
                                      plan.batch, plan.encoder_batches, plan.reports, plan.decode_workers,
                                      SHARED_DATA, tmp, plan.rounds, plan.precisions)
             res["build_ratio"] = res["build"]["build_ratio"]
+            res["build_overhead"] = res["build"].get("build_overhead_bf16") or res["build"].get("build_overhead_fp32")
         if "grounding" in sections:
             g = run_grounding(model, grounding_image(tmp), plan.ground_ours, plan.ground_ref)
             res["grounding"] = g
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or ("build", "query", "grounding", "app", "gpu"))
+    sections = set(args.only or ("build", "query", "grounding", "app", "gpu", *DEFAULT_SCALE,
+                                 *(SCALE_SECTIONS if mode_name == "full" else ())))
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 

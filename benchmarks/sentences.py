@@ -48,7 +48,9 @@ def count_calls(reports: list[str], tok: TextTokenizer) -> dict[str, Any]:
     model = _Tok(tok)
     lower = bool(getattr(tok.tokenizer, "do_lower_case", False))
     asked = per_chunk = 0
-    sentences_total, distinct_sentences, seen = 0, set(), set()
+    sentences_total = 0
+    distinct_sentences: set[str] = set()
+    seen: set[str] = set()
     one_sentence = 0
     for start in range(0, len(reports), CHUNK):
         chunk_texts: list[str] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def seeded_cache(model: VLModel, base: Bundle | None, store: ChunkStore) -> Text
     return cache
 
 
-def text_calls(stats: dict[str, float]) -> dict[str, float]:
+def text_calls(stats: dict[str, float]) -> dict[str, Any]:
     """The manifest's ``build.text_encoder`` record from summed chunk stats: texts, encoder calls, calls saved."""
     asked, encoded = int(stats.get("text_requested", 0)), int(stats.get("text_encoded", 0))
     return {"texts": asked, "encoded": encoded, "saved": asked - encoded,

@@ -54,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
                    help="progress bar on a terminal, log lines otherwise (auto)")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the shards as Ray tasks (retried, resumable) and merge them into --out; ADDRESS of a "
+                   "running cluster (auto or host:port), or none to start a local one (needs: pip install ray)")
+    p.add_argument("--ray-shards", type=int, default=4, metavar="N", help="shards (Ray tasks) for --ray (default 4)")
     p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
     p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -98,6 +102,22 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise CliError(f"--weights-dir {args.weights_dir} is not a folder")
 
 
+def _run_ray(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """``--ray``: shards as Ray tasks, then one merge (index.ray_runner)."""
+    from index.ray_runner import run_ray_build
+
+    try:
+        out = run_ray_build(cfg, args.ray_shards, None if args.ray == "local" else args.ray)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except RuntimeError as exc:
+        if "pip install ray" in str(exc):
+            raise CliError(str(exc)) from None
+        raise
+    print(f"built {out} from {args.ray_shards} Ray shards")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary; problems found before any work are one-line errors."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -108,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     _check_paths(args)
     cfg = config_from_args(args)
     try:
+        if args.ray is not None:
+            return _run_ray(cfg, args)
         summary = run_build(cfg)
     except (CorpusError, BuildStateError) as exc:
         raise CliError(str(exc)) from None
