@@ -125,7 +125,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
         res["app"] = run_app(tmp, plan.app_items, plan.app_queries) if "app" in sections else {"status": "skipped"}
     run_scale_sections(res, model, plan, sections)  # issue 12: sentences, precision, query_encode, growth, memory
     if "gpu" in sections and mode != "smoke":
-        res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
+        res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000], SHARED_DATA)
     else:
         import torch
 
@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu", *SCALE_SECTIONS),
                    default=None,
                    help="run only these sections")
+    p.add_argument("--gpu", action="store_true", help="GPU run (benchmarks/gpu.sh): the gpu and query_encode sections")
     args = p.parse_args(argv)
+    if args.gpu:
+        args.only = sorted(set(args.only or ()) | {"gpu", "query_encode"})
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
     sections = set(args.only or ("build", "query", "grounding", "app", "gpu", *DEFAULT_SCALE,
