@@ -95,9 +95,9 @@ def child(n: int, folder: Path) -> dict[str, Any]:
             "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
 
 
-def run_memory(smoke: bool, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+def run_memory(smoke: bool, full: bool = False) -> dict[str, Any]:
     """One child process per size; the growth per 1,000 items past the first chunk."""
-    sizes = sizes or ((200, 1_200) if smoke else (1_000, 10_000))
+    sizes = (40, 120) if smoke else (1_000, 10_000, 100_000) if full else (1_000, 10_000)
     rows: dict[str, Any] = {}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:

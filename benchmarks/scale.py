@@ -21,7 +21,7 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
     if "sentences" in sections:
         from benchmarks.sentences import run_sentences
 
-        res["sentences"] = run_sentences(model.tokenizer)
+        res["sentences"] = run_sentences(model.tokenizer, 300 if smoke else None)
     if "query_encode" in sections:
         from benchmarks.query_encode import run_query_encode
 
@@ -33,11 +33,11 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
     if "growth" in sections:
         from benchmarks.growth import run_growth
 
-        res["growth"] = run_growth(model, smoke)
+        res["growth"] = run_growth(model, smoke, full=plan.sizes[-1] >= 1_000_000)
     if "memory" in sections:
         from benchmarks.memory import run_memory
 
-        res["memory"] = run_memory(smoke)
+        res["memory"] = run_memory(smoke, full=plan.sizes[-1] >= 1_000_000)
 
 
 def scale_markdown(res: dict[str, Any]) -> list[str]:

@@ -71,9 +71,9 @@ def count_calls(reports: list[str], tok: TextTokenizer) -> dict[str, Any]:
             "call_ratio_per_chunk_over_cache": round(per_chunk / max(len(seen), 1), 2)}
 
 
-def run_sentences(tok: TextTokenizer) -> dict[str, Any]:
-    """Counts per corpus present under ../shared/data (a corpus that is absent is reported as such)."""
+def run_sentences(tok: TextTokenizer, limit: int | None = None) -> dict[str, Any]:
+    """Counts per corpus present under ../shared/data (first ``limit`` reports; an absent corpus says so)."""
     out: dict[str, Any] = {"chunk_size": CHUNK, "method": "index.stages._plan + index.sentences.normalise"}
     for name, csv in CORPORA.items():
-        out[name] = count_calls(corpus_reports(csv), tok) if csv.is_file() else {"status": f"absent: {csv}"}
+        out[name] = count_calls(corpus_reports(csv)[:limit], tok) if csv.is_file() else {"status": f"absent: {csv}"}
     return out
