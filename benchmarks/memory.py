@@ -72,7 +72,7 @@ class Sampler:
         self._thread.join()
 
 
-def child(n: int, folder: Path) -> dict[str, Any]:
+def child(n: int, folder: Path, chunk_size: int = 1024) -> dict[str, Any]:
     """Build ``n`` synthetic items in this process; RSS peaks per phase and overall."""
     import index.finalise as finalise
     from index.runner import BuildConfig, run_build
@@ -89,32 +89,35 @@ def child(n: int, folder: Path) -> dict[str, Any]:
         sampler.phase = "embed"
         t0 = time.perf_counter()
         summary = run_build(BuildConfig(corpus=csv, out=folder / "bundle", model="tiny-random", device="cpu",
-                                        precision="fp32", workers=1, progress="none"))
+                                        precision="fp32", workers=1, progress="none", chunk_size=chunk_size))
         wall = time.perf_counter() - t0
-    return {"items": summary.count, "wall_s": round(wall, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
-            "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
+    return {"items": summary.count, "chunk_size": chunk_size, "wall_s": round(wall, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1), "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
 
 
-def run_memory(smoke: bool, full: bool = False) -> dict[str, Any]:
+def run_memory(smoke: bool, full: bool = False, sizes: tuple[int, ...] | None = None, chunk_size: int = 1024
+               ) -> dict[str, Any]:
     """One child process per size; the growth per 1,000 items past the first chunk."""
-    sizes = (40, 120) if smoke else (1_000, 10_000, 100_000) if full else (1_000, 10_000)
+    sizes = sizes or ((40, 120) if smoke else (1_000, 10_000, 100_000) if full else (1_000, 10_000))
     rows: dict[str, Any] = {}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--child", str(n), tmp],
+            out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--child", str(n), tmp,
+                                  "--chunk-size", str(chunk_size)],
                                  capture_output=True, text=True, check=True)
             rows[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, hi = rows[str(sizes[0])], rows[str(sizes[-1])]
     per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / max((sizes[-1] - sizes[0]) / 1000, 1e-9)
-    return {"sizes": rows, "chunk_size": 1024, "peak_growth_mib_per_1000_items": round(per_k, 2),
+    return {"sizes": rows, "chunk_size": chunk_size, "peak_growth_mib_per_1000_items": round(per_k, 2),
             "model": "tiny-random (real-size inputs and outputs; small weights)"}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory")
     p.add_argument("--child", nargs=2, metavar=("N", "FOLDER"), required=True)
+    p.add_argument("--chunk-size", type=int, default=1024)
     args = p.parse_args(argv)
-    print(json.dumps(child(int(args.child[0]), Path(args.child[1]))))
+    print(json.dumps(child(int(args.child[0]), Path(args.child[1]), args.chunk_size)))
     return 0
 
 
