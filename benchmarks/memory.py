@@ -92,7 +92,8 @@ def child(n: int, folder: Path, chunk_size: int = 1024) -> dict[str, Any]:
                                         precision="fp32", workers=1, progress="none", chunk_size=chunk_size))
         wall = time.perf_counter() - t0
     return {"items": summary.count, "chunk_size": chunk_size, "wall_s": round(wall, 1),
-            "peak_rss_mib": round(peak_rss_mib(), 1), "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
 
 
 def run_memory(smoke: bool, full: bool = False, sizes: tuple[int, ...] | None = None, chunk_size: int = 1024
