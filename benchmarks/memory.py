@@ -89,7 +89,7 @@ def child(n: int, folder: Path, chunk_size: int = 1024) -> dict[str, Any]:
         sampler.phase = "embed"
         t0 = time.perf_counter()
         summary = run_build(BuildConfig(corpus=csv, out=folder / "bundle", model="tiny-random", device="cpu",
-                                        precision="fp32", workers=1, progress="none", chunk_size=chunk_size))
+                                        precision="fp32", workers=1, threads=1, progress="none", chunk_size=chunk_size))
         wall = time.perf_counter() - t0
     return {"items": summary.count, "chunk_size": chunk_size, "wall_s": round(wall, 1),
             "peak_rss_mib": round(peak_rss_mib(), 1),
