@@ -37,12 +37,12 @@ COVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_
 Encoder = Callable[[list[str]], np.ndarray]
 
 
-def covid_texts(n_reports: int) -> tuple[list[str], list[str]]:
-    """(first ``n_reports`` non-empty cleaned reports, their distinct sentences) of covid_chestxray."""
+def covid_texts(n_reports: int, fits: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """(first ``n_reports`` non-empty cleaned reports that ``fits`` the encoder, their distinct sentences)."""
     df = pd.read_csv(COVID / "reports.csv", dtype=str, keep_default_na=False)
-    reports = [r for r in (join_sections(f, i) for f, i in zip(df["findings"], df["impression"], strict=True)) if r]
-    reports = reports[:n_reports]
-    sentences = list(dict.fromkeys(s for r in reports for s in split_sentences(r)))
+    reports = [r for r in (join_sections(f, i) for f, i in zip(df["findings"], df["impression"], strict=True))
+               if r and fits(r)][:n_reports]
+    sentences = list(dict.fromkeys(s for r in reports for s in split_sentences(r) if fits(s)))
     return reports, sentences
 
 
@@ -95,7 +95,9 @@ def run_precision(model: Any, n_images: int, n_reports: int) -> dict[str, Any]:
     """The cosine and agreement tables for ``model`` (fp32 weights; switched to bf16 for the variant)."""
     if not COVID.is_dir():
         return {"status": f"skipped: {COVID} absent"}
-    reports, sentences = covid_texts(n_reports)
+    tok = model.tokenizer
+    reports, sentences = covid_texts(n_reports, lambda t: 0 < tok.count_tokens(t) <= tok.max_length
+                                     and bool(t.rstrip("!?.").strip()))
     queries = list(QUERY_PHRASES)
     images = covid_images(model, n_images)
     out: dict[str, Any] = {"images": len(images), "reports": len(reports), "sentences": len(sentences),
