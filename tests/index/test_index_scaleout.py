@@ -94,3 +94,14 @@ def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:  # 
     assert killed, "no shard worker was caught mid-shard"
     assert_same_bundle(tmp_path / "single", out)
     assert all((shard_dir(out, i) / bundle_io.MANIFEST).is_file() for i in range(2))
+
+
+def test_ray_build_refuses_shard_and_append_before_starting_ray(tmp_path: Path) -> None:
+    from index.ray_runner import run_ray_build
+
+    cfg = BuildConfig(corpus=tmp_path / "c.csv", out=tmp_path / "out", model="tiny-random")
+    for bad in (BuildConfig(**{**cfg.__dict__, "shard": (0, 2)}), BuildConfig(**{**cfg.__dict__, "append": True})):
+        with pytest.raises(ValueError, match="cannot be combined with --shard or --append"):
+            run_ray_build(bad, shards=2)
+    with pytest.raises(ValueError, match="--ray-shards must be >= 1"):
+        run_ray_build(cfg, shards=0)
