@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         args.only = sorted(set(args.only or ()) | {"gpu", "query_encode"})
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or ("build", "query", "grounding", "app", "gpu", *DEFAULT_SCALE,
-                                 *(SCALE_SECTIONS if mode_name == "full" else ())))
+    scale = () if mode_name == "smoke" else SCALE_SECTIONS if mode_name == "full" else DEFAULT_SCALE
+    sections = set(args.only or ("build", "query", "grounding", "app", "gpu", *scale))  # smoke: CI's 60 s budget
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 
