@@ -5,7 +5,9 @@ On a machine without CUDA this section records ``{"available": false, "note": "n
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,10 +43,41 @@ def _faiss_gpu_vs_cpu(n: int, n_queries: int = 200) -> dict[str, Any]:
     t_gpu = time_calls(lambda i: gpu.search(q[i][None], 10), n_queries, warmup=3)
     c, g = ms_stats(t_cpu), ms_stats(t_gpu)
     return {"available": True, "vectors": n, "cpu_flat": c, "gpu_flat": g,
-            "gpu_speedup_p50": round(c["p50_ms"] / g["p50_ms"], 2)}
+            "gpu_speedup_p50": round(c["p50_ms"] / g["p50_ms"], 2), "ivf": _ivf_gpu(x, q, res)}
 
 
-def run_gpu(model_name: str, batch: int, n_batches: int, faiss_sizes: list[int]) -> dict[str, Any]:
+def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
+    """The bundle's own IVF index (retrieval.bundle.build_index) on the GPU: single-query latency, recall@10."""
+    import faiss
+
+    from benchmarks.query import apply_search_params, recall_at_10
+    from retrieval.bundle import build_index
+
+    cpu, info = build_index(x, "ivf", use_gpu=False)
+    apply_search_params(cpu, info["params"])
+    gpu = faiss.index_cpu_to_gpu(res, 0, cpu)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    _, exact = flat.search(q, 10)
+    return {"params": info["params"], "gpu_ivf": ms_stats(time_calls(lambda i: gpu.search(q[i][None], 10), len(q), 3)),
+            "recall_at_10": round(recall_at_10(gpu, exact, q), 4)}
+
+
+def gpu_build(model: Any, corpus: Path | None, limit: int, tmp: Path) -> dict[str, Any]:
+    """Whole-job items/s on the GPU at bf16, batch 64, decode workers = cores - 1 (index.runner.run_build)."""
+    from benchmarks.build import whole_job_rate
+    from index.runner import cpu_count
+
+    if corpus is None or not corpus.is_dir():
+        return {"status": "skipped: covid_chestxray absent"}
+    set_precision(model, "bf16")
+    workers = max(1, cpu_count() - 1)
+    rate, info = whole_job_rate(model, corpus, limit, 64, workers, tmp, "gpu-bf16")
+    return {"precision": "bf16", "batch": 64, "decode_workers": workers, "job_items_per_s": round(rate, 2), **info}
+
+
+def run_gpu(model_name: str, batch: int, n_batches: int, faiss_sizes: list[int], corpus: Path | None = None,
+            build_limit: int = 256) -> dict[str, Any]:
     """GPU section; ``available: false`` without CUDA."""
     import torch
 
@@ -56,6 +89,8 @@ def run_gpu(model_name: str, batch: int, n_batches: int, faiss_sizes: list[int])
         set_precision(model, precision)
         out["encoder_images_per_s"][precision] = round(_gpu_encoder_rate(model, batch, n_batches), 2)
     out["faiss"] = {str(n): _faiss_gpu_vs_cpu(n) for n in faiss_sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        out["build"] = gpu_build(model, corpus, build_limit, Path(tmp))
     del model
     torch.cuda.empty_cache()
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.scale import scale_markdown
+
 
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
@@ -37,6 +39,8 @@ def build_table(b: dict[str, Any]) -> list[str]:
                  f"{b['image_stage_mode']}; ratios are paired within each round, then the median is taken; "
                  f"{b['reports']} reports of {b['report_tokens_mean']} tokens on average (30,522-token vocab of "
                  f"corpus words); peak RSS after the build section {b['peak_rss_mib_after_build']} MiB")
+    overhead = {p: r.get("build_overhead") for p, r in b["precisions"].items()}
+    lines.append(f"\nbuild_overhead (whole-job time / (image-model + text-model time)): {overhead}")
     return lines
 
 
@@ -129,5 +133,6 @@ def to_markdown(res: dict[str, Any]) -> str:
     gpu = res.get("gpu", {})
     out += ["## GPU", "", str(gpu.get("note")) if not gpu.get("available") else
             f"{gpu['gpu']}: encoder img/s {gpu['encoder_images_per_s']}; FAISS {gpu.get('faiss')}", ""]
+    out += scale_markdown(res)
     out += [f"Wall time of the run: {res['wall_s']} s; peak RSS {res['peak_rss_mib']} MiB.", ""]
     return "\n".join(out)

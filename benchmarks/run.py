@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
+from benchmarks.scale import DEFAULT_SCALE, SCALE_SECTIONS, run_scale_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
 SECTIONS = ("build", "query", "grounding", "app", "gpu", "priors", "curate")
-"""Every section, run by default; ``--only`` picks some."""
+"""The sections every mode runs by default (priors not in --smoke); the scale sections (benchmarks/scale.py) are
+added by --quick (DEFAULT_SCALE) and --full (all); ``--only`` picks any."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
                                      plan.batch, plan.encoder_batches, plan.reports, plan.decode_workers,
                                      SHARED_DATA, tmp, plan.rounds, plan.precisions)
             res["build_ratio"] = res["build"]["build_ratio"]
+            res["build_overhead"] = res["build"].get("build_overhead_bf16") or res["build"].get("build_overhead_fp32")
         if "grounding" in sections:
             g = run_grounding(model, grounding_image(tmp), plan.ground_ours, plan.ground_ref)
             res["grounding"] = g
@@ -133,8 +136,9 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             from benchmarks.curate import run_curate
 
             res["curate"] = run_curate(model, list(plan.curate_sizes), plan.rounds, SHARED_DATA, plan.curate_covid, tmp)
+    run_scale_sections(res, model, plan, sections)  # issue 12: sentences, precision, query_encode, growth, memory
     if "gpu" in sections and mode != "smoke":
-        res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
+        res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000], SHARED_DATA)
     else:
         import torch
 
@@ -174,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+    p.add_argument("--only", nargs="+", choices=(*SECTIONS, *SCALE_SECTIONS), default=None,
                    help="run only these sections")
+    p.add_argument("--gpu", action="store_true", help="GPU run (benchmarks/gpu.sh): the gpu and query_encode sections")
     args = p.parse_args(argv)
+    if args.gpu:
+        args.only = sorted(set(args.only or ()) | {"gpu", "query_encode"})
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or SECTIONS)
+    scale = () if mode_name == "smoke" else SCALE_SECTIONS if mode_name == "full" else DEFAULT_SCALE
+    sections = set(args.only or (*SECTIONS, *scale))  # smoke: the scale sections have their own smoke test
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 

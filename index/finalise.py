@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from index.chunks import ChunkStore
+from index.sentences import text_calls
 from retrieval import bundle_io
 from retrieval.bundle import Bundle, Part, finalise_parts
 from retrieval.models import VLModel
@@ -52,6 +53,7 @@ def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
     timings = {k: round(v, 3) for k, v in stats.items() if k.endswith("_s")}
     return {**settings, "timings": timings, "skipped_by_reason": dict(sorted(reasons.items())),
             "windowed_reports": stats.get("windowed_reports", 0),
+            "text_encoder": text_calls(stats),
             "images_per_s": round(stats.get("indexed", 0) / run_s, 3) if run_s else None}
 
 

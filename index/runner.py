@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ from index.chunks import ChunkStore, FolderLock, check_state, read_state, write_
 from index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from index.decode import Decoded, DecodePool, DecodeTask, Failed
 from index.finalise import finalise_build
+from index.precision import build_precision
 from index.priors import PriorOptions, find_priors
 from index.progress import Progress
+from index.sentences import TextCache, seeded_cache
 from index.shards import shard_of
 from index.stages import ChunkBuffer, Timers, embed_images, set_threads
 from index.temporal import TemporalSummary, run_temporal
@@ -46,7 +48,7 @@ class BuildConfig:
     weights_dir: Path | None = None
     corpus_options: CorpusOptions = field(default_factory=CorpusOptions)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the hardware has native bf16, else fp32 (index.precision)
     index_type: str = "auto"
     append: bool = False
     shard: tuple[int, int] | None = None
@@ -146,9 +148,11 @@ def _check_folder(cfg: BuildConfig, store: ChunkStore, items: list[Item]) -> Bun
 
 
 def _commit(buf: ChunkBuffer, store: ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
-            timers: Timers, started: float) -> None:
-    part, windowed = buf.to_part(model, grid, cfg.text_batch, timers)
+            timers: Timers, started: float, cache: TextCache) -> None:
+    calls = cache.stats.requested, cache.stats.encoded
+    part, windowed = buf.to_part(model, grid, cfg.text_batch, timers, cache)
     part.stats = {"items": buf.size, "indexed": part.count, "windowed_reports": windowed,
+                  "text_requested": cache.stats.requested - calls[0], "text_encoded": cache.stats.encoded - calls[1],
                   "wall_s": time.perf_counter() - started, **{f"{k}_s": v for k, v in timers.to_dict().items()}}
     start = time.perf_counter()
     store.commit(part, grid, model.spec.joint_dim)
@@ -176,7 +180,7 @@ class _Batch:
 
 
 def _embed_all(cfg: BuildConfig, model: VLModel, store: ChunkStore, pending: list[Item], grid: tuple[int, int],
-               pool: DecodePool, batch_size: int) -> int:
+               pool: DecodePool, batch_size: int, cache: TextCache) -> int:
     """Decode, embed and commit ``pending`` in chunks; returns the number of images indexed."""
     pp = model.preprocessing
     tasks = (DecodeTask(i.id, i.abspath, i.path, pp.resize, pp.crop) for i in pending)
@@ -197,12 +201,12 @@ def _embed_all(cfg: BuildConfig, model: VLModel, store: ChunkStore, pending: lis
         if len(batch.items) >= batch_size or buf.size + len(batch.items) >= cfg.chunk_size:
             indexed += batch.flush_into(buf, model, timers, progress)
         if buf.size >= cfg.chunk_size:
-            _commit(buf, store, model, cfg, grid, timers, started)
+            _commit(buf, store, model, cfg, grid, timers, started, cache)
             buf, timers, started = ChunkBuffer(), Timers(), time.perf_counter()
         wait = time.perf_counter()
     indexed += batch.flush_into(buf, model, timers, progress)
     if buf.size:
-        _commit(buf, store, model, cfg, grid, timers, started)
+        _commit(buf, store, model, cfg, grid, timers, started, cache)
     progress.close()
     return indexed
 
@@ -218,6 +222,8 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
     """Build, resume or append; CorpusError/BundleError/BuildStateError for problems found before any work."""
     t0 = time.perf_counter()
     device = model.device if model is not None else pick_device(cfg.device)  # --device cuda without a GPU: now
+    cfg = replace(cfg, precision=build_precision(cfg.precision, device, cfg.out,
+                                                       model.precision if model is not None else None))
     corpus = read_corpus(cfg.corpus, cfg.corpus_options)
     items, corpus_skips = _select(cfg, corpus)
     settings = _settings(cfg, corpus)
@@ -271,7 +277,8 @@ def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, stor
                  model.spec.name, model.device, workers, threads, batch)
         grid = _grid_shape(model)
         t_embed = time.perf_counter()
-        indexed = _embed_all(cfg, model, store, pending, grid, pool, batch)
+        cache = seeded_cache(model, base, store)  # each distinct sentence once per build, across resumes/appends
+        indexed = _embed_all(cfg, model, store, pending, grid, pool, batch, cache)
         rate = indexed / (time.perf_counter() - t_embed) if indexed else None
     run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
            "append": base is not None}

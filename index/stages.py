@@ -17,9 +17,9 @@ import torch
 
 from index.corpus import Item
 from index.decode import Decoded, to_model_input
+from index.sentences import TextCache
 from retrieval.bundle import Part
 from retrieval.models import VLModel
-from retrieval.models.text_model import TextInputError
 from retrieval.text import fit_sentences, pack_windows, split_sentences
 
 log = logging.getLogger(__name__)
@@ -59,22 +59,6 @@ def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers) -> tupl
     return out.global_emb.numpy().astype(np.float32), out.patches.numpy().astype(np.float16)
 
 
-def _embed_batched(model: VLModel, texts: list[str], batch: int) -> np.ndarray:
-    """[T] texts -> [T, D] L2-normalised; each distinct text encoded once, batched by length to limit padding.
-
-    Radiology corpora repeat themselves ("No pneumothorax." thousands of times; a one-sentence report is its own
-    sentence), so encoding distinct texts only saves a large share of the text model's time.
-    """
-    unique = list(dict.fromkeys(texts))
-    out = np.zeros((len(unique), model.spec.joint_dim), np.float32)
-    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
-        out[idx] = model.embed_texts([unique[i] for i in idx]).numpy()
-    position = {t: i for i, t in enumerate(unique)}
-    return out[[position[t] for t in texts]]
-
-
 def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
     """(sentences, windows) of one report: windows is [report] unless it is over the token limit."""
     count = model.tokenizer.count_tokens
@@ -86,28 +70,20 @@ def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
     return sentences, pack_windows(sentences, count, limit)
 
 
-def _safe_embed(model: VLModel, texts: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embed ``texts``; on a TextInputError fall back to one at a time. Returns (vectors, ok mask)."""
-    try:
-        return _embed_batched(model, texts, batch), np.ones(len(texts), bool)
-    except TextInputError:
-        out = np.zeros((len(texts), model.spec.joint_dim), np.float32)
-        ok = np.zeros(len(texts), bool)
-        for i, t in enumerate(texts):
-            try:
-                out[i], ok[i] = model.embed_texts([t]).numpy()[0], True
-            except TextInputError:
-                pass
-        return out, ok
+def _safe_embed(model: VLModel, texts: list[str], batch: int, cache: TextCache | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Embed ``texts`` [T] -> ([T, D], ok mask [T]); each distinct normalised text once (see index.sentences)."""
+    return (cache if cache is not None else TextCache.for_model(model)).embed(model, texts, batch)
 
 
-def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers) -> TextResult:
+def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache | None = None
+                  ) -> TextResult:
     """n cleaned reports ("" = none) -> report vectors (one per non-empty report) and sentence vectors."""
     start = time.perf_counter()
     plans = [_plan(model, r) if r else ([], []) for r in reports]
     windows = [(row, w) for row, (_, ws) in enumerate(plans) for w in ws]
     sents = [(row, s) for row, (ss, _) in enumerate(plans) for s in ss]
-    emb, ok = _safe_embed(model, [w for _, w in windows] + [s for _, s in sents], batch)
+    emb, ok = _safe_embed(model, [w for _, w in windows] + [s for _, s in sents], batch, cache)
     w_emb, w_ok, s_emb, s_ok = emb[:len(windows)], ok[:len(windows)], emb[len(windows):], ok[len(windows):]
     rows, vecs, problems = [], [], []
     w_rows = np.array([r for r, _ in windows], np.int64)
@@ -154,10 +130,11 @@ class ChunkBuffer:
         self.thumbnails.extend(d.thumbnail for d in decoded)
         self.covered.extend(i.id for i in items)
 
-    def to_part(self, model: VLModel, grid: tuple[int, int], text_batch: int, timers: Timers) -> tuple[Part, int]:
-        """Embed the reports and return (Part, number of reports embedded as windows)."""
+    def to_part(self, model: VLModel, grid: tuple[int, int], text_batch: int, timers: Timers,
+                cache: TextCache | None = None) -> tuple[Part, int]:
+        """Embed the reports (through the build's text ``cache``) and return (Part, reports embedded as windows)."""
         dim = model.spec.joint_dim
-        text = embed_reports(model, [i.report for i in self.items], text_batch, timers)
+        text = embed_reports(model, [i.report for i in self.items], text_batch, timers, cache)
         for p in text.problems:
             item = self.items[int(p["row"])]
             log.warning("report of %s could not be embedded; the image is indexed", item.path)

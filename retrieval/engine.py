@@ -26,6 +26,8 @@ from retrieval.grounding import POSITIVE_PNEUMONIA_PROMPTS as POSITIVE
 from retrieval.grounding import ZeroShotScore
 from retrieval.imageio import load_image
 from retrieval.models import VLModel, load_model
+from retrieval.models.api import pick_device
+from retrieval.models.precision import query_precision
 
 __all__ = ["NEGATIVE", "POSITIVE", "Case", "Engine", "FilterError", "Grounding", "Hit", "QueryError",
            "SentenceGrounding", "ZeroShotScore"]
@@ -85,7 +87,8 @@ class Engine(GroundingMixin):
         """Open a bundle and load its model (or check that ``model`` is the one that built it)."""
         bundle = Bundle.open(bundle_dir, expect_model=model.spec.name if model is not None else None)
         if model is None:
-            model = load_model(bundle.model_name, weights_dir, device)
+            precision = query_precision(bundle.manifest.get("build", {}).get("precision"), pick_device(device))
+            model = load_model(bundle.model_name, weights_dir, device, precision)  # the bundle's precision or better
         check_model(bundle, model)
         return cls(bundle, model)
 

@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="base folder of relative image paths (default: the CSV's folder or the preset's)")
     p.add_argument("--reports-dir", type=Path, default=None, metavar="DIR", help="MIMIC-CXR report .txt root")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast (GPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto (default): bf16 autocast where the CPU (AVX512-BF16/AMX) or GPU has native bf16, "
+                   "else fp32; recorded in the manifest")
     p.add_argument("--index-type", default="auto", choices=INDEX_TYPES,
                    help="FAISS index: flat up to 200k vectors, IVF above (auto)")
     p.add_argument("--append", action="store_true", help="add corpus items the bundle lacks (same model)")
@@ -53,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="progress bar on a terminal, log lines otherwise (auto)")
     p.add_argument("--log-every", type=float, default=30.0, metavar="S", help="seconds between progress log lines")
     add_prior_options(p)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the shards as Ray tasks (retried, resumable) and merge them into --out; ADDRESS of a "
+                   "running cluster (auto or host:port), or none to start a local one (needs: pip install ray)")
+    p.add_argument("--ray-shards", type=int, default=4, metavar="N", help="shards (Ray tasks) for --ray (default 4)")
     p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
     p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -134,6 +140,22 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise CliError(f"--weights-dir {args.weights_dir} is not a folder")
 
 
+def _run_ray(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """``--ray``: shards as Ray tasks, then one merge (index.ray_runner)."""
+    from index.ray_runner import run_ray_build
+
+    try:
+        out = run_ray_build(cfg, args.ray_shards, None if args.ray == "local" else args.ray)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except RuntimeError as exc:
+        if "pip install ray" in str(exc):
+            raise CliError(str(exc)) from None
+        raise
+    print(f"built {out} from {args.ray_shards} Ray shards")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary; problems found before any work are one-line errors."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -144,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     _check_paths(args)
     cfg = config_from_args(args)
     try:
+        if args.ray is not None:
+            return _run_ray(cfg, args)
         summary = run_build(cfg)
     except (CorpusError, BuildStateError) as exc:
         raise CliError(str(exc)) from None

@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="where the downloaded corpus goes")
     p.add_argument("--openi-url", default=None, help="base URL of the Open-i collection archives")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the hardware has native bf16, else fp32")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--no-app", action="store_true", help="build only; do not start the explorer")
     p.set_defaults(func=run)

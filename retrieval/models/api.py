@@ -10,20 +10,21 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 
+from retrieval.models.fastpath import bf16_matmul_weights
 from retrieval.models.image_model import ImageEmbeddings, ImageModel
 from retrieval.models.loading import build_tiny, load_image_model, load_text_model
+from retrieval.models.precision import Precision, resolve_precision
 from retrieval.models.registry import ModelSpec, get_spec
 from retrieval.models.text_model import CXRBertModel, TextTokenizer
 from retrieval.models.weights import resolve_weights
 from retrieval.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
-Precision = Literal["fp32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,21 @@ class VLModel:
         self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.text_model = text_model.to(device).eval()
         self.tokenizer = tokenizer
+        if precision == "bf16":  # loaded for bf16: cast the matmul weights once, in place (fastpath docstring)
+            bf16_matmul_weights(self.image_model, in_place=True)
+            bf16_matmul_weights(self.text_model, in_place=True)
+        self._loaded_as: Precision = precision
+        self._bf16_towers: tuple[ImageModel, CXRBertModel] | None = None
+
+    def towers(self) -> tuple[ImageModel, CXRBertModel]:
+        """(image, text) encoders for the current ``precision``; an fp32 model switched to bf16 gets bf16 copies."""
+        if self.precision == self._loaded_as:
+            return self.image_model, self.text_model
+        if self.precision == "bf16":
+            if self._bf16_towers is None:
+                self._bf16_towers = (bf16_matmul_weights(self.image_model), bf16_matmul_weights(self.text_model))
+            return self._bf16_towers
+        raise RuntimeError("this model was loaded in bf16 (weights cast once); load it again with precision fp32")
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -95,7 +111,7 @@ class VLModel:
         x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         prev = previous.to(self.device).contiguous(memory_format=torch.channels_last) if previous is not None else None
         with self._autocast():
-            out = self.image_model(x, prev)
+            out = self.towers()[0](x, prev)
         g, p = out.global_emb.float(), out.patches.float()
         g, p = torch.nn.functional.normalize(g, dim=-1), torch.nn.functional.normalize(p, dim=-1)
         return ImageEmbeddings(global_emb=g.cpu(), patches=p.cpu())
@@ -112,35 +128,37 @@ class VLModel:
         """N strings -> [N, D] embeddings (L2-normalised unless ``normalize=False``, as prompt averaging needs)."""
         ids, mask = self.tokenizer(list(texts))
         with self._autocast():
-            proj = self.text_model.project(ids.to(self.device), mask.to(self.device))
+            proj = self.towers()[1].project(ids.to(self.device), mask.to(self.device))
         proj = proj.float()
         return (torch.nn.functional.normalize(proj, dim=1) if normalize else proj).cpu()
 
 
 def load_model(name: str, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-               precision: Precision = "fp32") -> VLModel:
+               precision: str = "fp32") -> VLModel:
     """Build a ready model by registry name.
 
     Real models load released files from ``weights_dir`` or the hub/cache (see :mod:`retrieval.models.weights`) and
     raise if none are reachable; ``tiny-random`` is the only way to get random weights, and it says so loudly.
+    ``precision`` is fp32, bf16 or auto (bf16 where the device has native bf16, :mod:`retrieval.models.precision`).
     """
     return build_model(get_spec(name), weights_dir, device, precision)
 
 
 def build_model(spec: ModelSpec, weights_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-                precision: Precision = "fp32") -> VLModel:
+                precision: str = "fp32") -> VLModel:
     """Build a ready model from a spec (``load_model`` looks the spec up by name)."""
     dev = pick_device(device)
+    prec = resolve_precision(precision, dev)
     if not spec.is_real:
         if weights_dir is not None:
             raise ValueError(f"{spec.name!r} is a synthetic test model and takes no --weights-dir")
         image, text, tok = build_tiny(spec)
         identity = ModelIdentity(spec.name, None, None, False, "seeded-random", False,
                                  (f"{spec.name} is NOT A REAL MODEL: random weights",))
-        return VLModel(spec, image, text, tok, identity, dev, precision)
+        return VLModel(spec, image, text, tok, identity, dev, prec)
     files = resolve_weights(spec, weights_dir)
     image = load_image_model(spec, files.image_path)
     text, tok = load_text_model(files.text_dir, spec.joint_dim)
     identity = ModelIdentity(spec.name, spec.revision, files.image_md5, files.verified, files.source, True,
                              files.warnings)
-    return VLModel(spec, image, text, tok, identity, dev, precision)
+    return VLModel(spec, image, text, tok, identity, dev, prec)

@@ -60,7 +60,8 @@ def test_kill_9_then_same_command(tmp_path: Path, build) -> None:  # noqa: F811
     (tmp_path / "images" / "img3.png").write_bytes(b"broken")  # a skipped item must also be counted once
     out = tmp_path / "killed"
     argv = ["build", str(corpus), "--out", str(out), "--model", "tiny-random", "--chunk-size", "2", "--workers", "1",
-            "--threads", "1", "--progress", "none", "--debug-chunk-delay", "0.5"]
+            "--threads", "1", "--precision", "fp32",  # as the in-process reference build below
+            "--progress", "none", "--debug-chunk-delay", "0.5"]
     proc = subprocess.Popen([sys.executable, "-m", "cxr_explorer", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     first = out / "chunks" / "000000"

@@ -24,8 +24,9 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cached_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Engine.open loads the bundle's model by name; hand it the already loaded tiny model instead."""
 
-    def fake_load(name: str, weights_dir: Any = None, device: str = "auto") -> Any:
+    def fake_load(name: str, weights_dir: Any = None, device: str = "auto", precision: str = "fp32") -> Any:
         assert name == "tiny-random" and weights_dir is None
+        assert precision == "fp32"  # these bundles record no precision: queried in fp32 (query_precision)
         return tiny_model()
 
     monkeypatch.setattr(retrieval.engine, "load_model", fake_load)

@@ -1,0 +1,49 @@
+"""Issue-12 sections of ``benchmarks.run``: sentences, precision, query_encode, growth, memory.
+
+``sentences`` and ``query_encode`` run by default (tens of seconds); ``precision``, ``growth`` and ``memory`` run
+with ``--only`` or ``--full`` (minutes). Each writes ``res[<name>]`` and a markdown block (:func:`scale_markdown`).
+
+    .venv/bin/python -m benchmarks.run --only sentences query_encode precision growth memory --out /tmp/scale.json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SCALE_SECTIONS = ("sentences", "precision", "query_encode", "growth", "memory")
+DEFAULT_SCALE = ("sentences", "query_encode")
+
+
+def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set[str]) -> None:
+    """Run the issue-12 sections named in ``sections`` into ``res`` (the smoke plan keeps them small)."""
+    smoke = plan.model == "tiny-random"
+    if "sentences" in sections:
+        from benchmarks.sentences import run_sentences
+
+        res["sentences"] = run_sentences(model.tokenizer, 300 if smoke else None)
+    if "query_encode" in sections:
+        from benchmarks.query_encode import run_query_encode
+
+        res["query_encode"] = run_query_encode(model, rounds=3 if smoke else 15)
+    if "precision" in sections:
+        from benchmarks.precision import run_precision
+
+        res["precision"] = run_precision(model, 4 if smoke else 64, 10 if smoke else 200)
+    if "growth" in sections:
+        from benchmarks.growth import run_growth
+
+        res["growth"] = run_growth(model, smoke, full=plan.sizes[-1] >= 1_000_000)
+    if "memory" in sections:
+        from benchmarks.memory import run_memory
+
+        res["memory"] = run_memory(smoke, full=plan.sizes[-1] >= 1_000_000)
+
+
+def scale_markdown(res: dict[str, Any]) -> list[str]:
+    """Markdown blocks of the issue-12 sections present in ``res`` (their JSON, compactly)."""
+    out: list[str] = []
+    for name in SCALE_SECTIONS:
+        if name in res:
+            out += [f"## {name}", "", "```json", json.dumps(res[name], indent=1), "```", ""]
+    return out

@@ -1,0 +1,31 @@
+"""The issue-12 benchmark sections run end to end in --smoke mode and write their figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_scale_sections_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "sentences", "query_encode",
+                           "precision", "growth", "memory", "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    qe = res["query_encode"]["threads"]
+    assert set(qe) == {"1", "2"} and all(r["fp32"]["ratio_to_fp32"] == 1.0 for r in qe.values())
+    assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("fp32", "bf16", "bf16-autocast", "int8"))
+    for name, row in res["sentences"].items():
+        if isinstance(row, dict) and "texts_asked" in row:
+            assert row["calls_per_build_cache"] <= row["calls_per_chunk_dedupe"] <= row["texts_asked"], name
+    growth = res["growth"]["indexes"]["2000"]
+    assert growth["flat"]["recall_at_10"] == 1.0 and "kept" in growth["ivfpq"]
+    assert res["growth"]["patch_store"]["max_map_diff"] < 0.05
+    sizes = res["memory"]["sizes"]
+    assert [int(n) for n in sizes] == [40, 120] and all(r["items"] == int(n) for n, r in sizes.items())
+    assert "## query_encode" in out.with_suffix(".md").read_text()
