@@ -14,10 +14,11 @@ from retrieval.bundle import BundleError
 from retrieval.imageio import ImageLoadError
 from retrieval.models.registry import UnknownModelError
 from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
-from webapp import loaders
+from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
 
 PAGES_DIR = Path(__file__).parent / "pages"
+PAGE_ICON = "🩻"  # an emoji favicon is drawn in the page (a :material/…: page icon is fetched from fonts.gstatic.com)
 SETUP_ERRORS = (BundleError, UnknownModelError, WeightsChecksumError, WeightsFormatError, WeightsNotFoundError,
                 ImageLoadError, FileNotFoundError, RuntimeError)
 
@@ -36,7 +37,7 @@ def choose_bundle(dirs: list[str]) -> str:
 
 
 def main() -> None:
-    st.set_page_config(page_title="cxr-explorer", page_icon=":material/radiology:", layout="wide")
+    st.set_page_config(page_title="cxr-explorer", page_icon=PAGE_ICON, layout="wide")
     dirs = loaders.bundle_dirs()
     if not dirs:
         st.error("No bundle given. Start the app with `cxr-explorer app BUNDLE_DIR`.")
@@ -47,12 +48,13 @@ def main() -> None:
         with st.spinner("Opening the bundle…"):
             engine = loaders.engine(bundle_dir, *loaders.engine_options())
     except SETUP_ERRORS as exc:
-        st.error(f"Cannot open bundle {Path(bundle_dir).name}: {exc}")
+        st.error(f"Cannot open bundle {display.md_escape(Path(bundle_dir).name)}: "
+                 f"{display.plain_message(exc, bundle_dir)}")
         st.caption(RESEARCH_ONLY)
         st.stop()
     st.session_state["bundle_dir"] = bundle_dir
-    st.sidebar.caption(f"Bundle **{Path(bundle_dir).name}** · {engine.bundle.count} cases · "
-                       f"model `{engine.bundle.model_name}`")
+    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
+                       f"model {display.md_escape(engine.bundle.model_name)}")
     st.sidebar.caption(RESEARCH_ONLY)
     pages = [
         st.Page(PAGES_DIR / "search.py", title="Search", icon=":material/search:", default=True),
