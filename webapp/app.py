@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from retrieval.bundle import BundleError
 from retrieval.imageio import ImageLoadError
@@ -16,6 +17,7 @@ from retrieval.models.registry import UnknownModelError
 from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
 from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
+from webapp.page_state import link_params
 
 PAGES_DIR = Path(__file__).parent / "pages"
 PAGE_ICON = "🩻"  # an emoji favicon is drawn in the page (a :material/…: page icon is fetched from fonts.gstatic.com)
@@ -53,16 +55,27 @@ def main() -> None:
         st.caption(RESEARCH_ONLY)
         st.stop()
     st.session_state["bundle_dir"] = bundle_dir
-    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
-                       f"model {display.md_escape(engine.bundle.model_name)}")
-    st.sidebar.caption(RESEARCH_ONLY)
     pages = [
         st.Page(PAGES_DIR / "search.py", title="Search", icon=":material/search:", default=True),
         st.Page(PAGES_DIR / "grounding.py", title="Grounding", icon=":material/my_location:"),
         st.Page(PAGES_DIR / "map.py", title="Map", icon=":material/scatter_plot:"),
         st.Page(PAGES_DIR / "about.py", title="About", icon=":material/info:"),
     ]
-    st.navigation(pages).run()
+    current = st.navigation(pages, position="hidden")
+    nav_links(pages)
+    st.sidebar.divider()
+    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
+                       f"model {display.md_escape(engine.bundle.model_name)}")
+    st.sidebar.caption(RESEARCH_ONLY)
+    current.run()
+
+
+def nav_links(pages: list[StreamlitPage]) -> None:
+    """The page links, each carrying that page's state as the user left it (see webapp/page_state.py), so that
+    arriving on a page adds one history entry and shows what the user left there."""
+    for page in pages:
+        st.sidebar.page_link(page, label=page.title, icon=page.icon or None,
+                             query_params=link_params(page.title.lower()))
 
 
 main()

@@ -149,8 +149,8 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             b.button("Search with report", key="panel_rep", disabled=not case.report,
                      on_click=search_state.use_report, args=(case.report,))
             if c.button("Ground this case", key="panel_ground"):
-                grounding_state.prepare(case.id, query)
+                params = grounding_state.prepare(case.id, query)
                 search_state.open_case(None)
-                st.switch_page("pages/grounding.py")
+                st.switch_page("pages/grounding.py", query_params=params)
 
     body()

@@ -22,9 +22,10 @@ STATE = P.PageState("grounding", (
 ))
 
 
-def prepare(case_id: str, query: str) -> None:
-    """Before switching to Grounding from a case: that case, and the search query as the phrase when there is one."""
+def prepare(case_id: str, query: str) -> P.Params:
+    """Before switching to Grounding from a case: that case, and the search query as the phrase when there is one.
+    Returns the Grounding URL parameters to switch with."""
     values: dict[str, object] = {"g_source": "Corpus case", "g_case": case_id}
     if query.strip():
         values["g_phrases"] = query.strip()
-    STATE.set(**values)
+    return STATE.set(**values)

@@ -8,8 +8,10 @@ after them. The rules:
   in a fresh browser, or Back/Forward (Streamlit re-runs the page with the older query string) set the view.
 * Otherwise (arriving from another page, whose URL carries none of ours) the values kept in the session are put back,
   because Streamlit forgets a widget's value while its page is not drawn.
-* ``save`` keeps the values and writes the page's parameters (plus the bundle choice) into the URL when they changed;
-  Streamlit adds a browser history entry for each such change, so Back/Forward step through searches.
+* ``save`` keeps the values and writes the page's parameters into the URL when they changed, leaving the other pages'
+  parameters (and the bundle choice) in place: one URL holds the whole app's state, a page switch (which keeps the
+  query string) adds no extra history entry, and Streamlit adds one browser history entry per change, so
+  Back/Forward step through searches.
 
 The URL only ever holds plain values; nothing read from it is a path, and each value is parsed and bounded here.
 """
@@ -23,7 +25,6 @@ from typing import Any
 import streamlit as st
 
 Params = dict[str, list[str]]
-KEEP_PARAMS = ("bundle",)  # set by webapp/app.py, carried by every page
 MAX_TEXT = 20_000  # longest text value read back from a URL (queries are written in full up to this)
 
 
@@ -108,6 +109,14 @@ def list_field(key: str, param: str, allowed: Callable[[str], bool] | None = Non
                  lambda v: [str(x) for x in (v or [])])
 
 
+def link_params(name: str, keep: tuple[str, ...] = ("bundle",)) -> Params:
+    """The URL parameters of page ``name`` as it was left (for a link to it), plus the ``keep`` parameters of the
+    current URL: arriving by such a link adds no extra history entry and shows the page as the user left it."""
+    out = {k: v for k, v in url_params().items() if k in keep}
+    out.update(st.session_state.get(f"_page_url_{name}", {}))
+    return out
+
+
 def url_params() -> Params:
     """The current URL query as ``{param: [values]}``."""
     return {k: list(st.query_params.get_all(k)) for k in st.query_params}
@@ -172,13 +181,16 @@ class PageState:
                 st.session_state[f.key] = kept.get(f.key, f.default)
         return False
 
-    def set(self, **values: Any) -> None:
-        """Change kept values from a callback (e.g. a button on another page preparing this one)."""
-        kept = dict(st.session_state.get(self._keep, {}))
+    def set(self, **values: Any) -> Params:
+        """Change kept values from another page (e.g. "Ground this case" preparing Grounding); returns the URL
+        parameters that show the page with them (for ``st.switch_page(..., query_params=...)``)."""
+        kept = {f.key: f.default for f in self.fields}
+        kept.update(st.session_state.get(self._keep, {}))
         kept.update(values)
         st.session_state[self._keep] = kept
         for key, value in values.items():
             st.session_state[key] = value
+        return self.to_url(kept)
 
     def save(self) -> None:
         """Keep the page's values and write its parameters (and the bundle choice) into the URL when they changed."""
@@ -187,7 +199,8 @@ class PageState:
         ours = self.to_url(state)
         st.session_state[self._written] = ours
         current = url_params()
-        wanted = {k: v for k, v in current.items() if k in KEEP_PARAMS}
+        mine = {f.param for f in self.fields}
+        wanted = {k: v for k, v in current.items() if k not in mine}  # other pages' state and the bundle choice
         wanted.update(ours)
         if wanted != current:
             st.query_params.from_dict(wanted)
