@@ -19,7 +19,8 @@ from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
 from webapp.page_state import link_params
 
-PAGES_DIR = Path(__file__).parent / "pages"
+PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
+# as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file
 PAGE_ICON = "🩻"  # an emoji favicon is drawn in the page (a :material/…: page icon is fetched from fonts.gstatic.com)
 SETUP_ERRORS = (BundleError, UnknownModelError, WeightsChecksumError, WeightsFormatError, WeightsNotFoundError,
                 ImageLoadError, FileNotFoundError, RuntimeError)

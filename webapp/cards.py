@@ -23,9 +23,10 @@ CARD_CSS = """<style>
 </style>"""
 
 
-def _line(text: str, title: str = "") -> None:
+def _line(text: str, title: str = "", css: str = "") -> None:
     """One escaped line of small text, cut with an ellipsis; ``title`` shows in full on hover."""
-    st.html(f"{CARD_CSS}<p class='cxr-line' title='{display.html_text(title or text)}'>{display.html_text(text)}</p>")
+    st.html(f"{CARD_CSS}<p class='cxr-line {css}' title='{display.html_text(title or text)}'>"
+            f"{display.html_text(text)}</p>")
 
 
 def hit_buttons(hit: Any, key: str) -> None:
@@ -59,7 +60,7 @@ def image_grid(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None
                 display.image(image, _alt(hit))
                 hover = " · ".join(x for x in (display.meta_line(hit.metadata, 8),
                                                display.snippet(hit.matched_text or hit.report, 300)) if x)
-                _line(f"#{hit.rank} · {hit.score:.3f} · {hit.id}", f"{hit.id}: {hover}")
+                _line(f"#{hit.rank} · {hit.score:.3f} · {hit.id}", f"{hit.id}: {hover}", "cxr-hit")
                 _line(facet_line(hit.metadata, columns) or display.meta_line(hit.metadata) or "(no metadata)", hover)
                 hit_buttons(hit, f"{i}_{hit.row}")
 
@@ -73,7 +74,8 @@ def text_list(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None)
             with left:
                 display.image(image, _alt(hit))
             with right:
-                _line(f"#{hit.rank} · similarity {hit.score:.3f} · {hit.id} · {display.meta_line(hit.metadata)}")
+                _line(f"#{hit.rank} · similarity {hit.score:.3f} · {hit.id} · {display.meta_line(hit.metadata)}",
+                      css="cxr-hit")
                 st.text(display.snippet(hit.matched_text or hit.report, 300) or "(no report)")
                 with st.container(width=240):
                     hit_buttons(hit, f"{i}_{hit.row}")
@@ -151,6 +153,6 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             if c.button("Ground this case", key="panel_ground"):
                 params = grounding_state.prepare(case.id, query)
                 search_state.open_case(None)
-                st.switch_page("pages/grounding.py", query_params=params)
+                st.switch_page("views/grounding.py", query_params=params)
 
     body()

@@ -36,7 +36,7 @@ def start(page: str | None = None, params: dict | None = None) -> AppTest:
         at.query_params[key] = value
     at.run()
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -190,7 +190,7 @@ def test_map_page_query_star_and_duplicates(env) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state["last_text_query"] = "pleural effusion"
     at.run()
-    at.switch_page("pages/map.py").run()
+    at.switch_page("views/map.py").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1
     assert any("marks the last text query" in c for c in texts(at.caption))
