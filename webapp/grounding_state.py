@@ -9,17 +9,22 @@ SOURCES = ("Corpus case", "Upload")
 COLORMAPS = ("RdBu_r", "viridis", "gray", "RdBu", "viridis_r")
 DEFAULT_PHRASES = "pleural effusion"
 
-STATE = P.PageState("grounding", (
-    P.Field("g_source", "src", "Corpus case", lambda v: {"upload": "Upload"}.get(v[0], "Corpus case"),
-            lambda v: ["upload"] if v == "Upload" else ["case"]),
-    P.text_field("g_case", "gcase"),
-    P.text_field("g_phrases", "phrases", DEFAULT_PHRASES),
-    P.choice_field("g_cmap", "cmap", COLORMAPS, "RdBu_r"),
-    P.float_field("g_alpha", "alpha", 0.5, 0.0, 1.0),
-    P.bool_field("g_iso", "iso"),
-    P.bool_field("g_fit", "fit"),
-    P.range_field("g_range", "range", (-1.0, 1.0), -1.0, 1.0),
-))
+
+
+def state(first_case: str = "") -> P.PageState:
+    """The Grounding page's state; ``first_case`` (the bundle's first id) is the default case, left out of the URL,
+    so that opening the page adds no history entry of its own."""
+    return P.PageState("grounding", (
+        P.Field("g_source", "src", "Corpus case", lambda v: {"upload": "Upload"}.get(v[0], "Corpus case"),
+                lambda v: ["upload"] if v == "Upload" else ["case"]),
+        P.text_field("g_case", "gcase", first_case),
+        P.text_field("g_phrases", "phrases", DEFAULT_PHRASES),
+        P.choice_field("g_cmap", "cmap", COLORMAPS, "RdBu_r"),
+        P.float_field("g_alpha", "alpha", 0.5, 0.0, 1.0),
+        P.bool_field("g_iso", "iso"),
+        P.bool_field("g_fit", "fit"),
+        P.range_field("g_range", "range", (-1.0, 1.0), -1.0, 1.0),
+    ))
 
 
 def prepare(case_id: str, query: str) -> P.Params:
@@ -28,4 +33,4 @@ def prepare(case_id: str, query: str) -> P.Params:
     values: dict[str, object] = {"g_source": "Corpus case", "g_case": case_id}
     if query.strip():
         values["g_phrases"] = query.strip()
-    return STATE.set(**values)
+    return state().set(**values)

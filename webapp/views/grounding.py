@@ -20,7 +20,8 @@ MAPS_PER_ROW = 2  # at most two maps side by side: each stays >= 320 px wide at 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 ids = engine.bundle.metadata["id"].astype(str).tolist()
-grounding_state.STATE.restore()
+STATE = grounding_state.state(ids[0])
+STATE.restore()
 if st.session_state.get("g_case") not in ids:
     if st.session_state.get("g_case"):
         st.warning(f"No case “{display.md_escape(st.session_state['g_case'])}” in this bundle; showing the first.")
@@ -165,4 +166,4 @@ if source is not None:
         grounded_report(source, default_report)
     if st.toggle("Zero-shot check (positive vs negative prompts)", key="g_show_zero"):
         zero_shot(source)
-grounding_state.STATE.save()
+STATE.save()
