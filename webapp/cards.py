@@ -134,7 +134,7 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             return
         case = engine.case(row)
         st.text(f"Case {case.id}" + (f" · {facet_line(case.metadata, columns)}" if columns else ""))
-        left, right = st.columns([3, 2])
+        left, right = st.columns([1, 1])
         png, ok = loaders.display_image(bundle_dir, row, 1024)
         with left:
             display.image(png, f"Chest X-ray {case.id}")
@@ -147,9 +147,13 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             st.dataframe(pd.DataFrame([{"field": k, "value": str(v)} for k, v in case.metadata.items()]),
                          hide_index=True, width="stretch")
             a, b, c = st.columns(3)
-            a.button("Similar cases", key="panel_sim", on_click=search_state.use_case, args=(case.id,))
-            b.button("Search with report", key="panel_rep", disabled=not case.report,
-                     on_click=search_state.use_report, args=(case.report,))
+            # The dialog is a fragment: its buttons rerun only the dialog, so each action reruns the whole app.
+            if a.button("Similar cases", key="panel_sim"):
+                search_state.use_case(case.id)
+                st.rerun(scope="app")
+            if b.button("Search with report", key="panel_rep", disabled=not case.report):
+                search_state.use_report(case.report)
+                st.rerun(scope="app")
             if c.button("Ground this case", key="panel_ground"):
                 params = grounding_state.prepare(case.id, query)
                 search_state.open_case(None)
