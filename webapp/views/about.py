@@ -49,7 +49,7 @@ if indexes:
     st.dataframe(pd.DataFrame([{"index": k, "type": v.get("type"), "vectors": v.get("count"),
                                 "params": str(v.get("params", {}))} for k, v in indexes.items()]), hide_index=True)
 skipped = engine.bundle.skipped
-st.markdown(f"**Skipped while building: {len(skipped)} items**")
+st.markdown(f"**Skipped while building: {len(skipped)} item{'' if len(skipped) == 1 else 's'}**")
 if skipped:
     st.dataframe(pd.DataFrame(skipped), hide_index=True, width="stretch")
 if manifest.get("build"):
