@@ -122,11 +122,22 @@ def highlighted_report(engine: Engine, bundle_dir: str, row: int, query: str) ->
         st.caption("Highlighted: the sentence(s) most similar to the text query.")
 
 
+RERUN_APP = "_case_dialog_rerun_app"
+
+
+def _whole_app(action: Any, arg: str) -> None:
+    """Run a hit action from the dialog, then have the dialog rerun the whole app (see ``case_dialog``)."""
+    action(arg)
+    st.session_state[RERUN_APP] = True
+
+
 def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, columns: Sequence[str] = ()) -> None:
     """The opened case in a dialog (in view wherever the user scrolled): large image, report, metadata, actions."""
 
     @st.dialog("Case", width="large", on_dismiss=lambda: search_state.open_case(None))
     def body() -> None:
+        if st.session_state.pop(RERUN_APP, False):
+            st.rerun(scope="app")  # the dialog is a fragment: an action in it reruns only it, unless asked
         try:
             row = engine.bundle.row_of(case_id)
         except Exception as exc:  # an unknown id from a link: say so in plain words
@@ -147,13 +158,9 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             st.dataframe(pd.DataFrame([{"field": k, "value": str(v)} for k, v in case.metadata.items()]),
                          hide_index=True, width="stretch")
             a, b, c = st.columns(3)
-            # The dialog is a fragment: its buttons rerun only the dialog, so each action reruns the whole app.
-            if a.button("Similar cases", key="panel_sim"):
-                search_state.use_case(case.id)
-                st.rerun(scope="app")
-            if b.button("Search with report", key="panel_rep", disabled=not case.report):
-                search_state.use_report(case.report)
-                st.rerun(scope="app")
+            a.button("Similar cases", key="panel_sim", on_click=_whole_app, args=(search_state.use_case, case.id))
+            b.button("Search with report", key="panel_rep", disabled=not case.report, on_click=_whole_app,
+                     args=(search_state.use_report, case.report))
             if c.button("Ground this case", key="panel_ground"):
                 params = grounding_state.prepare(case.id, query)
                 search_state.open_case(None)

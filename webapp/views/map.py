@@ -114,7 +114,8 @@ def duplicates_panel() -> None:
     """Near-duplicate groups above a cosine threshold, for review."""
     threshold = st.slider("Near-duplicate cosine ≥", 0.80, 1.0, 0.95, 0.005, key="m_dup_t")
     groups = loaders.duplicate_groups(bundle_dir, float(threshold))
-    st.caption(f"{len(groups)} groups of near-duplicate images at cosine ≥ {threshold:.3f}")
+    st.caption(f"{len(groups)} group{'' if len(groups) == 1 else 's'} of near-duplicate images at cosine ≥ "
+               f"{threshold:.3f}")
     for g in groups[:20]:
         cols = st.columns(min(8, len(g)) + 1)
         cols[0].text(f"{len(g)} cases\n" + "\n".join(str(meta["id"].iloc[r]) for r in g[:8]))

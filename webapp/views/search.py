@@ -97,11 +97,13 @@ def query_controls() -> tuple[str, object]:
     return ("case", case_id) if case_id else ("", None)
 
 
-def run_query(kind: str, value: object, k: int) -> list:
-    """Run the query for the first ``k`` hits with the current options (engine errors propagate to the caller)."""
+def run_query(kind: str, value: object, k: int, hide_duplicates: bool = True) -> list:
+    """Run the query for the first ``k`` hits with the current options (engine errors propagate to the caller);
+    ``hide_duplicates`` False ignores the duplicate option (to count what it removed)."""
     s = st.session_state
     where = loaders.where_with_ranges(bundle_dir, search_state.where(options), search_state.active_ranges(ranges))
-    dup = float(s["s_dup_t"]) if s["s_hide_dup"] and s["s_target"] != "sentences" else None
+    hide = hide_duplicates and s["s_hide_dup"] and s["s_target"] != "sentences"
+    dup = float(s["s_dup_t"]) if hide else None
     if any(not values for values in where.values()):
         return []  # a range that holds no value
     common = {"k": k, "target": s["s_target"], "where": where or None}
@@ -132,12 +134,7 @@ def dup_note(kind: str, value: object, shown: int, asked: int) -> str:
     s = st.session_state
     if not s["s_hide_dup"] or s["s_target"] == "sentences":
         return ""
-    s_hide = s["s_hide_dup"]
-    try:
-        s["s_hide_dup"] = False
-        unhidden = len(run_query(kind, value, asked))
-    finally:
-        s["s_hide_dup"] = s_hide
+    unhidden = len(run_query(kind, value, asked, hide_duplicates=False))
     removed = max(0, unhidden - shown)
     return f"Near-duplicate hiding removed {removed} of the first {unhidden} hits." if removed else ""
 
@@ -185,6 +182,7 @@ elif hits == []:
 elif not kind:
     st.info("Type a query, upload an image or give a case id to search this bundle.")
 
+st.session_state.pop(cards.RERUN_APP, None)  # this run is the whole app already
 if st.session_state.get("s_open"):
     cards.case_dialog(engine, bundle_dir, str(st.session_state["s_open"]),
                       str(value) if kind == "text" else "", facet_columns)
