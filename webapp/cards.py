@@ -32,11 +32,11 @@ def _line(text: str, title: str = "", css: str = "") -> None:
 def hit_buttons(hit: Any, key: str) -> None:
     """A hit's two compact actions side by side: open the case (where "search with report" and "ground" live too)
     and similar cases."""
-    a, b = st.columns(2, gap="small")
+    a, b = st.columns(2, gap=None)
     a.button("Open", key=f"open_{key}", help="Open the case: large image, full report, metadata, all actions",
-             on_click=search_state.open_case, args=(hit.id,), width="stretch", type="secondary")
+             on_click=search_state.open_case, args=(hit.id,), width="stretch", type="tertiary")
     b.button("Similar", key=f"sim_{key}", help="Cases whose images are most similar to this one",
-             on_click=search_state.use_case, args=(hit.id,), width="stretch", type="secondary")
+             on_click=search_state.use_case, args=(hit.id,), width="stretch", type="tertiary")
 
 
 def _alt(hit: Any) -> str:
@@ -96,9 +96,9 @@ def _go(page: int) -> None:
 
 def pager(page: int, more: bool) -> None:
     """Previous / next page buttons."""
-    a, b, _ = st.columns([1, 1, 6])
-    a.button("Previous page", key="page_prev", disabled=page <= 1, on_click=_go, args=(page - 1,))
-    b.button("Next page", key="page_next", disabled=not more, on_click=_go, args=(page + 1,))
+    with st.container(horizontal=True):
+        st.button("Previous page", key="page_prev", disabled=page <= 1, on_click=_go, args=(page - 1,))
+        st.button("Next page", key="page_next", disabled=not more, on_click=_go, args=(page + 1,))
 
 
 def highlighted_report(engine: Engine, bundle_dir: str, row: int, query: str) -> None:

@@ -43,8 +43,8 @@ def json_bytes(frame: pd.DataFrame, ctx: dict[str, Any]) -> bytes:
 def export_buttons(frame: pd.DataFrame, ctx: dict[str, Any], what: str) -> None:
     """Two distinct buttons: "CSV" and "JSON" (the file names follow the query)."""
     stem = file_stem(what, ctx.get("query"))
-    a, b, _ = st.columns([1, 1, 5])
-    a.download_button(f"Download {what} CSV", csv_bytes(frame, ctx), f"{stem}.csv", "text/csv",
-                      key=f"export_{what}_csv", on_click="ignore", width="stretch")
-    b.download_button(f"Download {what} JSON", json_bytes(frame, ctx), f"{stem}.json", "application/json",
-                      key=f"export_{what}_json", on_click="ignore", width="stretch")
+    with st.container(horizontal=True):
+        st.download_button(f"Download {what} CSV", csv_bytes(frame, ctx), f"{stem}.csv", "text/csv",
+                           key=f"export_{what}_csv", on_click="ignore")
+        st.download_button(f"Download {what} JSON", json_bytes(frame, ctx), f"{stem}.json", "application/json",
+                           key=f"export_{what}_json", on_click="ignore")

@@ -120,3 +120,17 @@ def test_retrieve_then_ground_overlays(page, app_server) -> None:
     url, _ = app_server
     open_app(page, url, "?q=effusion&ground=1", expect_text="shared range")
     expect(main(page).get_by_role("img", name="Chest X-ray case0", exact=False)).to_be_visible()
+
+
+def test_eight_image_hits_fit_below_the_query_box(page, app_server) -> None:
+    url, _ = app_server
+    open_app(page, url, "?q=effusion", expect_text="matching")
+    assert len(card_ids(page)) == 8
+    page.get_by_label("Free text").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    boxes = [img.bounding_box() for img in main(page).get_by_role("img", name="Chest X-ray", exact=False).all()]
+    inside = [b for b in boxes if b and b["y"] >= 0 and b["y"] + b["height"] <= 800]
+    assert len(inside) >= 8, boxes
+    for name in ("Open", "Similar"):
+        button = main(page).get_by_role("button", name=name, exact=True).first
+        assert button.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), f"{name} is cut"
