@@ -121,6 +121,10 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
         res["app"] = run_app(tmp, plan.app_items, plan.app_queries) if "app" in sections else {"status": "skipped"}
+        if "browser" in sections:
+            from benchmarks.browser import bundles_for, run_browser
+
+            res["browser"] = run_browser(bundles_for(tmp, plan.app_items), repeats=5 if mode != "smoke" else 2)
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000])
     else:
@@ -162,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="(default) a few minutes")
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="adds 1M vectors, more reps")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<mode>-<time>.json)")
-    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "gpu"), default=None,
+    p.add_argument("--only", nargs="+", choices=("build", "query", "grounding", "app", "browser", "gpu"), default=None,
                    help="run only these sections")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode_name = args.mode or "quick"
-    sections = set(args.only or ("build", "query", "grounding", "app", "gpu"))
+    sections = set(args.only or ("build", "query", "grounding", "app", "browser", "gpu"))
     res = run(mode_name, sections)
     from benchmarks.report import to_markdown
 
