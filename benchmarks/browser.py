@@ -93,13 +93,14 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]
 
     page.goto(url)
     _idle(page, "Type a query")
+    page.get_by_text("Options and filters").click()  # the k box lives in the expander
     for i in range(repeats):
         q = f"{QUERIES[i % len(QUERIES)]} {i}"
         rec("new_search", _timed(partial(_search, page, q), page, f"“{q}”"))
         page.get_by_label("k (per page)").fill(str(12 + (i % 2)))
         rec("filter_change", _timed(lambda: page.get_by_label("k (per page)").press("Enter"), page,
                                     f"Results 1–{12 + (i % 2)} "))
-        rec("open_case", _timed(page.get_by_role("button", name="Open", exact=True).nth(i % 8).click, page,
+        rec("open_case", _timed(page.locator("[class*=\"st-key-open_\"] button").nth(i % 8).click, page,
                                 "Metadata"))
         page.keyboard.press("Escape")
         _idle(page)
