@@ -102,7 +102,8 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]
                                     f"Results 1–{12 + (i % 2)} "))
         rec("open_case", _timed(page.locator("[class*=\"st-key-open_\"] button").nth(i % 8).click, page,
                                 "Metadata"))
-        page.keyboard.press("Escape")
+        page.get_by_role("dialog").get_by_role("button", name="Close").click()
+        page.get_by_role("dialog").wait_for(state="detached", timeout=60_000)
         _idle(page)
     for i in range(repeats):  # retrieve-then-ground on 12 hits, timed from the toggle
         page.goto(f"{url}/?q=effusion+{i}")
