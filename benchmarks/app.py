@@ -108,7 +108,7 @@ def time_app(bundle: Path, n_queries: int) -> dict[str, Any]:
             at.text_input(key="s_text").set_value(q)
             next(b for b in at.button if b.label == "Search").click()
             search.append(_beyond(at, clock))
-        at.switch_page("pages/grounding.py").run()
+        at.switch_page("views/grounding.py").run()
         for q in QUERIES[:n_queries]:
             at.text_input(key="g_phrases").set_value(q)
             ground.append(_beyond(at, clock))

@@ -24,7 +24,7 @@ from benchmarks.scale import DEFAULT_SCALE, SCALE_SECTIONS, run_scale_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
-SECTIONS = ("build", "query", "grounding", "app", "gpu", "priors", "curate")
+SECTIONS = ("build", "query", "grounding", "app", "browser", "gpu", "priors", "curate")
 """The sections every mode runs by default (priors not in --smoke); the scale sections (benchmarks/scale.py) are
 added by --quick (DEFAULT_SCALE) and --full (all); ``--only`` picks any."""
 
@@ -136,6 +136,10 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             from benchmarks.curate import run_curate
 
             res["curate"] = run_curate(model, list(plan.curate_sizes), plan.rounds, SHARED_DATA, plan.curate_covid, tmp)
+        if "browser" in sections:
+            from benchmarks.browser import bundles_for, run_browser
+
+            res["browser"] = run_browser(bundles_for(tmp, plan.app_items), repeats=5 if mode != "smoke" else 2)
     run_scale_sections(res, model, plan, sections)  # issue 12: sentences, precision, query_encode, growth, memory
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000], SHARED_DATA)

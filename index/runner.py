@@ -63,6 +63,7 @@ class BuildConfig:
     command: str = ""
     chunk_delay_s: float = 0.0  # test hook: sleep after each committed chunk
     priors: PriorOptions | None = None  # pair images with their prior study (index/priors.py, index/temporal.py)
+    label_sep: str | None = None  # multi-label separator of metadata cells (None: detect ";" or "|")
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
     return {"command": cfg.command, "model": cfg.model, "precision": cfg.precision,
             "shard": list(cfg.shard) if cfg.shard else None, "corpus": corpus.source, "corpus_kind": corpus.kind,
             "columns": corpus.columns, "hash_ids": cfg.corpus_options.hash_ids, "index_type": cfg.index_type,
-            "chunk_size": cfg.chunk_size, "limit": cfg.limit,
+            "chunk_size": cfg.chunk_size, "limit": cfg.limit, "label_sep": cfg.label_sep,
             "text": {"cleaning": CLEANING, "long_report_strategy": LONG_REPORT_STRATEGY, "max_tokens": 512,
                      "sentence_splitter": "retrieval.text.split_sentences (radiology-aware)"}}
 

@@ -19,8 +19,8 @@ from index.corpus import Item
 from index.decode import Decoded, to_model_input
 from index.sentences import TextCache
 from retrieval.bundle import Part
+from retrieval.long_text import plan_text
 from retrieval.models import VLModel
-from retrieval.text import fit_sentences, pack_windows, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,8 @@ def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers) -> tupl
 
 def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
     """(sentences, windows) of one report: windows is [report] unless it is over the token limit."""
-    count = model.tokenizer.count_tokens
-    limit = model.tokenizer.max_length
-    sentences = split_sentences(report)
-    if count(report) <= limit:
-        return sentences, [report]
-    sentences = fit_sentences(sentences, count, limit)
-    return sentences, pack_windows(sentences, count, limit)
+    plan = plan_text(report, model.tokenizer.count_tokens, model.tokenizer.max_length)
+    return plan.sentences, plan.windows
 
 
 def _safe_embed(model: VLModel, texts: list[str], batch: int, cache: TextCache | None = None

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from retrieval import bundle_io as io
+from retrieval.bundle_extras import finalise_extras
 from retrieval.bundle_io import Part
 from retrieval.preprocess import Preprocessing
 
@@ -160,6 +161,14 @@ class Bundle:
     def metadata_columns(self) -> list[str]:
         """User metadata columns (filterable), in corpus order."""
         return list(self.manifest.get("metadata_columns", []))
+
+    @cached_property
+    def label_separators(self) -> dict[str, str]:
+        """Multi-label column -> separator: the manifest's record, else detected (``;`` or ``|``) on opening."""
+        from retrieval.facets import detect_separators
+
+        recorded = self.manifest.get("label_separators")
+        return dict(recorded) if isinstance(recorded, dict) else detect_separators(self.metadata)
 
     @cached_property
     def metadata(self) -> pd.DataFrame:
@@ -302,6 +311,7 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
     skipped = io.read_json(staging / io.SKIPPED_JSON)
     io.write_skipped_csv(staging / io.SKIPPED_CSV, skipped)
     meta_cols = [c for c in pd.read_parquet(staging / io.METADATA).columns if c not in io.BASE_COLUMNS]
+    extras = finalise_extras(staging, build or {})  # label separators, map coordinates (files checksummed below)
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
         "model": identity, "spec": spec, "preprocessing": preprocessing, "dim": dim, "grid_shape": list(grid),
@@ -309,6 +319,7 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
         "indexes": indexes, "metadata_columns": meta_cols, "build": build or {}, "skipped": skipped,
         "files": io.file_checksums(staging, io.data_files(staging)),
     }
+    manifest.update(extras)
     io.write_json(staging / io.MANIFEST, manifest)
     io.publish(root, staging)
     return root

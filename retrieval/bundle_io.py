@@ -25,6 +25,7 @@ SENTENCES = "sentences.parquet"
 IMAGE_EMB = "image_emb.npy"
 REPORT_EMB = "report_emb.npy"
 REPORT_ROWS = "report_rows.npy"
+PROJECTIONS = "projections.npz"  # 2-D map coordinates, see retrieval/projection.py
 SENTENCE_EMB = "sentence_emb.npy"
 PATCHES = "patches.npy"
 THUMBS = "thumbs.bin"
@@ -275,7 +276,8 @@ def data_files(folder: Path) -> list[str]:
     """Every data file of a finished bundle in ``folder`` except the manifest."""
     names = [METADATA, SENTENCES, IMAGE_EMB, REPORT_EMB, REPORT_ROWS, SENTENCE_EMB, PATCHES, THUMBS, THUMBS_INDEX,
              SKIPPED_JSON, COVERED, SKIPPED_CSV, *INDEX_FILES.values()]
-    return names + ([PART_STATS] if (folder / PART_STATS).exists() else [])
+    optional = [n for n in (PART_STATS, PROJECTIONS) if (folder / n).exists()]
+    return names + optional
 
 
 def install_ready(root: Path) -> bool:

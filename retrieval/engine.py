@@ -25,6 +25,7 @@ from retrieval.grounding import NEGATIVE_PNEUMONIA_PROMPTS as NEGATIVE
 from retrieval.grounding import POSITIVE_PNEUMONIA_PROMPTS as POSITIVE
 from retrieval.grounding import ZeroShotScore
 from retrieval.imageio import load_image
+from retrieval.long_text import embed_windows, plan_text
 from retrieval.models import VLModel, load_model
 from retrieval.models.api import pick_device
 from retrieval.models.precision import query_precision
@@ -95,11 +96,17 @@ class Engine(GroundingMixin):
     # ----- embeddings and rows -------------------------------------------------------------------------------------
 
     def text_embedding(self, text: str) -> np.ndarray:
-        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached, read-only)."""
+        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached, read-only); a text over the encoder's limit
+        is embedded as sentence windows (:mod:`retrieval.long_text`)."""
 
         def compute() -> np.ndarray:
+            tok = self.model.tokenizer
+            plan = plan_text(text, tok.count_tokens, tok.max_length) if text.strip() else None
             with self._model_lock:
-                emb = self.model.embed_texts([text])[0].numpy().astype(np.float32)
+                if plan is None or len(plan.windows) == 1:
+                    emb = self.model.embed_texts([text])[0].numpy().astype(np.float32)
+                else:  # longer than the encoder takes: sentence windows, as the offline job embeds long reports
+                    emb = embed_windows(plan.windows, lambda ws: self.model.embed_texts(ws).numpy())
             emb.setflags(write=False)
             return emb
 
@@ -198,7 +205,7 @@ class Engine(GroundingMixin):
         clauses = normalize_where(where, list(self.bundle.metadata_columns))
         if not clauses:
             return None
-        item_mask = where_mask(self.bundle.metadata, clauses)
+        item_mask = where_mask(self.bundle.metadata, clauses, self.bundle.label_separators)
         return item_mask[self._positions_to_rows(target)]
 
     def _postprocess(self, cands: S.Candidates, rows_of: np.ndarray, exclude_row: int | None,

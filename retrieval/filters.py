@@ -1,8 +1,9 @@
 """Where-filters over bundle metadata: ``COL=VALUE`` equality, OR within a column, AND across columns.
 
 A cell matches a value when its text form equals the value, or when the cell is a multi-label string such as
-``"Effusion|Pneumonia"`` (or a list) and the value is one of its parts. Numbers are compared by their text form with
-integral floats written without ``.0`` (``3.0`` matches ``3``); missing cells (None/NaN) match nothing.
+``"Effusion|Pneumonia"`` (or a list) and the value is one of its parts; a bundle's manifest may name another separator
+per column (``label_separators``, e.g. ``COVID-19;ARDS``). Numbers are compared by their text form with integral floats
+written without ``.0`` (``3.0`` matches ``3``); missing cells (None/NaN) match only :data:`EMPTY`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FilterError", "QueryError", "Where", "WhereInput", "matches", "normalize_where", "parse_where",
+__all__ = ["EMPTY", "FilterError", "QueryError", "Where", "WhereInput", "cell_text", "matches", "normalize_where",
+           "parse_where",
            "where_mask"]
 
 LABEL_SEPARATOR = "|"
+EMPTY = "(empty)"
+"""The filter value that selects cells with no value."""
 Where = dict[str, list[str]]
 """A normalised filter: column -> accepted values (OR); columns combine with AND."""
 WhereInput = Mapping[str, str | int | float | Sequence[str | int | float]]
@@ -84,26 +88,33 @@ def _text(value: Any) -> str | None:
     return str(value).strip()
 
 
-def _cell_parts(cell: Any) -> set[str]:
-    """The texts a cell can match: the whole text and its ``|``-separated parts (or a list's items)."""
+def cell_text(value: Any) -> str | None:
+    """Canonical text of a cell (None for missing values); see the module docstring."""
+    return _text(value)
+
+
+def _cell_parts(cell: Any, sep: str = LABEL_SEPARATOR) -> set[str]:
+    """The texts a cell can match: the whole text and its ``sep``-separated parts (or a list's items)."""
     if isinstance(cell, (list, tuple, np.ndarray)):
-        return {t for item in cell for t in _cell_parts(item)}
+        return {t for item in cell for t in _cell_parts(item, sep)} or {EMPTY}
     text = _text(cell)
-    if text is None:
-        return set()
+    if not text:
+        return {EMPTY}
     parts = {text}
-    if LABEL_SEPARATOR in text:
-        parts.update(p.strip() for p in text.split(LABEL_SEPARATOR) if p.strip())
+    if sep in text:
+        parts.update(p.strip() for p in text.split(sep) if p.strip())
     return parts
 
 
-def matches(cell: Any, values: Sequence[str]) -> bool:
+def matches(cell: Any, values: Sequence[str], sep: str = LABEL_SEPARATOR) -> bool:
     """True when ``cell`` matches any of ``values`` (see the module docstring)."""
-    return not _cell_parts(cell).isdisjoint(values)
+    return not _cell_parts(cell, sep).isdisjoint(values)
 
 
-def where_mask(metadata: pd.DataFrame, where: Mapping[str, Sequence[str]] | None) -> np.ndarray:
-    """Boolean mask ``[N]`` over the rows of ``metadata`` that pass every clause of a normalised where-dict.
+def where_mask(metadata: pd.DataFrame, where: Mapping[str, Sequence[str]] | None,
+               separators: Mapping[str, str] | None = None) -> np.ndarray:
+    """Boolean mask ``[N]`` over the rows of ``metadata`` that pass every clause of a normalised where-dict;
+    ``separators`` names a column's multi-label separator (default ``|``).
 
     Each column is evaluated once per distinct cell value, so large bundles with few categories stay fast.
     """
@@ -112,12 +123,13 @@ def where_mask(metadata: pd.DataFrame, where: Mapping[str, Sequence[str]] | None
         if col not in metadata.columns:
             raise FilterError(f"unknown filter column {col!r}; valid columns: {', '.join(map(str, metadata.columns))}")
         wanted = list(values)
+        sep = (separators or {}).get(col, LABEL_SEPARATOR)
         series = metadata[col]
         try:
             codes, uniques = pd.factorize(series, use_na_sentinel=True)
         except TypeError:  # unhashable cells (lists): evaluate row by row
-            mask &= np.fromiter((matches(c, wanted) for c in series), dtype=bool, count=len(series))
+            mask &= np.fromiter((matches(c, wanted, sep) for c in series), dtype=bool, count=len(series))
             continue
-        hit = np.fromiter((matches(u, wanted) for u in uniques), dtype=bool, count=len(uniques))
-        mask &= np.where(codes >= 0, hit[np.maximum(codes, 0)] if len(hit) else False, False)
+        hit = np.fromiter((matches(u, wanted, sep) for u in uniques), dtype=bool, count=len(uniques))
+        mask &= np.where(codes >= 0, hit[np.maximum(codes, 0)] if len(hit) else False, EMPTY in wanted)
     return mask

@@ -9,15 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from retrieval.bundle import BundleError
 from retrieval.imageio import ImageLoadError
 from retrieval.models.registry import UnknownModelError
 from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
-from webapp import loaders
+from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
+from webapp.page_state import link_params
 
-PAGES_DIR = Path(__file__).parent / "pages"
+PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
+# as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file
+PAGE_ICON = "🩻"  # an emoji favicon is drawn in the page (a :material/…: page icon is fetched from fonts.gstatic.com)
 SETUP_ERRORS = (BundleError, UnknownModelError, WeightsChecksumError, WeightsFormatError, WeightsNotFoundError,
                 ImageLoadError, FileNotFoundError, RuntimeError)
 
@@ -36,7 +40,7 @@ def choose_bundle(dirs: list[str]) -> str:
 
 
 def main() -> None:
-    st.set_page_config(page_title="cxr-explorer", page_icon=":material/radiology:", layout="wide")
+    st.set_page_config(page_title="cxr-explorer", page_icon=PAGE_ICON, layout="wide")
     dirs = loaders.bundle_dirs()
     if not dirs:
         st.error("No bundle given. Start the app with `cxr-explorer app BUNDLE_DIR`.")
@@ -47,13 +51,11 @@ def main() -> None:
         with st.spinner("Opening the bundle…"):
             engine = loaders.engine(bundle_dir, *loaders.engine_options())
     except SETUP_ERRORS as exc:
-        st.error(f"Cannot open bundle {Path(bundle_dir).name}: {exc}")
+        st.error(f"Cannot open bundle {display.md_escape(Path(bundle_dir).name)}: "
+                 f"{display.plain_message(exc, bundle_dir)}")
         st.caption(RESEARCH_ONLY)
         st.stop()
     st.session_state["bundle_dir"] = bundle_dir
-    st.sidebar.caption(f"Bundle **{Path(bundle_dir).name}** · {engine.bundle.count} cases · "
-                       f"model `{engine.bundle.model_name}`")
-    st.sidebar.caption(RESEARCH_ONLY)
     pages = [
         st.Page(PAGES_DIR / "search.py", title="Search", icon=":material/search:", default=True),
         st.Page(PAGES_DIR / "grounding.py", title="Grounding", icon=":material/my_location:"),
@@ -62,7 +64,21 @@ def main() -> None:
         st.Page(PAGES_DIR / "curate.py", title="Curate", icon=":material/rule:"),
         st.Page(PAGES_DIR / "about.py", title="About", icon=":material/info:"),
     ]
-    st.navigation(pages).run()
+    current = st.navigation(pages, position="hidden")
+    nav_links(pages)
+    st.sidebar.divider()
+    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
+                       f"model {display.md_escape(engine.bundle.model_name)}")
+    st.sidebar.caption(RESEARCH_ONLY)
+    current.run()
+
+
+def nav_links(pages: list[StreamlitPage]) -> None:
+    """The page links, each carrying that page's state as the user left it (see webapp/page_state.py), so that
+    arriving on a page adds one history entry and shows what the user left there."""
+    for page in pages:
+        st.sidebar.page_link(page, label=page.title, icon=page.icon or None,
+                             query_params=link_params(page.title.lower()))
 
 
 main()

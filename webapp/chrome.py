@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from retrieval.engine import Engine
-from webapp import loaders
+from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
 
 
@@ -22,17 +22,18 @@ def bundle_selector() -> None:
         return
     st.session_state["bundle_pick"] = int(st.session_state.get("bundle_choice", 0))
     st.sidebar.selectbox("Index", range(len(dirs)), key="bundle_pick", on_change=_picked,
-                         format_func=lambda i: f"{Path(dirs[i]).name}  ({dirs[i]})")
+                         format_func=lambda i: Path(dirs[i]).name)
 
 
 def model_banner(identity: dict, manifest_model: dict) -> None:
     """A loud banner when the bundle's model is not real or its weights were not verified."""
     real = bool(identity.get("is_real", True)) and bool(manifest_model.get("is_real", True))
+    name = display.md_escape(identity.get("name"))
     if not real:
-        st.error(f"⚠️ NOT A REAL MODEL: this bundle uses **{identity.get('name')}** (random weights). Every "
+        st.error(f"⚠️ NOT A REAL MODEL: this bundle uses **{name}** (random weights). Every "
                  "similarity, ranking and heatmap here is meaningless; for tests and demos only.")
     elif not identity.get("verified") or not manifest_model.get("verified", True):
-        st.warning(f"⚠️ The weights of **{identity.get('name')}** were NOT verified against the published "
+        st.warning(f"⚠️ The weights of **{name}** were NOT verified against the published "
                    "checksum; results may not match the released model.")
 
 

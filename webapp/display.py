@@ -6,9 +6,12 @@ full-resolution original), with NaN outside the model's centre crop so the margi
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,8 +131,62 @@ def meta_line(metadata: dict[str, Any], limit: int = 4) -> str:
     return " · ".join(parts[:limit])
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:&=\"'/@%^;,?])")
+_ABS_PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"]+)+/([^\s/'\"]+)")
+
+
+_AUTOLINK = re.compile(r"(?i)(?<=://)|(?<=www)(?=\.)|(?<=@)")
+ZWSP = "\u200b"
+
+
+def md_escape(text: object) -> str:
+    """``text`` made literal for Streamlit's Markdown: every ASCII punctuation backslash-escaped, line breaks kept
+    as spaces, and a zero-width space after ``://``, ``www`` and ``@`` (GFM turns bare urls and e-mail addresses
+    into links after escapes are resolved). No link, emphasis, HTML or autolink can come out of user text."""
+    one_line = " ".join(str(text if text is not None else "").split())
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(ZWSP, one_line))
+
+
+def html_text(text: object) -> str:
+    """``text`` escaped for an HTML body (for :func:`streamlit.html`, which does no Markdown)."""
+    return html.escape(str(text if text is not None else ""), quote=True)
+
+
+def plain_message(exc: BaseException | str, bundle_dir: str | None = None) -> str:
+    """An error's text for the page: the bundle folder shown by name, any other absolute path by its last part,
+    escaped for Markdown (``st.error`` renders Markdown)."""
+    text = str(exc)
+    if bundle_dir:
+        text = text.replace(str(bundle_dir), Path(str(bundle_dir)).name)
+    text = _ABS_PATH.sub(r"\1", text)
+    return md_escape(text)
+
+
 def open_png(data: bytes) -> Image.Image:
     """Decode PNG/JPEG bytes produced by this app (never user files: those go through retrieval.imageio)."""
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
+
+
+def image(data: Any, alt: str, caption: str | None = None) -> None:
+    """An image stretched to its container with alt text (screen readers; shown when it cannot load)."""
+    import streamlit as st
+
+    st.image(data, width="stretch", alt=" ".join(str(alt).split())[:200], caption=caption)
+
+
+def colour_bar(cmap: str, vmin: float, vmax: float, width: int = 480, height: int = 34) -> Image.Image:
+    """A horizontal colour bar of ``cmap`` over [vmin, vmax] with the two ends and the middle written under it."""
+    from PIL import ImageDraw
+
+    ramp = np.tile(np.linspace(vmin, vmax, width, dtype=np.float32), (14, 1))
+    bar = Image.fromarray(G.overlay_rgba(ramp, vmin, vmax, cmap, 1.0)[..., :3], "RGB")
+    out = Image.new("RGB", (width, height), "white")
+    out.paste(bar, (0, 0))
+    draw = ImageDraw.Draw(out)
+    mid = (vmin + vmax) / 2
+    draw.text((2, 17), f"{vmin:.3f}", fill="black")
+    draw.text((width // 2 - 14, 17), f"{mid:.3f}", fill="black")
+    draw.text((width - 42, 17), f"{vmax:.3f}", fill="black")
+    return out

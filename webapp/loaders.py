@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from retrieval import facets as F
 from retrieval import grounding as G
 from retrieval.engine import Engine
-from retrieval.filters import LABEL_SEPARATOR
+from retrieval.facets import Facet
+from retrieval.filters import cell_text, normalize_where, where_mask
+from retrieval.projection import StoredMap, load_map
 from webapp import display
 
 BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
@@ -25,7 +28,6 @@ WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
 DEVICE_ENV = "CXR_EXPLORER_DEVICE"
 MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 50
-MAX_FILTER_VALUES = 200  # a column with more distinct values is not offered as a multiselect filter
 THUMB_SIDE = 256
 
 
@@ -70,19 +72,44 @@ def _engine_of(bundle_dir: str) -> Engine:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def facets(bundle_dir: str) -> list[Facet]:
+    """The bundle's facets: categorical columns with value counts (multi-label cells split on the bundle's
+    separators), numeric columns as ranges; ids, urls, pixel sizes and free text left out."""
+    bundle = _engine_of(bundle_dir).bundle
+    return F.facets(bundle.metadata, bundle.metadata_columns, bundle.label_separators)
+
+
 def filter_options(bundle_dir: str) -> dict[str, list[str]]:
-    """Distinct values of each metadata column (multi-label cells split on ``|``); wide columns are left out."""
+    """Categorical facet column -> its values, most frequent first."""
+    return {f.column: [v for v, _ in f.values] for f in facets(bundle_dir) if f.values}
+
+
+def where_with_ranges(bundle_dir: str, where: dict[str, list[str]], ranges: dict[str, tuple[float, float]]
+                      ) -> dict[str, list[str]]:
+    """``where`` plus each numeric range as the column's distinct values inside it (the engine's equality filters);
+    a range that holds no value gives an empty list."""
+    out = dict(where)
     meta = _engine_of(bundle_dir).bundle.metadata
-    out: dict[str, list[str]] = {}
-    for col in _engine_of(bundle_dir).bundle.metadata_columns:
-        values: set[str] = set()
-        for cell in meta[col].dropna().astype(str).unique():
-            values.update(p.strip() for p in cell.split(LABEL_SEPARATOR) if p.strip())
-            if len(values) > MAX_FILTER_VALUES:
-                break
-        if 0 < len(values) <= MAX_FILTER_VALUES:
-            out[col] = sorted(values)
+    for col, (lo, hi) in ranges.items():
+        nums = pd.to_numeric(meta[col], errors="coerce")
+        inside = meta[col][(nums >= lo) & (nums <= hi)]
+        out[col] = sorted({t for t in (cell_text(v) for v in inside.unique()) if t})
     return out
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def total_matching(bundle_dir: str, target: str, where: dict[str, list[str]]) -> int:
+    """How many vectors of ``target`` pass ``where`` (the total behind the shown page)."""
+    bundle = _engine_of(bundle_dir).bundle
+    rows = np.asarray(bundle.ids(target), dtype=np.int64)  # type: ignore[arg-type]
+    if target == "sentences":
+        rows = bundle.sentences["row"].to_numpy(dtype=np.int64)[rows]
+    if not where:
+        return int(len(rows))
+    if any(not v for v in where.values()):
+        return 0
+    mask = where_mask(bundle.metadata, normalize_where(where, bundle.metadata_columns), bundle.label_separators)
+    return int(mask[rows].sum())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -118,55 +145,42 @@ def display_image(bundle_dir: str, row: int, max_side: int = 640) -> tuple[bytes
     return display.png_bytes(display.fit(img, max_side)), ok
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def sentence_scores(bundle_dir: str, row: int, query: str) -> list[float]:
+    """Cosine of the query with each stored sentence of case ``row``, aligned with ``Case.sentences`` (-1 where a
+    sentence has no stored vector)."""
+    eng = _engine_of(bundle_dir)
+    bundle = eng.bundle
+    ids = np.asarray(bundle.ids("sentences"), dtype=np.int64)
+    table = bundle.sentences
+    pos = np.flatnonzero(table["row"].to_numpy(dtype=np.int64)[ids] == int(row))
+    if not len(pos):
+        return []
+    q = eng.text_embedding(query)
+    vecs = np.asarray(bundle.vectors("sentences"))[pos]
+    by_text = dict(zip(table["text"].to_numpy()[ids[pos]], (vecs @ q).tolist(), strict=True))
+    return [float(by_text.get(s, -1.0)) for s in eng.case(int(row)).sentences]
+
+
 @st.cache_data(max_entries=16, show_spinner="Finding near-duplicates…")
 def duplicate_groups(bundle_dir: str, threshold: float) -> list[list[int]]:
     """Near-duplicate groups (item rows) at cosine >= ``threshold``, largest first."""
     return _engine_of(bundle_dir).duplicates(float(threshold))
 
 
-@dataclass(frozen=True)
-class EmbeddingMap:
-    """A fitted 2-D map: ``coords`` [M, 2] of ``rows`` [M] (item rows) and the transform for new vectors."""
-
-    coords: np.ndarray
-    rows: np.ndarray
-    method: str
-    reducer: object
-
-    def project(self, vectors: np.ndarray) -> np.ndarray:
-        """[n, D] -> [n, 2] with the same fitted transform."""
-        return np.asarray(self.reducer.transform(np.asarray(vectors, dtype=np.float32)))  # type: ignore[attr-defined]
-
-
-@st.cache_resource(max_entries=8, show_spinner="Computing the 2-D map (once per bundle and method)…")
-def embedding_map(bundle_dir: str, target: str, method: str) -> EmbeddingMap:
-    """PCA or UMAP of the bundle's image or report vectors, fitted once per (bundle, target, method), in memory.
-
-    Held with ``cache_resource`` because the fitted reducer is an object the pages only read (never copied or
-    mutated); the app writes nothing into bundles.
-    """
+@st.cache_resource(max_entries=16, show_spinner=False)
+def embedding_map(bundle_dir: str, target: str, method: str) -> StoredMap | None:
+    """The 2-D map of the bundle's image or report vectors stored by the offline job (``projections.npz``), read
+    once per (bundle, target, method); None when the bundle has none for this method (the app computes nothing)."""
     eng = _engine_of(bundle_dir)
     vectors = np.asarray(eng.bundle.vectors(target), dtype=np.float32)  # type: ignore[arg-type]
-    rows = np.asarray(eng.bundle.ids(target), dtype=np.int64)  # type: ignore[arg-type]
-    if target == "sentences":
-        raise ValueError("maps are drawn for images or reports")
-    if method == "UMAP" and len(vectors) >= 4:
-        import umap
-
-        reducer: object = umap.UMAP(n_components=2, n_neighbors=min(15, len(vectors) - 1), metric="cosine",
-                                    random_state=0, low_memory=True)
-    else:
-        from sklearn.decomposition import PCA
-
-        method = "PCA"
-        reducer = PCA(n_components=2, random_state=0)
-    coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)  # type: ignore[attr-defined]
-    return EmbeddingMap(coords=coords, rows=rows, method=method, reducer=reducer)
+    return load_map(eng.bundle.root, target, method, vectors)
 
 
-def colormaps() -> list[str]:
-    """Colour maps the overlay helper knows."""
-    return ["RdBu_r", "viridis", "gray", "RdBu", "viridis_r"]
+@st.cache_data(max_entries=64, show_spinner=False)
+def colour_bar(cmap: str, vmin: float, vmax: float) -> bytes:
+    """PNG of the colour bar of ``cmap`` over [vmin, vmax] (labelled ends and middle)."""
+    return display.png_bytes(display.colour_bar(cmap, vmin, vmax))
 
 
 def default_prompts() -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -40,7 +40,8 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
             "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
             "--server.maxUploadSize", str(args.max_upload_mb), "--server.fileWatcherType", "none",
             "--server.runOnSave", "false", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal", "--theme.base", "light"]
+            "--client.toolbarMode", "minimal", "--theme.base", "light",
+            "--client.showErrorDetails", "type"]  # no tracebacks (server paths) in the browser
 
 
 def check_bundles(dirs: list[str]) -> list[str]:

@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the shards as Ray tasks (retried, resumable) and merge them into --out; ADDRESS of a "
                    "running cluster (auto or host:port), or none to start a local one (needs: pip install ray)")
     p.add_argument("--ray-shards", type=int, default=4, metavar="N", help="shards (Ray tasks) for --ray (default 4)")
+    p.add_argument("--label-sep", default=None, metavar="SEP",
+                   help="separator of multi-label metadata cells, e.g. ';' for 'COVID-19;ARDS' (default: detect ';' "
+                   "or '|'); recorded in the manifest and used by the filters")
     p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
     p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -127,7 +130,16 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                        limit=args.limit, progress=args.progress, log_every_s=args.log_every,
                        command=shlex.join(["cxr-explorer", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"]
                        else "cxr-explorer build ...", chunk_delay_s=args.debug_chunk_delay,
-                       priors=prior_options(args))
+                       priors=prior_options(args), label_sep=_label_sep(args.label_sep))
+
+
+def _label_sep(value: str | None) -> str | None:
+    """A --label-sep value: 1-3 visible characters (CliError otherwise)."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 3 or not value.strip() or any(c.isalnum() for c in value):
+        raise CliError(f"--label-sep must be 1 to 3 punctuation characters such as ';' or '|', got {value!r}")
+    return value
 
 
 def _check_paths(args: argparse.Namespace) -> None:

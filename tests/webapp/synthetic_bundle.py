@@ -15,6 +15,7 @@ from PIL import Image
 
 from index.decode import thumbnail_jpeg
 from retrieval.bundle import write_bundle
+from retrieval.long_text import embed_windows, plan_text
 from retrieval.text import split_sentences
 from tests.helpers.synthetic import draw_image, tiny_model
 from tests.helpers.synthetic import planted_vectors as _planted
@@ -48,9 +49,12 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def build(root: Path) -> Path:
-    """Write ``root/images/*.png`` and the bundle ``root/bundle``; returns the bundle folder."""
+def build(root: Path, reports: list[str] | None = None, labels: list[str] | None = None) -> Path:
+    """Write ``root/images/*.png`` and the bundle ``root/bundle``; returns the bundle folder. ``reports`` and
+    ``labels`` (8 each) replace the module's defaults."""
     model = tiny_model()
+    REPORTS = list(reports or globals()["REPORTS"])  # noqa: N806 (the module's lists, optionally replaced)
+    LABELS = list(labels or globals()["LABELS"])  # noqa: N806
     (root / "images").mkdir(parents=True, exist_ok=True)
     images, paths = [], []
     for i, (w, h) in enumerate(SIZES):
@@ -64,7 +68,9 @@ def build(root: Path) -> Path:
 
     patches = model.encode_images(torch.from_numpy(batch)).patches.numpy().astype(np.float16)
     report_rows = np.array([i for i, r in enumerate(REPORTS) if r], dtype=np.int64)
-    report_emb = model.embed_texts([REPORTS[i] for i in report_rows]).numpy().astype(np.float32)
+    tok = model.tokenizer
+    report_emb = np.stack([embed_windows(plan_text(REPORTS[i], tok.count_tokens, tok.max_length).windows,
+                                         lambda ws: model.embed_texts(ws).numpy()) for i in report_rows])
     sent = [(i, s) for i, r in enumerate(REPORTS) for s in split_sentences(r)]
     sentences = pd.DataFrame(sent, columns=["row", "text"])
     sentence_emb = model.embed_texts(list(sentences["text"])).numpy().astype(np.float32)

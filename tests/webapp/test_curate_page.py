@@ -31,7 +31,7 @@ def env(bundle: Path) -> Iterator[None]:
 def open_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/curate.py").run()
+    at.switch_page("views/curate.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

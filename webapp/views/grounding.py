@@ -3,23 +3,28 @@ by side, a grounded report (one coloured layer per sentence) and a zero-shot pro
 
 from __future__ import annotations
 
+from typing import cast
+
 import streamlit as st
 
 from retrieval.bundle import BundleError
 from retrieval.imageio import ImageLoadError
 from retrieval.models.text_model import TextInputError
-from webapp import chrome, display, loaders
+from webapp import chrome, display, grounding_state, loaders
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (TextInputError, ImageLoadError, BundleError, ValueError)
 MAX_PHRASES = 4
+MAPS_PER_ROW = 2  # at most two maps side by side: each stays >= 320 px wide at 1280 px
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 ids = engine.bundle.metadata["id"].astype(str).tolist()
-st.session_state.setdefault("g_source", "Corpus case")
-st.session_state.setdefault("g_phrases", "pleural effusion")
+STATE = grounding_state.state(ids[0])
+STATE.restore()
 if st.session_state.get("g_case") not in ids:
+    if st.session_state.get("g_case"):
+        st.warning(f"No case “{display.md_escape(st.session_state['g_case'])}” in this bundle; showing the first.")
     st.session_state["g_case"] = ids[0]
 
 chrome.page_header(engine, "Grounding", " Heatmaps show patch-text cosine similarity, not disease probability.")
@@ -33,30 +38,36 @@ def pick_source() -> tuple[int | bytes | None, str]:
         row = engine.bundle.row_of(case_id)
         return row, engine.case(row).report
     upload = st.file_uploader("Image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="g_upload")
-    if upload is None:
-        st.info("Upload an image to ground phrases on it.")
+    if upload is not None:
+        st.session_state["g_upload_bytes"] = upload.getvalue()
+    data = st.session_state.get("g_upload_bytes")
+    if data is None:
+        st.info("Upload an image to ground phrases on it. Uploads stay in this browser session only: a copied link "
+                "cannot carry them.")
         return None, ""
-    data = upload.getvalue()
     if len(data) > loaders.max_upload_bytes():
-        st.error(f"{upload.name} is too large ({len(data) / 2**20:.1f} MB; the limit is "
+        st.error(f"The image is too large ({len(data) / 2**20:.1f} MB; the limit is "
                  f"{loaders.max_upload_bytes() / 2**20:.0f} MB).")
         return None, ""
     try:
         loaders.upload_display(data)
     except ImageLoadError as exc:
-        st.error(f"Cannot read {upload.name}: {exc}")
+        st.error(f"Cannot read the uploaded image: {display.plain_message(exc, bundle_dir)}")
         return None, ""
+    if upload is None:
+        st.caption("Showing the image uploaded earlier in this session.")
     return data, ""
 
 
 def view_controls() -> tuple[str, float, bool, tuple[float, float] | None]:
     """Colour map, opacity, isolines and the similarity range (None = fit each map)."""
     a, b, c, d = st.columns(4)
-    cmap = a.selectbox("Colour map", loaders.colormaps(), key="g_cmap")
-    alpha = b.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="g_alpha")
+    cmap = a.selectbox("Colour map", grounding_state.COLORMAPS, key="g_cmap")
+    alpha = b.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="g_alpha")
     iso = c.checkbox("Isolines (25/50/75 %)", key="g_iso")
     fit = c.checkbox("Fit range to each map", key="g_fit")
-    vrange = d.slider("Similarity range", -1.0, 1.0, (-1.0, 1.0), 0.05, key="g_range", disabled=fit)
+    vrange = cast(tuple[float, float], d.slider("Similarity range", -1.0, 1.0, step=0.05, key="g_range",
+                                                disabled=fit))  # a (low, high) pair: the state holds a tuple
     if not fit and vrange[1] <= vrange[0]:
         st.error("The similarity range is empty: move the upper end above the lower end.")
         vrange = (-1.0, 1.0)
@@ -70,16 +81,25 @@ def phrase_maps(source: int | bytes, cmap: str, alpha: float, iso: bool, vrange:
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
         return
-    cols = st.columns(len(phrases))
-    for col, phrase in zip(cols, phrases, strict=True):
-        try:
-            png, score, vmin, vmax = loaders.grounding_png(bundle_dir, source, phrase, cmap, alpha, iso, vrange)
-        except USER_ERRORS as exc:
-            col.error(f"“{display.snippet(phrase, 60)}”: {exc}")
-            continue
-        col.image(png, width="stretch")
-        col.markdown(f"**{display.snippet(phrase, 60)}** · global similarity **{score:.3f}**")
-        col.caption(f"colour range [{vmin:.3f}, {vmax:.3f}]; no overlay outside the centre crop")
+    width = min(MAPS_PER_ROW, len(phrases))
+    for start in range(0, len(phrases), width):
+        cols = st.columns(width)
+        for col, phrase in zip(cols, phrases[start:start + width], strict=False):
+            with col:
+                one_map(source, phrase, cmap, alpha, iso, vrange)
+
+
+def one_map(source: int | bytes, phrase: str, cmap: str, alpha: float, iso: bool,
+            vrange: tuple[float, float] | None) -> None:
+    """One phrase's heatmap, its colour bar with the range, the phrase (as text) and its global similarity."""
+    try:
+        png, score, vmin, vmax = loaders.grounding_png(bundle_dir, source, phrase, cmap, alpha, iso, vrange)
+    except USER_ERRORS as exc:
+        st.error(f"“{display.md_escape(display.snippet(phrase, 60))}”: {display.plain_message(exc, bundle_dir)}")
+        return
+    display.image(png, f"Heatmap of the phrase {display.snippet(phrase, 80)} on the chest X-ray")
+    display.image(loaders.colour_bar(cmap, vmin, vmax), f"Colour bar from {vmin:.3f} to {vmax:.3f}")
+    st.text(f"{phrase}\nglobal similarity {score:.3f} · colour range [{vmin:.3f}, {vmax:.3f}]")
 
 
 def grounded_report(source: int | bytes, default_report: str) -> None:
@@ -93,20 +113,23 @@ def grounded_report(source: int | bytes, default_report: str) -> None:
     try:
         layers = loaders.report_layers(bundle_dir, source, report)
     except USER_ERRORS as exc:
-        st.error(str(exc))
+        st.error(display.plain_message(exc, bundle_dir))
         return
     left, right = st.columns([3, 2])
     shown = []
     with right:
         for i, (text, score, _) in enumerate(layers):
-            on = st.checkbox(f"{display.snippet(text, 80)} — similarity {score:.3f}", value=True, key=f"{key}_s{i}")
-            st.markdown(f"<span style='color:{display.colour_hex(i)}'>■</span> layer {i + 1}", unsafe_allow_html=True)
+            on = st.checkbox(f"layer {i + 1} — similarity {score:.3f}", value=True, key=f"{key}_s{i}")
+            st.html(f"<div style='border-left:6px solid {display.colour_hex(i)};padding-left:6px'>"
+                    f"{display.html_text(text)}</div>")
             if on:
                 shown.append(i)
     base_png = loaders.upload_display(source) if isinstance(source, bytes) else loaders.display_image(
         bundle_dir, source)[0]
     maps = [layers[i][2] if i in shown else layers[i][2] * float("nan") for i in range(len(layers))]
-    left.image(display.png_bytes(display.compose_layers(display.open_png(base_png), maps)), width="stretch")
+    with left:
+        display.image(display.png_bytes(display.compose_layers(display.open_png(base_png), maps)),
+                      "The chest X-ray with one coloured region per report sentence")
     left.caption("Each sentence: region at or above the middle of its own similarity range, outlined in its colour.")
 
 
@@ -124,7 +147,7 @@ def zero_shot(source: int | bytes) -> None:
     try:
         score = engine.zero_shot(source, pos_l, neg_l)
     except USER_ERRORS as exc:
-        st.error(str(exc))
+        st.error(display.plain_message(exc, bundle_dir))
         return
     x, y, z = st.columns(3)
     x.metric("Positive similarity", f"{score.positive:.4f}")
@@ -143,3 +166,4 @@ if source is not None:
         grounded_report(source, default_report)
     if st.toggle("Zero-shot check (positive vs negative prompts)", key="g_show_zero"):
         zero_shot(source)
+STATE.save()

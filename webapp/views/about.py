@@ -30,25 +30,26 @@ st.error("**Research use only — not for diagnosis.** These models and this too
 st.subheader("This bundle")
 model = manifest.get("model", {})
 left, right = st.columns(2)
+E = display.md_escape
 left.markdown("\n".join([
-    f"- **Folder**: `{engine.bundle.root}`",
-    f"- **Model**: `{model.get('name')}` (revision `{model.get('revision')}`)",
+    f"- **Folder**: {E(engine.bundle.root.name)}",
+    f"- **Model**: {E(model.get('name'))} (revision {E(model.get('revision'))})",
     f"- **Real model**: {'yes' if identity.get('is_real') else 'NO — random weights'}",
-    f"- **Weights verified**: {'yes' if identity.get('verified') else 'NO'} (source: {identity.get('source')})",
-    f"- **Image weights MD5**: `{model.get('image_md5')}`",
-    f"- **Preprocessing**: {manifest.get('preprocessing')} · grid {tuple(manifest.get('grid_shape', []))}",
-    f"- **Created**: {manifest.get('created', '?')}",
+    f"- **Weights verified**: {'yes' if identity.get('verified') else 'NO'} (source: {E(identity.get('source'))})",
+    f"- **Image weights MD5**: {E(model.get('image_md5'))}",
+    f"- **Preprocessing**: {E(manifest.get('preprocessing'))} · grid {E(tuple(manifest.get('grid_shape', [])))}",
+    f"- **Created**: {E(manifest.get('created', '?'))}",
 ]))
 counts = manifest.get("counts", {"items": manifest.get("count")})
 right.dataframe(pd.DataFrame([{"what": k, "count": v} for k, v in counts.items()]), hide_index=True)
 for warning in identity.get("warnings", []):
-    st.warning(warning)
+    st.warning(display.plain_message(warning, str(engine.bundle.root)))
 indexes = manifest.get("indexes", {})
 if indexes:
     st.dataframe(pd.DataFrame([{"index": k, "type": v.get("type"), "vectors": v.get("count"),
                                 "params": str(v.get("params", {}))} for k, v in indexes.items()]), hide_index=True)
 skipped = engine.bundle.skipped
-st.markdown(f"**Skipped while building: {len(skipped)} items**")
+st.markdown(f"**Skipped while building: {len(skipped)} item{'' if len(skipped) == 1 else 's'}**")
 if skipped:
     st.dataframe(pd.DataFrame(skipped), hide_index=True, width="stretch")
 if manifest.get("build"):

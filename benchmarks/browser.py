@@ -1,0 +1,241 @@
+"""Browser timings: the real app (``cxr-explorer app``) in headless Chromium (Debian's, via Playwright), from the
+user's action to the result visible (images loaded, Streamlit idle), on a given bundle (the covid corpus when built)
+and a synthetic one (``benchmarks.app.synthetic_bundle``, ``tiny-random``: the text encoder is the tiny model).
+
+Actions: new text search, filter change, open case, retrieve-then-ground on 12 hits, one grounding phrase, four
+phrases, Map first open (PCA, and UMAP where stored), Search -> Map -> Search; p50/p95 over ``repeats``; then
+``sessions`` concurrent browser contexts each running ``repeats`` new searches (p50, p95, errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ms_stats
+
+CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+IDLE_JS = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+           "!document.querySelector('[data-stale=\"true\"]') && "
+           "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete)")
+QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly with edema", "pneumothorax",
+           "bilateral patchy opacities", "no acute findings", "left basal atelectasis", "enlarged heart"]
+
+
+@contextmanager
+def app_server(bundle: Path) -> Iterator[str]:
+    """A running ``cxr-explorer app`` on a free port; yields its base url."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
+    proc = subprocess.Popen([exe, "app", str(bundle), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def _idle(page: Any, text: str | None = None) -> None:
+    """Wait for ``text`` (when given), then for Streamlit idle with every image loaded."""
+    if text:
+        page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(50)
+    page.wait_for_function(IDLE_JS, timeout=120_000, polling=20)
+
+
+def _timed(action: Callable[[], object], page: Any, text: str | None) -> float:
+    start = time.perf_counter()
+    action()
+    _idle(page, text)
+    return time.perf_counter() - start
+
+
+def _search(page: Any, q: str) -> None:
+    page.get_by_label("Free text").fill(q)
+    page.get_by_role("button", name="Search", exact=True).click()
+
+
+def _pick_case(page: Any, n: int) -> None:
+    page.get_by_role("combobox", name="Case").click()
+    page.get_by_role("option").nth(n).click()
+
+
+def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]:
+    """Time each action ``repeats`` times on one page; returns {action: ms stats}."""
+    out: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+
+    def rec(name: str, call: tuple[Callable[[], object], Any, str | None]) -> None:
+        """Time one (action, page, text to wait for); a timeout counts as a failure of that action (the run goes
+        on)."""
+        action, _, text = call
+        try:
+            out.setdefault(name, []).append(_timed(action, page, text))
+        except Exception:  # playwright timeouts: reported, not fatal
+            failed[name] = failed.get(name, 0) + 1
+
+    page.goto(url)
+    _idle(page, "Type a query")
+    page.get_by_text("Options and filters").click()  # the k box lives in the expander
+    for i in range(repeats):
+        q = f"{QUERIES[i % len(QUERIES)]} {i}"
+        rec("new_search", (partial(_search, page, q), page, f"“{q}”"))
+        page.get_by_label("k (per page)").fill(str(12 + (i % 2)))
+        rec("filter_change", (lambda: page.get_by_label("k (per page)").press("Enter"), page,
+                                    f"Results 1–{12 + (i % 2)} "))
+        rec("open_case", (page.locator("[class*=\"st-key-open_\"] button").nth(i % 8).click, page,
+                                "Metadata"))
+        page.goto(f"{url}/?q=effusion")  # a fresh view: the dialog closed, the next search starts clean
+        _idle(page, "matching")
+        page.get_by_text("Options and filters").click()
+    for i in range(repeats):  # retrieve-then-ground on 12 hits, timed from the toggle
+        page.goto(f"{url}/?q=effusion+{i}")
+        _idle(page, "matching")
+        rec("retrieve_then_ground_12", (lambda: page.get_by_text("Ground the query on every result").click(),
+                                              page, "shared range"))
+    page.goto(f"{url}/grounding")
+    _idle(page, "global similarity")
+    box = page.get_by_label("Phrase(s)", exact=False)
+    for i in range(repeats):
+        box.fill(f"effusion {i}")
+        rec("ground_one_phrase", (lambda: box.press("Enter"), page, None))
+        box.fill(f"effusion {i}; edema {i}; opacity {i}; nodule {i}")
+        rec("ground_four_phrases", (lambda: box.press("Enter"), page, None))
+    for i in range(repeats):
+        box.fill(f"edema {i}")
+        box.press("Enter")
+        _idle(page)
+        rec("switch_case", (partial(_pick_case, page, 1 + i), page, None))
+    for method in ["PCA"] + (["UMAP"] if has_umap else []):
+        for _ in range(repeats):
+            page.goto(f"{url}/?q=effusion")
+            _idle(page, "matching")
+            target = f"{url}/map?proj={method.lower()}"
+            rec(f"map_open_{method.lower()}", (partial(page.goto, target), page, "embeddings"))
+    sidebar = page.locator('[data-testid="stSidebar"]')
+
+    def round_trip() -> None:
+        sidebar.get_by_role("link", name="Map").click()
+        _idle(page, "embeddings")
+        sidebar.get_by_role("link", name="Search").click()
+
+    for _ in range(repeats):
+        page.goto(f"{url}/?q=effusion")
+        _idle(page, "matching")
+        rec("search_map_search", (round_trip, page, "matching"))
+    return {**{k: ms_stats(v) for k, v in out.items()}, "failed": failed}
+
+
+async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int]:
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await ctx.new_page()
+    times, errors = [], 0
+    try:
+        await page.goto(url)
+        await page.get_by_text("Type a query").wait_for(timeout=180_000)
+        for i in range(repeats):
+            q = f"{QUERIES[(i + offset) % len(QUERIES)]} s{offset} {i}"
+            try:
+                start = time.perf_counter()
+                await page.get_by_label("Free text").fill(q)
+                await page.get_by_role("button", name="Search", exact=True).click()
+                await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=120_000)
+                await page.wait_for_function(IDLE_JS, timeout=120_000, polling=20)
+                times.append(time.perf_counter() - start)
+            except Exception:  # a timeout or a broken page counts as an error of that session
+                errors += 1
+        errors += await page.locator('[data-testid="stException"]').count()
+    finally:
+        await ctx.close()
+    return times, errors
+
+
+async def _concurrent(url: str, sessions: int, repeats: int) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            results = await asyncio.gather(*[_session(browser, url, repeats, i) for i in range(sessions)])
+        finally:
+            await browser.close()
+    times = [t for ts, _ in results for t in ts]
+    return {"sessions": sessions, **(ms_stats(times) if times else {}), "errors": sum(e for _, e in results)}
+
+
+COVID_BUNDLE_ENV = "CXR_EXPLORER_BENCH_COVID"  # a built covid bundle folder (cxr-explorer build)
+
+
+def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
+    """The bundles to time: a synthetic ``n_items`` one (built here, map coordinates included) and the covid bundle
+    named by ``$CXR_EXPLORER_BENCH_COVID`` when set."""
+    from benchmarks.app import synthetic_bundle
+
+    out = {f"synthetic-{n_items}": synthetic_bundle(tmp / f"browser-{n_items}", n_items)}
+    covid = os.environ.get(COVID_BUNDLE_ENV)
+    if covid and (Path(covid) / "manifest.json").is_file():
+        out = {"covid": Path(covid), **out}
+    return out
+
+
+def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -> dict[str, Any]:
+    """Per bundle: the action timings and the concurrent-sessions figures (see the module docstring)."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        return {"status": "skipped", "reason": f"Chromium not found at {CHROMIUM}"}
+    out: dict[str, Any] = {"note": "action -> result visible (images loaded, Streamlit idle), headless Chromium; "
+                                   "figures include the text encoder of the bundle's model"}
+    for name, bundle in bundles.items():
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        has_umap = "UMAP" in manifest.get("projections", {}).get("methods", {}).get("images", [])
+        with app_server(bundle) as url:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1280, "height": 800})
+                    timings = actions(page, url, repeats, has_umap)
+                finally:
+                    browser.close()
+            concurrent = asyncio.run(_concurrent(url, sessions, max(2, repeats // 2)))
+        out[name] = {"items": int(manifest["count"]), "model": manifest["model"]["name"], "actions": timings,
+                     "concurrent": concurrent}
+    return out
+
+
+def main() -> None:
+    """``python -m benchmarks.browser BUNDLE [BUNDLE ...]``: print the JSON figures of the given bundles."""
+    import json
+
+    bundles = {Path(b).name: Path(b) for b in sys.argv[1:]}
+    print(json.dumps(run_browser(bundles, int(os.environ.get("REPEATS", "5"))), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Chromium: the Grounding and Map pages, the About page and the bundle selector, at desktop and phone widths."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import PHONE
+from tests.e2e.helpers import drag, main, open_app, settle
+
+pytestmark = pytest.mark.browser
+
+
+def test_four_phrases_give_maps_at_least_320_px_wide_with_colour_bars(page, app_server) -> None:
+    url, _ = app_server
+    open_app(page, url, "grounding?phrases=effusion%3B+edema%3B+opacity%3B+nodule", expect_text="global similarity")
+    maps = main(page).get_by_role("img", name="Heatmap of the phrase", exact=False)
+    expect(maps).to_have_count(4)
+    widths = [maps.nth(i).bounding_box()["width"] for i in range(4)]
+    assert min(widths) >= 320, widths
+    expect(main(page).get_by_role("img", name="Colour bar from", exact=False)).to_have_count(4)
+
+
+def test_map_box_and_lasso_selection_list_cases_and_export(page, app_server) -> None:
+    url, _ = app_server
+    open_app(page, url, "map", expect_text="Colour by")
+    plot = main(page).locator(".js-plotly-plot").first
+    expect(plot).to_be_visible()
+    area = plot.locator(".nsewdrag").first
+    page.locator('.modebar-btn[data-title="Box Select"]').first.click()
+    drag(page, area.bounding_box(), [(0.02, 0.02), (0.98, 0.98)])
+    heading = main(page).get_by_role("heading", name="selected case", exact=False)
+    expect(heading).to_be_visible()
+    assert int(heading.inner_text().split()[0]) >= 1
+    page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
+    drag(page, area.bounding_box(), [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)])
+    expect(heading).to_be_visible()
+    with page.expect_download() as dl:
+        main(page).get_by_role("button", name="Download selection CSV").click()
+    assert dl.value.suggested_filename == "cxr-explorer-selection-selection.csv"
+    with page.expect_download() as dl:
+        main(page).get_by_role("button", name="Download selection JSON").click()
+    assert dl.value.suggested_filename.endswith(".json")
+
+
+def test_map_opens_from_stored_coordinates(page, app_server) -> None:
+    url, _ = app_server
+    open_app(page, url, "map", expect_text="Colour by")
+    expect(main(page).get_by_text("stored by the offline job", exact=False)).to_be_visible()
+
+
+def test_about_lists_skipped_items_without_server_paths(page, app_server) -> None:
+    url, root = app_server
+    open_app(page, url, "about", expect_text="Skipped while building: 1 item")
+    assert str(root) not in main(page).inner_text()
+
+
+def test_bundle_selector_switches_bundles(page, app_server) -> None:
+    url, _ = app_server
+    open_app(page, url, expect_text="Type a query")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_text("Bundle bundle")).to_be_visible()
+    sidebar.locator('[data-testid="stSelectbox"]').click()
+    page.get_by_role("option", name="second", exact=False).click()
+    page.wait_for_url("**bundle=second**")
+    expect(sidebar.get_by_text("Bundle second")).to_be_visible()
+
+
+def test_phone_width_search(page, app_server, tmp_path) -> None:
+    url, _ = app_server
+    page.set_viewport_size(PHONE)
+    open_app(page, url, "?q=effusion", expect_text="matching")
+    settle(page)
+    expect(main(page).get_by_role("button", name="Open").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "phone-search.png"))

@@ -1,0 +1,56 @@
+"""Map coordinates stored by the job: PCA (with the transform for new vectors) always, UMAP from MIN_UMAP vectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval import projection as P
+from tests.webapp import synthetic_bundle
+
+
+def unit(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_pca_places_stored_and_new_vectors_alike() -> None:
+    x = unit(50, 16)
+    coords, mean, comps = P.pca(x)
+    assert coords.shape == (50, 2) and comps.shape == (2, 16)
+    stored = P.StoredMap("images", "PCA", coords, x, mean, comps)
+    assert np.allclose(stored.place(x[7]), coords[7], atol=1e-5)
+    assert coords[:, 0].var() >= coords[:, 1].var()
+
+
+def test_neighbour_placement_lands_on_a_duplicate() -> None:
+    x = unit(30, 8)
+    coords = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
+    stored = P.StoredMap("images", "UMAP", coords, x)
+    q = x[3]
+    placed = stored.place(q)
+    assert placed.shape == (2,)
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    assert np.all(placed >= lo) and np.all(placed <= hi)
+
+
+def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> None:
+    bundle = synthetic_bundle.build(tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
+    assert P.PROJECTIONS in manifest["files"]
+    assert manifest["label_separators"] == {"labels": "|"}
+    vectors = np.load(bundle / "image_emb.npy")
+    stored = P.load_map(bundle, "images", "PCA", vectors)
+    assert stored is not None and stored.coords.shape == (8, 2)
+    assert P.load_map(bundle, "images", "UMAP", vectors) is None
+
+
+@pytest.mark.slow
+def test_umap_is_stored_from_min_umap_vectors(tmp_path: Path) -> None:
+    pytest.importorskip("umap")
+    coords = P.umap_coords(unit(P.MIN_UMAP, 16))
+    assert coords is not None and coords.shape == (P.MIN_UMAP, 2) and np.isfinite(coords).all()

@@ -1,0 +1,206 @@
+"""One shareable state per page, kept in the URL and in the session, that survives going to another page and back.
+
+Each page declares its state as :class:`Field` s (a session key, usually a widget's, a URL parameter, a default and a
+parser) in a :class:`PageState`, calls :meth:`PageState.restore` before drawing its widgets and :meth:`PageState.save`
+after them. The rules:
+
+* The URL wins when it names any of the page's parameters and differs from what this page last wrote: a shared link
+  in a fresh browser, or Back/Forward (Streamlit re-runs the page with the older query string) set the view.
+* Otherwise (arriving from another page, whose URL carries none of ours) the values kept in the session are put back,
+  because Streamlit forgets a widget's value while its page is not drawn.
+* ``save`` keeps the values and writes the page's parameters into the URL when they changed, leaving the other pages'
+  parameters (and the bundle choice) in place: one URL holds the whole app's state, a page switch (which keeps the
+  query string) adds no extra history entry, and Streamlit adds one browser history entry per change, so
+  Back/Forward step through searches.
+
+The URL only ever holds plain values; nothing read from it is a path, and each value is parsed and bounded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+Params = dict[str, list[str]]
+MAX_TEXT = 20_000  # longest text value read back from a URL (queries are written in full up to this)
+
+
+def _text(values: list[str]) -> str:
+    return values[0][:MAX_TEXT] if values else ""
+
+
+def _dump_text(value: Any) -> list[str]:
+    text = str(value or "")
+    return [text[:MAX_TEXT]] if text.strip() else []
+
+
+@dataclass(frozen=True)
+class Field:
+    """One piece of page state: ``key`` in ``st.session_state``, ``param`` in the URL.
+
+    ``parse`` turns the URL's values for ``param`` into a value (raising ValueError falls back to ``default``);
+    ``dump`` turns a value into URL values (``[]`` = left out of the URL).
+    """
+
+    key: str
+    param: str
+    default: Any
+    parse: Callable[[list[str]], Any] = _text
+    dump: Callable[[Any], list[str]] = _dump_text
+
+
+def text_field(key: str, param: str, default: str = "") -> Field:
+    """Free text (a query, phrases)."""
+    return Field(key, param, default)
+
+
+def choice_field(key: str, param: str, choices: Sequence[Any], default: Any) -> Field:
+    """One of ``choices`` (compared by text form); anything else falls back to ``default``."""
+    by_text = {str(c).lower(): c for c in choices}
+
+    def parse(values: list[str]) -> Any:
+        if not values or values[0].lower() not in by_text:
+            raise ValueError("not a choice")
+        return by_text[values[0].lower()]
+
+    return Field(key, param, default, parse, lambda v: [] if v is None else [str(v).lower()])
+
+
+def int_field(key: str, param: str, default: int, lo: int, hi: int) -> Field:
+    """An integer clamped to [lo, hi]."""
+    return Field(key, param, default, lambda v: min(hi, max(lo, int(v[0]))), lambda v: [str(int(v))])
+
+
+def float_field(key: str, param: str, default: float | None, lo: float, hi: float) -> Field:
+    """A float clamped to [lo, hi] (None = left out)."""
+
+    def parse(values: list[str]) -> float:
+        f = float(values[0])
+        if f != f:
+            raise ValueError("NaN")
+        return min(hi, max(lo, f))
+
+    return Field(key, param, default, parse, lambda v: [] if v is None else [f"{float(v):.3f}"])
+
+
+def range_field(key: str, param: str, default: tuple[float, float], lo: float, hi: float) -> Field:
+    """A (low, high) pair written as ``low,high``."""
+
+    def parse(values: list[str]) -> tuple[float, float]:
+        a, b = (min(hi, max(lo, float(x))) for x in values[0].split(",", 1))
+        if not a < b:
+            raise ValueError("empty range")
+        return (a, b)
+
+    return Field(key, param, default, parse, lambda v: [f"{float(v[0]):g},{float(v[1]):g}"])
+
+
+def bool_field(key: str, param: str, default: bool = False) -> Field:
+    """A toggle written as ``1`` when on."""
+    return Field(key, param, default, lambda v: v[0] == "1", lambda v: ["1"] if v else [])
+
+
+def list_field(key: str, param: str, allowed: Callable[[str], bool] | None = None) -> Field:
+    """Several values (a repeated parameter); ``allowed`` drops the unknown ones."""
+    return Field(key, param, [], lambda v: [x for x in v if allowed is None or allowed(x)],
+                 lambda v: [str(x) for x in (v or [])])
+
+
+def link_params(name: str, keep: tuple[str, ...] = ("bundle",)) -> Params:
+    """The URL parameters of page ``name`` as it was left (for a link to it), plus the ``keep`` parameters of the
+    current URL: arriving by such a link adds no extra history entry and shows the page as the user left it."""
+    out = {k: v for k, v in url_params().items() if k in keep}
+    out.update(st.session_state.get(f"_page_url_{name}", {}))
+    return out
+
+
+def url_params() -> Params:
+    """The current URL query as ``{param: [values]}``."""
+    return {k: list(st.query_params.get_all(k)) for k in st.query_params}
+
+
+@dataclass(frozen=True)
+class PageState:
+    """The state of one page (``name`` keys its kept values and its last written URL in the session)."""
+
+    name: str
+    fields: tuple[Field, ...]
+
+    @property
+    def _keep(self) -> str:
+        return f"_page_state_{self.name}"
+
+    @property
+    def _written(self) -> str:
+        return f"_page_url_{self.name}"
+
+    def params_of(self, params: Mapping[str, list[str]]) -> Params:
+        """Only this page's parameters of ``params``."""
+        mine = {f.param for f in self.fields}
+        return {k: list(v) for k, v in params.items() if k in mine}
+
+    def from_url(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
+        """Every field's value from ``params`` (defaults for the missing or invalid ones)."""
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            values = list(params.get(f.param, []))
+            try:
+                out[f.key] = f.parse(values) if values else f.default
+            except (ValueError, TypeError, IndexError):
+                out[f.key] = f.default
+        return out
+
+    def to_url(self, state: Mapping[str, Any]) -> Params:
+        """The URL parameters of ``state`` (fields at their default left out)."""
+        out: Params = {}
+        for f in self.fields:
+            value = state.get(f.key, f.default)
+            if value == f.default:
+                continue
+            dumped = f.dump(value)
+            if dumped:
+                out[f.param] = dumped
+        return out
+
+    def restore(self) -> bool:
+        """Put the page's state into ``st.session_state`` before its widgets are drawn; True when it came from the
+        URL (a link, Back/Forward), False when kept values or defaults were used."""
+        ours = self.params_of(url_params())
+        kept: dict[str, Any] = st.session_state.get(self._keep, {})
+        if ours and ours != st.session_state.get(self._written):
+            values = self.from_url(ours)
+            for f in self.fields:
+                st.session_state[f.key] = values[f.key]
+            st.session_state[self._keep] = values
+            return True
+        for f in self.fields:
+            if f.key not in st.session_state:
+                st.session_state[f.key] = kept.get(f.key, f.default)
+        return False
+
+    def set(self, **values: Any) -> Params:
+        """Change kept values from another page (e.g. "Ground this case" preparing Grounding); returns the URL
+        parameters that show the page with them (for ``st.switch_page(..., query_params=...)``)."""
+        kept = {f.key: f.default for f in self.fields}
+        kept.update(st.session_state.get(self._keep, {}))
+        kept.update(values)
+        st.session_state[self._keep] = kept
+        for key, value in values.items():
+            st.session_state[key] = value
+        return self.to_url(kept)
+
+    def save(self) -> None:
+        """Keep the page's values and write its parameters (and the bundle choice) into the URL when they changed."""
+        state = {f.key: st.session_state.get(f.key, f.default) for f in self.fields}
+        st.session_state[self._keep] = state
+        ours = self.to_url(state)
+        st.session_state[self._written] = ours
+        current = url_params()
+        mine = {f.param for f in self.fields}
+        wanted = {k: v for k, v in current.items() if k not in mine}  # other pages' state and the bundle choice
+        wanted.update(ours)
+        if wanted != current:
+            st.query_params.from_dict(wanted)
