@@ -47,13 +47,13 @@ def _upload(label: str, key: str) -> bytes | None:
 
 def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
     """(current, prior, case id) as rows or upload bytes; None until both images are there."""
-    src = st.radio("Images", ["Corpus case", "Two uploads"], key="c_src", horizontal=True)
+    src = st.radio("Images", ["Corpus case", "Two uploads"], key="cmp_src", horizontal=True)
     if src == "Two uploads":
         a, b = st.columns(2)
         with a:
-            current = _upload("Current image (PNG, JPEG or DICOM)", "c_up_current")
+            current = _upload("Current image (PNG, JPEG or DICOM)", "cmp_up_current")
         with b:
-            prior = _upload("Prior image", "c_up_prior")
+            prior = _upload("Prior image", "cmp_up_prior")
         if current is None or prior is None:
             st.info("Upload the current image and the prior image of the same patient.")
             return None
@@ -63,9 +63,9 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
         st.info("This bundle was built without priors (build with --priors, --prior-col or --patient-col and "
                 "--order-col), or none of its cases has a prior. Use two uploads instead.")
         return None
-    if st.session_state.get("c_case") not in cases:
-        st.session_state["c_case"] = cases[0]
-    case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="c_case")
+    if st.session_state.get("cmp_case") not in cases:
+        st.session_state["cmp_case"] = cases[0]
+    case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="cmp_case")
     prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
     return engine.bundle.row_of(case_id), engine.bundle.row_of(str(prior_id)), case_id
 
@@ -73,9 +73,9 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
 def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
     """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
     compare_state.restore_phrases()
-    st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="c_phrases",
+    st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases",
                   on_change=compare_state.keep_phrases)
-    phrases = [p.strip() for p in st.session_state["c_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+    phrases = [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
         return
