@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.test_browser import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, settle, wait_healthy
+from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, wait_healthy
+from tests.e2e.helpers import settle
 from tests.helpers.synthetic import draw_image
 
 pytestmark = [

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.curate.review import read_decisions, review_dir
-from tests.e2e.test_browser import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, settle, wait_healthy
+from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, wait_healthy
+from tests.e2e.helpers import settle
 from tests.helpers import curate_bundle
 
 pytestmark = [
