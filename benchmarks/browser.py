@@ -84,8 +84,9 @@ def _pick_case(page: Any, n: int) -> None:
     page.get_by_role("option").nth(n).click()
 
 
-def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]:
-    """Time each action ``repeats`` times on one page; returns {action: ms stats}."""
+def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool = False) -> dict[str, Any]:
+    """Time each action ``repeats`` times on one page; returns {action: ms stats}. ``has_pairs``: the bundle stores
+    BioViL-T current+prior embeddings, so the Compare view (both images grounded, interval change) is timed too."""
     out: dict[str, list[float]] = {}
     failed: dict[str, int] = {}
 
@@ -136,6 +137,10 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]
             _idle(page, "matching")
             target = f"{url}/map?proj={method.lower()}"
             rec(f"map_open_{method.lower()}", (partial(page.goto, target), page, "embeddings"))
+    for _ in range(repeats if has_pairs else 0):
+        page.goto(f"{url}/?q=effusion")
+        _idle(page, "matching")
+        rec("compare_open", (partial(page.goto, f"{url}/compare"), page, "Interval change (zero-shot)"))
     sidebar = page.locator('[data-testid="stSidebar"]')
 
     def round_trip() -> None:
@@ -188,6 +193,7 @@ async def _concurrent(url: str, sessions: int, repeats: int) -> dict[str, Any]:
 
 
 COVID_BUNDLE_ENV = "CXR_EXPLORER_BENCH_COVID"  # a built covid bundle folder (cxr-explorer build)
+PAIRS_BUNDLE_ENV = "CXR_EXPLORER_BENCH_PAIRS"  # a BioViL-T bundle built with --priors (times the Compare view)
 
 
 def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
@@ -196,9 +202,10 @@ def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
     from benchmarks.app import synthetic_bundle
 
     out = {f"synthetic-{n_items}": synthetic_bundle(tmp / f"browser-{n_items}", n_items)}
-    covid = os.environ.get(COVID_BUNDLE_ENV)
-    if covid and (Path(covid) / "manifest.json").is_file():
-        out = {"covid": Path(covid), **out}
+    for name, env in (("covid", COVID_BUNDLE_ENV), ("covid-pairs", PAIRS_BUNDLE_ENV)):
+        given = os.environ.get(env)
+        if given and (Path(given) / "manifest.json").is_file():
+            out = {name: Path(given), **out}
     return out
 
 
@@ -215,12 +222,13 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
     for name, bundle in bundles.items():
         manifest = json.loads((bundle / "manifest.json").read_text())
         has_umap = "UMAP" in manifest.get("projections", {}).get("methods", {}).get("images", [])
+        has_pairs = bool(manifest.get("temporal", {}).get("embedded"))
         with app_server(bundle) as url:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 try:
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
-                    timings = actions(page, url, repeats, has_umap)
+                    timings = actions(page, url, repeats, has_umap, has_pairs)
                 finally:
                     browser.close()
             concurrent = asyncio.run(_concurrent(url, sessions, max(2, repeats // 2)))

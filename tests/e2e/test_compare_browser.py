@@ -79,8 +79,6 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(TIMEOUT_MS)
         try:
-            # A fresh session on a deep link (/compare?...) is run by Streamlit as a v1 "pages/" script without the
-            # entry file (true of every page of the app today), so the walk starts at the root and clicks the link.
             page.goto(url)
             expect(page.get_by_text("NOT A REAL MODEL")).to_be_visible()
             page.get_by_role("link", name="Compare").click()
@@ -125,6 +123,10 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
             settle(page)
             page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
             page.screenshot(path=str(root / "compare-uploads-1280.png"))
+            fresh = browser.new_page(viewport={"width": 390, "height": 844})  # a shared link in a fresh session
+            fresh.goto(f"{url}/compare?cmp_case=a5")
+            expect(fresh.get_by_text("current · a5")).to_be_visible()
+            expect(fresh.get_by_text("prior · a2")).to_be_visible()
             if os.environ.get("CXR_COMPARE_SHOTS"):  # to look at them: CXR_COMPARE_SHOTS=/tmp/shots pytest ...
                 shots = Path(os.environ["CXR_COMPARE_SHOTS"])
                 shots.mkdir(parents=True, exist_ok=True)

@@ -264,3 +264,37 @@ def test_mimic_preset_orders_by_study_date_and_time(tmp_path: Path) -> None:
     assert got == {"d1": ("no-prior", None), "d2": ("paired", "d1"), "d3": ("paired", "d2"),
                    "d4": ("no-prior", None), "d5": ("bad-order", None)}
     assert all("subject" not in k for k in corpus.items[0].metadata)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
+def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
+    """Two real covid patients through the build with priors found by patient and day, on the real-size BioViL-T
+    architecture (seeded weights: real shapes, 448 px crops, the temporal ViT pooler): every stored fused embedding
+    equals a direct current+prior forward of the same two files."""
+    from benchmarks.common import seeded_model
+
+    table = pd.read_csv(SHARED / "reports.csv", dtype=str, keep_default_na=False)
+    days = table["study_id"].str.extract(r"_d(\d+)$")[0]
+    ok = table[days.notna()]
+    patients = ok.groupby("patient_id")["study_id"].nunique().loc[lambda n: n >= 2].index[:2]
+    subset = ok[ok["patient_id"].isin(patients)].copy()
+    subset["image_file"] = [str(SHARED / f) for f in subset["image_file"]]
+    subset.to_csv(tmp_path / "reports.csv", index=False)
+    model = seeded_model("biovil-t")
+    out = tmp_path / "b"
+    run_build(BuildConfig(corpus=tmp_path / "reports.csv", out=out, model="biovil-t", workers=0, threads=2,
+                          progress="none", precision="fp32", corpus_options=CorpusOptions(preset="covid_chestxray"),
+                          priors=PriorOptions(preset="covid_chestxray")), model=model)
+    records = TemporalRecords.open(out)
+    assert records is not None
+    meta = subset.set_index("image_id")
+    paired = [i for i in meta.index if records.prior_of(i) is not None]
+    assert paired, "two patients with two or more dated studies must give at least one pair"
+    for item_id in paired:
+        prior = records.prior_of(item_id)
+        assert prior is not None and meta.loc[item_id, "patient_id"] == meta.loc[prior, "patient_id"]
+        direct = encode_pair(model, load_image(meta.loc[item_id, "image_file"]).image,
+                             load_image(meta.loc[prior, "image_file"]).image)
+        stored = records.embedding(item_id)
+        assert stored is not None and np.abs(stored - direct.global_emb[0].numpy()).max() < 1e-5
