@@ -38,14 +38,14 @@ def start_app(bundle: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 def open_curate(page, url: str, curator: str, check: str = "Label issues") -> None:  # type: ignore[no-untyped-def]
-    """From the app's root (deep links to a page's path are not served yet) to the Curate page, then choose the
-    check and type the curator name; the page writes both into the URL."""
+    """From the app's root to the Curate page through the sidebar link, then choose the check and type the curator
+    name; the page writes both into the URL."""
     from playwright.sync_api import expect
 
     page.goto(url)
     expect(page.get_by_text("Type a query", exact=False)).to_be_visible()  # the app (not a bare page) is up
     settle(page)
-    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Curate")
+    link = page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Curate")
     expand = page.locator('[data-testid="stExpandSidebarButton"]')
     phone = expand.count() > 0 and expand.is_visible()  # phone width: the sidebar starts collapsed
     if phone:
