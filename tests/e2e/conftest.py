@@ -8,6 +8,7 @@ takes one, go to pytest's temporary folder, never into the repository.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -67,21 +68,27 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     bundle = synthetic_bundle.build(root, reports=E2E_REPORTS, labels=E2E_LABELS)
     second = root / "second"
     shutil.copytree(bundle, second)
+    with serve([bundle, second], root / "server.log") as url:
+        yield url, root
+
+
+@contextlib.contextmanager
+def serve(bundles: list[Path], log_path: Path) -> Iterator[str]:
+    """``cxr-explorer app BUNDLES`` on a free port, in its own process group (stopped with it); yields the base URL."""
     port = free_port()
     exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
-    log = open(root / "server.log", "wb")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen([exe, "app", str(bundle), str(second), "--port", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}", root
-    finally:
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([exe, "app", *map(str, bundles), "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, wait_healthy
+from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, serve
 from tests.e2e.helpers import settle
 from tests.helpers.synthetic import draw_image
 
@@ -52,21 +49,8 @@ def build_bundle(root: Path) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     root = tmp_path_factory.mktemp("compare")
     bundle = build_bundle(root)
-    port = free_port()
-    exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
-    log = open(root / "server.log", "wb")  # noqa: SIM115 (closed in the finally below)
-    proc = subprocess.Popen([exe, "app", str(bundle), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}", root
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with serve([bundle], root / "server.log") as url:
+        yield url, root
 
 
 def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:

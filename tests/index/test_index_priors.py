@@ -223,16 +223,23 @@ def test_covid_pairs_found_by_patient_and_day() -> None:
         assert covid_day(prior["study_id"]) < covid_day(cur["study_id"])
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
-def test_covid_subset_build_with_preset_priors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`build --preset covid_chestxray --priors auto` on two real patients (tiny-random-t): pairs by patient + day."""
+def _two_covid_patients(csv_path: Path) -> pd.DataFrame:
+    """The covid rows of the first two patients with two or more dated studies, written to ``csv_path`` with
+    absolute image paths (the rows are returned)."""
     table = pd.read_csv(SHARED / "reports.csv", dtype=str, keep_default_na=False)
     days = table["study_id"].str.extract(r"_d(\d+)$")[0]
     ok = table[days.notna()]
     patients = ok.groupby("patient_id")["study_id"].nunique().loc[lambda n: n >= 2].index[:2]
     subset = ok[ok["patient_id"].isin(patients)].copy()
     subset["image_file"] = [str(SHARED / f) for f in subset["image_file"]]
-    subset.to_csv(tmp_path / "reports.csv", index=False)
+    subset.to_csv(csv_path, index=False)
+    return subset
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
+def test_covid_subset_build_with_preset_priors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`build --preset covid_chestxray --priors auto` on two real patients (tiny-random-t): pairs by patient + day."""
+    subset = _two_covid_patients(tmp_path / "reports.csv")
     out = tmp_path / "b"
     assert main(["build", str(tmp_path / "reports.csv"), "--out", str(out), "--model", "tiny-random-t",
                  "--preset", "covid_chestxray", "--priors", "auto", "--device", "cpu", "--progress", "none"]) == 0
@@ -274,13 +281,7 @@ def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
     equals a direct current+prior forward of the same two files."""
     from benchmarks.common import seeded_model
 
-    table = pd.read_csv(SHARED / "reports.csv", dtype=str, keep_default_na=False)
-    days = table["study_id"].str.extract(r"_d(\d+)$")[0]
-    ok = table[days.notna()]
-    patients = ok.groupby("patient_id")["study_id"].nunique().loc[lambda n: n >= 2].index[:2]
-    subset = ok[ok["patient_id"].isin(patients)].copy()
-    subset["image_file"] = [str(SHARED / f) for f in subset["image_file"]]
-    subset.to_csv(tmp_path / "reports.csv", index=False)
+    subset = _two_covid_patients(tmp_path / "reports.csv")
     model = seeded_model("biovil-t")
     out = tmp_path / "b"
     run_build(BuildConfig(corpus=tmp_path / "reports.csv", out=out, model="biovil-t", workers=0, threads=2,
