@@ -238,22 +238,23 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
         done = store.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
         pending = [it for it in items if it.id not in done]
         if base is not None and not pending and not store.committed():
-            return _with_priors(cfg, corpus, model, _summary(base, "complete", 0, t0, None))
+            return _with_priors(cfg, corpus, model, base, _summary(base, "complete", 0, t0, None))
         if read_state(cfg.out) is None:
             write_state(cfg.out, settings)
         bundle, indexed, rate, model = _run_job(cfg, model, device, store, base, pending, corpus_skips, settings)
         write_state(cfg.out, settings)
-        return _with_priors(cfg, corpus, model, _summary(bundle, "appended" if base is not None else "built",
-                                                         indexed, t0, rate))
+        return _with_priors(cfg, corpus, model, bundle, _summary(bundle, "appended" if base is not None else "built",
+                                                                 indexed, t0, rate))
 
 
-def _with_priors(cfg: BuildConfig, corpus: Corpus, model: VLModel | None, summary: BuildSummary) -> BuildSummary:
-    """The temporal stage (after the single-image bundle is final, under the folder lock), when asked for."""
+def _with_priors(cfg: BuildConfig, corpus: Corpus, model: VLModel | None, bundle: Bundle, summary: BuildSummary
+                 ) -> BuildSummary:
+    """The temporal stage on the finished single-image ``bundle`` (under the folder lock), when asked for."""
     if cfg.priors is None:
         return summary
     links = find_priors(corpus, cfg.priors, cfg.corpus_options)
     model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
-    summary.temporal = run_temporal(cfg.out, model, links, cfg.priors)
+    summary.temporal = run_temporal(bundle, model, links, cfg.priors)
     return summary
 
 

@@ -177,10 +177,10 @@ def _finalise(root: Path, base: list[dict[str, str]], model: VLModel, prior: Pri
     return by_status
 
 
-def run_temporal(root: Path, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions,
+def run_temporal(bundle: Bundle, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions,
                  chunk_size: int = 64) -> TemporalSummary:
     """Record every indexed image's prior and, for BioViL-T, embed each (current, prior) pair exactly once."""
-    bundle = Bundle.open(root)
+    root = bundle.root
     base = _initial(bundle, links)
     embedded = has_temporal_path(model)
     done_records, _ = _read_done(root)

@@ -45,7 +45,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 
 def check_bundles(dirs: list[str]) -> list[str]:
-    """Absolute folders of the bundles, each opened once (manifest only) so a bad one fails here in one line."""
+    """Absolute folders of the bundles, each opened once so a bad one fails here in one line."""
     from retrieval.bundle import Bundle
 
     out = []
@@ -54,13 +54,12 @@ def check_bundles(dirs: list[str]) -> list[str]:
             raise CliError(f"bundle folder {d} does not exist")
         Bundle.open(d)  # BundleError is a one-line user error
         out.append(str(Path(d).resolve()))
-    if len({Path(d).name for d in out}) != len(out):
-        raise CliError("bundle folders must have different names (the app tells them apart by folder name)")
     return out
 
 
 def bundles_in(parent: str) -> list[str]:
-    """The sub-folders of ``parent`` that open as bundles (sorted); a one-line error when there are none."""
+    """The sub-folders of ``parent`` that open as bundles (sorted, absolute; each opened once, here); a one-line
+    error when there are none."""
     from retrieval.bundle import Bundle, BundleError
 
     root = Path(parent)
@@ -73,7 +72,7 @@ def bundles_in(parent: str) -> list[str]:
         except BundleError as exc:
             print(f"cxr-explorer: not serving {sub.name}: {exc}", file=sys.stderr)
             continue
-        found.append(str(sub))
+        found.append(str(sub.resolve()))
     if not found:
         raise CliError(f"no bundle in {parent}: put folders written by 'cxr-explorer build' there (in Docker, mount "
                        "them: -v $PWD/bundles:/data/bundles)")
@@ -82,23 +81,24 @@ def bundles_in(parent: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Check the bundles, then run Streamlit in the foreground (replacing this process on POSIX)."""
-    if args.bundles_in is not None:
-        args.bundles = [*args.bundles, *bundles_in(args.bundles_in)]
-    if not args.bundles:
+    if not args.bundles and args.bundles_in is None:
         raise CliError("give at least one bundle folder (or --bundles-in PARENT)")
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be 1..65535, got {args.port}")
     if args.max_upload_mb < 1:
         raise CliError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    dirs = check_bundles(args.bundles) + (bundles_in(args.bundles_in) if args.bundles_in is not None else [])
+    if len({Path(d).name for d in dirs}) != len(dirs):
+        raise CliError("bundle folders must have different names (the app tells them apart by folder name)")
     env = dict(os.environ)
-    env[BUNDLES_ENV] = os.pathsep.join(check_bundles(args.bundles))
+    env[BUNDLES_ENV] = os.pathsep.join(dirs)
     env[DEVICE_ENV] = args.device
     env[MAX_UPLOAD_ENV] = str(args.max_upload_mb)
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     if args.weights_dir:
         env[WEIGHTS_ENV] = str(Path(args.weights_dir).resolve())
     cmd = streamlit_command(args)
-    print(f"cxr-explorer: serving {len(args.bundles)} bundle(s) at http://{args.host}:{args.port} "
+    print(f"cxr-explorer: serving {len(dirs)} bundle(s) at http://{args.host}:{args.port} "
           "(research use only)", file=sys.stderr, flush=True)
     if os.name == "posix":
         os.execve(sys.executable, cmd, env)

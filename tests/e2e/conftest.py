@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,16 +93,39 @@ def serve(bundles: list[Path], log_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser(app_server: tuple[str, Path]) -> Iterator[object]:
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Playwright's sync API) for the whole session: every browser test opens its pages here,
+    since a second ``sync_playwright()`` cannot start while this one runs."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CXR_EXPLORER_CHROMIUM)")
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Any, app_server: tuple[str, Path]) -> Any:
+    """The session's Chromium, once the shared app server is up."""
+    return chromium
+
+
+@contextlib.contextmanager
+def own_pages(chromium: Any) -> Iterator[Any]:
+    """The session's Chromium for a test that opens its own pages (``new_page`` gives each its own context); the
+    contexts opened inside are closed on exit."""
+    before = list(chromium.contexts)
+    try:
+        yield chromium
+    finally:
+        for context in chromium.contexts:
+            if context not in before:
+                context.close()
 
 
 @pytest.fixture()

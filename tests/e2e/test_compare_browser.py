@@ -10,11 +10,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, serve
+from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS, own_pages, serve
 from tests.e2e.helpers import settle
 from tests.helpers.synthetic import draw_image
 
@@ -53,13 +54,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         yield url, root
 
 
-def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_compare_page_in_chromium(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
 
     url, root = server
     expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+    with own_pages(chromium) as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(TIMEOUT_MS)
         try:
@@ -117,4 +117,4 @@ def test_compare_page_in_chromium(server: tuple[str, Path]) -> None:
                 for png in root.glob("compare-*.png"):
                     shutil.copy(png, shots / png.name)
         finally:
-            browser.close()
+            page.close()

@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from retrieval.curate.review import read_decisions, review_dir
-from tests.e2e.conftest import CHROME_ARGS, CHROMIUM, TIMEOUT_MS, free_port, wait_healthy
+from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS, free_port, own_pages, wait_healthy
 from tests.e2e.helpers import settle
 from tests.helpers import curate_bundle
 
@@ -74,8 +75,8 @@ def kill9(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_curate_in_chromium(tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_curate_in_chromium(tmp_path: Path, chromium: Any) -> None:
+    from playwright.sync_api import expect
 
     shots = Path(os.environ.get("CXR_EXPLORER_SHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
@@ -83,8 +84,7 @@ def test_curate_in_chromium(tmp_path: Path) -> None:
     expect.set_options(timeout=TIMEOUT_MS)
     proc, url = start_app(fb.root, tmp_path / "server.log")
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        with own_pages(chromium) as browser:
             desk = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
             phone = browser.new_page(viewport={"width": 390, "height": 844})
             for page in (desk, phone):
@@ -128,6 +128,5 @@ def test_curate_in_chromium(tmp_path: Path) -> None:
             assert {r["id"] for r in excl} == {first, second}
             settle(desk)
             desk.screenshot(path=str(shots / "curate-after-restart.png"), full_page=True)
-            browser.close()
     finally:
         kill9(proc)

@@ -140,9 +140,9 @@ def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path)
     links = find_priors(read_corpus(csv, opts), prior, opts)
     todo = [r for r in _initial(Bundle.open(copy), links) if r["status"] == "paired"]
     assert _embed_pending(copy, tiny_t(), Bundle.open(copy), todo[:1], chunk_size=1) == 1  # then "crash"
-    summary = run_temporal(copy, tiny_t(), links, prior)
+    summary = run_temporal(Bundle.open(copy), tiny_t(), links, prior)
     assert summary.embedded_now == len(todo) - 1
-    again = run_temporal(copy, tiny_t(), links, prior)
+    again = run_temporal(Bundle.open(copy), tiny_t(), links, prior)
     assert again.embedded_now == 0 and again.by_status == summary.by_status
     a, b = TemporalRecords.open(copy), TemporalRecords.open(pairs_bundle)
     assert a is not None and b is not None
