@@ -32,7 +32,7 @@ QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly 
 def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
     """Write an ``n``-item bundle for timing (see the module docstring)."""
     from index.decode import thumbnail_jpeg
-    from retrieval.bundle import write_bundle
+    from retrieval.bundle_write import write_bundle
     from retrieval.models import load_model
 
     model = load_model("tiny-random", device="cpu")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from retrieval.bundle import build_index
+from retrieval.bundle_write import build_index
 from retrieval.curate.base import CurateData
 
 REPORT_NOISE = 0.5

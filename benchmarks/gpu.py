@@ -51,7 +51,7 @@ def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
     import faiss
 
     from benchmarks.query import apply_search_params, recall_at_10
-    from retrieval.bundle import build_index
+    from retrieval.bundle_write import build_index
 
     cpu, info = build_index(x, "ivf", use_gpu=False)
     apply_search_params(cpu, info["params"])

@@ -40,7 +40,7 @@ def _ivfpq(x: np.ndarray, nprobe_like: dict[str, Any]) -> tuple[faiss.Index, dic
 
 
 def _one(kind: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray, ivf_params: dict[str, Any]) -> dict[str, Any]:
-    from retrieval.bundle import build_index
+    from retrieval.bundle_write import build_index
 
     gc.collect()
     rss0 = current_rss_mib()

@@ -49,7 +49,7 @@ def apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:
 def _one_index(kind: str, vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray | None,
                text_s: np.ndarray, text_emb: np.ndarray, n_search: int, model: Any) -> dict[str, Any]:
     """Build one index, time single-query search, recall@10 and a cached repeated query; total = text + search."""
-    from retrieval.bundle import build_index
+    from retrieval.bundle_write import build_index
 
     t0 = time.perf_counter()
     index, info = build_index(vectors, kind, use_gpu=False)

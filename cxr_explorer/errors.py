@@ -23,6 +23,7 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "retrieval.bundle": ("BundleError",),
     "index.presets": ("CorpusError",),
     "index.chunks": ("BuildStateError",),
+    "retrieval.store.errors": ("StoreError",),
     "index.decode": ("DecodeWorkersError",),
 }
 

@@ -1,7 +1,9 @@
 """Finalisation: the committed chunks (plus, for --append, the existing bundle) become one bundle.
 
-Everything is rebuilt into ``_staging/`` and installed atomically by :func:`retrieval.bundle.finalise_parts`; the
-chunks are retired only by that install, so a crash at any moment leaves either the chunks or the finished bundle.
+Everything is rebuilt into the build area's staging folder and installed as a new version by
+:func:`retrieval.bundle_write.finalise_parts`; the build area (chunks included) is retired only after that install,
+and a rerun recognises an installed build by its ``build_id``, so a crash at any moment leaves either the chunks or
+the new version (never both counted).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from index.chunks import ChunkStore
 from index.sentences import text_calls
-from retrieval import bundle_io
-from retrieval.bundle import Bundle, Part, finalise_parts
+from retrieval import store
+from retrieval.bundle import Bundle
+from retrieval.bundle_write import Extra, finalise_parts
 from retrieval.models import VLModel
+from retrieval.store import BuildArea, ChunkStore, Part
 
 
 def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -> Part:
@@ -28,13 +31,13 @@ def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -
 
 
 def _key(s: dict[str, str]) -> tuple[str, ...]:
-    return tuple(str(s.get(k, "")) for k in bundle_io.SKIPPED_FIELDS)
+    return tuple(str(s.get(k, "")) for k in store.SKIPPED_FIELDS)
 
 
-def gather_parts(base: Bundle | None, store: ChunkStore, corpus_skips: list[dict[str, str]],
+def gather_parts(base: Bundle | None, chunks: ChunkStore, corpus_skips: list[dict[str, str]],
                  grid: tuple[int, int], dim: int) -> list[Part]:
     """Base bundle, then chunks in commit order, then corpus-level skips not yet recorded."""
-    parts = ([base.as_part()] if base is not None else []) + store.parts()
+    parts = ([base.as_part()] if base is not None else []) + chunks.parts()
     known = {_key(s) for p in parts for s in p.skipped}
     extra = [s for s in corpus_skips if _key(s) not in known]
     if extra:
@@ -47,7 +50,7 @@ def gather_parts(base: Bundle | None, store: ChunkStore, corpus_skips: list[dict
 
 def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
     """The manifest's ``build`` section: settings, cumulative stats and timings, skipped counts by reason."""
-    stats = bundle_io.sum_stats([p.stats for p in parts])
+    stats = store.sum_stats([p.stats for p in parts])
     reasons = Counter(s.get("reason", "") for p in parts for s in p.skipped)
     run_s = stats.get("wall_s", 0.0)
     timings = {k: round(v, 3) for k, v in stats.items() if k.endswith("_s")}
@@ -57,12 +60,18 @@ def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
             "images_per_s": round(stats.get("indexed", 0) / run_s, 3) if run_s else None}
 
 
-def finalise_build(store: ChunkStore, model: VLModel, grid: tuple[int, int], base: Bundle | None,
-                   corpus_skips: list[dict[str, str]], settings: dict[str, Any], index_type: str) -> Bundle:
-    """Write the finished bundle and return it opened."""
+def finalise_build(area: BuildArea, model: VLModel, grid: tuple[int, int], base: Bundle | None,
+                   corpus_skips: list[dict[str, str]], settings: dict[str, Any], index_type: str,
+                   extra: Extra | None = None) -> Bundle:
+    """Install the finished version, retire the build area and return the new version opened."""
     dim = model.spec.joint_dim
-    parts = gather_parts(base, store, corpus_skips, grid, dim)
-    finalise_parts(store.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
+    parts = gather_parts(base, area.chunks, corpus_skips, grid, dim)
+    state = area.state() or {}
+    finalise_parts(area.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
                    preprocessing=model.preprocessing.to_dict(), grid_shape=grid, dim=dim,
-                   build=build_record(parts, settings), index_type=index_type)
-    return Bundle.open(store.root)
+                   build=build_record(parts, settings), index_type=index_type, build_id=state.get("build_id"),
+                   extra=extra)
+    if base is not None:
+        base.close()
+    area.retire()
+    return Bundle.open(area.root)

@@ -11,21 +11,23 @@ from pathlib import Path
 
 import torch
 
-from index.chunks import read_state
-from retrieval import bundle_io
+from retrieval import store
 from retrieval.models.precision import Precision, resolve_precision
 
 
 def _recorded(out: Path) -> str | None:
-    """The precision recorded by an unfinished build (build.json) or a finished bundle (manifest) in ``out``."""
-    state = read_state(out) if out.is_dir() else None
+    """The precision recorded by an unfinished build or by the installed bundle in ``out``."""
+    if not out.is_dir():
+        return None
+    state = store.BuildArea(out).state()
     if state and state.get("precision") in ("fp32", "bf16"):
         return str(state["precision"])
-    manifest = out / bundle_io.MANIFEST
-    if manifest.is_file():
-        value = bundle_io.read_json(manifest).get("build", {}).get("precision")
-        return str(value) if value in ("fp32", "bf16") else None
-    return None
+    try:
+        manifest = store.read_manifest(out)
+    except (OSError, ValueError):
+        return None
+    value = (manifest or {}).get("build", {}).get("precision")
+    return str(value) if value in ("fp32", "bf16") else None
 
 
 def build_precision(precision: str, device: torch.device, out: Path, model_precision: str | None = None

@@ -17,19 +17,20 @@ from typing import Any
 
 import torch
 
-from index.chunks import ChunkStore, FolderLock, check_state, read_state, write_state
+from index.chunks import check_state
 from index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from index.decode import Decoded, DecodePool, DecodeTask, Failed
 from index.finalise import finalise_build
 from index.precision import build_precision
-from index.priors import PriorOptions, find_priors
+from index.priors import PriorLink, PriorOptions, find_priors
 from index.progress import Progress
 from index.sentences import TextCache, seeded_cache
 from index.shards import shard_of
 from index.stages import ChunkBuffer, Timers, embed_images, set_threads
 from index.temporal import TemporalSummary, run_temporal
-from retrieval import bundle_io
+from retrieval import store
 from retrieval.bundle import Bundle, BundleError
+from retrieval.bundle_write import Extra
 from retrieval.models import VLModel, load_model
 from retrieval.models.api import pick_device
 from retrieval.text import CLEANING, LONG_REPORT_STRATEGY
@@ -61,7 +62,6 @@ class BuildConfig:
     progress: str = "auto"
     log_every_s: float = 30.0
     command: str = ""
-    chunk_delay_s: float = 0.0  # test hook: sleep after each committed chunk
     priors: PriorOptions | None = None  # pair images with their prior study (index/priors.py, index/temporal.py)
     label_sep: str | None = None  # multi-label separator of metadata cells (None: detect ";" or "|")
 
@@ -78,6 +78,7 @@ class BuildSummary:
     wall_s: float
     images_per_s: float | None
     temporal: TemporalSummary | None = None
+    skipped_csv: Path | None = None
 
     def line(self) -> str:
         """The one-paragraph summary printed at the end."""
@@ -86,7 +87,7 @@ class BuildSummary:
         rate = f", {self.images_per_s:.1f} images/s" if self.images_per_s else ""
         return (f"{self.status}: {self.count} items in {self.out} (indexed {self.indexed_now} in this run{rate}, "
                 f"{self.wall_s:.1f} s); skipped {skipped}" + (f" ({reasons})" if reasons else "") +
-                (f"; see {self.out / bundle_io.SKIPPED_CSV}" if skipped else "") +
+                (f"; see {self.skipped_csv}" if skipped and self.skipped_csv else "") +
                 (f"\n{self.temporal.line()}" if self.temporal else ""))
 
 
@@ -117,14 +118,14 @@ def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
                      "sentence_splitter": "retrieval.text.split_sentences (radiology-aware)"}}
 
 
-def _check_folder(cfg: BuildConfig, store: ChunkStore, items: list[Item]) -> Bundle | None:
+def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: list[Item]) -> Bundle | None:
     """The existing bundle to append to (or None); BundleError when this command must not touch the folder."""
     out = cfg.out
-    if not (out / bundle_io.MANIFEST).is_file():
-        ours = (bundle_io.CHUNKS, "build.json", bundle_io.STAGING)
-        stray = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")
-                 and not p.name.endswith(".tmp")] if out.is_dir() else []
-        if stray and read_state(out) is None:
+    if store.is_legacy(out):
+        Bundle.open(out)  # the one-line "format version 1 ... rebuild" error
+    if not store.has_bundle(out):
+        stray = [p.name for p in out.iterdir() if not store.is_own_entry(p.name)] if out.is_dir() else []
+        if stray and area.state() is None:
             raise BundleError(f"{out} is not empty and is not a bundle (it holds {stray[0]}); use a new --out")
         return None
     if cfg.append:
@@ -137,7 +138,7 @@ def _check_folder(cfg: BuildConfig, store: ChunkStore, items: list[Item]) -> Bun
             raise BundleError(f"{out} was built with --precision {base.manifest['build']['precision']}; "
                               "append with the same precision")
         return base
-    if store.committed():
+    if area.chunks.committed():
         raise BundleError(f"an --append into {out} was interrupted; rerun that command with --append to finish it")
     base = Bundle.open(out)
     done = set(base.as_part().covered_ids())
@@ -148,7 +149,7 @@ def _check_folder(cfg: BuildConfig, store: ChunkStore, items: list[Item]) -> Bun
     return base
 
 
-def _commit(buf: ChunkBuffer, store: ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
+def _commit(buf: ChunkBuffer, chunks: store.ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
             timers: Timers, started: float, cache: TextCache) -> None:
     calls = cache.stats.requested, cache.stats.encoded
     part, windowed = buf.to_part(model, grid, cfg.text_batch, timers, cache)
@@ -156,10 +157,8 @@ def _commit(buf: ChunkBuffer, store: ChunkStore, model: VLModel, cfg: BuildConfi
                   "text_requested": cache.stats.requested - calls[0], "text_encoded": cache.stats.encoded - calls[1],
                   "wall_s": time.perf_counter() - started, **{f"{k}_s": v for k, v in timers.to_dict().items()}}
     start = time.perf_counter()
-    store.commit(part, grid, model.spec.joint_dim)
+    chunks.commit(part, grid, model.spec.joint_dim)
     log.debug("committed chunk of %d items (%.2f s to write)", buf.size, time.perf_counter() - start)
-    if cfg.chunk_delay_s:
-        time.sleep(cfg.chunk_delay_s)
 
 
 @dataclass
@@ -180,7 +179,7 @@ class _Batch:
         return n
 
 
-def _embed_all(cfg: BuildConfig, model: VLModel, store: ChunkStore, pending: list[Item], grid: tuple[int, int],
+def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pending: list[Item], grid: tuple[int, int],
                pool: DecodePool, batch_size: int, cache: TextCache) -> int:
     """Decode, embed and commit ``pending`` in chunks; returns the number of images indexed."""
     pp = model.preprocessing
@@ -202,12 +201,12 @@ def _embed_all(cfg: BuildConfig, model: VLModel, store: ChunkStore, pending: lis
         if len(batch.items) >= batch_size or buf.size + len(batch.items) >= cfg.chunk_size:
             indexed += batch.flush_into(buf, model, timers, progress)
         if buf.size >= cfg.chunk_size:
-            _commit(buf, store, model, cfg, grid, timers, started, cache)
+            _commit(buf, chunks, model, cfg, grid, timers, started, cache)
             buf, timers, started = ChunkBuffer(), Timers(), time.perf_counter()
         wait = time.perf_counter()
     indexed += batch.flush_into(buf, model, timers, progress)
     if buf.size:
-        _commit(buf, store, model, cfg, grid, timers, started, cache)
+        _commit(buf, chunks, model, cfg, grid, timers, started, cache)
     progress.close()
     return indexed
 
@@ -220,7 +219,8 @@ def _grid_shape(model: VLModel) -> tuple[int, int]:
 
 
 def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
-    """Build, resume or append; CorpusError/BundleError/BuildStateError for problems found before any work."""
+    """Build, resume or append; CorpusError/BundleError/BuildStateError/StoreError for problems found before any
+    work (DiskSpaceError, resumable, when the disk fills up)."""
     t0 = time.perf_counter()
     device = model.device if model is not None else pick_device(cfg.device)  # --device cuda without a GPU: now
     cfg = replace(cfg, precision=build_precision(cfg.precision, device, cfg.out,
@@ -228,67 +228,88 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
     corpus = read_corpus(cfg.corpus, cfg.corpus_options)
     items, corpus_skips = _select(cfg, corpus)
     settings = _settings(cfg, corpus)
-    with FolderLock(cfg.out):
-        bundle_io.install_ready(cfg.out)
-        store = ChunkStore(cfg.out)
-        base = _check_folder(cfg, store, items)
-        check_state(cfg.out, settings, check_corpus=not cfg.append and base is None,
+    with store.WriterLock(cfg.out, cfg.command or None):
+        area = store.BuildArea(cfg.out)
+        base = _check_folder(cfg, area, items)
+        check_state(area, settings, check_corpus=not cfg.append and base is None,
                     verb="append to" if cfg.append else "continue")
-        store.discard_partial()
-        done = store.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
+        area.chunks.discard_partial()
+        done = area.chunks.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
         pending = [it for it in items if it.id not in done]
-        if base is not None and not pending and not store.committed():
-            return _with_priors(cfg, corpus, model, base, _summary(base, "complete", 0, t0, None))
-        if read_state(cfg.out) is None:
-            write_state(cfg.out, settings)
-        bundle, indexed, rate, model = _run_job(cfg, model, device, store, base, pending, corpus_skips, settings)
-        write_state(cfg.out, settings)
-        return _with_priors(cfg, corpus, model, bundle, _summary(bundle, "appended" if base is not None else "built",
-                                                                 indexed, t0, rate))
-
-
-def _with_priors(cfg: BuildConfig, corpus: Corpus, model: VLModel | None, bundle: Bundle, summary: BuildSummary
-                 ) -> BuildSummary:
-    """The temporal stage on the finished single-image ``bundle`` (under the folder lock), when asked for."""
-    if cfg.priors is None:
+        links = find_priors(corpus, cfg.priors, cfg.corpus_options) if cfg.priors is not None else None
+        if base is not None and not pending and not area.chunks.committed() and not _needs_temporal(base, cfg):
+            summary = _summary(base, "complete", 0, t0, None)
+            base.close()
+            return summary
+        area.write_state(settings)
+        job = _Job(cfg, area, base, links)
+        bundle, indexed, rate = job.run(model, device, pending, corpus_skips, settings)
+        summary = _summary(bundle, "appended" if base is not None else "built", indexed, t0, rate)
+        summary.temporal = job.temporal
+        bundle.close()
         return summary
-    links = find_priors(corpus, cfg.priors, cfg.corpus_options)
-    model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
-    summary.temporal = run_temporal(bundle, model, links, cfg.priors)
-    return summary
 
 
-def _run_job(cfg: BuildConfig, model: VLModel | None, device: torch.device, store: ChunkStore, base: Bundle | None,
-             pending: list[Item], corpus_skips: list[dict[str, str]], settings: dict[str, Any]
-             ) -> tuple[Bundle, int, float | None, VLModel]:
-    """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed, rate,
-    model)."""
-    cores = cpu_count()
-    workers = cfg.workers if cfg.workers is not None else (
-        max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
-    # CPU: batch 1 is fastest at 480 px (9.8 vs 4.6 img/s at batch 16 on a 2-core EPYC; activations leave the cache)
-    batch = cfg.batch_size or (1 if device.type == "cpu" else 64)
-    pool = DecodePool(workers, max(2 * batch, 4 * workers))
-    pool.start()  # workers spawn while the model loads
-    with pool:
-        model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
-        if base is not None:
-            base.check_model(model.identity.to_dict())
-        threads = set_threads(model.device, workers, cfg.threads, cores)
-        log.info("indexing %d items with %s on %s: %d decode workers, %d threads, batch %d", len(pending),
-                 model.spec.name, model.device, workers, threads, batch)
-        grid = _grid_shape(model)
-        t_embed = time.perf_counter()
-        cache = seeded_cache(model, base, store)  # each distinct sentence once per build, across resumes/appends
-        indexed = _embed_all(cfg, model, store, pending, grid, pool, batch, cache)
-        rate = indexed / (time.perf_counter() - t_embed) if indexed else None
-    run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
-           "append": base is not None}
-    bundle = finalise_build(store, model, grid, base, corpus_skips, {**settings, "last_run": run}, cfg.index_type)
-    return bundle, indexed, rate, model
+def _needs_temporal(base: Bundle, cfg: BuildConfig) -> bool:
+    """True when priors are asked for and the installed version lacks that temporal section."""
+    if cfg.priors is None:
+        return False
+    return bool(base.manifest.get("temporal", {}).get("priors") != cfg.priors.describe())
+
+
+@dataclass
+class _Job:
+    """One run's embedding and finalisation (plus the temporal stage on the staged version when asked for)."""
+
+    cfg: BuildConfig
+    area: store.BuildArea
+    base: Bundle | None
+    links: dict[str, PriorLink] | None
+    temporal: TemporalSummary | None = None
+
+    def extra(self, model: VLModel) -> Extra | None:
+        """The temporal stage as a finalisation step (files and manifest entries into the staged version)."""
+        links, priors = self.links, self.cfg.priors
+        if links is None or priors is None:
+            return None
+
+        def temporal(staging: Path, manifest: dict[str, Any]) -> None:
+            self.temporal = run_temporal(staging, manifest, model, links, priors, self.area.temporal_chunks,
+                                         self.base)
+        return temporal
+
+    def run(self, model: VLModel | None, device: torch.device, pending: list[Item],
+            corpus_skips: list[dict[str, str]], settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
+        """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed,
+        rate)."""
+        cfg, base, chunks = self.cfg, self.base, self.area.chunks
+        cores = cpu_count()
+        workers = cfg.workers if cfg.workers is not None else (
+            max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
+        # CPU: batch 1 is fastest at 480 px (9.8 vs 4.6 img/s at batch 16 on a 2-core EPYC; activations leave cache)
+        batch = cfg.batch_size or (1 if device.type == "cpu" else 64)
+        pool = DecodePool(workers, max(2 * batch, 4 * workers))
+        pool.start()  # workers spawn while the model loads
+        with pool:
+            model = model or load_model(cfg.model, cfg.weights_dir, cfg.device, cfg.precision)  # type: ignore[arg-type]
+            if base is not None:
+                base.check_model(model.identity.to_dict())
+            threads = set_threads(model.device, workers, cfg.threads, cores)
+            log.info("indexing %d items with %s on %s: %d decode workers, %d threads, batch %d", len(pending),
+                     model.spec.name, model.device, workers, threads, batch)
+            grid = _grid_shape(model)
+            t_embed = time.perf_counter()
+            cache = seeded_cache(model, base, chunks)  # each distinct sentence once per build, across resumes/appends
+            indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
+            rate = indexed / (time.perf_counter() - t_embed) if indexed else None
+        run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
+               "append": base is not None}
+        bundle = finalise_build(self.area, model, grid, base, corpus_skips, {**settings, "last_run": run},
+                                cfg.index_type, self.extra(model))
+        return bundle, indexed, rate
 
 
 def _summary(bundle: Bundle, status: str, indexed: int, t0: float, rate: float | None) -> BuildSummary:
     reasons = Counter(s.get("reason", "") for s in bundle.skipped)
     return BuildSummary(bundle.root, status, bundle.count, indexed, dict(sorted(reasons.items())),
-                        time.perf_counter() - t0, rate)
+                        time.perf_counter() - t0, rate, skipped_csv=bundle.skipped_csv)

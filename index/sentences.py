@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from index.chunks import ChunkStore
-from retrieval.bundle import Bundle, Part
+from retrieval.bundle import Bundle
 from retrieval.models import VLModel
 from retrieval.models.text_model import TextInputError
+from retrieval.store import ChunkStore, Part
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.chunks import FolderLock
-from retrieval import bundle_io
-from retrieval.bundle import Bundle, BundleError, finalise_parts
+from retrieval import store
+from retrieval.bundle import Bundle, BundleError
+from retrieval.bundle_write import finalise_parts
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,33 @@ def merge_bundles(dirs: Sequence[Path], out: Path, allow_partial: bool = False, 
     first = bundles[0].manifest
     build = {**first.get("build", {}), "shard": None, "command": command, "merged_from": [str(d) for d in dirs],
              "timings": {str(b.root): b.manifest.get("build", {}).get("timings") for b in bundles}}
-    with FolderLock(out):
-        if bundle_io.install_ready(out):
-            log.info("finished an interrupted merge into %s", out)
-            return out
-        if (out / bundle_io.MANIFEST).exists() or (out / bundle_io.CHUNKS).exists():
-            raise BundleError(f"{out} already holds a bundle or a build; merge into a new folder")
-        finalise_parts(out, [b.as_part() for b in bundles], identity=first["model"], spec=first["spec"],
-                       preprocessing=first["preprocessing"], grid_shape=first["grid_shape"], dim=first["dim"],
-                       build=build, index_type=index_type)
+    merged_from = [str(d) for d in dirs]
+    try:
+        with store.WriterLock(out, command or None):
+            _check_out(out, merged_from)
+            if store.has_bundle(out):
+                log.info("%s already holds this merge", out)
+                return out
+            area = store.BuildArea(out)
+            build_id = area.write_state({"command": command, "merged_from": merged_from})
+            finalise_parts(out, [b.as_part() for b in bundles], identity=first["model"], spec=first["spec"],
+                           preprocessing=first["preprocessing"], grid_shape=first["grid_shape"], dim=first["dim"],
+                           build=build, index_type=index_type, build_id=build_id)
+            area.retire()
+    finally:
+        for b in bundles:
+            b.close()
     log.info("merged %d bundles (%d items) into %s", len(bundles), len(owner), out)
     return out
+
+
+def _check_out(out: Path, merged_from: list[str]) -> None:
+    """Refuse an output folder that holds another bundle or a build (a rerun of the same merge is fine)."""
+    if store.is_legacy(out):
+        raise BundleError(f"{out} already holds a bundle; merge into a new folder")
+    if store.has_bundle(out):
+        done = (store.read_manifest(out) or {}).get("build", {}).get("merged_from")
+        if done != merged_from:
+            raise BundleError(f"{out} already holds a bundle; merge into a new folder")
+    elif store.BuildArea(out).chunks.committed():
+        raise BundleError(f"{out} holds an unfinished build; merge into a new folder")

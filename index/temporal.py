@@ -1,17 +1,18 @@
 """The temporal stage of a BioViL-T build: each indexed image with a prior gets the embedding of the current image
-fused with its prior, stored beside the single-image one (``temporal/`` in the bundle, see docs/bundle-format.md).
+fused with its prior, stored beside the single-image one (the temporal section, see docs/bundle-format.md).
 
-It runs after the single-image bundle is final, under the build's folder lock. Work is committed in chunk files
-(``temporal/chunks/*.npz``, written atomically); a rerun after a crash embeds only the pairs no chunk holds, so each
-pair is embedded exactly once. Problems are recorded per item with a reason (``missing``, ``self``, ``bad-order``,
-``unreadable``), never fatal. Images without a prior keep BioViL-T's no-prior path: their single-image embedding.
+It runs inside the finalisation of a build, on the staged version before it is installed (a
+:data:`retrieval.bundle_write.Extra`), so an installed version is never modified. Work is committed in chunk files in
+the build area (written atomically); a rerun after a crash embeds only the pairs no chunk holds, so each pair is
+embedded exactly once, and pairs of the version being appended to are reused. Problems are recorded per item with a
+reason (``missing``, ``self``, ``bad-order``, ``unreadable``), never fatal. Images without a prior keep BioViL-T's
+no-prior path: their single-image embedding.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +23,15 @@ import pandas as pd
 import torch
 
 from index.priors import PriorLink, PriorOptions
-from retrieval import bundle_io
+from retrieval import store
 from retrieval.bundle import Bundle
 from retrieval.imageio import ImageLoadError, load_image
 from retrieval.interval import has_temporal_path
 from retrieval.models import VLModel
-from retrieval.temporal_store import EMB_FILE, PAIRS_FILE, TEMPORAL_DIR
+from retrieval.temporal_store import TemporalRecords, section_files
 
 __all__ = ["TemporalSummary", "run_temporal"]
 log = logging.getLogger(__name__)
-CHUNKS_DIR = "chunks"
 _FIELDS = ("id", "prior_id", "status", "detail")
 
 
@@ -56,12 +56,14 @@ def _records_of(link: PriorLink, status: str | None = None, detail: str | None =
             "detail": link.detail if detail is None else detail}
 
 
-def _initial(bundle: Bundle, links: dict[str, PriorLink]) -> list[dict[str, str]]:
-    """One record per indexed image; a paired prior that the build skipped is ``unreadable`` with its reason."""
-    indexed = set(bundle.metadata["id"].astype(str))
-    skipped = {str(s.get("id", "")): s for s in bundle.skipped}
+def _initial(ids: list[str], skipped_items: list[dict[str, str]], links: dict[str, PriorLink]
+             ) -> list[dict[str, str]]:
+    """One record per indexed image (``ids`` in bundle order); a paired prior that the build skipped is
+    ``unreadable`` with its reason."""
+    indexed = set(ids)
+    skipped = {str(s.get("id", "")): s for s in skipped_items}
     out = []
-    for item_id in bundle.metadata["id"].astype(str):
+    for item_id in ids:
         link = links.get(item_id, PriorLink(item_id, "no-prior", None, "not in the corpus of this run"))
         if link.status == "paired" and link.prior_id not in indexed:
             s = skipped.get(str(link.prior_id), {})
@@ -82,19 +84,18 @@ def _chunk_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz")) if folder.is_dir() else []
 
 
-def _read_done(root: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
-    """Records and embeddings already committed: the final files of an earlier run, then every chunk."""
+def _read_done(base: Bundle | None, chunks: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
+    """Records and embeddings already made: the section of the version appended to, then every committed chunk."""
     records: dict[str, dict[str, str]] = {}
     vectors: dict[str, np.ndarray] = {}
-    final = root / TEMPORAL_DIR / PAIRS_FILE
-    if final.is_file():
-        table = pd.read_parquet(final)
-        emb = np.load(root / TEMPORAL_DIR / EMB_FILE)
+    section = TemporalRecords.open(base.folder) if base is not None else None
+    if section is not None:
+        table = section.table
         for rec, row in zip(table.to_dict("records"), table["emb_row"], strict=True):
-            if rec["status"] == "paired":
+            if rec["status"] == "paired" and int(row) >= 0:
                 records[rec["id"]] = {k: str(rec[k]) for k in _FIELDS}
-                vectors[rec["id"]] = emb[int(row)]
-    for path in _chunk_files(root / TEMPORAL_DIR / CHUNKS_DIR):
+                vectors[rec["id"]] = np.asarray(section.embeddings[int(row)], np.float32)
+    for path in _chunk_files(chunks):
         with np.load(path, allow_pickle=False) as z:
             for i, item_id in enumerate(z["id"].tolist()):
                 rec = {k: str(z[k][i]) for k in _FIELDS}
@@ -113,10 +114,10 @@ def _commit_chunk(folder: Path, number: int, recs: list[dict[str, str]], emb: li
     os.replace(tmp, folder / f"{number:06d}.npz")
 
 
-def _embed_pending(root: Path, model: VLModel, bundle: Bundle, todo: list[dict[str, str]], chunk_size: int) -> int:
-    """Embed ``todo`` pairs (current, prior) in chunks; unreadable images become ``unreadable`` records."""
-    paths = dict(zip(bundle.metadata["id"].astype(str), bundle.metadata["image_abspath"].astype(str), strict=True))
-    folder = root / TEMPORAL_DIR / CHUNKS_DIR
+def _embed_pending(folder: Path, model: VLModel, paths: dict[str, str], todo: list[dict[str, str]],
+                   chunk_size: int) -> int:
+    """Embed ``todo`` pairs (current, prior) in chunks committed to ``folder``; unreadable images become
+    ``unreadable`` records. ``paths``: id -> image path."""
     done = _chunk_files(folder)
     start = int(done[-1].name.split(".")[0]) + 1 if done else 0
     embedded = 0
@@ -142,11 +143,9 @@ def _embed_pending(root: Path, model: VLModel, bundle: Bundle, todo: list[dict[s
     return embedded
 
 
-def _finalise(root: Path, base: list[dict[str, str]], model: VLModel, prior: PriorOptions, embedded: bool
-              ) -> dict[str, int]:
-    """Write ``temporal/pairs.parquet`` + ``temporal/temporal_emb.npy``, record them in the manifest, drop chunks."""
-    records, vectors = _read_done(root)
-    rows = [records.get(r["id"], r) for r in base]
+def _finalise(staging: Path, manifest: dict[str, Any], rows: list[dict[str, str]], vectors: dict[str, np.ndarray],
+              dim: int, prior: PriorOptions, embedded: bool) -> dict[str, int]:
+    """Write the temporal section into the staged version and record it (and its checksums) in ``manifest``."""
     emb_row: list[int] = []
     mat: list[np.ndarray] = []
     for r in rows:
@@ -155,38 +154,38 @@ def _finalise(root: Path, base: list[dict[str, str]], model: VLModel, prior: Pri
             mat.append(vectors[r["id"]])
         else:
             emb_row.append(-1)
-    folder = root / TEMPORAL_DIR
-    folder.mkdir(exist_ok=True)
     table = pd.DataFrame(rows, columns=list(_FIELDS))
     table["emb_row"] = np.array(emb_row, np.int64)
-    table.to_parquet(folder / (PAIRS_FILE + ".tmp"), index=False)
-    dim = model.spec.joint_dim
-    np.save(folder / (EMB_FILE + ".tmp.npy"), np.stack(mat).astype(np.float32) if mat else np.zeros((0, dim),
-                                                                                                    np.float32))
-    os.replace(folder / (EMB_FILE + ".tmp.npy"), folder / EMB_FILE)
-    os.replace(folder / (PAIRS_FILE + ".tmp"), folder / PAIRS_FILE)
+    pairs_path, emb_path = section_files(staging)
+    pairs_path.parent.mkdir(exist_ok=True)
+    table.to_parquet(pairs_path, index=False)
+    np.save(emb_path, np.stack(mat).astype(np.float32) if mat else np.zeros((0, dim), np.float32))
     counts = table["status"].value_counts().to_dict()
     by_status = {k: int(counts[k]) for k in sorted(counts)}
-    manifest = bundle_io.read_json(root / bundle_io.MANIFEST)
-    manifest["temporal"] = {"priors": prior.describe(), "embedded": embedded, "files": [
-        f"{TEMPORAL_DIR}/{PAIRS_FILE}", f"{TEMPORAL_DIR}/{EMB_FILE}"], "by_status": by_status,
-        "paired_embedded": len(mat), "embedding": "global embedding of the current image fused with its prior "
-        "(BioViL-T MultiImageEncoder), L2-normalised, float32"}
-    bundle_io.write_json(root / bundle_io.MANIFEST, manifest)
-    shutil.rmtree(folder / CHUNKS_DIR, ignore_errors=True)
+    files = [str(p.relative_to(staging)) for p in (pairs_path, emb_path)]
+    manifest["temporal"] = {"priors": prior.describe(), "embedded": embedded, "files": files, "by_status": by_status,
+                            "paired_embedded": len(mat), "embedding": "global embedding of the current image fused "
+                            "with its prior (BioViL-T MultiImageEncoder), L2-normalised, float32"}
+    manifest["files"].update(store.file_checksums(staging, files))
     return by_status
 
 
-def run_temporal(bundle: Bundle, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions,
-                 chunk_size: int = 64) -> TemporalSummary:
-    """Record every indexed image's prior and, for BioViL-T, embed each (current, prior) pair exactly once."""
-    root = bundle.root
-    base = _initial(bundle, links)
+def run_temporal(staging: Path, manifest: dict[str, Any], model: VLModel, links: dict[str, PriorLink],
+                 prior: PriorOptions, chunks: Path, base: Bundle | None = None, chunk_size: int = 64
+                 ) -> TemporalSummary:
+    """Record every indexed image of the staged version's prior and, for BioViL-T, embed each (current, prior) pair
+    exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused)."""
+    part = store.read_part(staging)
+    ids = part.metadata["id"].astype(str).tolist()
+    rows0 = _initial(ids, part.skipped, links)
     embedded = has_temporal_path(model)
-    done_records, _ = _read_done(root)
-    todo = [r for r in base if r["status"] == "paired" and r["id"] not in done_records] if embedded else []
+    done_records, _ = _read_done(base, chunks)
+    todo = [r for r in rows0 if r["status"] == "paired" and r["id"] not in done_records] if embedded else []
     t0 = time.perf_counter()
-    now = _embed_pending(root, model, bundle, todo, chunk_size) if todo else 0
+    paths = dict(zip(ids, part.metadata["image_abspath"].astype(str), strict=True))
+    now = _embed_pending(chunks, model, paths, todo, chunk_size) if todo else 0
     rate = now / (time.perf_counter() - t0) if now else None
-    by_status = _finalise(root, base, model, prior, embedded)
+    records, vectors = _read_done(base, chunks)
+    rows = [records.get(r["id"], r) for r in rows0]
+    by_status = _finalise(staging, manifest, rows, vectors, model.spec.joint_dim, prior, embedded)
     return TemporalSummary(by_status, now, rate, embedded)

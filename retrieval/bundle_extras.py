@@ -1,6 +1,6 @@
 """What a finished bundle records besides its vectors: multi-label separators of the metadata columns and the 2-D
-map coordinates (``retrieval.projection``). Called by :func:`retrieval.bundle.finalise_parts`, so a build, an
-``--append`` and a ``merge`` all write them."""
+map coordinates (``retrieval.projection``). Called by :func:`retrieval.bundle_write.stage_parts`, so a build, an
+``--append`` and a ``merge`` all write them into the staged version."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from retrieval import bundle_io as io
 from retrieval.facets import detect_separators
+from retrieval.store import BASE_COLUMNS, names
 
 
 def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
@@ -18,9 +18,9 @@ def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
     cells contain it, else ``;`` / ``|`` detected) and ``projections`` (files written into ``staging``)."""
     from retrieval.projection import write_projections
 
-    meta = pd.read_parquet(staging / io.METADATA)
+    meta = pd.read_parquet(staging / names.METADATA)
     given = build.get("label_sep") or None
-    out: dict[str, Any] = {"label_separators": detect_separators(meta.drop(columns=list(io.BASE_COLUMNS),
+    out: dict[str, Any] = {"label_separators": detect_separators(meta.drop(columns=list(BASE_COLUMNS),
                                                                            errors="ignore"), given)}
     out["projections"] = write_projections(staging)
     return out

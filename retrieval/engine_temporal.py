@@ -40,7 +40,7 @@ def temporal_records(engine: Engine) -> TemporalRecords | None:
     """The bundle's temporal section (cached on the engine), or None when it was built without priors."""
     cached: TemporalRecords | None = getattr(engine, "_temporal_records", None)
     if cached is None:
-        cached = TemporalRecords.open(engine.bundle.root)
+        cached = TemporalRecords.open(engine.bundle.folder)
         engine._temporal_records = cached  # type: ignore[attr-defined]
     return cached
 

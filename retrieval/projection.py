@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from retrieval import bundle_io as io
+from retrieval.store import names
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS = io.PROJECTIONS
+PROJECTIONS = names.PROJECTIONS
 TARGETS = ("images", "reports")
 METHODS = ("PCA", "UMAP")
 MIN_UMAP = 100  # fewer vectors: PCA only (UMAP needs neighbours, and its compile is not worth it)
@@ -60,7 +60,7 @@ def write_projections(folder: Path) -> dict[str, Any]:
     """Compute and write ``projections.npz`` in a (staged) bundle folder; returns the manifest entry."""
     arrays: dict[str, np.ndarray] = {}
     entry: dict[str, Any] = {"file": PROJECTIONS, "methods": {}}
-    for target, name in (("images", io.IMAGE_EMB), ("reports", io.REPORT_EMB)):
+    for target, name in (("images", names.IMAGE_EMB), ("reports", names.REPORT_EMB)):
         path = folder / name
         if not path.exists():
             continue

@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["EMB_FILE", "PAIRS_FILE", "TEMPORAL_DIR", "TemporalRecords"]
+__all__ = ["EMB_FILE", "PAIRS_FILE", "TEMPORAL_DIR", "TemporalRecords", "section_files"]
 
-TEMPORAL_DIR = "temporal"
-PAIRS_FILE = "pairs.parquet"
-EMB_FILE = "temporal_emb.npy"
+from retrieval.store.names import PAIRS_FILE, TEMPORAL_DIR  # noqa: E402
+from retrieval.store.names import TEMPORAL_EMB as EMB_FILE  # noqa: E402
+
+
+def section_files(folder: Path) -> tuple[Path, Path]:
+    """(pairs table, fused embeddings) of the temporal section of a version (or staging) folder."""
+    return Path(folder) / TEMPORAL_DIR / PAIRS_FILE, Path(folder) / TEMPORAL_DIR / EMB_FILE
 
 
 @dataclass(frozen=True)

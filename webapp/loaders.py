@@ -174,7 +174,7 @@ def embedding_map(bundle_dir: str, target: str, method: str) -> StoredMap | None
     once per (bundle, target, method); None when the bundle has none for this method (the app computes nothing)."""
     eng = _engine_of(bundle_dir)
     vectors = np.asarray(eng.bundle.vectors(target), dtype=np.float32)  # type: ignore[arg-type]
-    return load_map(eng.bundle.root, target, method, vectors)
+    return load_map(eng.bundle.folder, target, method, vectors)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

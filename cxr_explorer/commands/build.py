@@ -63,7 +63,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="separator of multi-label metadata cells, e.g. ';' for 'COVID-19;ARDS' (default: detect ';' "
                    "or '|'); recorded in the manifest and used by the filters")
     p.add_argument("--chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
-    p.add_argument("--debug-chunk-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -129,7 +128,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                        threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
                        limit=args.limit, progress=args.progress, log_every_s=args.log_every,
                        command=shlex.join(["cxr-explorer", "build", *sys.argv[2:]]) if sys.argv[1:2] == ["build"]
-                       else "cxr-explorer build ...", chunk_delay_s=args.debug_chunk_delay,
+                       else "cxr-explorer build ...",
                        priors=prior_options(args), label_sep=_label_sep(args.label_sep))
 
 
@@ -188,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         raise
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from retrieval.store.space import full_disk_message
+            raise CliError(full_disk_message(cfg.out, None, None), exit_code=1) from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise CliError(f"cannot write the bundle in {cfg.out}: {exc.strerror}; fix that and rerun the same "
                            "command to resume") from None
         raise

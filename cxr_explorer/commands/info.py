@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print("\n".join(summary_lines(bundle.manifest)))
+        print(f"version     {bundle.version} (newer one installed: {bundle.newer_version_available()})")
         if args.verify:
             print("checksums   " + ("all match" if not bad else f"MISMATCH: {', '.join(bad)}"))
     return 1 if bad else 0

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.curate_faults import synthetic_faults
-from retrieval.bundle import build_index
+from retrieval.bundle_write import build_index
 from retrieval.curate.base import CurateData, self_knn
 from retrieval.curate.evaluate import score_ranking
 from retrieval.curate.labels import check_labels, confidence_and_margin, split_labels

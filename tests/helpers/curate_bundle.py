@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from benchmarks.curate_faults import Planted, synthetic_faults
 from index.decode import thumbnail_jpeg
-from retrieval.bundle import write_bundle
+from retrieval.bundle_write import write_bundle
 from tests.helpers.synthetic import tiny_model
 
 

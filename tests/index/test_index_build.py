@@ -14,6 +14,7 @@ from index_corpora import GOOD, LONG_REPORT, write_good_csv, write_hostile_csv
 
 from cxr_explorer.cli import main
 from retrieval.bundle import Bundle
+from retrieval.store import BuildArea
 
 EXPECTED_REASONS = {
     "images/missing.png": "missing",
@@ -52,7 +53,7 @@ def test_hostile_skips_listed_with_reasons(hostile_bundle: tuple[Path, int, str]
     assert by_path == EXPECTED_REASONS
     dup = [s for s in b.skipped if s["reason"] == "duplicate"]
     assert len(dup) == 1 and dup[0]["path"] == "images/good1.png"
-    csv = pd.read_csv(out / "skipped.csv", keep_default_na=False)
+    csv = pd.read_csv(Bundle.open(out).skipped_csv, keep_default_na=False)
     assert len(csv) == len(b.skipped) and set(csv.columns) == {"id", "path", "reason", "detail"}
     assert b.manifest["build"]["skipped_by_reason"]["missing"] == 1
 
@@ -120,7 +121,7 @@ def test_misspecified_corpus_fails_fast(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(argv) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("cxr-explorer: error:") and message in err[-1]
-    assert not (tmp_path / "b" / "chunks").exists()
+    assert not BuildArea(tmp_path / "b").chunks.committed()
 
 
 def test_user_error_has_no_traceback(tmp_path: Path) -> None:

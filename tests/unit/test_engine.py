@@ -21,7 +21,8 @@ from PIL import Image
 from index.decode import thumbnail_jpeg
 from retrieval import engine_search
 from retrieval import grounding as G
-from retrieval.bundle import BundleError, write_bundle
+from retrieval.bundle import BundleError
+from retrieval.bundle_write import write_bundle
 from retrieval.engine import Engine, QueryError
 from retrieval.filters import FilterError
 from retrieval.models import VLModel

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from cxr_explorer.cli import main
-from retrieval.bundle import Bundle, write_bundle
+from retrieval.bundle import Bundle
+from retrieval.bundle_write import write_bundle
 from retrieval.evaluation import datasets as D
 from retrieval.evaluation import runner as R
 

@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from index.decode import thumbnail_jpeg
-from retrieval.bundle import write_bundle
+from retrieval.bundle_write import write_bundle
 from retrieval.long_text import embed_windows, plan_text
 from retrieval.text import split_sentences
 from tests.helpers.synthetic import draw_image, tiny_model

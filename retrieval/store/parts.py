@@ -1,4 +1,4 @@
-"""The files of a bundle (private helper of :mod:`retrieval.bundle`; nobody else opens them by name).
+"""The data files of a part: a chunk, a staged or an installed bundle version (see :mod:`retrieval.store`).
 
 A *part* is a set of indexed items with their vectors, patches, thumbnails, report and sentence vectors, plus the
 items it skipped. A chunk of an unfinished build, a shard bundle and a finished bundle are all stored as the same
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +18,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MANIFEST = "manifest.json"
-METADATA = "metadata.parquet"
-SENTENCES = "sentences.parquet"
-IMAGE_EMB = "image_emb.npy"
-REPORT_EMB = "report_emb.npy"
-REPORT_ROWS = "report_rows.npy"
-PROJECTIONS = "projections.npz"  # 2-D map coordinates, see retrieval/projection.py
-SENTENCE_EMB = "sentence_emb.npy"
-PATCHES = "patches.npy"
-THUMBS = "thumbs.bin"
-THUMBS_INDEX = "thumbs_index.npy"
-SKIPPED_CSV = "skipped.csv"
-SKIPPED_JSON = "skipped.json"
-COVERED = "covered.json"
-INDEX_FILES = {"images": "images.faiss", "reports": "reports.faiss", "sentences": "sentences.faiss"}
-CHUNKS = "chunks"
-PART_STATS = "part_stats.json"
-STAGING = "_staging"
-READY = "_ready"
+from retrieval.store.names import (
+    COVERED,
+    IMAGE_EMB,
+    INDEX_FILES,
+    METADATA,
+    PART_STATS,
+    PATCHES,
+    PROJECTIONS,
+    REPORT_EMB,
+    REPORT_ROWS,
+    SENTENCE_EMB,
+    SENTENCES,
+    SKIPPED_CSV,
+    SKIPPED_JSON,
+    THUMBS,
+    THUMBS_INDEX,
+)
+
 BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
 SKIPPED_FIELDS = ("id", "path", "reason", "detail")
 _BLOCK = 1024  # items per patch block when streaming
@@ -278,35 +276,3 @@ def data_files(folder: Path) -> list[str]:
              SKIPPED_JSON, COVERED, SKIPPED_CSV, *INDEX_FILES.values()]
     optional = [n for n in (PART_STATS, PROJECTIONS) if (folder / n).exists()]
     return names + optional
-
-
-def install_ready(root: Path) -> bool:
-    """Move the files of ``root/_ready`` into ``root`` (manifest last), retire ``chunks/``; idempotent.
-
-    Returns False when there was nothing to install. Safe to rerun after a crash at any point.
-    """
-    ready = root / READY
-    if not ready.is_dir():
-        return False
-    names = sorted(p.name for p in ready.iterdir() if p.is_file())
-    for name in [n for n in names if n != MANIFEST] + [n for n in names if n == MANIFEST]:
-        os.replace(ready / name, root / name)
-    if (root / CHUNKS).exists():
-        os.rename(root / CHUNKS, ready / "consumed-chunks")
-    shutil.rmtree(ready)
-    return True
-
-
-def stage_dir(root: Path) -> Path:
-    """A fresh, empty staging folder inside ``root`` (a leftover one from a crash is removed)."""
-    staging = root / STAGING
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    return staging
-
-
-def publish(root: Path, staging: Path) -> None:
-    """Atomically mark a complete staging folder ready, then install it."""
-    os.rename(staging, root / READY)
-    install_ready(root)
