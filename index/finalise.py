@@ -74,4 +74,5 @@ def finalise_build(area: BuildArea, model: VLModel, grid: tuple[int, int], base:
     if base is not None:
         base.close()
     area.retire()
+    store.tidy(area.root)  # the version appended to, unless another reader still holds it
     return Bundle.open(area.root)

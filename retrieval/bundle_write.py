@@ -7,6 +7,7 @@ the folder as a new immutable version. The caller holds the folder's :class:`ret
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -120,7 +121,11 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
         if extra is not None:
             extra(staging, manifest)
         store.write_json(staging / names.MANIFEST, manifest)
-        return store.install(root, staging)
+        number = store.install(root, staging)
+    store.tidy(root)  # older versions no reader holds; the build area when this install was its build
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()  # an empty build area (a merge or write_bundle without state)
+    return number
 
 
 def write_bundle(root: str | os.PathLike[str], *, identity: dict[str, Any], spec: dict[str, Any],

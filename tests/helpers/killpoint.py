@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-STEPS = ("chunk-write", "chunk-commit", "finalise", "install", "after-install", "temporal", "enospc", "disk-full")
+STEPS = ("hold", "chunk-write", "chunk-commit", "finalise", "install", "after-install", "temporal", "enospc",
+         "disk-full")
 
 
 def _die() -> None:
@@ -76,7 +77,13 @@ def install(step: str, n: int) -> None:
     import retrieval.bundle_write
     from retrieval.store import build_area, parts, space, versions
 
-    if step == "chunk-write":  # the n-th chunk write dies halfway through its patches file
+    if step == "hold":  # after the n-th chunk commit: say so on stdout and wait (holding the writer lock)
+        def hold() -> None:
+            print("HOLDING", flush=True)
+            import time
+            time.sleep(600)
+        _wrap(build_area, "commit_chunk", n, after=hold)
+    elif step == "chunk-write":  # the n-th chunk write dies halfway through its patches file
         real_write_parts, counter = build_area.write_parts, _Counter(n)
 
         def write_parts(*args: Any, **kwargs: Any) -> Any:

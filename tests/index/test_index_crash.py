@@ -29,7 +29,8 @@ def killpoint(step: str, n: int, argv: list[str]) -> subprocess.CompletedProcess
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+def corpus(tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
+           tiny_model) -> tuple[Path, Path]:  # noqa: F811
     """A 7-row corpus (one unreadable image) and its clean single-process build."""
     from index.runner import BuildConfig, run_build
 
@@ -133,5 +134,31 @@ def test_full_disk_is_one_line_and_resumable(tmp_path: Path, corpus: tuple[Path,
     assert last.startswith(f"cxr-explorer: error: not enough disk space in {out}"), run.stderr[-2000:]
     assert "rerun the same command" in last and "Traceback" not in run.stderr
     assert store.current_version(out) is None
+    assert main(argv) == 0
+    _exactly_once(out, clean)
+
+
+def test_a_second_writer_on_the_same_out_is_refused_in_one_line(tmp_path: Path, corpus: tuple[Path, Path]) -> None:
+    """Two real processes: a build holding the folder (paused after its first chunk), then a build, an append and a
+    merge into the same --out: each refused at once with one line naming the holder; after kill -9 the same
+    command finishes the build."""
+    csv, clean = corpus
+    out = tmp_path / "b"
+    argv = ["build", str(csv), "--out", str(out), *FLAGS]
+    first = subprocess.Popen([sys.executable, "-m", "tests.helpers.killpoint", "hold", "1", "--", *argv], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "HOLDING"
+        for other in (argv, [*argv, "--append"], ["merge", str(clean), "--out", str(out)]):
+            run = subprocess.run([sys.executable, "-m", "cxr_explorer", *other], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300)
+            lines = [line for line in run.stderr.strip().splitlines() if " WARNING " not in line]
+            assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+            assert lines[0].startswith(f"cxr-explorer: error: {out} is being written by another job (pid {first.pid}")
+            assert "build" in lines[0] and "started" in lines[0]
+    finally:
+        first.kill()
+        first.wait()
     assert main(argv) == 0
     _exactly_once(out, clean)

@@ -17,7 +17,7 @@ from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 from test_index_resume import assert_same_bundle
 
 from index.runner import BuildConfig
-from retrieval import bundle_io
+from retrieval import store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,15 +57,14 @@ def test_fake_sbatch_refuses_a_merge_after_a_failed_shard(tmp_path: Path) -> Non
 
 
 def _kill_one_shard_worker(out: Path, stop: threading.Event, killed: list[int]) -> None:
-    """Wait until some shard has committed a chunk but is not finished, then kill -9 the process building it."""
+    """Wait until some shard has committed a chunk but is not installed, then kill -9 the process building it (named
+    by the folder's writer lock)."""
     shards = out.parent / f"{out.name}.shards"
     while not stop.is_set() and not killed:
         for folder in sorted(shards.glob("shard-*")) if shards.is_dir() else []:
-            lock = folder / ".lock"
-            if (folder / bundle_io.CHUNKS / "000000").is_dir() and not (folder / bundle_io.MANIFEST).exists() \
-                    and lock.is_file():
-                text = lock.read_text().split()
-                pid = int(text[0]) if text else 0
+            holder = store.holder(folder)
+            if holder and store.BuildArea(folder).chunks.committed() and store.current_version(folder) is None:
+                pid = int(holder.get("pid", 0))
                 if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
@@ -81,8 +80,11 @@ def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:  # 
     build(corpus, tmp_path / "single", precision="fp32")
     out = tmp_path / "ray"
     cfg = BuildConfig(corpus=corpus, out=out, model="tiny-random", device="cpu", precision="fp32", workers=0,
-                      threads=1, progress="none", chunk_size=2, chunk_delay_s=1.0)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                      threads=1, progress="none", chunk_size=2)
+    # a test-side pause after each committed chunk in every Ray worker (tests/helpers/slow_chunks.py)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={
+        "worker_process_setup_hook": "tests.helpers.slow_chunks.slow_chunks",
+        "env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}})
     stop = threading.Event()
     killed: list[int] = []
     killer = threading.Thread(target=_kill_one_shard_worker, args=(out, stop, killed), daemon=True)
@@ -94,7 +96,7 @@ def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:  # 
         ray.shutdown()
     assert killed, "no shard worker was caught mid-shard"
     assert_same_bundle(tmp_path / "single", out)
-    assert all((shard_dir(out, i) / bundle_io.MANIFEST).is_file() for i in range(2))
+    assert all(store.current_version(shard_dir(out, i)) == 1 for i in range(2))
 
 
 def test_ray_build_refuses_shard_and_append_before_starting_ray(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
-"""Tests for retrieval.bundle: write/read round trip, indexes, refusals, atomic install."""
+"""Tests for retrieval.bundle (a dedicated format test: it names files): round trip, indexes, refusals."""
 
 from __future__ import annotations
 
 import io as pyio
 import json
-import os
 from pathlib import Path
 
 import faiss
@@ -13,8 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from retrieval import bundle_io
-from retrieval.bundle import FORMAT_VERSION, Bundle, BundleError, Part, build_index, finalise_parts, write_bundle
+from retrieval.bundle import FORMAT_VERSION, Bundle, BundleError, Part
+from retrieval.bundle_write import build_index, finalise_parts, write_bundle
+from retrieval.store import WriterLock, versions
 
 D, GRID = 128, (3, 3)
 IDENTITY = {"name": "tiny-random", "revision": None, "image_md5": None, "verified": False}
@@ -56,6 +56,13 @@ def write(root: Path, **kw) -> Path:
                         build={"command": "cxr-explorer build c.csv --out b"}, **arrays)
 
 
+def vdir(root: Path) -> Path:
+    """The folder of the current version of ``root``."""
+    number = versions.current(root)
+    assert number is not None
+    return versions.folder_of(root, number)
+
+
 def test_round_trip(tmp_path: Path) -> None:
     arrays = make_arrays()
     b = Bundle.open(write(tmp_path / "b"), expect_model="tiny-random")
@@ -75,13 +82,14 @@ def test_round_trip(tmp_path: Path) -> None:
     assert isinstance(p, np.memmap) and p.dtype == np.float16 and p.shape == (5, *GRID, D)
     assert b.thumbnail(2) == arrays["thumbnails"][2] and Image.open(pyio.BytesIO(b.thumbnail(4))).size == (8, 6)
     assert b.skipped[0]["reason"] == "corrupt"
-    assert pd.read_csv(b.root / "skipped.csv")["reason"].tolist() == ["corrupt"]
+    assert pd.read_csv(b.skipped_csv)["reason"].tolist() == ["corrupt"]
     for target in ("images", "reports", "sentences"):
         vecs = b.vectors(target)
         scores, pos = b.index(target).search(np.ascontiguousarray(vecs[:1]), 1)
         assert pos[0, 0] == 0 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
     assert b.verify() == []
-    assert not (b.root / "_ready").exists() and not (b.root / "_staging").exists()
+    assert b.version == 1 and b.folder == tmp_path / "b" / "versions" / "000001"
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["CURRENT", "versions", "writer.lock"]
 
 
 def test_unknown_id_and_target(tmp_path: Path) -> None:
@@ -104,9 +112,9 @@ def test_model_mismatch_refused(tmp_path: Path) -> None:
 
 def test_format_version_refused(tmp_path: Path) -> None:
     root = write(tmp_path / "b")
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = json.loads((vdir(root) / "manifest.json").read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    (vdir(root) / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=f"format version {FORMAT_VERSION + 1}.*rebuild it with"):
         Bundle.open(root)
 
@@ -114,11 +122,11 @@ def test_format_version_refused(tmp_path: Path) -> None:
 def test_missing_unfinished_and_damaged(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not a bundle"):
         Bundle.open(tmp_path)
-    (tmp_path / "chunks").mkdir()
+    (tmp_path / "_build" / "chunks").mkdir(parents=True)
     with pytest.raises(BundleError, match="unfinished"):
         Bundle.open(tmp_path)
     root = write(tmp_path / "b")
-    with open(root / "image_emb.npy", "ab") as fh:
+    with open(vdir(root) / "image_emb.npy", "ab") as fh:
         fh.write(b"x")
     with pytest.raises(BundleError, match="damaged bundle .*: image_emb.npy is missing or has the wrong size"):
         Bundle.open(root)
@@ -159,8 +167,10 @@ def test_finalise_parts_offsets(tmp_path: Path) -> None:
         meta = a["metadata"].assign(image_abspath="/x", sentences=[[]] * 5)
         parts.append(Part(meta, a["image_emb"], a["patches"], a["thumbnails"], a["report_emb"], a["report_rows"],
                           a["sentence_emb"], a["sentences"], a["skipped"]))
-    root = finalise_parts(tmp_path / "b", parts, identity=IDENTITY, spec={}, preprocessing={"resize": 512, "crop": 480},
-                          grid_shape=GRID)
+    root = tmp_path / "b"
+    with WriterLock(root):
+        assert finalise_parts(root, parts, identity=IDENTITY, spec={}, preprocessing={"resize": 512, "crop": 480},
+                              grid_shape=GRID) == 1
     b = Bundle.open(root)
     assert b.count == 10 and b.metadata["id"].iloc[5] == "p1-0"
     np.testing.assert_array_equal(b.ids("reports"), np.r_[parts[0].report_rows, parts[1].report_rows + 5])
@@ -171,20 +181,11 @@ def test_finalise_parts_offsets(tmp_path: Path) -> None:
     assert again.count == 10 and again.covered_ids()[:2] == ["p0-0", "p0-1"]
 
 
-def test_interrupted_install_finishes(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
-    staging = bundle_io.stage_dir(root)
-    for name in os.listdir(root):
-        if (root / name).is_file():
-            (staging / name).write_bytes((root / name).read_bytes())
-    (root / "chunks").mkdir()
-    os.rename(staging, root / "_ready")
-    os.replace(root / "_ready" / "metadata.parquet", root / "metadata.parquet")  # crash after one file moved
-    with pytest.raises(BundleError, match="interrupted"):
-        Bundle.open(root)
-    assert bundle_io.install_ready(root) and not bundle_io.install_ready(root)
-    assert not (root / "chunks").exists()
-    assert Bundle.open(root).count == 5
+def test_a_format_1_bundle_asks_for_a_rebuild_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "cxr-explorer-bundle", "format_version": 1}))
+    with pytest.raises(BundleError, match=r"format version 1 \(a flat folder\).*rebuild it") as info:
+        Bundle.open(tmp_path)
+    assert "\n" not in str(info.value)
 
 
 def _flip_byte(path: Path, at: int) -> None:
@@ -197,16 +198,16 @@ def _flip_byte(path: Path, at: int) -> None:
 def test_a_flipped_byte_is_refused_on_open(tmp_path: Path, name: str) -> None:
     """Same size, other bytes: the open-time checksum names the file instead of ranking corrupted vectors."""
     root = write(tmp_path / "b")
-    _flip_byte(root / name, (root / name).stat().st_size // 2)
+    _flip_byte(vdir(root) / name, (vdir(root) / name).stat().st_size // 2)
     with pytest.raises(BundleError, match=f"damaged bundle .*: {name} differs from its checksum in the manifest"):
         Bundle.open(root)
 
 
 def test_a_manifest_without_required_keys_is_one_line(tmp_path: Path) -> None:
     root = write(tmp_path / "b")
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = json.loads((vdir(root) / "manifest.json").read_text())
     del manifest["model"], manifest["count"]
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    (vdir(root) / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="manifest.json lacks model, count"):
         Bundle.open(root)
 
@@ -221,7 +222,7 @@ def test_damaged_headers_of_large_files_fail_in_one_line_when_read(tmp_path: Pat
     monkeypatch.setattr("retrieval.bundle.QUICK_VERIFY_BYTES", 0)
     root = write(tmp_path / "b")
     for at in range(0, 8):
-        _flip_byte(root / name, at)
+        _flip_byte(vdir(root) / name, at)
     bundle = Bundle.open(root)
     with pytest.raises(BundleError, match=f"damaged bundle .*: {name} cannot be read .*info .* --verify"):
         read(bundle)
