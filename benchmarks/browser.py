@@ -200,27 +200,28 @@ def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
     """The bundles to time: a synthetic ``n_items`` one (built here, map coordinates included) and the covid bundle
     named by ``$CXR_EXPLORER_BENCH_COVID`` when set."""
     from benchmarks.app import synthetic_bundle
+    from retrieval.store import has_bundle
 
     out = {f"synthetic-{n_items}": synthetic_bundle(tmp / f"browser-{n_items}", n_items)}
     for name, env in (("covid", COVID_BUNDLE_ENV), ("covid-pairs", PAIRS_BUNDLE_ENV)):
         given = os.environ.get(env)
-        if given and (Path(given) / "manifest.json").is_file():
+        if given and has_bundle(given):
             out = {name: Path(given), **out}
     return out
 
 
 def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -> dict[str, Any]:
     """Per bundle: the action timings and the concurrent-sessions figures (see the module docstring)."""
-    import json
-
     from playwright.sync_api import sync_playwright
+
+    from retrieval.store import read_manifest
 
     if not Path(CHROMIUM).exists():
         return {"status": "skipped", "reason": f"Chromium not found at {CHROMIUM}"}
     out: dict[str, Any] = {"note": "action -> result visible (images loaded, Streamlit idle), headless Chromium; "
                                    "figures include the text encoder of the bundle's model"}
     for name, bundle in bundles.items():
-        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest = read_manifest(bundle) or {}
         has_umap = "UMAP" in manifest.get("projections", {}).get("methods", {}).get("images", [])
         has_pairs = bool(manifest.get("temporal", {}).get("embedded"))
         with app_server(bundle) as url:

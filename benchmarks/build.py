@@ -14,7 +14,6 @@ shows what decoding and batching cost; the difference to the whole job is the te
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import peak_rss_mib, set_precision
+from retrieval.store import read_manifest
 
 
 def encoder_rate(model: Any, batch: int, n_batches: int) -> float:
@@ -82,7 +82,7 @@ def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: in
     t0 = time.perf_counter()
     summary = run_build(cfg, model=model)
     wall = time.perf_counter() - t0
-    record = json.loads((out / "manifest.json").read_text())["build"]
+    record = (read_manifest(out) or {})["build"]
     timings = record["timings"]
     text_s = timings.get("text_model_s", 0.0)
     model_s = timings.get("image_model_s", 0.0) + text_s

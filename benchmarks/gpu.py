@@ -50,7 +50,8 @@ def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
     """The bundle's own IVF index (retrieval.bundle.build_index) on the GPU: single-query latency, recall@10."""
     import faiss
 
-    from benchmarks.query import apply_search_params, recall_at_10
+    from benchmarks.query import recall_at_10
+    from retrieval.bundle import apply_search_params
     from retrieval.bundle_write import build_index
 
     cpu, info = build_index(x, "ivf", use_gpu=False)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
-from benchmarks.query import DIM, apply_search_params, clustered_vectors, recall_at_10
+from benchmarks.query import DIM, clustered_vectors, recall_at_10
+from retrieval.bundle import apply_search_params
 from retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
 
 MIMIC_IMAGES = 377_110

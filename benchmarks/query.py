@@ -38,17 +38,10 @@ def recall_at_10(index: faiss.Index, exact: np.ndarray, queries: np.ndarray) -> 
     return float(np.mean([len(set(g) & set(e)) / 10.0 for g, e in zip(got, exact, strict=True)]))
 
 
-def apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:
-    """Set efSearch / nprobe as :meth:`retrieval.bundle.Bundle.index` does when it opens a bundle's index."""
-    if "efSearch" in params:
-        faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])  # type: ignore[attr-defined]
-    if "nprobe" in params:
-        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
-
-
 def _one_index(kind: str, vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray | None,
                text_s: np.ndarray, text_emb: np.ndarray, n_search: int, model: Any) -> dict[str, Any]:
     """Build one index, time single-query search, recall@10 and a cached repeated query; total = text + search."""
+    from retrieval.bundle import apply_search_params  # the engine's own settings, recorded by build_index
     from retrieval.bundle_write import build_index
 
     t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from retrieval.models.api import ModelIdentity, pick_device
 from retrieval.models.image_model import ImageModel
 from retrieval.models.registry import get_spec
 from retrieval.models.seeded import seeded_state_dict
+from retrieval.store import read_manifest
 
 
 def random_real_size_model(arch: str = "biovil", device: str = "auto", precision: str = "fp32") -> VLModel:
@@ -65,7 +66,7 @@ def run(corpus: Path, arch: str, limit: int, workers: int | None, threads: int |
                           threads=threads, batch_size=batch, limit=limit, progress="none", device=device,
                           precision=precision)
         summary = run_build(cfg, model=model)
-        manifest_build = json.loads((Path(tmp) / "bundle" / "manifest.json").read_text())["build"]
+        manifest_build = (read_manifest(Path(tmp) / "bundle") or {})["build"]
     model_rate = (before + forward_rate(model, batch)) / 2  # before and after: this machine may be shared
     timings = manifest_build["timings"]
     image_s = timings.get("image_model_s", 0.0)

@@ -33,6 +33,7 @@ from retrieval.temporal_store import TemporalRecords, section_files
 __all__ = ["TemporalSummary", "run_temporal"]
 log = logging.getLogger(__name__)
 _FIELDS = ("id", "prior_id", "status", "detail")
+CHUNK_PAIRS = 64  # pairs per committed temporal chunk
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def _finalise(staging: Path, manifest: dict[str, Any], rows: list[dict[str, str]
 
 
 def run_temporal(staging: Path, manifest: dict[str, Any], model: VLModel, links: dict[str, PriorLink],
-                 prior: PriorOptions, chunks: Path, base: Bundle | None = None, chunk_size: int = 64
+                 prior: PriorOptions, chunks: Path, base: Bundle | None = None, chunk_size: int | None = None
                  ) -> TemporalSummary:
     """Record every indexed image of the staged version's prior and, for BioViL-T, embed each (current, prior) pair
     exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused)."""
@@ -183,7 +184,7 @@ def run_temporal(staging: Path, manifest: dict[str, Any], model: VLModel, links:
     todo = [r for r in rows0 if r["status"] == "paired" and r["id"] not in done_records] if embedded else []
     t0 = time.perf_counter()
     paths = dict(zip(ids, part.metadata["image_abspath"].astype(str), strict=True))
-    now = _embed_pending(chunks, model, paths, todo, chunk_size) if todo else 0
+    now = _embed_pending(chunks, model, paths, todo, chunk_size or CHUNK_PAIRS) if todo else 0
     rate = now / (time.perf_counter() - t0) if now else None
     records, vectors = _read_done(base, chunks)
     rows = [records.get(r["id"], r) for r in rows0]

@@ -26,7 +26,7 @@ from retrieval.preprocess import Preprocessing
 from retrieval.store import names, versions
 from retrieval.store.parts import Part, ThumbStore
 
-__all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part"]
+__all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
 _WRITERS = ("FLAT_MAX", "build_index", "finalise_parts", "write_bundle")
 
 FORMAT_VERSION = 2
@@ -44,6 +44,15 @@ QUICK_VERIFY_BYTES = 64 << 20
 must not rank corrupted vectors silently); larger ones (patches, thumbnails) by ``info --verify``."""
 REQUIRED_KEYS = ("model", "count", "grid_shape", "preprocessing", "dim", "indexes", "files")
 _READ_ERRORS = (RuntimeError, ValueError, OSError, EOFError, KeyError, pa.ArrowException)
+
+
+def apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:
+    """Set the search parameters a bundle records for an index (HNSW ``efSearch``, IVF ``nprobe``); the one place
+    that applies them (the engine through :meth:`Bundle.index`, benchmarks directly)."""
+    if "efSearch" in params:
+        faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])  # type: ignore[attr-defined]
+    if "nprobe" in params:
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
 
 
 def _rebuild_hint(manifest: dict[str, Any]) -> str:
@@ -244,11 +253,7 @@ class Bundle:
         if target not in self._indexes:
             with self._reading(names.INDEX_FILES[target]):
                 index = faiss.read_index(str(self.folder / names.INDEX_FILES[target]))
-            params = self.manifest["indexes"][target].get("params", {})
-            if "efSearch" in params:
-                faiss.downcast_index(index).hnsw.efSearch = int(params["efSearch"])  # type: ignore[attr-defined]
-            if "nprobe" in params:
-                faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+            apply_search_params(index, self.manifest["indexes"][target].get("params", {}))
             self._indexes[target] = index
         return self._indexes[target]
 

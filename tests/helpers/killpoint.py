@@ -100,7 +100,8 @@ def install(step: str, n: int) -> None:
         _wrap(versions, "write_current", n, before=lambda *a, **k: _die())
     elif step == "after-install":  # CURRENT flipped, build area (chunks) not yet retired
         _wrap(versions, "retire_build_area", n, before=lambda *a, **k: _die())
-    elif step == "temporal":  # after the n-th temporal chunk is committed
+    elif step == "temporal":  # after the n-th temporal chunk (of one pair each here) is committed
+        index.temporal.CHUNK_PAIRS = 1
         _wrap(index.temporal, "_commit_chunk", n, after=_die)
     elif step == "enospc":  # the n-th .npy write of the store meets a full disk
         _wrap(parts, "_save_npy", n, before=_raise_enospc)

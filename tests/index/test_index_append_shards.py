@@ -93,4 +93,7 @@ def test_merge_refusals(tmp_path: Path, build) -> None:  # noqa: F811
         merge_bundles([tmp_path / "full", tmp_path / "s0"], tmp_path / "m4")
     assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m5")]) == 0
     assert Bundle.open(tmp_path / "m5").count == 6
-    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m5")]) == 2
+    # the same merge again is complete (like a finished build's rerun); another merge into it is refused
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m5")]) == 0
+    assert Bundle.open(tmp_path / "m5").version == 1
+    assert main(["merge", str(tmp_path / "s1"), str(tmp_path / "s0"), "--out", str(tmp_path / "m5")]) == 2

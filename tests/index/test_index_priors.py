@@ -4,6 +4,9 @@ embedding stored beside the single-image one (tiny-random-t), exactly-once resum
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +20,6 @@ from index.corpus import CorpusOptions, read_corpus
 from index.presets import CorpusError
 from index.priors import PriorOptions, covid_day, find_priors, parse_order
 from index.runner import BuildConfig, run_build
-from index.temporal import _embed_pending, _initial, run_temporal
 from retrieval.bundle import Bundle
 from retrieval.engine import Engine
 from retrieval.engine_temporal import compare_case, compare_images, search_pair, timeline
@@ -25,10 +27,12 @@ from retrieval.filters import QueryError
 from retrieval.imageio import load_image
 from retrieval.interval import CLASSES, FINDINGS, encode_pair, interval_change
 from retrieval.models import VLModel, load_model
+from retrieval.store import BuildArea, current_version
 from retrieval.temporal_store import TemporalRecords
 from tests.helpers.synthetic import draw_image
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "covid_chestxray"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=1)
@@ -101,16 +105,16 @@ def pairs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_stores_fused_embeddings_and_reasons(pairs_bundle: Path) -> None:
-    manifest = json.loads((pairs_bundle / "manifest.json").read_text())
-    section = manifest["temporal"]
+    opened = Bundle.open(pairs_bundle)
+    section = opened.manifest["temporal"]
     assert section["priors"]["patient_col"] == "patient_id" and section["embedded"]
     # b1 is corrupt: skipped by the build, so b3's prior is unreadable; c0's day is not recorded
     assert section["by_status"] == {"bad-order": 1, "no-prior": 1, "paired": 3, "unreadable": 1}
-    records = TemporalRecords.open(pairs_bundle)
+    records = TemporalRecords.open(opened.folder)
     assert records is not None and records.embeddings.shape == (3, 128)
     status, detail = records.status_of("b3")
     assert status == "unreadable" and "'b1'" in detail and "skipped" in detail
-    assert not (pairs_bundle / "temporal" / "chunks").exists()
+    assert not BuildArea(pairs_bundle).exists() and opened.version == 1 and opened.verify() == []
     model, root = tiny_t(), pairs_bundle.parent / "c"
     for cur, prior in (("a2", "a0"), ("a5", "a2"), ("a5b", "a2")):
         assert records.prior_of(cur) == prior
@@ -128,27 +132,30 @@ def test_timeline_follows_prior_links(pairs_bundle: Path) -> None:
 
 
 def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path) -> None:
-    """A run that committed the first chunk and died: the rerun embeds only the rest, and each pair once."""
-    import shutil
-
-    copy = tmp_path / "b"
-    shutil.copytree(pairs_bundle, copy)
-    shutil.rmtree(copy / "temporal")
+    """A build killed (a real SIGKILL) after its first temporal chunk: nothing is installed, and the same command
+    embeds only the other pairs, each once, with the vectors of an uninterrupted build."""
     csv = pairs_bundle.parent / "c" / "corpus.csv"
-    opts = CorpusOptions(id_col="image_id")
-    prior = PriorOptions(patient_col="patient_id", order_col="study")
-    links = find_priors(read_corpus(csv, opts), prior, opts)
-    todo = [r for r in _initial(Bundle.open(copy), links) if r["status"] == "paired"]
-    assert _embed_pending(copy, tiny_t(), Bundle.open(copy), todo[:1], chunk_size=1) == 1  # then "crash"
-    summary = run_temporal(Bundle.open(copy), tiny_t(), links, prior)
-    assert summary.embedded_now == len(todo) - 1
-    again = run_temporal(Bundle.open(copy), tiny_t(), links, prior)
-    assert again.embedded_now == 0 and again.by_status == summary.by_status
-    a, b = TemporalRecords.open(copy), TemporalRecords.open(pairs_bundle)
-    assert a is not None and b is not None
+    out = tmp_path / "b"
+    argv = ["build", str(csv), "--out", str(out), "--model", "tiny-random-t", "--id-col", "image_id", "--device",
+            "cpu", "--workers", "0", "--threads", "1", "--progress", "none", "--patient-col", "patient_id",
+            "--order-col", "study"]
+    run = subprocess.run([sys.executable, "-m", "tests.helpers.killpoint", "temporal", "1", "--", *argv],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert current_version(out) is None and BuildArea(out).temporal_chunks.is_dir()
+    again = subprocess.run([sys.executable, "-m", "cxr_explorer", *argv], cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "embedded 2 pairs in this run" in again.stdout  # 3 pairs, 1 committed before the kill
+    assert main([*argv[:3], str(tmp_path / "clean"), *argv[4:]]) == 0  # the same build, uninterrupted
+    a, b = Bundle.open(out), Bundle.open(tmp_path / "clean")
+    ra, rb = TemporalRecords.open(a.folder), TemporalRecords.open(b.folder)
+    assert ra is not None and rb is not None and a.manifest["temporal"]["by_status"] == b.manifest["temporal"][
+        "by_status"]
     for item_id in ("a2", "a5", "a5b"):
-        ea, eb = a.embedding(item_id), b.embedding(item_id)
-        assert ea is not None and eb is not None and np.array_equal(ea, eb)
+        ea, eb = ra.embedding(item_id), rb.embedding(item_id)
+        assert ea is not None and eb is not None
+        np.testing.assert_allclose(ea, eb, atol=1e-5)
 
 
 def test_compare_case_and_uploads_agree(pairs_bundle: Path) -> None:
@@ -203,7 +210,7 @@ def test_single_image_model_has_no_temporal_path(tmp_path: Path) -> None:
                       device="cpu", workers=1, progress="none", priors=PriorOptions(prior_col="prior"))
     summary = run_build(cfg)
     assert summary.temporal is not None and not summary.temporal.embedded
-    assert json.loads((out / "manifest.json").read_text())["temporal"]["paired_embedded"] == 0
+    assert Bundle.open(out).manifest["temporal"]["paired_embedded"] == 0
     engine = Engine.open(out, device="cpu")
     with pytest.raises(QueryError, match="no prior-image path"):
         compare_images(engine, tmp_path / "c" / "a2.png", tmp_path / "c" / "a0.png")

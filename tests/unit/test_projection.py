@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval import projection as P
+from retrieval.bundle import Bundle
 from tests.webapp import synthetic_bundle
 
 
@@ -39,14 +39,15 @@ def test_neighbour_placement_lands_on_a_duplicate() -> None:
 
 def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> None:
     bundle = synthetic_bundle.build(tmp_path)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    opened = Bundle.open(bundle)
+    manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
     assert P.PROJECTIONS in manifest["files"]
     assert manifest["label_separators"] == {"labels": "|"}
-    vectors = np.load(bundle / "image_emb.npy")
-    stored = P.load_map(bundle, "images", "PCA", vectors)
+    vectors = np.asarray(opened.vectors("images"))
+    stored = P.load_map(opened.folder, "images", "PCA", vectors)
     assert stored is not None and stored.coords.shape == (8, 2)
-    assert P.load_map(bundle, "images", "UMAP", vectors) is None
+    assert P.load_map(opened.folder, "images", "UMAP", vectors) is None
 
 
 @pytest.mark.slow
