@@ -18,6 +18,7 @@ from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, W
 from webapp import display, loaders
 from webapp.display import RESEARCH_ONLY
 from webapp.page_state import link_params
+from webapp.version_notice import newer_version_notice
 
 PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
 # as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file
@@ -70,6 +71,7 @@ def main() -> None:
     st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
                        f"model {display.md_escape(engine.bundle.model_name)}")
     st.sidebar.caption(RESEARCH_ONLY)
+    newer_version_notice(bundle_dir, engine)
     current.run()
 
 

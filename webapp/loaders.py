@@ -52,6 +52,14 @@ def engine(bundle_dir: str, weights_dir: str | None = None, device: str = "auto"
     return Engine.open(bundle_dir, weights_dir=weights_dir, device=device)
 
 
+def reload_engine(bundle_dir: str) -> None:
+    """Forget the cached Engine of ``bundle_dir`` (and every cached value: they are keyed by folder, not version), so
+    the next call opens the bundle's current version. The old Engine's bundle is released when the last session
+    using it lets go (it is not closed here: another session may still be reading it)."""
+    engine.clear(bundle_dir, *engine_options())
+    st.cache_data.clear()
+
+
 def current_bundle_dir() -> str:
     """The bundle chosen in the sidebar (set by ``webapp/app.py`` before any page runs)."""
     return str(st.session_state["bundle_dir"])
