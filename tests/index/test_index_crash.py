@@ -123,7 +123,7 @@ def test_kill_9_during_merge_then_same_command(tmp_path: Path, corpus: tuple[Pat
     _exactly_once(out, clean)
 
 
-@pytest.mark.parametrize(("step", "n"), [("disk-full", 1), ("disk-full", 3), ("enospc", 2), ("enospc", 20)])
+@pytest.mark.parametrize(("step", "n"), [("disk-full", 1), ("disk-full", 5), ("enospc", 2), ("enospc", 22)])
 def test_full_disk_is_one_line_and_resumable(tmp_path: Path, corpus: tuple[Path, Path], step: str, n: int) -> None:
     csv, clean = corpus
     out = tmp_path / "b"
