@@ -62,7 +62,7 @@ def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
 
 def finalise_build(area: BuildArea, model: VLModel, grid: tuple[int, int], base: Bundle | None,
                    corpus_skips: list[dict[str, str]], settings: dict[str, Any], index_type: str,
-                   extra: Extra | None = None) -> Bundle:
+                   extra: Extra | None = None, patch_store: str = "fp16") -> Bundle:
     """Install the finished version, retire the build area and return the new version opened."""
     dim = model.spec.joint_dim
     parts = gather_parts(base, area.chunks, corpus_skips, grid, dim)
@@ -70,7 +70,7 @@ def finalise_build(area: BuildArea, model: VLModel, grid: tuple[int, int], base:
     finalise_parts(area.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
                    preprocessing=model.preprocessing.to_dict(), grid_shape=grid, dim=dim,
                    build=build_record(parts, settings), index_type=index_type, build_id=state.get("build_id"),
-                   extra=extra)
+                   extra=extra, patch_store=patch_store)
     if base is not None:
         base.close()
     area.retire()

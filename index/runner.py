@@ -64,6 +64,7 @@ class BuildConfig:
     command: str = ""
     priors: PriorOptions | None = None  # pair images with their prior study (index/priors.py, index/temporal.py)
     label_sep: str | None = None  # multi-label separator of metadata cells (None: detect ";" or "|")
+    patch_store: str | None = None  # fp16 or int8 (+ per-patch scale); None: the appended bundle's, else fp16
 
 
 @dataclass
@@ -304,8 +305,9 @@ class _Job:
             rate = indexed / (time.perf_counter() - t_embed) if indexed else None
         run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
                "append": base is not None}
+        patch_store = cfg.patch_store or (base.manifest.get("patch_store") if base is not None else None) or "fp16"
         bundle = finalise_build(self.area, model, grid, base, corpus_skips, {**settings, "last_run": run},
-                                cfg.index_type, self.extra(model))
+                                cfg.index_type, self.extra(model), patch_store)
         return bundle, indexed, rate
 
 

@@ -85,7 +85,8 @@ def merge_bundles(dirs: Sequence[Path], out: Path, allow_partial: bool = False, 
             build_id = area.write_state({"command": command, "merged_from": merged_from})
             finalise_parts(out, [b.as_part() for b in bundles], identity=first["model"], spec=first["spec"],
                            preprocessing=first["preprocessing"], grid_shape=first["grid_shape"], dim=first["dim"],
-                           build=build, index_type=index_type, build_id=build_id)
+                           build=build, index_type=index_type, build_id=build_id,
+                           patch_store=str(first.get("patch_store") or "fp16"))
             area.retire()
     finally:
         for b in bundles:

@@ -25,6 +25,7 @@ from retrieval import store
 from retrieval.preprocess import Preprocessing
 from retrieval.store import names, versions
 from retrieval.store.parts import Part, ThumbStore
+from retrieval.store.patch_store import Int8Patches
 
 __all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
 _WRITERS = ("FLAT_MAX", "build_index", "finalise_parts", "write_bundle")
@@ -272,8 +273,12 @@ class Bundle:
         with self._reading(name):
             return np.load(self.folder / name, mmap_mode="r")
 
-    def patches(self) -> np.ndarray:
-        """[N, h, w, D] float16 L2-normalised patch embeddings, memory-mapped."""
+    def patches(self) -> np.ndarray | Int8Patches:
+        """[N, h, w, D] L2-normalised patch embeddings: float16, memory-mapped; or, for a bundle built with
+        ``--patch-store int8``, a read-only float32 view that decodes the rows it is indexed with."""
+        if self.manifest.get("patch_store") == "int8":
+            with self._reading(names.PATCHES_INT8):
+                return Int8Patches(self.folder)
         with self._reading(names.PATCHES):
             return np.load(self.folder / names.PATCHES, mmap_mode="r")
 

@@ -24,6 +24,7 @@ from retrieval.bundle import FORMAT_NAME, FORMAT_VERSION, BundleError
 from retrieval.bundle_extras import finalise_extras
 from retrieval.store import names
 from retrieval.store.parts import Part
+from retrieval.store.patch_store import STORES
 
 __all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "write_bundle"]
 
@@ -77,9 +78,12 @@ def _gpu_available() -> bool:
 
 def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any], spec: dict[str, Any],
                 preprocessing: dict[str, Any], grid: tuple[int, int], dim: int, build: dict[str, Any],
-                index_type: str, use_gpu: bool | None, build_id: str | None) -> dict[str, Any]:
+                index_type: str, use_gpu: bool | None, build_id: str | None, patch_store: str = "fp16"
+                ) -> dict[str, Any]:
     """Write every data file of ``parts`` into ``staging``; returns the manifest (not yet written)."""
-    counts = store.write_parts(staging, parts, grid, dim)
+    if patch_store not in STORES:
+        raise BundleError(f"unknown patch store {patch_store!r}; use {' or '.join(STORES)}")
+    counts = store.write_parts(staging, parts, grid, dim, patch_store)
     indexes = {}
     for target, emb in (("images", names.IMAGE_EMB), ("reports", names.REPORT_EMB),
                         ("sentences", names.SENTENCE_EMB)):
@@ -92,8 +96,9 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
         "build_id": build_id, "model": identity, "spec": spec, "preprocessing": preprocessing, "dim": dim,
-        "grid_shape": list(grid), "metric": "inner_product", "normalised": True, "count": counts["items"],
-        "counts": counts, "indexes": indexes, "metadata_columns": meta_cols, "build": build, "skipped": skipped,
+        "grid_shape": list(grid), "patch_store": patch_store, "metric": "inner_product", "normalised": True,
+        "count": counts["items"], "counts": counts, "indexes": indexes, "metadata_columns": meta_cols,
+        "build": build, "skipped": skipped,
         "files": store.file_checksums(staging, store.data_files(staging)),
     }
     manifest.update(extras)
@@ -103,7 +108,7 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
 def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, identity: dict[str, Any],
                    spec: dict[str, Any], preprocessing: dict[str, Any], grid_shape: Sequence[int], dim: int = 128,
                    build: dict[str, Any] | None = None, index_type: str = "auto", use_gpu: bool | None = None,
-                   build_id: str | None = None, extra: Extra | None = None) -> int:
+                   build_id: str | None = None, extra: Extra | None = None, patch_store: str = "fp16") -> int:
     """Write ``parts`` as the next installed version of the bundle folder ``root``; returns its version number.
 
     Space for the whole version is reserved first (DiskSpaceError, one line, nothing changed); a full disk during
@@ -117,7 +122,7 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
     with store.disk_errors(root):
         manifest = stage_parts(staging, parts, identity=identity, spec=spec, preprocessing=preprocessing, grid=grid,
                                dim=dim, build=build or {}, index_type=index_type, use_gpu=use_gpu,
-                               build_id=build_id)
+                               build_id=build_id, patch_store=patch_store)
         if extra is not None:
             extra(staging, manifest)
         store.write_json(staging / names.MANIFEST, manifest)

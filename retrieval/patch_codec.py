@@ -3,8 +3,8 @@
 A bundle stores patch embeddings ``[N, h, w, D]`` as float16 (2 bytes per value). :func:`encode_int8` keeps each
 patch vector as ``round(127 * v / max|v|)`` int8 plus its float16 scale ``max|v| / 127``: ``D + 2`` bytes per patch
 instead of ``2 D`` (130 vs 256 bytes at D = 128, 49% smaller). Grounding maps from decoded patches stay within 0.01
-of the float16 maps (``benchmarks.growth`` measures the maximum difference on real-size embeddings). This module is
-the codec only; the bundle format does not use it yet (docs/bundle-format.md).
+of the float16 maps (``benchmarks.growth`` measures the maximum difference on real-size embeddings). A bundle built
+with ``--patch-store int8`` stores its patches this way (:mod:`retrieval.store.patch_store`, docs/bundle-format.md).
 """
 
 from __future__ import annotations

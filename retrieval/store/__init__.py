@@ -30,14 +30,14 @@ from retrieval.store.parts import (
     write_parts,
     write_skipped_csv,
 )
-from retrieval.store.space import disk_errors, estimate_bytes, reserve
+from retrieval.store.space import disk_errors, reserve
 from retrieval.store.versions import RETIRED, install, tidy
 
 OWN_ENTRIES = (CURRENT, CURRENT + ".tmp", VERSIONS, WRITER_LOCK, BUILD_AREA, RETIRED)
 
 __all__ = ["BASE_COLUMNS", "SKIPPED_FIELDS", "BuildArea", "ChunkStore", "DiskSpaceError", "Part", "StoreError",
            "ThumbStore", "WriterBusyError", "WriterLock", "current_version", "data_files", "disk_errors",
-           "estimate_bytes", "file_checksums", "has_bundle", "holder", "install", "is_legacy", "is_own_entry",
+           "file_checksums", "has_bundle", "holder", "install", "is_legacy", "is_own_entry",
            "normalise_metadata", "read_json", "read_manifest", "read_part", "reserve", "sum_stats", "tidy",
            "write_json", "write_parts", "write_skipped_csv"]
 

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from retrieval.store import space, versions
 from retrieval.store.names import BUILD_AREA, BUILD_STATE, CHUNKS, COVERED, STAGING, TEMPORAL_CHUNKS, TMP_PREFIX
-from retrieval.store.parts import Part, read_json, read_part, write_json, write_parts
+from retrieval.store.parts import Part, ThumbStore, read_json, read_part, write_json, write_parts
 
 
 def part_bytes(part: Part) -> int:
     """Bytes the data files of ``part`` take on disk, roughly (patches, vectors, thumbnails, tables)."""
-    thumbs = sum(len(t) for t in part.thumbnails) if len(part.thumbnails) < 100_000 else 30_000 * part.count
+    if isinstance(part.thumbnails, ThumbStore):  # stored: the index has the lengths (no file reads)
+        thumbs = int(np.asarray(part.thumbnails.offsets)[:, 1].sum()) if len(part.thumbnails) else 0
+    else:
+        thumbs = sum(len(t) for t in part.thumbnails)
     arrays = (part.patches, part.image_emb, part.report_emb, part.sentence_emb)
     return int(sum(int(a.size) * a.itemsize for a in arrays) + thumbs + 2_000 * part.count + 65_536)
 

@@ -24,7 +24,9 @@ from retrieval.store.names import (
     INDEX_FILES,
     METADATA,
     PART_STATS,
+    PATCH_SCALES,
     PATCHES,
+    PATCHES_INT8,
     PROJECTIONS,
     REPORT_EMB,
     REPORT_ROWS,
@@ -35,6 +37,7 @@ from retrieval.store.names import (
     THUMBS,
     THUMBS_INDEX,
 )
+from retrieval.store.patch_store import Int8Patches, is_int8, write_int8
 
 BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
 SKIPPED_FIELDS = ("id", "path", "reason", "detail")
@@ -78,7 +81,7 @@ class Part:
 
     metadata: pd.DataFrame
     image_emb: np.ndarray
-    patches: np.ndarray
+    patches: np.ndarray | Int8Patches
     thumbnails: Sequence[bytes]
     report_emb: np.ndarray
     report_rows: np.ndarray
@@ -130,8 +133,12 @@ def _concat(arrays: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros((0, width), dtype)
 
 
-def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int], dim: int) -> dict[str, int]:
-    """Concatenate ``parts`` into the data files of ``folder`` (patches and thumbnails streamed); returns counts."""
+def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int], dim: int,
+                patch_store: str = "fp16") -> dict[str, int]:
+    """Concatenate ``parts`` into the data files of ``folder`` (patches and thumbnails streamed); returns counts.
+
+    ``patch_store``: ``fp16`` (patches.npy) or ``int8`` (codes + per-patch scales, :mod:`retrieval.store.patch_store`).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [p.count for p in parts])
     n = int(offsets[-1])
@@ -141,7 +148,12 @@ def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int]
     rows = [np.asarray(p.report_rows, np.int64) + off for p, off in zip(parts, offsets, strict=False)]
     _save_npy(folder / REPORT_ROWS, np.concatenate(rows) if rows else np.zeros(0, np.int64))
     _save_npy(folder / SENTENCE_EMB, _concat([p.sentence_emb for p in parts], dim, np.float32))
-    _write_patches(folder / PATCHES, parts, (n, *grid_shape, dim))
+    if patch_store == "int8":
+        write_int8(folder, (_patch_block(p.patches, start, _BLOCK) for p in parts for start in range(0, p.count,
+                                                                                                   _BLOCK)),
+                   (n, *grid_shape, dim))
+    else:
+        _write_patches(folder / PATCHES, parts, (n, *grid_shape, dim))
     _write_thumbs(folder, parts)
     skipped = [s for p in parts for s in p.skipped]
     write_json(folder / SKIPPED_JSON, skipped)
@@ -196,7 +208,7 @@ def _write_patches(path: Path, parts: Sequence[Part], shape: tuple[int, ...]) ->
                 fh.write(np.ascontiguousarray(_patch_block(p.patches, start, _BLOCK), dtype=np.float16).tobytes())
 
 
-def _patch_block(patches: np.ndarray, start: int, size: int) -> np.ndarray:
+def _patch_block(patches: np.ndarray | Int8Patches, start: int, size: int) -> np.ndarray:
     """Rows ``start:start + size`` of ``[n, h, w, D]`` patches; a memory-mapped .npy is read with pread, unmapped."""
     row = int(np.prod(patches.shape[1:])) * patches.itemsize
     if isinstance(patches, np.memmap) and patches.filename and patches.flags.c_contiguous \
@@ -231,7 +243,7 @@ def read_part(folder: Path, mmap: bool = True) -> Part:
     return Part(
         metadata=meta,
         image_emb=np.load(folder / IMAGE_EMB),
-        patches=np.load(folder / PATCHES, mmap_mode="r" if mmap else None),
+        patches=Int8Patches(folder) if is_int8(folder) else np.load(folder / PATCHES, mmap_mode="r" if mmap else None),
         thumbnails=ThumbStore(folder / THUMBS, np.load(folder / THUMBS_INDEX)),
         report_emb=np.load(folder / REPORT_EMB),
         report_rows=np.load(folder / REPORT_ROWS),
@@ -272,7 +284,8 @@ def file_checksums(folder: Path, names: Sequence[str]) -> dict[str, dict[str, An
 
 def data_files(folder: Path) -> list[str]:
     """Every data file of a finished bundle in ``folder`` except the manifest."""
-    names = [METADATA, SENTENCES, IMAGE_EMB, REPORT_EMB, REPORT_ROWS, SENTENCE_EMB, PATCHES, THUMBS, THUMBS_INDEX,
+    patches = [PATCHES_INT8, PATCH_SCALES] if is_int8(folder) else [PATCHES]
+    names = [METADATA, SENTENCES, IMAGE_EMB, REPORT_EMB, REPORT_ROWS, SENTENCE_EMB, *patches, THUMBS, THUMBS_INDEX,
              SKIPPED_JSON, COVERED, SKIPPED_CSV, *INDEX_FILES.values()]
     optional = [n for n in (PART_STATS, PROJECTIONS) if (folder / n).exists()]
     return names + optional

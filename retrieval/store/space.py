@@ -56,11 +56,3 @@ def disk_errors(folder: Path) -> Iterator[None]:
             raise
         free = float(shutil.disk_usage(_existing(folder)).free)
         raise DiskSpaceError(full_disk_message(Path(folder), None, free)) from None
-
-
-def estimate_bytes(items: int, grid: tuple[int, int], dim: int, sentences_per_item: float = 8.0) -> int:
-    """Bytes an installed bundle of ``items`` takes (patches fp16, vectors fp32 twice: file + index, ~30 KB of
-    thumbnail and table per item)."""
-    patches = items * grid[0] * grid[1] * dim * 2
-    vectors = items * (2 + sentences_per_item) * dim * 4 * 2
-    return int(patches + vectors + items * 30_000)
