@@ -118,7 +118,7 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
     grid = (int(grid_shape[0]), int(grid_shape[1]))
     staging = store.BuildArea(root).new_staging()
     need = sum(store.build_area.part_bytes(p) for p in parts) * 2  # data files + indexes and projections
-    store.reserve(staging, need)
+    store.reserve(root, need)
     with store.disk_errors(root):
         manifest = stage_parts(staging, parts, identity=identity, spec=spec, preprocessing=preprocessing, grid=grid,
                                dim=dim, build=build or {}, index_type=index_type, use_gpu=use_gpu,

@@ -34,9 +34,10 @@ def part_bytes(part: Part) -> int:
 
 @dataclass
 class ChunkStore:
-    """The committed chunks of a build (``ROOT/_build/chunks``)."""
+    """The committed chunks of a build (``ROOT/_build/chunks``); ``root`` is the bundle folder named in messages."""
 
     folder: Path
+    root: Path
 
     def committed(self) -> list[Path]:
         """Committed chunk folders in commit order."""
@@ -66,9 +67,9 @@ class ChunkStore:
         tmp = self.folder / f"{TMP_PREFIX}{number:06d}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        space.reserve(self.folder, part_bytes(part))
+        space.reserve(self.root, part_bytes(part))
         try:
-            with space.disk_errors(self.folder):
+            with space.disk_errors(self.root):
                 write_parts(tmp, [part], grid, dim)
         except space.DiskSpaceError:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -99,7 +100,7 @@ class BuildArea:
 
     @property
     def chunks(self) -> ChunkStore:
-        return ChunkStore(self.folder / CHUNKS)
+        return ChunkStore(self.folder / CHUNKS, Path(self.root))
 
     @property
     def temporal_chunks(self) -> Path:

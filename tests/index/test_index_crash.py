@@ -131,7 +131,7 @@ def test_full_disk_is_one_line_and_resumable(tmp_path: Path, corpus: tuple[Path,
     run = killpoint(step, n, argv)
     assert run.returncode == 1, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"cxr-explorer: error: not enough disk space in {out}"), run.stderr[-2000:]
+    assert last.startswith(f"cxr-explorer: error: not enough disk space in {out}:"), run.stderr[-2000:]
     assert "rerun the same command" in last and "Traceback" not in run.stderr
     assert store.current_version(out) is None
     assert main(argv) == 0
