@@ -39,7 +39,7 @@ class EmbeddingSource:
         self._last: tuple[str, tuple[np.ndarray, np.ndarray, int, int]] | None = None
         self._paths: dict[str, int] = {}
         if engine is not None:
-            meta = engine.bundle.metadata
+            meta = engine.cases.metadata
             self._paths = {str(Path(p).resolve()): i for i, p in enumerate(meta["image_abspath"])}
         self.from_bundle = 0
         self.forwards = 0
@@ -50,7 +50,7 @@ class EmbeddingSource:
         from retrieval.bundle import BundleError
 
         try:
-            return int(self.engine.bundle.row_of(key))
+            return int(self.engine.cases.row_of(key))
         except BundleError:  # an unknown id: look the image up by path, else it is not in the bundle
             return self._paths.get(str(Path(image).resolve()))
 
@@ -59,9 +59,9 @@ class EmbeddingSource:
         row = self._row(key, image)
         if row is not None and self.engine is not None:
             self.from_bundle += 1
-            width, height = self.engine.original_size(row)
-            return (self.engine.stored_patches([row])[0], np.asarray(self.engine.image_vector(row), np.float32),
-                    width, height)
+            cases = self.engine.cases
+            width, height = cases.original_size(row)
+            return cases.stored_patches([row])[0], np.asarray(cases.image_vector(row), np.float32), width, height
         if self._last is not None and self._last[0] == str(image):
             return self._last[1]
         from retrieval.imageio import load_image

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from test_engine import REPORTS, SIZES, build_test_bundle, tiny_model
 
 import retrieval.engine
 from cxr_explorer.cli import main
+from tests.helpers.engine_bundle import REPORTS, SIZES, build_test_bundle
+from tests.helpers.synthetic import tiny_model
 
 
 @pytest.fixture(scope="module")
