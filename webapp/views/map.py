@@ -13,8 +13,7 @@ import streamlit as st
 from retrieval.models.text_model import TextInputError
 from retrieval.projection import StoredMap
 from retrieval.targets import ITEM_TARGETS
-from webapp import chrome, display, exports, loaders
-from webapp import page_state as P
+from webapp import chrome, display, exports, loaders, page_state
 
 MAX_CATEGORIES = 20
 MAX_THUMBS = 12
@@ -29,11 +28,11 @@ bundle_dir = loaders.current_bundle_dir()
 meta = engine.cases.metadata
 categorical = {f.column: len(f.values) for f in loaders.facets(bundle_dir) if f.values}
 default_colour = min(categorical, key=lambda c: (categorical[c] < 2, categorical[c])) if categorical else ""
-STATE = P.PageState("map", (
-    P.choice_field("m_target", "emb", ITEM_TARGETS, "images"),
-    P.choice_field("m_method", "proj", ("PCA", "UMAP"), "PCA"),
-    P.choice_field("m_colour", "colour", ["", *engine.cases.metadata_columns], default_colour),
-    P.float_field("m_dup_t", "dup", 0.95, 0.8, 1.0),
+STATE = page_state.PageState("map", (
+    page_state.choice_field("m_target", "emb", ITEM_TARGETS, "images"),
+    page_state.choice_field("m_method", "proj", ("PCA", "UMAP"), "PCA"),
+    page_state.choice_field("m_colour", "colour", ["", *engine.cases.metadata_columns], default_colour),
+    page_state.float_field("m_dup_t", "dup", 0.95, 0.8, 1.0),
 ))
 STATE.restore()
 

@@ -110,7 +110,8 @@ def run_query(kind: str, value: object, k: int, hide_duplicates: bool = True) ->
     if kind == "text":
         return engine.search_text(str(value), hide_duplicates=dup, **common)
     if kind == "image":
-        return engine.search_image(value, hide_duplicates=dup, **common)  # type: ignore[arg-type]
+        assert isinstance(value, bytes)  # query_controls gives an image query as the upload's bytes
+        return engine.search_image(value, hide_duplicates=dup, **common)
     return engine.search_id(str(value), hide_duplicates=dup, **common)
 
 
