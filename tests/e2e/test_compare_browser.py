@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS, own_pages, serve
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, own_pages, serve, settle
 from tests.helpers.synthetic import draw_image
 
 pytestmark = [

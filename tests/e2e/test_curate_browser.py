@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from retrieval.curate.review import read_decisions, review_dir
-from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS, free_port, own_pages, wait_healthy
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, free_port, own_pages, settle, wait_healthy
 from tests.helpers import curate_bundle
 
 pytestmark = [

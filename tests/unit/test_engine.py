@@ -25,13 +25,8 @@ from tests.helpers.synthetic import tiny_model
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_test_bundle(tmp_path_factory.mktemp("engine"), tiny_model())
-
-
-@pytest.fixture(scope="module")
-def engine(bundle_dir: Path) -> Engine:
-    return Engine.open(bundle_dir, model=tiny_model())
+def engine(engine_bundle: Path) -> Engine:
+    return Engine.open(engine_bundle, model=tiny_model())
 
 
 def test_text_search_ranks_and_scores_sorted(engine: Engine) -> None:
@@ -152,17 +147,17 @@ class CountingModel:
         return getattr(self._model, name)
 
 
-def test_upload_forward_is_cached(bundle_dir: Path) -> None:
+def test_upload_forward_is_cached(engine_bundle: Path) -> None:
     counting = CountingModel(tiny_model())
-    eng = Engine.open(bundle_dir, model=counting)  # type: ignore[arg-type]
-    data = (bundle_dir.parent / "images" / "case3.png").read_bytes()
+    eng = Engine.open(engine_bundle, model=counting)  # type: ignore[arg-type]
+    data = (engine_bundle.parent / "images" / "case3.png").read_bytes()
     g1 = eng.grounder.ground_image(data, "effusion")
     g2 = eng.grounder.ground_image(data, "edema")
     eng.grounder.zero_shot_image(data)
     eng.search_image(data, k=2)
     assert counting.forwards == 1 and g1.map.shape == (88, 88) and g2.text == "edema"
-    eng.grounder.ground_image(bundle_dir.parent / "images" / "case3.png", "edema")  # same content from a path
-    eng.grounder.ground_image(Image.open(bundle_dir.parent / "images" / "case4.png"), "edema")
+    eng.grounder.ground_image(engine_bundle.parent / "images" / "case3.png", "edema")  # same content from a path
+    eng.grounder.ground_image(Image.open(engine_bundle.parent / "images" / "case4.png"), "edema")
     assert counting.forwards == 2
     np.testing.assert_allclose(g1.map, eng.grounder.ground_case(3, "effusion").map, atol=2e-3)  # fp16 storage
 
@@ -211,16 +206,16 @@ def test_sentence_similarities_follow_the_case_sentences(engine: Engine) -> None
     assert engine.sentence_similarities(2, "effusion") == []  # row 2 has no report
 
 
-def test_model_mismatch_refused(bundle_dir: Path) -> None:
+def test_model_mismatch_refused(engine_bundle: Path) -> None:
     model = tiny_model()
     other = copy.copy(model)
     other.spec = type(model.spec)(**{**model.spec.__dict__, "name": "biovil"})
     with pytest.raises(BundleError, match="tiny-random"):
-        Engine.open(bundle_dir, model=other)
+        Engine.open(engine_bundle, model=other)
     cropped = copy.copy(model)
     cropped.preprocessing = Preprocessing(resize=512, crop=448)
     with pytest.raises(BundleError, match="preprocessing"):
-        Engine.open(bundle_dir, model=cropped)
+        Engine.open(engine_bundle, model=cropped)
 
 
 def test_concurrent_searches_agree(engine: Engine) -> None:

@@ -15,18 +15,13 @@ from retrieval.cases import CaseStore
 from retrieval.encoder import QueryEncoder
 from retrieval.grounder import Grounder
 from retrieval.imageio import ImageLoadError
-from tests.helpers.engine_bundle import SIZES, build_test_bundle
+from tests.helpers.engine_bundle import SIZES
 from tests.helpers.synthetic import tiny_model
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_test_bundle(tmp_path_factory.mktemp("grounder"), tiny_model())
-
-
-def test_grounds_an_image_with_the_encoder_alone(bundle_dir: Path) -> None:
+def test_grounds_an_image_with_the_encoder_alone(engine_bundle: Path) -> None:
     grounder = Grounder(QueryEncoder(tiny_model()))
-    path = bundle_dir.parent / "images" / "case5.png"
+    path = engine_bundle.parent / "images" / "case5.png"
     g = grounder.ground_image(path, "right pleural effusion")
     w, h = SIZES[5]
     assert g.map.shape == (h, w) and g.grid.shape == (15, 15) and -1.0 <= g.score <= 1.0
@@ -37,7 +32,7 @@ def test_grounds_an_image_with_the_encoder_alone(bundle_dir: Path) -> None:
     assert z.margin == pytest.approx(z.positive - z.negative)
 
 
-def test_case_methods_need_a_store(bundle_dir: Path) -> None:
+def test_case_methods_need_a_store(engine_bundle: Path) -> None:
     grounder = Grounder(QueryEncoder(tiny_model()))
     with pytest.raises(ValueError, match="no bundle"):
         grounder.ground_case(0, "effusion")
@@ -45,11 +40,11 @@ def test_case_methods_need_a_store(bundle_dir: Path) -> None:
         grounder.zero_shot_case(0)
 
 
-def test_case_grounding_from_stored_patches_matches_the_image_forward(bundle_dir: Path) -> None:
+def test_case_grounding_from_stored_patches_matches_the_image_forward(engine_bundle: Path) -> None:
     encoder = QueryEncoder(tiny_model())
-    grounder = Grounder(encoder, CaseStore(Bundle.open(bundle_dir)))
+    grounder = Grounder(encoder, CaseStore(Bundle.open(engine_bundle)))
     stored = grounder.ground_case(3, "cardiomegaly")
-    uploaded = grounder.ground_image(bundle_dir.parent / "images" / "case3.png", "cardiomegaly")
+    uploaded = grounder.ground_image(engine_bundle.parent / "images" / "case3.png", "cardiomegaly")
     np.testing.assert_allclose(stored.map, uploaded.map, atol=2e-3)  # fp16 storage
     grids = grounder.grid_heatmaps([3, 1], "cardiomegaly")
     np.testing.assert_allclose(grids[0], stored.grid, rtol=1e-5, atol=1e-6)
@@ -58,9 +53,9 @@ def test_case_grounding_from_stored_patches_matches_the_image_forward(bundle_dir
     assert report[1].score == pytest.approx(grounder.ground_case(3, "Mild pulmonary edema.").score)
 
 
-def test_zero_shot_case_uses_the_stored_vector(bundle_dir: Path) -> None:
+def test_zero_shot_case_uses_the_stored_vector(engine_bundle: Path) -> None:
     model = tiny_model()
-    store = CaseStore(Bundle.open(bundle_dir))
+    store = CaseStore(Bundle.open(engine_bundle))
     z = Grounder(QueryEncoder(model), store).zero_shot_case(2, ["effusion"], ["no effusion"])
     image = store.image_vector(2)
     pos = model.embed_texts(["effusion"], normalize=False)
@@ -69,7 +64,7 @@ def test_zero_shot_case_uses_the_stored_vector(bundle_dir: Path) -> None:
     assert (z.positive, z.negative) == pytest.approx((expected.positive, expected.negative))
 
 
-def test_a_path_string_is_an_image_never_an_id(bundle_dir: Path) -> None:
-    grounder = Grounder(QueryEncoder(tiny_model()), CaseStore(Bundle.open(bundle_dir)))
+def test_a_path_string_is_an_image_never_an_id(engine_bundle: Path) -> None:
+    grounder = Grounder(QueryEncoder(tiny_model()), CaseStore(Bundle.open(engine_bundle)))
     with pytest.raises(ImageLoadError, match="case0"):  # an id in the bundle, but no such file
         grounder.zero_shot_image("case0")
