@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from benchmarks.common import current_rss_mib, ms_stats
+from webapp.settings import BUNDLES_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SEARCH_MS, TARGET_GROUND_MS = 300.0, 150.0
@@ -99,7 +100,7 @@ def time_app(bundle: Path, n_queries: int) -> dict[str, Any]:
     """Median/p95 ms beyond the encoder for new searches and grounding updates, and the RSS afterwards."""
     from streamlit.testing.v1 import AppTest
 
-    os.environ["CXR_EXPLORER_BUNDLES"] = str(bundle)
+    os.environ[BUNDLES_ENV] = str(bundle)
     at = AppTest.from_file(str(REPO / "webapp" / "app.py"), default_timeout=300)
     at.run()  # loads the engine (cached for the process)
     search, ground = [], []

@@ -46,7 +46,7 @@ def time_himl(image_path: Path, n: int, interpolation: str) -> dict[str, Any] | 
 def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
                   interpolation: str = "bilinear") -> dict[str, Any]:
     """p50 times of both ways on one image and their ratio ``grounding_speedup`` (reference / ours)."""
-    from retrieval.engine_ground import LRU
+    from retrieval.encoder import LRU
     from retrieval.imageio import load_image
 
     pp = model.preprocessing

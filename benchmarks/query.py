@@ -74,7 +74,7 @@ def text_encode_times(model: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cached_query_times(model: Any, index: faiss.Index, n: int) -> np.ndarray:
     """Seconds of a repeated query: the engine's LRU text cache (a hit) + search, ``[n]``."""
-    from retrieval.engine_ground import LRU
+    from retrieval.encoder import LRU
 
     cache: LRU[str, np.ndarray] = LRU(512)
     phrase = QUERY_PHRASES[0]

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import faiss
 import numpy as np
@@ -26,14 +26,13 @@ from retrieval.preprocess import Preprocessing
 from retrieval.store import names, versions
 from retrieval.store.parts import Part, ThumbStore
 from retrieval.store.patch_store import Int8Patches
+from retrieval.targets import TARGETS, Target
 
 __all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
 _WRITERS = ("FLAT_MAX", "build_index", "finalise_parts", "write_bundle")
 
 FORMAT_VERSION = 2
 FORMAT_NAME = "cxr-explorer-bundle"
-TARGETS = ("images", "reports", "sentences")
-Target = Literal["images", "reports", "sentences"]
 
 
 class BundleError(Exception):

@@ -1,40 +1,44 @@
 """The query engine: search a bundle by text, image or case, ground phrases, score prompts, find duplicates.
 
-One :class:`Engine` is shared by the CLI and every app session: FAISS searches and model forwards run under locks,
-and the text / upload caches are thread-safe. Scores are cosine similarities in [-1, 1], never probabilities.
+An :class:`Engine` is composed of a :class:`retrieval.encoder.QueryEncoder` (the model, its lock and the query
+caches), a :class:`retrieval.cases.CaseStore` (the bundle's items by row) and a :class:`retrieval.grounder.Grounder`
+built from both (``engine.grounder``: grounding and zero-shot of cases and images). One Engine is shared by the CLI
+and every app session: FAISS searches and model forwards run under locks, and the caches are thread-safe. Scores
+are cosine similarities in [-1, 1], never probabilities.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Literal, cast
+from functools import cached_property, partial
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from retrieval import engine_search as S
+from retrieval import engine_search
 from retrieval.bundle import Bundle, BundleError
-from retrieval.engine_ground import LRU, Grounding, GroundingMixin, ImageInput, SentenceGrounding, UploadEncoding
+from retrieval.bundle_facts import BundleFacts, bundle_facts
+from retrieval.cases import Case, CaseStore
+from retrieval.encoder import ImageInput, QueryEncoder
+from retrieval.facets import Facet
+from retrieval.facets import facets as metadata_facets
 from retrieval.filters import FilterError, QueryError, WhereInput, normalize_where, where_mask
+from retrieval.grounder import Grounder, Grounding, SentenceGrounding
 from retrieval.grounding import NEGATIVE_PNEUMONIA_PROMPTS as NEGATIVE
 from retrieval.grounding import POSITIVE_PNEUMONIA_PROMPTS as POSITIVE
 from retrieval.grounding import ZeroShotScore
-from retrieval.imageio import load_image
-from retrieval.long_text import embed_windows, plan_text
 from retrieval.models import VLModel, load_model
 from retrieval.models.api import pick_device
 from retrieval.models.precision import query_precision
+from retrieval.projection import StoredMap, load_map
+from retrieval.targets import TARGETS, Target
+from retrieval.temporal_store import TemporalRecords
 
 __all__ = ["NEGATIVE", "POSITIVE", "Case", "Engine", "FilterError", "Grounding", "Hit", "QueryError",
-           "SentenceGrounding", "ZeroShotScore"]
-
-Target = Literal["images", "reports", "sentences"]
-TARGETS: tuple[str, ...] = ("images", "reports", "sentences")
+           "SentenceGrounding", "Target", "ZeroShotScore"]
 
 
 @dataclass(frozen=True)
@@ -52,35 +56,16 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Case:
-    """One bundle item: its image path (absolute, as recorded), report, sentences, metadata and original size."""
-
-    row: int
-    id: str
-    path: str
-    report: str
-    sentences: list[str]
-    metadata: dict[str, Any]
-    width: int
-    height: int
-
-
-class Engine(GroundingMixin):
+class Engine:
     """Search and grounding over one bundle with the model that built it."""
 
     def __init__(self, bundle: Bundle, model: VLModel) -> None:
         self.bundle = bundle
         self.model = model
-        self._model_lock = threading.RLock()
+        self.encoder = QueryEncoder(model)
+        self.cases = CaseStore(bundle)
+        self.grounder = Grounder(self.encoder, self.cases)
         self._index_lock = threading.Lock()
-        self._texts: LRU[str, np.ndarray] = LRU(512)
-        self._uploads: LRU[str, UploadEncoding] = LRU(4)
-        self._prompt_cache: LRU[tuple[str, ...], torch.Tensor] = LRU(16)
-        self._sizes: dict[int, tuple[int, int]] = {}
-        self._pos_rows: dict[str, np.ndarray] = {}
-        self._pos_ids: dict[str, np.ndarray] = {}
-        self._row_vectors: np.ndarray | None = None
 
     @classmethod
     def open(cls, bundle_dir: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None,
@@ -93,105 +78,78 @@ class Engine(GroundingMixin):
         check_model(bundle, model)
         return cls(bundle, model)
 
+    # ----- what the bundle is --------------------------------------------------------------------------------------
+
+    @cached_property
+    def facts(self) -> BundleFacts:
+        """The bundle's manifest facts (folder name, model record, counts, indexes, skipped items, stored maps)."""
+        return bundle_facts(self.bundle)
+
+    @cached_property
+    def temporal(self) -> TemporalRecords | None:
+        """The bundle's temporal section (priors, fused embeddings), or None when it was built without priors."""
+        return TemporalRecords.open(self.bundle.folder)
+
+    def facets(self) -> list[Facet]:
+        """Categorical metadata columns with value counts (multi-label cells split), numeric ones as ranges."""
+        return metadata_facets(self.cases.metadata, self.cases.metadata_columns, self.cases.label_separators)
+
+    def stored_map(self, target: Target, method: str) -> StoredMap | None:
+        """The 2-D map of ``target``'s vectors by ``method`` stored by the offline job, or None when there is none."""
+        vectors = np.asarray(self.bundle.vectors(target), dtype=np.float32)
+        return load_map(self.bundle.folder, target, method, vectors)
+
     # ----- embeddings and rows -------------------------------------------------------------------------------------
 
     def text_embedding(self, text: str) -> np.ndarray:
-        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached, read-only); a text over the encoder's limit
-        is embedded as sentence windows (:mod:`retrieval.long_text`)."""
-
-        def compute() -> np.ndarray:
-            tok = self.model.tokenizer
-            plan = plan_text(text, tok.count_tokens, tok.max_length) if text.strip() else None
-            with self._model_lock:
-                if plan is None or len(plan.windows) == 1:
-                    emb = self.model.embed_texts([text])[0].numpy().astype(np.float32)
-                else:  # longer than the encoder takes: sentence windows, as the offline job embeds long reports
-                    emb = embed_windows(plan.windows, lambda ws: self.model.embed_texts(ws).numpy())
-            emb.setflags(write=False)
-            return emb
-
-        return self._texts.get_or_compute(text, compute)
+        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached, read-only)."""
+        return self.encoder.text_embedding(text)
 
     def image_embedding(self, image: ImageInput) -> np.ndarray:
-        """L2-normalised global [D] embedding of an uploaded image (one cached forward)."""
-        return self.encode_upload(image).global_emb
-
-    def check_row(self, row: int) -> int:
-        """``row`` as an int, or a QueryError when it is outside the bundle."""
-        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= int(row) < self.bundle.count:
-            raise QueryError(f"row {row!r} is outside the bundle (0..{self.bundle.count - 1})")
-        return int(row)
+        """L2-normalised global [D] embedding of an image (bytes, path or PIL; one cached forward)."""
+        return self.encoder.image_embedding(image)
 
     def row_of(self, row_or_id: int | str) -> int:
         """An item row from a row number or an item id (unknown ids raise BundleError naming the id)."""
-        return self.bundle.row_of(row_or_id) if isinstance(row_or_id, str) else self.check_row(row_or_id)
-
-    def row_vectors(self) -> np.ndarray:
-        """Image vectors [N, D] indexed by item row (a view when FAISS positions already are rows)."""
-        if self._row_vectors is None:
-            vecs, ids = self.bundle.vectors("images"), self.bundle.ids("images")
-            if np.array_equal(ids, np.arange(len(ids))):
-                self._row_vectors = vecs
-            else:
-                out = np.zeros((self.bundle.count, vecs.shape[1]), dtype=np.float32)
-                out[ids] = vecs
-                self._row_vectors = out
-        return self._row_vectors
-
-    def image_vector(self, row: int) -> np.ndarray:
-        """Stored global image embedding [D] float32 of item ``row``."""
-        return np.array(self.row_vectors()[self.check_row(row)], dtype=np.float32)
+        return self.cases.row_of(row_or_id) if isinstance(row_or_id, str) else self.cases.check_row(row_or_id)
 
     # ----- search --------------------------------------------------------------------------------------------------
 
     def search_text(self, text: str, k: int = 10, target: Target = "images", where: WhereInput | None = None,
                     hide_duplicates: float | None = None) -> list[Hit]:
         """Items (or sentences) most similar to a text query, best first."""
-        return self._search(self.text_embedding(text), k, target, where, hide_duplicates)
+        return self.search_embedding(self.text_embedding(text), k, target, where, hide_duplicates)
 
     def search_image(self, image: ImageInput, k: int = 10, target: Target = "images", where: WhereInput | None = None,
                      hide_duplicates: float | None = None) -> list[Hit]:
         """Items (or sentences) most similar to an uploaded image (bytes, path or PIL), best first."""
-        return self._search(self.image_embedding(image), k, target, where, hide_duplicates)
+        return self.search_embedding(self.image_embedding(image), k, target, where, hide_duplicates)
 
     def search_id(self, id: int | str, k: int = 10, target: Target = "images", where: WhereInput | None = None,
                   hide_duplicates: float | None = None) -> list[Hit]:
-        """Items most similar to a bundle case (its stored image vector); the case itself is excluded.
+        """Items most similar to a bundle case (row or id; its stored image vector); the case itself is excluded.
 
         With ``hide_duplicates`` near-copies of the case itself are hidden too.
         """
         row = self.row_of(id)
-        return self._search(self.image_vector(row), k, target, where, hide_duplicates, exclude_row=row)
+        return self.search_embedding(self.cases.image_vector(row), k, target, where, hide_duplicates,
+                                     exclude_row=row)
 
-    def _ids(self, target: str) -> np.ndarray:
-        """FAISS position -> item row (images, reports) or sentence id (sentences), [M] int64 (cached)."""
-        if target not in self._pos_ids:
-            self._pos_ids[target] = np.asarray(self.bundle.ids(target), dtype=np.int64)  # type: ignore[arg-type]
-        return self._pos_ids[target]
-
-    def _positions_to_rows(self, target: str) -> np.ndarray:
-        """Item row [M] of each FAISS position of ``target`` (cached)."""
-        if target not in self._pos_rows:
-            ids = self._ids(target)
-            if target == "sentences":
-                ids = self.bundle.sentences["row"].to_numpy(dtype=np.int64)[ids]
-            self._pos_rows[target] = ids
-        return self._pos_rows[target]
-
-    def _search(self, query: np.ndarray, k: int, target: str, where: WhereInput | None, hide_duplicates: float | None,
-                exclude_row: int | None = None) -> list[Hit]:
-        """Filtered search, growing the candidate pool until ``k`` hits survive exclusion and duplicate hiding."""
-        k = S.check_k(k)
+    def search_embedding(self, query: np.ndarray, k: int = 10, target: Target = "images",
+                         where: WhereInput | None = None, hide_duplicates: float | None = None,
+                         exclude_row: int | None = None) -> list[Hit]:
+        """Filtered search by an L2-normalised [D] query vector, growing the candidate pool until ``k`` hits survive
+        the exclusion of ``exclude_row`` and duplicate hiding."""
+        k = engine_search.check_k(k)
         if target not in TARGETS:
             raise QueryError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-        S.check_threshold(hide_duplicates, target)
+        engine_search.check_threshold(hide_duplicates, target)
         allowed = self._allowed(target, where)
-        tgt = cast(Target, target)
-        index, vectors = self.bundle.index(tgt), partial(self.bundle.vectors, tgt)
-        rows_of = self._positions_to_rows(target)
+        index, vectors = self.bundle.index(target), partial(self.bundle.vectors, target)
+        rows_of = self.cases.position_rows(target)
         want = k + (1 if exclude_row is not None else 0)
         while True:
-            cands = S.filtered_search(index, vectors, allowed, query, want, self._index_lock)
+            cands = engine_search.filtered_search(index, vectors, allowed, query, want, self._index_lock)
             keep = self._postprocess(cands, rows_of, exclude_row, hide_duplicates)
             if len(keep) >= k or cands.exhausted:
                 break
@@ -200,15 +158,20 @@ class Engine(GroundingMixin):
         return [self._hit(rank + 1, float(cands.scores[i]), int(cands.positions[i]), target)
                 for rank, i in enumerate(keep)]
 
-    def _allowed(self, target: str, where: WhereInput | None) -> np.ndarray | None:
+    def count_matching(self, target: Target, where: WhereInput | None) -> int:
+        """How many vectors of ``target`` pass ``where`` (all of them without a filter)."""
+        allowed = self._allowed(target, where)
+        return int(len(self.cases.position_rows(target)) if allowed is None else allowed.sum())
+
+    def _allowed(self, target: Target, where: WhereInput | None) -> np.ndarray | None:
         """Bool mask [M] over FAISS positions that pass ``where`` (None when there is no filter)."""
-        clauses = normalize_where(where, list(self.bundle.metadata_columns))
+        clauses = normalize_where(where, self.cases.metadata_columns)
         if not clauses:
             return None
-        item_mask = where_mask(self.bundle.metadata, clauses, self.bundle.label_separators)
-        return item_mask[self._positions_to_rows(target)]
+        item_mask = where_mask(self.cases.metadata, clauses, self.cases.label_separators)
+        return item_mask[self.cases.position_rows(target)]
 
-    def _postprocess(self, cands: S.Candidates, rows_of: np.ndarray, exclude_row: int | None,
+    def _postprocess(self, cands: engine_search.Candidates, rows_of: np.ndarray, exclude_row: int | None,
                      hide_duplicates: float | None) -> np.ndarray:
         """Indices into ``cands`` that survive the self-exclusion and duplicate hiding, best first."""
         rows = rows_of[cands.positions]
@@ -217,50 +180,47 @@ class Engine(GroundingMixin):
             idx = idx[rows != exclude_row]
         if hide_duplicates is not None:
             seed = (exclude_row,) if exclude_row is not None else ()
-            idx = idx[S.drop_near_duplicates(rows[idx], self.row_vectors(), hide_duplicates, seed)]
+            keep = engine_search.drop_near_duplicates(rows[idx], self.cases.row_vectors(), hide_duplicates, seed)
+            idx = idx[keep]
         return idx
 
-    def _hit(self, rank: int, score: float, position: int, target: str) -> Hit:
+    def _hit(self, rank: int, score: float, position: int, target: Target) -> Hit:
         """Build a Hit for a FAISS position of ``target``."""
-        rows_of = self._positions_to_rows(target)
-        row = int(rows_of[position])
-        meta = self.bundle.metadata.iloc[row]
+        row = int(self.cases.position_rows(target)[position])
+        meta = self.cases.metadata.iloc[row]
         report = str(meta.get("report") or "")
         if target == "sentences":
-            matched = str(self.bundle.sentences["text"].iloc[int(self._ids(target)[position])])
+            matched = self.cases.sentence_text(int(self.cases.position_ids(target)[position]))
         else:
             matched = report if target == "reports" else ""
         return Hit(rank=rank, score=float(np.clip(score, -1.0, 1.0)), row=row, id=str(meta["id"]),
-                   path=str(self.bundle.image_path(row)), report=report, matched_text=matched, target=target,
-                   metadata=self.metadata_of(row))
+                   path=str(self.cases.image_path(row)), report=report, matched_text=matched, target=target,
+                   metadata=self.cases.metadata_of(row))
+
+    def sentence_similarities(self, row: int, text: str) -> list[float]:
+        """Cosine of ``text`` with each stored sentence of item ``row``, aligned with ``case(row).sentences`` (-1 where
+        a sentence has no stored vector)."""
+        positions = np.flatnonzero(self.cases.position_rows("sentences") == self.cases.check_row(row))
+        if not len(positions):
+            return []
+        vecs = np.asarray(self.bundle.vectors("sentences"))[positions]
+        texts = [self.cases.sentence_text(int(i)) for i in self.cases.position_ids("sentences")[positions]]
+        by_text = dict(zip(texts, (vecs @ self.text_embedding(text)).tolist(), strict=True))
+        return [float(by_text.get(s, -1.0)) for s in self.case(row).sentences]
 
     # ----- cases ---------------------------------------------------------------------------------------------------
 
-    def metadata_of(self, row: int) -> dict[str, Any]:
-        """The user metadata columns of item ``row`` as JSON-friendly values."""
-        meta = self.bundle.metadata.iloc[self.check_row(row)]
-        return {str(c): S.json_value(meta[c]) for c in self.bundle.metadata_columns}
-
     def case(self, row_or_id: int | str) -> Case:
         """One bundle item by row number or id."""
-        row = self.row_of(row_or_id)
-        meta = self.bundle.metadata.iloc[row]
-        sentences = meta.get("sentences")
-        sentences = [] if sentences is None or isinstance(sentences, float) else [str(s) for s in sentences]
-        width, height = self.original_size(row)
-        return Case(row=row, id=str(meta["id"]), path=str(self.bundle.image_path(row)),
-                    report=str(meta.get("report") or ""), sentences=sentences, metadata=self.metadata_of(row),
-                    width=width, height=height)
+        return self.cases.case(self.row_of(row_or_id))
 
     def thumbnail(self, row: int) -> Image.Image:
         """The stored thumbnail of item ``row`` (longest side <= 256) as a PIL image."""
-        img = Image.open(io.BytesIO(self.bundle.thumbnail(self.check_row(row))))
-        img.load()
-        return img
+        return self.cases.thumbnail(row)
 
     def full_image(self, row: int) -> Image.Image:
         """The original image of item ``row``, decoded (grayscale "L") from the path recorded in the bundle."""
-        return load_image(self.bundle.image_path(self.check_row(row))).image
+        return self.cases.full_image(row)
 
     def duplicates(self, threshold: float = 0.95, max_pairs: int = 100_000, neighbours: int = 10) -> list[list[int]]:
         """Groups of item rows whose image vectors are near-duplicates (cosine >= threshold), largest first.
@@ -268,12 +228,12 @@ class Engine(GroundingMixin):
         Built from a kNN self-search of ``neighbours`` per item (pairs capped at ``max_pairs``) and connected
         components, so chains of near-duplicates form one group.
         """
-        S.check_threshold(threshold, "images")
+        engine_search.check_threshold(threshold, "images")
         index = self.bundle.index("images")
-        rows = self._positions_to_rows("images")
-        pairs = S.near_duplicate_pairs(index, self.bundle.vectors("images"), rows, float(threshold), neighbours,
-                                       max_pairs, self._index_lock)
-        return S.connected_groups(self.bundle.count, pairs)
+        rows = self.cases.position_rows("images")
+        pairs = engine_search.near_duplicate_pairs(index, self.bundle.vectors("images"), rows, float(threshold),
+                                                   neighbours, max_pairs, self._index_lock)
+        return engine_search.connected_groups(self.cases.count, pairs)
 
 
 def check_model(bundle: Bundle, model: VLModel) -> None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
+from retrieval.encoder import ImageInput, image_bytes
 from retrieval.engine import Engine, Hit, Target
-from retrieval.engine_ground import ImageInput, image_bytes
 from retrieval.filters import QueryError, WhereInput
 from retrieval.imageio import load_image
 from retrieval.interval import FINDINGS, IntervalChange, encode_pair, has_temporal_path, interval_change
@@ -37,12 +38,8 @@ class Comparison:
 
 
 def temporal_records(engine: Engine) -> TemporalRecords | None:
-    """The bundle's temporal section (cached on the engine), or None when it was built without priors."""
-    cached: TemporalRecords | None = getattr(engine, "_temporal_records", None)
-    if cached is None:
-        cached = TemporalRecords.open(engine.bundle.folder)
-        engine._temporal_records = cached  # type: ignore[attr-defined]
-    return cached
+    """The bundle's temporal section (read once per engine), or None when it was built without priors."""
+    return engine.temporal
 
 
 def _check_model(engine: Engine) -> None:
@@ -51,20 +48,20 @@ def _check_model(engine: Engine) -> None:
                          "needs a BioViL-T bundle (build with --model biovil-t)")
 
 
-def _pil(image: ImageInput):  # type: ignore[no-untyped-def]
+def _pil(image: ImageInput) -> Image.Image:
     data, label = image_bytes(image)
     return load_image(data, name=label).image
 
 
 def _encode(engine: Engine, current: ImageInput, prior: ImageInput | None) -> np.ndarray:
     cur, prev = _pil(current), (_pil(prior) if prior is not None else None)
-    with engine._model_lock:
+    with engine.encoder.lock:
         out = encode_pair(engine.model, cur, prev)
     return out.global_emb[0].numpy().astype(np.float32)
 
 
 def _changes(engine: Engine, emb: np.ndarray, findings: tuple[str, ...]) -> list[IntervalChange]:
-    with engine._model_lock:
+    with engine.encoder.lock:
         return interval_change(engine.model, torch.from_numpy(np.array(emb, np.float32)), findings)
 
 
@@ -91,8 +88,8 @@ def compare_case(engine: Engine, item_id: str, findings: tuple[str, ...] = FINDI
     stored = records.embedding(item_id)
     if stored is not None:
         return Comparison(item_id, prior, stored, _changes(engine, stored, findings), "stored")
-    cur_path = engine.bundle.image_path(engine.row_of(item_id))
-    prior_path = engine.bundle.image_path(engine.row_of(prior))
+    cur_path = engine.cases.image_path(engine.row_of(item_id))
+    prior_path = engine.cases.image_path(engine.row_of(prior))
     emb = _encode(engine, cur_path, prior_path)
     return Comparison(item_id, prior, emb, _changes(engine, emb, findings), "computed")
 
@@ -102,14 +99,14 @@ def search_pair(engine: Engine, current: ImageInput, prior: ImageInput | None, k
                 hide_duplicates: float | None = None) -> list[Hit]:
     """Rank the bundle by the fused (current + prior) global embedding, best first."""
     _check_model(engine)
-    return engine._search(_encode(engine, current, prior), k, target, where, hide_duplicates)
+    return engine.search_embedding(_encode(engine, current, prior), k, target, where, hide_duplicates)
 
 
 def search_case_with_prior(engine: Engine, item_id: str, k: int = 10, target: Target = "images",
                            where: WhereInput | None = None, hide_duplicates: float | None = None) -> list[Hit]:
     """Rank the bundle by a case's fused embedding (its stored prior); the case itself is excluded."""
     comparison = compare_case(engine, item_id)
-    return engine._search(comparison.global_emb, k, target, where, hide_duplicates,
+    return engine.search_embedding(comparison.global_emb, k, target, where, hide_duplicates,
                           exclude_row=engine.row_of(item_id))
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from retrieval.store import names
+from retrieval.targets import Target
 
 log = logging.getLogger(__name__)
 
 PROJECTIONS = names.PROJECTIONS
-TARGETS = ("images", "reports")
 METHODS = ("PCA", "UMAP")
 MIN_UMAP = 100  # fewer vectors: PCA only (UMAP needs neighbours, and its compile is not worth it)
 NEIGHBOURS = 8
@@ -82,7 +82,7 @@ def write_projections(folder: Path) -> dict[str, Any]:
 class StoredMap:
     """Stored coordinates [M, 2] of a target's vectors (FAISS positions) for one method."""
 
-    target: str
+    target: Target
     method: str
     coords: np.ndarray
     vectors: np.ndarray
@@ -101,7 +101,7 @@ class StoredMap:
         return np.asarray((self.coords[top] * w[:, None]).sum(axis=0) / w.sum(), dtype=np.float32)
 
 
-def load_map(root: Path, target: str, method: str, vectors: np.ndarray) -> StoredMap | None:
+def load_map(root: Path, target: Target, method: str, vectors: np.ndarray) -> StoredMap | None:
     """The stored map of ``target`` by ``method`` in a bundle folder, or None when the bundle has none."""
     path = Path(root) / PROJECTIONS
     if not path.exists():

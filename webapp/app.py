@@ -68,8 +68,8 @@ def main() -> None:
     current = st.navigation(pages, position="hidden")
     nav_links(pages)
     st.sidebar.divider()
-    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.bundle.count} cases · "
-                       f"model {display.md_escape(engine.bundle.model_name)}")
+    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.cases.count} cases · "
+                       f"model {display.md_escape(engine.facts.model_name)}")
     st.sidebar.caption(RESEARCH_ONLY)
     newer_version_notice(bundle_dir, engine)
     current.run()

@@ -40,6 +40,6 @@ def model_banner(identity: dict, manifest_model: dict) -> None:
 def page_header(engine: Engine, title: str, note: str = "") -> None:
     """Banner, title and the research-use caption (plus an optional page note)."""
     bundle_selector()
-    model_banner(engine.model.identity.to_dict(), engine.bundle.manifest.get("model", {}))
+    model_banner(engine.model.identity.to_dict(), engine.facts.model)
     st.title(title)
     st.caption(f"{RESEARCH_ONLY} {note}".strip())

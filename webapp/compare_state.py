@@ -57,7 +57,7 @@ def cases_with_prior(bundle_dir: str) -> list[str]:
     records = temporal_records(eng)
     if records is None:
         return []
-    return [i for i in eng.bundle.metadata["id"].astype(str) if records.prior_of(i) is not None]
+    return [i for i in eng.cases.ids if records.prior_of(i) is not None]
 
 
 def supports_interval(bundle_dir: str) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from retrieval import grounding as G
+from retrieval import grounding
 
 ISOLINE_LEVELS = (0.25, 0.5, 0.75)
 LAYER_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -47,7 +47,8 @@ def grid_to_display(grid: np.ndarray, width: int, height: int, resize: int, crop
     A scaled copy of the original has the same crop geometry (in proportion), so the reference's
     :func:`retrieval.grounding.to_image_size` applied at display size places the map where the model looked.
     """
-    return G.to_image_size(np.asarray(grid, dtype=np.float32), int(width), int(height), resize, crop, "bilinear")
+    return grounding.to_image_size(np.asarray(grid, dtype=np.float32), int(width), int(height), resize, crop,
+                                   "bilinear")
 
 
 def isoline_mask(map_hw: np.ndarray, vmin: float, vmax: float, levels: Sequence[float] = ISOLINE_LEVELS
@@ -67,7 +68,7 @@ def isoline_mask(map_hw: np.ndarray, vmin: float, vmax: float, levels: Sequence[
 def compose(base: Image.Image, map_hw: np.ndarray, vmin: float, vmax: float, cmap: str = "RdBu_r",
             alpha: float = 0.5, isolines: bool = False) -> Image.Image:
     """``base`` (any mode) with the coloured map alpha-composited on top; optional isolines in black/white."""
-    rgba = G.overlay_rgba(map_hw, vmin, vmax, cmap, alpha)
+    rgba = grounding.overlay_rgba(map_hw, vmin, vmax, cmap, alpha)
     if isolines:
         edge = isoline_mask(map_hw, vmin, vmax)
         rgba[edge] = (255, 255, 255, 255)
@@ -181,7 +182,7 @@ def colour_bar(cmap: str, vmin: float, vmax: float, width: int = 480, height: in
     from PIL import ImageDraw
 
     ramp = np.tile(np.linspace(vmin, vmax, width, dtype=np.float32), (14, 1))
-    bar = Image.fromarray(G.overlay_rgba(ramp, vmin, vmax, cmap, 1.0)[..., :3], "RGB")
+    bar = Image.fromarray(grounding.overlay_rgba(ramp, vmin, vmax, cmap, 1.0)[..., :3], "RGB")
     out = Image.new("RGB", (width, height), "white")
     out.paste(bar, (0, 0))
     draw = ImageDraw.Draw(out)

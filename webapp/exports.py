@@ -18,7 +18,7 @@ MAX_NAME = 60
 
 def context(engine: Engine, search: dict[str, Any]) -> dict[str, Any]:
     """The export's header: the search (plain values), bundle folder name, model and UTC date."""
-    return {**search, "bundle": engine.bundle.root.name, "model": engine.bundle.model_name,
+    return {**search, "bundle": engine.facts.name, "model": engine.facts.model_name,
             "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
 
 

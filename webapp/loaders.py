@@ -1,5 +1,5 @@
 """Cached loaders shared by every page: one Engine per bundle (``st.cache_resource``), bounded ``st.cache_data`` for
-overlays, display images, filter options and duplicate groups, and the fitted 2-D maps.
+overlays, display images, filter options and duplicate groups, and the stored 2-D maps.
 
 Widgets are never read in here; every cached function is keyed by the bundle folder (a string from the server's
 configuration, never from the URL or a form) plus plain query values.
@@ -7,43 +7,25 @@ configuration, never from the URL or a form) plus plain query values.
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from retrieval import facets as F
-from retrieval import grounding as G
+from retrieval import grounding
 from retrieval.engine import Engine
 from retrieval.facets import Facet
-from retrieval.filters import cell_text, normalize_where, where_mask
-from retrieval.projection import StoredMap, load_map
+from retrieval.filters import cell_text
+from retrieval.grounding import ZeroShotScore
+from retrieval.projection import StoredMap
+from retrieval.targets import Target
 from webapp import display
+from webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
+from webapp.settings import engine_options
+from webapp.settings import max_upload_bytes as max_upload_bytes
 
-BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
-WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
-DEVICE_ENV = "CXR_EXPLORER_DEVICE"
-MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
-DEFAULT_MAX_UPLOAD_MB = 50
 THUMB_SIDE = 256
-
-
-def bundle_dirs() -> list[str]:
-    """Bundle folders the server was started with: ``$CXR_EXPLORER_BUNDLES`` (os.pathsep-joined) + script args."""
-    dirs = [d for d in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if d.strip()]
-    dirs += [a for a in sys.argv[1:] if not a.startswith("-")]
-    return list(dict.fromkeys(str(Path(d).absolute()) for d in dirs))
-
-
-def max_upload_bytes() -> int:
-    """The upload limit the server was started with (``--server.maxUploadSize``, in MB)."""
-    try:
-        return int(float(os.environ.get(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024)
-    except ValueError:
-        return DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the bundle and its model…")
@@ -65,11 +47,6 @@ def current_bundle_dir() -> str:
     return str(st.session_state["bundle_dir"])
 
 
-def engine_options() -> tuple[str | None, str]:
-    """(weights_dir, device) the server was started with."""
-    return os.environ.get(WEIGHTS_ENV) or None, os.environ.get(DEVICE_ENV, "auto")
-
-
 def current_engine() -> Engine:
     """The Engine of the current bundle."""
     return _engine_of(current_bundle_dir())
@@ -83,8 +60,7 @@ def _engine_of(bundle_dir: str) -> Engine:
 def facets(bundle_dir: str) -> list[Facet]:
     """The bundle's facets: categorical columns with value counts (multi-label cells split on the bundle's
     separators), numeric columns as ranges; ids, urls, pixel sizes and free text left out."""
-    bundle = _engine_of(bundle_dir).bundle
-    return F.facets(bundle.metadata, bundle.metadata_columns, bundle.label_separators)
+    return _engine_of(bundle_dir).facets()
 
 
 def filter_options(bundle_dir: str) -> dict[str, list[str]]:
@@ -97,7 +73,7 @@ def where_with_ranges(bundle_dir: str, where: dict[str, list[str]], ranges: dict
     """``where`` plus each numeric range as the column's distinct values inside it (the engine's equality filters);
     a range that holds no value gives an empty list."""
     out = dict(where)
-    meta = _engine_of(bundle_dir).bundle.metadata
+    meta = _engine_of(bundle_dir).cases.metadata
     for col, (lo, hi) in ranges.items():
         nums = pd.to_numeric(meta[col], errors="coerce")
         inside = meta[col][(nums >= lo) & (nums <= hi)]
@@ -108,16 +84,9 @@ def where_with_ranges(bundle_dir: str, where: dict[str, list[str]], ranges: dict
 @st.cache_data(max_entries=64, show_spinner=False)
 def total_matching(bundle_dir: str, target: str, where: dict[str, list[str]]) -> int:
     """How many vectors of ``target`` pass ``where`` (the total behind the shown page)."""
-    bundle = _engine_of(bundle_dir).bundle
-    rows = np.asarray(bundle.ids(target), dtype=np.int64)  # type: ignore[arg-type]
-    if target == "sentences":
-        rows = bundle.sentences["row"].to_numpy(dtype=np.int64)[rows]
-    if not where:
-        return int(len(rows))
     if any(not v for v in where.values()):
         return 0
-    mask = where_mask(bundle.metadata, normalize_where(where, bundle.metadata_columns), bundle.label_separators)
-    return int(mask[rows].sum())
+    return _engine_of(bundle_dir).count_matching(cast(Target, target), where or None)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -129,10 +98,10 @@ def grounded_thumbnails(bundle_dir: str, rows: tuple[int, ...], text: str, cmap:
     range is shared (symmetric around 0, the largest |value|) so thumbnails compare. Returns (PNGs, vmin, vmax).
     """
     eng = _engine_of(bundle_dir)
-    grids = eng.grid_heatmaps(list(rows), text)
+    grids = eng.grounder.grid_heatmaps(list(rows), text)
     vmax = float(np.max(np.abs(grids))) if grids.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
-    pp = eng.bundle.preprocessing
+    pp = eng.grounder.preprocessing
     out = []
     for row, grid in zip(rows, grids, strict=True):
         thumb = eng.thumbnail(row)
@@ -157,17 +126,7 @@ def display_image(bundle_dir: str, row: int, max_side: int = 640) -> tuple[bytes
 def sentence_scores(bundle_dir: str, row: int, query: str) -> list[float]:
     """Cosine of the query with each stored sentence of case ``row``, aligned with ``Case.sentences`` (-1 where a
     sentence has no stored vector)."""
-    eng = _engine_of(bundle_dir)
-    bundle = eng.bundle
-    ids = np.asarray(bundle.ids("sentences"), dtype=np.int64)
-    table = bundle.sentences
-    pos = np.flatnonzero(table["row"].to_numpy(dtype=np.int64)[ids] == int(row))
-    if not len(pos):
-        return []
-    q = eng.text_embedding(query)
-    vecs = np.asarray(bundle.vectors("sentences"))[pos]
-    by_text = dict(zip(table["text"].to_numpy()[ids[pos]], (vecs @ q).tolist(), strict=True))
-    return [float(by_text.get(s, -1.0)) for s in eng.case(int(row)).sentences]
+    return _engine_of(bundle_dir).sentence_similarities(int(row), query)
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding near-duplicates…")
@@ -180,9 +139,7 @@ def duplicate_groups(bundle_dir: str, threshold: float) -> list[list[int]]:
 def embedding_map(bundle_dir: str, target: str, method: str) -> StoredMap | None:
     """The 2-D map of the bundle's image or report vectors stored by the offline job (``projections.npz``), read
     once per (bundle, target, method); None when the bundle has none for this method (the app computes nothing)."""
-    eng = _engine_of(bundle_dir)
-    vectors = np.asarray(eng.bundle.vectors(target), dtype=np.float32)  # type: ignore[arg-type]
-    return load_map(eng.bundle.folder, target, method, vectors)
+    return _engine_of(bundle_dir).stored_map(cast(Target, target), method)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -193,7 +150,7 @@ def colour_bar(cmap: str, vmin: float, vmax: float) -> bytes:
 
 def default_prompts() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The reference's pneumonia prompt sets (positive, negative)."""
-    return G.POSITIVE_PNEUMONIA_PROMPTS, G.NEGATIVE_PNEUMONIA_PROMPTS
+    return grounding.POSITIVE_PNEUMONIA_PROMPTS, grounding.NEGATIVE_PNEUMONIA_PROMPTS
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -211,13 +168,13 @@ def grounding_png(bundle_dir: str, source: int | bytes, phrase: str, cmap: str, 
     displayed image. ``vrange`` None fits the range to the map. Returns (PNG, global similarity, vmin, vmax)."""
     eng = _engine_of(bundle_dir)
     if isinstance(source, bytes):
-        g = eng.ground_image(source, phrase)
+        g = eng.grounder.ground_image(source, phrase)
         base_png = upload_display(source)
     else:
-        g = eng.ground_case(int(source), phrase)
+        g = eng.grounder.ground_case(int(source), phrase)
         base_png = display_image(bundle_dir, int(source))[0]
     base = display.open_png(base_png)
-    pp = eng.bundle.preprocessing
+    pp = eng.grounder.preprocessing
     heat = display.grid_to_display(g.grid, base.width, base.height, pp.resize, pp.crop)
     if vrange is None:
         lo, hi = float(np.nanmin(heat)), float(np.nanmax(heat))
@@ -234,9 +191,21 @@ def report_layers(bundle_dir: str, source: int | bytes, report: str) -> list[tup
     eng = _engine_of(bundle_dir)
     base_png = upload_display(source) if isinstance(source, bytes) else display_image(bundle_dir, int(source))[0]
     base = display.open_png(base_png)
-    pp = eng.bundle.preprocessing
+    pp = eng.grounder.preprocessing
     out = []
-    for sg in eng.grounded_report(source, report):
+    layers = (eng.grounder.grounded_report_image(source, report) if isinstance(source, bytes)
+              else eng.grounder.grounded_report_case(int(source), report))
+    for sg in layers:
         heat = display.grid_to_display(sg.grounding.grid, base.width, base.height, pp.resize, pp.crop)
         out.append((sg.text, float(sg.score), heat))
     return out
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def zero_shot(bundle_dir: str, source: int | bytes, positive: tuple[str, ...], negative: tuple[str, ...]
+              ) -> ZeroShotScore:
+    """Zero-shot prompt similarities of a case row (stored vector) or an upload (one cached forward)."""
+    grounder = _engine_of(bundle_dir).grounder
+    if isinstance(source, bytes):
+        return grounder.zero_shot_image(source, positive, negative)
+    return grounder.zero_shot_case(int(source), positive, negative)

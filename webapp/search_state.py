@@ -11,12 +11,11 @@ from typing import Any
 
 import streamlit as st
 
-from webapp import page_state as P
+from retrieval.limits import MAX_K, MAX_PAGE_SIZE, last_page
+from retrieval.targets import TARGETS
+from webapp import page_state
 
 MODES = ("Text", "Image", "Case")
-TARGETS = ("images", "reports", "sentences")
-MAX_K = 100
-MAX_PAGE = 50
 FILTER_PREFIX = "s_f_"
 RANGE_PREFIX = "s_r_"
 
@@ -31,26 +30,38 @@ def range_key(col: str) -> str:
     return RANGE_PREFIX + col
 
 
-def page(options: Mapping[str, list[str]], ranges: Mapping[str, tuple[float, float]] | None = None) -> P.PageState:
+def page(options: Mapping[str, list[str]], ranges: Mapping[str, tuple[float, float]] | None = None
+         ) -> page_state.PageState:
     """The Search page's state for a bundle with these filter ``options`` (column -> values) and numeric ``ranges``."""
     fields = [
-        P.choice_field("s_mode", "mode", MODES, "Text"),
-        P.text_field("s_text", "q"),
-        P.text_field("s_case", "case"),
-        P.choice_field("s_target", "target", TARGETS, "images"),
-        P.int_field("s_k", "k", 12, 1, MAX_K),
-        P.int_field("s_page", "page", 1, 1, MAX_PAGE),
-        P.bool_field("s_hide_dup", "hide_dup"),
-        P.float_field("s_dup_t", "dup", 0.94, 0.5, 1.0),
-        P.bool_field("s_ground", "ground"),
-        P.text_field("s_open", "open"),
+        page_state.choice_field("s_mode", "mode", MODES, "Text"),
+        page_state.text_field("s_text", "q"),
+        page_state.text_field("s_case", "case"),
+        page_state.choice_field("s_target", "target", TARGETS, "images"),
+        page_state.int_field("s_k", "k", 12, 1, MAX_PAGE_SIZE),
+        page_state.int_field("s_page", "page", 1, 1, MAX_K),
+        page_state.bool_field("s_hide_dup", "hide_dup"),
+        page_state.float_field("s_dup_t", "dup", 0.94, 0.5, 1.0),
+        page_state.bool_field("s_ground", "ground"),
+        page_state.text_field("s_open", "open"),
     ]
     for col, values in options.items():
         allowed = set(values)
-        fields.append(P.list_field(filter_key(col), "f_" + col, allowed.__contains__))
+        fields.append(page_state.list_field(filter_key(col), "f_" + col, allowed.__contains__))
     for col, (lo, hi) in (ranges or {}).items():
-        fields.append(P.range_field(range_key(col), "r_" + col, (lo, hi), lo, hi))
-    return P.PageState("search", tuple(fields))
+        fields.append(page_state.range_field(range_key(col), "r_" + col, (lo, hi), lo, hi))
+    return page_state.PageState("search", tuple(fields))
+
+
+def page_and_size() -> tuple[int, int]:
+    """(page number, hits per page) of the current search, the page clamped to :func:`last_page` of that size."""
+    size = int(st.session_state["s_k"])
+    return min(int(st.session_state["s_page"]), last_page(size)), size
+
+
+def has_next_page(page: int, size: int, shown: int) -> bool:
+    """True when a full page was shown and the next one still lies within MAX_K hits."""
+    return shown == size and page < last_page(size)
 
 
 def where(options: Mapping[str, list[str]]) -> dict[str, list[str]]:

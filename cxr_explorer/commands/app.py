@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 
 from cxr_explorer.errors import CliError
+from webapp.settings import BUNDLES_ENV, DEFAULT_MAX_UPLOAD_MB, DEVICE_ENV, MAX_UPLOAD_ENV, WEIGHTS_ENV
 
 APP_FILE = Path(__file__).resolve().parents[2] / "webapp" / "app.py"
-BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
-WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
-DEVICE_ENV = "CXR_EXPLORER_DEVICE"
-MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="address to bind (default 127.0.0.1, loopback only; use 0.0.0.0 to expose it)")
     p.add_argument("--weights-dir", default=None, help="folder with the released model files (default: hub cache)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
-    p.add_argument("--max-upload-mb", type=int, default=50, help="largest upload accepted, in MB (default 50)")
+    p.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB})")
     p.set_defaults(func=run)
 
 

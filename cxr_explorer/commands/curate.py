@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_explorer.errors import CliError
+from retrieval.limits import MAX_K
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def _config(args: argparse.Namespace) -> Any:
     from retrieval.curate.outliers import OutlierConfig
     from retrieval.curate.report import CurateConfig
 
-    if not 1 <= args.k <= 1000:
-        raise CliError(f"--k must be from 1 to 1000, got {args.k}")
+    if not 1 <= args.k <= MAX_K:
+        raise CliError(f"--k must be from 1 to {MAX_K}, got {args.k}")
     if not 0.0 < args.dup_threshold <= 1.0:
         raise CliError(f"--dup-threshold must be a cosine in (0, 1], got {args.dup_threshold}")
     return CurateConfig(label_col=args.label_col, split_col=args.split_col, pixels=not args.no_pixels,
@@ -80,7 +81,7 @@ def _prompts(args: argparse.Namespace) -> Any:
     except PromptFileError as exc:
         raise CliError(str(exc)) from None
     engine = Engine.open(args.bundle, weights_dir=args.weights_dir, device="cpu")
-    return embed_prompts(prompts, lambda texts: engine.prompt_embeddings(texts).numpy())
+    return embed_prompts(prompts, lambda texts: engine.encoder.prompt_embeddings(texts).numpy())
 
 
 def run(args: argparse.Namespace) -> int:

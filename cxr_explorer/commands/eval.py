@@ -107,8 +107,7 @@ def _open_source(args: argparse.Namespace) -> Any:
 
 
 def _run_task(args: argparse.Namespace) -> dict[str, Any]:
-    from retrieval.evaluation import datasets as D
-    from retrieval.evaluation import runner as R
+    from retrieval.evaluation import datasets, runner
 
     if args.task == "retrieval":
         from retrieval.bundle import Bundle
@@ -119,7 +118,7 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError("--k values must be >= 1")
         bundle = Bundle.open(args.bundle)
         return {"bundle": str(args.bundle), "model": bundle.manifest.get("model"),
-                **R.evaluate_retrieval(bundle, args.k, args.label_column, args.label_sep or None)}
+                **runner.evaluate_retrieval(bundle, args.k, args.label_column, args.label_sep or None)}
     source = _open_source(args)
     head = {"source": str(args.source), "model": source.model.identity.to_dict()}
     if args.task == "progression":
@@ -129,14 +128,14 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
         res = evaluate_progression(source.model, pairs[: args.limit], n_boot=args.n_boot)
         return {**head, "pairs_csv": str(args.pairs), **res, "skipped": bad + res["skipped"]}
     if args.task == "grounding":
-        cases = D.read_grounding_cases(args.annotations, args.images_dir)[: args.limit]
+        cases = datasets.read_grounding_cases(args.annotations, args.images_dir)[: args.limit]
         return {**head, "annotations": str(args.annotations),
-                **R.evaluate_grounding(source, cases, args.interpolation, n_boot=args.n_boot)}
-    items, rule = D.read_labelled_images(args.labels, args.images_dir, args.image_column, args.label_column,
+                **runner.evaluate_grounding(source, cases, args.interpolation, n_boot=args.n_boot)}
+    items, rule = datasets.read_labelled_images(args.labels, args.images_dir, args.image_column, args.label_column,
                                          args.positive_match, args.negative_match)
     kwargs = {k: v for k, v in (("positive", args.positive), ("negative", args.negative)) if v}
     return {**head, "labels": str(args.labels), "label_rule": rule,
-            **R.evaluate_zeroshot(source, items[: args.limit], **kwargs)}
+            **runner.evaluate_zeroshot(source, items[: args.limit], **kwargs)}
 
 
 def json_safe(x: Any) -> Any:

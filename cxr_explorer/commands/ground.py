@@ -90,11 +90,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.id is not None:
             row = engine.row_of(args.id)
-            grounding = engine.ground_case(row, args.text, interpolation=args.interpolation)
-            source: dict[str, Any] = {"id": str(args.id), "row": row, "path": str(engine.bundle.image_path(row))}
+            grounding = engine.grounder.ground_case(row, args.text, interpolation=args.interpolation)
+            source: dict[str, Any] = {"id": str(args.id), "row": row, "path": str(engine.cases.image_path(row))}
             image = partial(engine.full_image, row)
         else:
-            grounding = engine.ground_image(args.image, args.text, interpolation=args.interpolation)
+            grounding = engine.grounder.ground_image(args.image, args.text, interpolation=args.interpolation)
             source = {"image": str(args.image)}
             image = partial(_decoded, args.image)
     except QueryError as exc:

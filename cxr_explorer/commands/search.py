@@ -11,6 +11,7 @@ from typing import Any
 
 from cxr_explorer.errors import CliError
 from retrieval.limits import MAX_K
+from retrieval.targets import TARGETS
 
 HIT_KEYS = ("rank", "score", "id", "path", "report", "matched_text", "target", "row")
 
@@ -45,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --image: the patient's prior image; ranks by BioViL-T's fused (current + prior) "
                    "embedding and prints zero-shot interval change per finding. --id uses the case's stored prior")
     p.add_argument("--k", type=hit_count, default=10, help=f"number of hits, 1..{MAX_K} (default 10)")
-    p.add_argument("--target", default="images", choices=("images", "reports", "sentences"),
+    p.add_argument("--target", default="images", choices=TARGETS,
                    help="what to rank (default images)")
     p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
                    help="metadata filter; repeat: same column = OR, different columns = AND")

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from retrieval import grounding as G
-from retrieval.evaluation import classification as C
-from retrieval.evaluation import metrics as M
+from retrieval import grounding
+from retrieval.evaluation import classification, metrics
 from retrieval.evaluation.datasets import GroundingCase, LabelledImage, scale_boxes
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class EmbeddingSource:
         self._last: tuple[str, tuple[np.ndarray, np.ndarray, int, int]] | None = None
         self._paths: dict[str, int] = {}
         if engine is not None:
-            meta = engine.bundle.metadata
+            meta = engine.cases.metadata
             self._paths = {str(Path(p).resolve()): i for i, p in enumerate(meta["image_abspath"])}
         self.from_bundle = 0
         self.forwards = 0
@@ -50,7 +49,7 @@ class EmbeddingSource:
         from retrieval.bundle import BundleError
 
         try:
-            return int(self.engine.bundle.row_of(key))
+            return int(self.engine.cases.row_of(key))
         except BundleError:  # an unknown id: look the image up by path, else it is not in the bundle
             return self._paths.get(str(Path(image).resolve()))
 
@@ -59,9 +58,9 @@ class EmbeddingSource:
         row = self._row(key, image)
         if row is not None and self.engine is not None:
             self.from_bundle += 1
-            width, height = self.engine.original_size(row)
-            return (self.engine.stored_patches([row])[0], np.asarray(self.engine.image_vector(row), np.float32),
-                    width, height)
+            cases = self.engine.cases
+            width, height = cases.original_size(row)
+            return cases.stored_patches([row])[0], np.asarray(cases.image_vector(row), np.float32), width, height
         if self._last is not None and self._last[0] == str(image):
             return self._last[1]
         from retrieval.imageio import load_image
@@ -84,15 +83,15 @@ def grounding_map(source: EmbeddingSource, case: GroundingCase, interpolation: s
     """``[height, width]`` similarity map of ``case.phrase`` on its image, NaN outside the model's crop."""
     patches, _, width, height = source.image(case.key, case.image)
     pp = source.model.preprocessing
-    return G.similarity_map(torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)),
+    return grounding.similarity_map(torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)),
                             source.text(case.phrase), width, height, pp.resize, pp.crop, interpolation)
 
 
-def _estimate(e: M.Estimate) -> dict[str, float | int]:
+def _estimate(e: metrics.Estimate) -> dict[str, float | int]:
     return {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(e).items()}
 
 
-def summary_json(summary: M.GroundingSummary) -> dict[str, Any]:
+def summary_json(summary: metrics.GroundingSummary) -> dict[str, Any]:
     """A :class:`GroundingSummary` as plain JSON-friendly dicts."""
     return {
         "per_class": {c: {"cnr": _estimate(pair["cnr"]), "miou": _estimate(pair["miou"])}
@@ -103,12 +102,12 @@ def summary_json(summary: M.GroundingSummary) -> dict[str, Any]:
 
 
 def evaluate_grounding(source: EmbeddingSource, cases: Sequence[GroundingCase], interpolation: str = "bilinear",
-                       thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS, n_boot: int = 1000, seed: int = 0,
+                       thresholds: Sequence[float] = metrics.DEFAULT_THRESHOLDS, n_boot: int = 1000, seed: int = 0,
                        keep_records: bool = False) -> dict[str, Any]:
     """CNR and mIoU per finding and overall, with bootstrap CIs; missing / unreadable images are listed, skipped."""
     from retrieval.imageio import ImageLoadError
 
-    records: list[M.GroundingRecord] = []
+    records: list[metrics.GroundingRecord] = []
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     rescaled = 0
@@ -121,8 +120,8 @@ def evaluate_grounding(source: EmbeddingSource, cases: Sequence[GroundingCase], 
         height, width = sim.shape
         boxes = scale_boxes(case.boxes, case.size, (width, height))
         rescaled += boxes is not case.boxes
-        mask = M.box_mask(height, width, boxes)
-        rec = M.GroundingRecord(case.finding, M.cnr(sim, mask), M.miou(sim, mask, thresholds))
+        mask = metrics.box_mask(height, width, boxes)
+        rec = metrics.GroundingRecord(case.finding, metrics.cnr(sim, mask), metrics.miou(sim, mask, thresholds))
         records.append(rec)
         if keep_records:
             rows.append({"key": case.key, "phrase": case.phrase, **asdict(rec)})
@@ -133,7 +132,7 @@ def evaluate_grounding(source: EmbeddingSource, cases: Sequence[GroundingCase], 
         "pairs": len(records), "images": len({c.key for c in cases}), "skipped": skipped,
         "boxes_rescaled_pairs": int(rescaled), "from_bundle": source.from_bundle, "image_forwards": source.forwards,
         "bootstrap": {"n_boot": n_boot, "alpha": 0.05, "seed": seed, "method": "percentile"},
-        **summary_json(M.summarise_by_class(records, n_boot=n_boot, seed=seed)),
+        **summary_json(metrics.summarise_by_class(records, n_boot=n_boot, seed=seed)),
     }
     if keep_records:
         out["records"] = rows
@@ -141,8 +140,8 @@ def evaluate_grounding(source: EmbeddingSource, cases: Sequence[GroundingCase], 
 
 
 def evaluate_zeroshot(source: EmbeddingSource, items: Sequence[LabelledImage],
-                      positive: Sequence[str] = G.POSITIVE_PNEUMONIA_PROMPTS,
-                      negative: Sequence[str] = G.NEGATIVE_PNEUMONIA_PROMPTS) -> dict[str, Any]:
+                      positive: Sequence[str] = grounding.POSITIVE_PNEUMONIA_PROMPTS,
+                      negative: Sequence[str] = grounding.NEGATIVE_PNEUMONIA_PROMPTS) -> dict[str, Any]:
     """Prompt-pair zero-shot: predict positive when margin = cos(image, positive) - cos(image, negative) > 0."""
     from retrieval.imageio import ImageLoadError
 
@@ -155,21 +154,22 @@ def evaluate_zeroshot(source: EmbeddingSource, items: Sequence[LabelledImage],
         except (ImageLoadError, FileNotFoundError) as exc:
             skipped.append({"key": item.key, "image": str(item.image), "reason": str(exc)})
             continue
-        score = G.zero_shot_margin(torch.from_numpy(np.asarray(global_emb, np.float32)), pos, neg)
+        score = grounding.zero_shot_margin(torch.from_numpy(np.asarray(global_emb, np.float32)), pos, neg)
         labels.append(item.label)
         margins.append(score.margin)
     if not labels:
         raise ValueError(f"no image could be scored ({len(skipped)} skipped)")
-    pred = C.predict_from_scores(margins)
+    pred = classification.predict_from_scores(margins)
     try:
-        auc: float | None = C.auroc(labels, margins)
+        auc: float | None = classification.auroc(labels, margins)
         auc_note = None
     except ValueError as exc:
         auc, auc_note = None, str(exc)
     return {
         "task": "zeroshot", "images": len(labels), "positives": int(np.sum(labels)), "skipped": skipped,
         "positive_prompts": list(positive), "negative_prompts": list(negative), "decision": "margin > 0",
-        "accuracy": C.accuracy(labels, pred), "f1": C.f1_score(labels, pred), "auroc": auc, "auroc_note": auc_note,
+        "accuracy": classification.accuracy(labels, pred), "f1": classification.f1_score(labels, pred),
+        "auroc": auc, "auroc_note": auc_note,
         "from_bundle": source.from_bundle, "image_forwards": source.forwards,
     }
 
@@ -206,8 +206,8 @@ def evaluate_retrieval(bundle: Any, ks: Sequence[int] = (1, 5, 10), label_column
                            "report_queries": int(len(report_rows)), "recall_mode": "hit (own report / image)",
                            "image_to_report": {}, "report_to_image": {}}
     for k in ks:
-        out["image_to_report"][f"R@{k}"] = C.recall_at_k(i2r, [{ids[r]} for r in q_rows], k)
-        out["report_to_image"][f"R@{k}"] = C.recall_at_k(r2i, [{ids[r]} for r in report_rows], k)
+        out["image_to_report"][f"R@{k}"] = classification.recall_at_k(i2r, [{ids[r]} for r in q_rows], k)
+        out["report_to_image"][f"R@{k}"] = classification.recall_at_k(r2i, [{ids[r]} for r in report_rows], k)
     if label_column is not None:
         labels = _item_labels(bundle, label_column, label_sep)
         out["precision_by_label"] = {"column": label_column, "separator": label_sep}
@@ -218,5 +218,6 @@ def evaluate_retrieval(bundle: Any, ks: Sequence[int] = (1, 5, 10), label_column
                     ranked.append(ranking)
                     qlabels.append(lab)
             out["precision_by_label"][name] = {
-                f"P@{k}": C.precision_at_k_by_label(ranked, qlabels, labels, k) if ranked else {} for k in ks}
+                f"P@{k}": classification.precision_at_k_by_label(ranked, qlabels, labels, k) if ranked else {}
+                for k in ks}
     return out

@@ -1,8 +1,91 @@
-"""Small helpers of the Chromium tests: wait for Streamlit to finish a run, search, open pages, drag on a plot."""
+"""Plain helpers of the Chromium tests: the app server on a free port, Chromium's path and options, the e2e bundle's
+reports, and page actions (wait for Streamlit to finish a run, search, open pages, drag on a plot). The fixtures
+that use them are in ``tests/e2e/conftest.py``."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+from tests.webapp import synthetic_bundle
+
+CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
+CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage"]
+TIMEOUT_MS = 60_000
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+HOSTILE = "[Click here](https://evil.example/login) <img src=x onerror=alert(1)> **bold** www.evil.example."
+LONG_REPORT = " ".join(f"Finding number {i} shows a small nodule in segment {i % 9} of the lung." for i in range(17))
+E2E_REPORTS = list(synthetic_bundle.REPORTS)
+E2E_REPORTS[4] = HOSTILE
+E2E_REPORTS[6] = LONG_REPORT
+E2E_LABELS = [lab.replace("|", ";") for lab in synthetic_bundle.LABELS]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serve(bundles: list[Path], log_path: Path) -> Iterator[str]:
+    """``cxr-explorer app BUNDLES`` on a free port, in its own process group (stopped with it); yields the base URL."""
+    port = free_port()
+    exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([exe, "app", *map(str, bundles), "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def own_pages(chromium: Any) -> Iterator[Any]:
+    """The session's Chromium for a test that opens its own pages (``new_page`` gives each its own context); the
+    contexts opened inside are closed on exit."""
+    before = list(chromium.contexts)
+    try:
+        yield chromium
+    finally:
+        for context in chromium.contexts:
+            if context not in before:
+                context.close()
+
+
 
 
 def settle(page: Any) -> None:

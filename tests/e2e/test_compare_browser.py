@@ -1,7 +1,9 @@
 """End-to-end: the Compare page of the real app in headless Chromium, on a tiny-random-t bundle built with priors.
 
-A corpus case opened from the URL (timeline, phrases grounded on current and prior, interval-change table), the
-selection written back to the URL, two uploads, and phone width. Screenshots go to pytest's tmp folder.
+One behaviour per test, each in its own browser page (its own Streamlit session) on one shared server: the first
+case with a prior opened from the sidebar, a selection written back to the URL, a shared link showing a case
+(timeline, phrases grounded on current and prior, interval-change table), phrases written to the URL, phone width,
+and two uploads. Screenshots go to pytest's tmp folder (``CXR_COMPARE_SHOTS=/tmp/shots`` copies them there too).
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, TIMEOUT_MS, own_pages, serve
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, own_pages, serve, settle
 from tests.helpers.synthetic import draw_image
 
 pytestmark = [
@@ -54,67 +56,111 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         yield url, root
 
 
-def test_compare_page_in_chromium(server: tuple[str, Path], chromium: Any) -> None:
+@contextmanager
+def compare_page(server: tuple[str, Path], chromium: Any, path: str = "",
+                 viewport: tuple[int, int] = (1280, 800)) -> Iterator[Any]:
+    """A new page (its own session) at ``url/path``, closed afterwards."""
     from playwright.sync_api import expect
 
-    url, root = server
+    url, _ = server
     expect.set_options(timeout=TIMEOUT_MS)
     with own_pages(chromium) as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         page.set_default_timeout(TIMEOUT_MS)
         try:
-            page.goto(url)
-            expect(page.get_by_text("NOT A REAL MODEL")).to_be_visible()
-            page.get_by_role("link", name="Compare").click()
-            expect(page.get_by_text("Case with a prior (3)")).to_be_visible()
-            page.wait_for_url("**cmp_case=a2**")
-            expect(page.get_by_text("current · a2")).to_be_visible()
-            page.locator('[data-testid="stSelectbox"]').click()
-            page.get_by_role("option", name="a5", exact=True).click()
-            page.wait_for_url("**cmp_case=a5**")
-            expect(page.get_by_text("Timeline (3 studies, oldest first)")).to_be_visible()
-            expect(page.get_by_text("current · a5")).to_be_visible()
-            expect(page.get_by_text("prior · a2")).to_be_visible()
-            expect(page.get_by_text("current: global similarity")).to_have_count(2)  # the two default phrases
-            expect(page.get_by_text("prior: global similarity")).to_have_count(2)
-            expect(page.get_by_text("Interval change (zero-shot)")).to_be_visible()
-            expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
-            settle(page)
-            page.screenshot(path=str(root / "compare-case-1280.png"))
-            page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
-            page.screenshot(path=str(root / "compare-case-table-1280.png"))
-            page.get_by_label("Phrase(s)", exact=False).fill("edema")
-            page.keyboard.press("Enter")
-            settle(page)
-            expect(page.get_by_text("current: global similarity")).to_have_count(1)
-            expect(page.get_by_text("Phrase: edema")).to_be_visible()
-            page.wait_for_url("**cmp_phrases=edema**")
-            page.set_viewport_size({"width": 390, "height": 844})
-            settle(page)
-            expect(page.get_by_text("current · a5")).to_be_visible()
-            page.screenshot(path=str(root / "compare-case-390.png"))
-            page.set_viewport_size({"width": 1280, "height": 800})
-            page.locator('[data-testid="stRadio"]').get_by_text("Two uploads").click()
-            expect(page.get_by_text("Upload the current image")).to_be_visible()
-            page.wait_for_url("**cmp_src=upload**")
-            inputs = page.locator('input[type="file"]')
-            inputs.nth(0).set_input_files(str(root / "corpus" / "b3.png"))
-            settle(page)
-            inputs.nth(1).set_input_files(str(root / "corpus" / "b1.png"))
-            expect(page.get_by_text("Interval change (zero-shot)")).to_be_visible()
-            expect(page.get_by_text("prior: global similarity").first).to_be_visible()
-            expect(page.get_by_text("Timeline (")).to_have_count(0)
-            settle(page)
-            page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
-            page.screenshot(path=str(root / "compare-uploads-1280.png"))
-            fresh = browser.new_page(viewport={"width": 390, "height": 844})  # a shared link in a fresh session
-            fresh.goto(f"{url}/compare?cmp_case=a5")
-            expect(fresh.get_by_text("current · a5")).to_be_visible()
-            expect(fresh.get_by_text("prior · a2")).to_be_visible()
-            if os.environ.get("CXR_COMPARE_SHOTS"):  # to look at them: CXR_COMPARE_SHOTS=/tmp/shots pytest ...
-                shots = Path(os.environ["CXR_COMPARE_SHOTS"])
-                shots.mkdir(parents=True, exist_ok=True)
-                for png in root.glob("compare-*.png"):
-                    shutil.copy(png, shots / png.name)
+            page.goto(f"{url}/{path}")
+            yield page
         finally:
             page.close()
+
+
+def shot(page: Any, server: tuple[str, Path], name: str) -> None:
+    """A screenshot into the test's tmp folder (and ``$CXR_COMPARE_SHOTS`` when set, to look at it)."""
+    settle(page)
+    path = server[1] / name
+    page.screenshot(path=str(path))
+    if os.environ.get("CXR_COMPARE_SHOTS"):
+        shots = Path(os.environ["CXR_COMPARE_SHOTS"])
+        shots.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, shots / name)
+
+
+def test_sidebar_link_opens_the_first_case_with_a_prior(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    with compare_page(server, chromium) as page:
+        expect(page.get_by_text("NOT A REAL MODEL")).to_be_visible()
+        page.get_by_role("link", name="Compare").click()
+        expect(page.get_by_text("Case with a prior (3)")).to_be_visible()
+        page.wait_for_url("**cmp_case=a2**")
+        expect(page.get_by_text("current · a2")).to_be_visible()
+
+
+def test_choosing_a_case_writes_it_to_the_url(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    with compare_page(server, chromium, "compare") as page:
+        expect(page.get_by_text("current · a2")).to_be_visible()
+        page.locator('[data-testid="stSelectbox"]').click()
+        page.get_by_role("option", name="a5", exact=True).click()
+        page.wait_for_url("**cmp_case=a5**")
+        expect(page.get_by_text("current · a5")).to_be_visible()
+
+
+def test_a_link_shows_the_case_with_its_prior_timeline_maps_and_interval_change(server: tuple[str, Path],
+                                                                                  chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    with compare_page(server, chromium, "compare?cmp_case=a5") as page:
+        expect(page.get_by_text("Timeline (3 studies, oldest first)")).to_be_visible()
+        expect(page.get_by_text("current · a5")).to_be_visible()
+        expect(page.get_by_text("prior · a2")).to_be_visible()
+        expect(page.get_by_text("current: global similarity")).to_have_count(2)  # the two default phrases
+        expect(page.get_by_text("prior: global similarity")).to_have_count(2)
+        expect(page.get_by_text("Interval change (zero-shot)")).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+        shot(page, server, "compare-case-1280.png")
+        page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
+        shot(page, server, "compare-case-table-1280.png")
+
+
+def test_phrases_change_the_maps_and_the_url(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    with compare_page(server, chromium, "compare?cmp_case=a5") as page:
+        expect(page.get_by_text("current: global similarity")).to_have_count(2)
+        page.get_by_label("Phrase(s)", exact=False).fill("edema")
+        page.keyboard.press("Enter")
+        settle(page)
+        expect(page.get_by_text("current: global similarity")).to_have_count(1)
+        expect(page.get_by_text("Phrase: edema")).to_be_visible()
+        page.wait_for_url("**cmp_phrases=edema**")
+
+
+def test_phone_width_shows_the_case_and_its_prior(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    with compare_page(server, chromium, "compare?cmp_case=a5", viewport=(390, 844)) as page:
+        expect(page.get_by_text("current · a5")).to_be_visible()
+        expect(page.get_by_text("prior · a2")).to_be_visible()
+        shot(page, server, "compare-case-390.png")
+
+
+def test_two_uploads_are_compared_without_a_timeline(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    root = server[1]
+    with compare_page(server, chromium, "compare") as page:
+        expect(page.get_by_text("current · a2")).to_be_visible()
+        page.locator('[data-testid="stRadio"]').get_by_text("Two uploads").click()
+        expect(page.get_by_text("Upload the current image")).to_be_visible()
+        page.wait_for_url("**cmp_src=upload**")
+        inputs = page.locator('input[type="file"]')
+        inputs.nth(0).set_input_files(str(root / "corpus" / "b3.png"))
+        settle(page)
+        inputs.nth(1).set_input_files(str(root / "corpus" / "b1.png"))
+        expect(page.get_by_text("Interval change (zero-shot)")).to_be_visible()
+        expect(page.get_by_text("prior: global similarity").first).to_be_visible()
+        expect(page.get_by_text("Timeline (")).to_have_count(0)
+        page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
+        shot(page, server, "compare-uploads-1280.png")

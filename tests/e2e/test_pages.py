@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import PHONE
-from tests.e2e.helpers import drag, main, open_app, settle
+from tests.e2e.helpers import PHONE, drag, main, open_app, settle
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,7 @@ from urllib.parse import quote_plus
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import HOSTILE
-from tests.e2e.helpers import go, main, open_app, search, settle
+from tests.e2e.helpers import HOSTILE, go, main, open_app, search, settle
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import LONG_REPORT
-from tests.e2e.helpers import card_ids, main, open_app, search, settle
+from tests.e2e.helpers import LONG_REPORT, card_ids, main, open_app, search, settle
 from tests.webapp import synthetic_bundle
 
 pytestmark = pytest.mark.browser

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from index_corpora import png_bytes
 
 from cxr_explorer.cli import main
 from index.corpus import read_corpus
 from index.presets import CorpusError
 from index.textfiles import sniff_delimiter
 from retrieval.bundle import Bundle
+from tests.helpers.corpora import png_bytes
 
 ROWS = [("images/a.png", "Small left effusion, no pneumothorax.", "PA"),
         ("images/b.png", "Cardiomegaly; lungs clear.", "AP")]

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
-from test_index_resume import assert_same_bundle
 
 from cxr_explorer.cli import main
 from index.runner import BuildConfig, run_build
 from index.shards import merge_bundles, parse_shard, shard_of
 from retrieval.bundle import Bundle, BundleError
+from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 
 def test_append_adds_only_new_rows(tmp_path: Path, build) -> None:  # noqa: F811

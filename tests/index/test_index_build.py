@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from index_corpora import GOOD, LONG_REPORT, write_good_csv, write_hostile_csv
 
 from cxr_explorer.cli import main
 from retrieval.bundle import Bundle
 from retrieval.store import BuildArea
+from tests.helpers.corpora import GOOD, LONG_REPORT, write_good_csv, write_hostile_csv
 
 EXPECTED_REASONS = {
     "images/missing.png": "missing",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from index_corpora import png_bytes
 
 from index.corpus import CorpusOptions, looks_identifying, make_id, read_corpus
 from index.presets import CorpusError, detect_preset, mimic_sections
+from tests.helpers.corpora import png_bytes
 
 
 def csv(path: Path, rows: list[dict]) -> Path:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from index_corpora import png_bytes
 from PIL import Image
 
 from index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
 from retrieval.imageio import load_image
 from retrieval.preprocess import Preprocessing
+from tests.helpers.corpora import png_bytes
 
 
 def task(path: Path, crop: int = 480) -> DecodeTask:
@@ -86,9 +86,8 @@ def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest
 
 
 def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from index_corpora import dying_initializer
-
     import index.decode as decode
+    from tests.helpers.corpora import dying_initializer
 
     monkeypatch.setattr(decode, "_init_worker", dying_initializer)
     path = tmp_path / "a.png"

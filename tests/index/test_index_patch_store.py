@@ -27,7 +27,7 @@ def test_int8_patch_store_grounds_like_fp16(tmp_path: Path, build, tiny_model) -
     assert size["b"] < 0.6 * size["a"]
     ea, eb = Engine.open(tmp_path / "fp16", model=tiny_model), Engine.open(tmp_path / "int8", model=tiny_model)
     for row in range(5):
-        ga, gb = ea.ground_case(row, "pleural effusion"), eb.ground_case(row, "pleural effusion")
+        ga, gb = ea.grounder.ground_case(row, "pleural effusion"), eb.grounder.ground_case(row, "pleural effusion")
         assert np.abs(ga.grid - gb.grid).max() < 0.01
         assert np.array_equal(np.isnan(ga.map), np.isnan(gb.map))  # outside the crop: no value in either
         assert np.nanmax(np.abs(ga.map - gb.map)) < 0.01

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from index_corpora import IDENTIFIERS, dicom_bytes, png_bytes
 
 from cxr_explorer.cli import main
 from retrieval.bundle import Bundle
+from tests.helpers.corpora import IDENTIFIERS, dicom_bytes, png_bytes
 
 
 def all_bundle_bytes(root: Path) -> list[tuple[Path, bytes]]:

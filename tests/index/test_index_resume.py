@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 
 from index.chunks import BuildStateError
 from retrieval.bundle import Bundle, BundleError
+from tests.helpers.corpora import write_good_csv
 
 
 def assert_same_bundle(a: Path, b: Path) -> None:

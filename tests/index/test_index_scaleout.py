@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
-from test_index_resume import assert_same_bundle
 
 from index.runner import BuildConfig
 from retrieval import store
+from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 
 from index import runner
 from index.sentences import TextCache, normalise
 from retrieval.bundle import Bundle
+from tests.helpers.corpora import write_good_csv
 
 
 @pytest.fixture

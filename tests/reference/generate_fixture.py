@@ -209,7 +209,7 @@ def run_image(name: str, engine: ImageInferenceEngine, vlp: ImageTextInferenceEn
             assert np.array_equal(m, again, equal_nan=True), "map differs from the one rebuilt from sim_grid"
             put(f"{p}/sim_map_{interp}", m.astype(np.float32), f"vlp.get_similarity_map_from_raw_data(path, "
                 f"GROUNDING_PHRASE, interpolation='{interp}') [H_orig,W_orig], NaN outside the crop; only for the "
-                "RGB (second) image", f"<model>/<image>/sim_map_{interp}")
+                "first image (FULL_MAP: 373x361, upscaled)", f"<model>/<image>/sim_map_{interp}")
 
 
 def _model_input(engine: ImageInferenceEngine, name: str) -> torch.Tensor:

@@ -1,9 +1,6 @@
-"""Tests for :mod:`retrieval.engine` on a small bundle written with ``write_bundle`` and the ``tiny-random`` model.
-
-The tiny model's random weights give every image nearly the same global embedding, so the bundle stores PLANTED
-image vectors (seeded random unit vectors, row 6 a near-copy of row 0); patches, report and sentence vectors are the
-model's own. Search maths only depends on stored vectors, so ranking assertions stay exact.
-"""
+"""Tests for :mod:`retrieval.engine` on the small engine bundle of :mod:`tests.helpers.engine_bundle` (PLANTED image
+vectors, row 6 a near-copy of row 0) and the ``tiny-random`` model. Search maths only depends on stored vectors, so
+ranking assertions stay exact. The grounder alone is tested in ``test_grounder.py``."""
 
 from __future__ import annotations
 
@@ -13,79 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from index.decode import thumbnail_jpeg
-from retrieval import engine_search
-from retrieval import grounding as G
+from retrieval import engine_search, grounding
 from retrieval.bundle import BundleError
-from retrieval.bundle_write import write_bundle
 from retrieval.engine import Engine, QueryError
 from retrieval.filters import FilterError
 from retrieval.models import VLModel
 from retrieval.preprocess import Preprocessing
-from tests.helpers.synthetic import draw_image, tiny_model
-from tests.helpers.synthetic import planted_vectors as _planted
-
-REPORTS = ["Small left pleural effusion. No pneumothorax.", "Right lower lobe consolidation. Heart size normal.", "",
-           "Cardiomegaly with mild pulmonary edema.", "No acute cardiopulmonary process.",
-           "Large right pleural effusion. Left basal atelectasis.", "Small left pleural effusion. No pneumothorax."]
-SEX = ["F", "M", "F", "M", "F", "M", "F"]
-LABELS = ["Effusion", "Pneumonia|Consolidation", "", "Cardiomegaly|Edema", "No Finding", "Effusion|Atelectasis",
-          "Effusion"]
-SIZES = [(96, 80), (80, 100), (120, 90), (88, 88), (100, 70), (70, 110), (96, 80)]
-DUP_OF = {6: 0}
-
-
-
-
-
-def planted_vectors(n: int, dim: int) -> np.ndarray:
-    """[n, dim] planted unit vectors with this module's DUP_OF near-copies."""
-    return _planted(n, dim, DUP_OF, clusters=1)
-
-
-def build_test_bundle(root: Path, model: VLModel, sizes_in_metadata: bool = True) -> Path:
-    """Write PNGs under ``root/images`` and a bundle at ``root/bundle``; returns the bundle folder."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    images, paths = [], []
-    for i, (w, h) in enumerate(SIZES):
-        img = draw_image(DUP_OF.get(i, i), w, h)
-        if i in DUP_OF:
-            img.putpixel((1, 1), 255)
-        path = root / "images" / f"case{i}.png"
-        img.save(path)
-        images.append(img)
-        paths.append(str(path))
-    enc = model.encode_images(torch.stack([model.preprocess(img) for img in images]))
-    sentences = [(r, s) for r, rep in enumerate(REPORTS) for s in rep.replace(". ", ".|").split("|") if s]
-    report_rows = [r for r, rep in enumerate(REPORTS) if rep]
-    meta = pd.DataFrame({"id": [f"case{i}" for i in range(len(SIZES))], "path": paths, "report": REPORTS,
-                         "sex": SEX, "labels": LABELS})
-    if sizes_in_metadata:
-        meta["width"], meta["height"] = [w for w, _ in SIZES], [h for _, h in SIZES]
-    return write_bundle(
-        root / "bundle", identity=model.identity.to_dict(), spec=model.spec.to_dict(),
-        preprocessing=model.preprocessing.to_dict(), grid_shape=enc.patches.shape[1:3], metadata=meta,
-        sentences=pd.DataFrame({"row": [r for r, _ in sentences], "text": [s for _, s in sentences]}),
-        image_emb=planted_vectors(len(SIZES), enc.global_emb.shape[1]),
-        report_emb=model.embed_texts([REPORTS[r] for r in report_rows]).numpy(), report_rows=np.array(report_rows),
-        sentence_emb=model.embed_texts([s for _, s in sentences]).numpy(),
-        patches=enc.patches.numpy().astype(np.float16), thumbnails=[thumbnail_jpeg(img) for img in images],
-        skipped=[], build={"command": "test"}, index_type="flat")
+from tests.helpers.engine_bundle import REPORTS, SIZES, build_test_bundle
+from tests.helpers.synthetic import tiny_model
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_test_bundle(tmp_path_factory.mktemp("engine"), tiny_model())
-
-
-@pytest.fixture(scope="module")
-def engine(bundle_dir: Path) -> Engine:
-    return Engine.open(bundle_dir, model=tiny_model())
+def engine(engine_bundle: Path) -> Engine:
+    return Engine.open(engine_bundle, model=tiny_model())
 
 
 def test_text_search_ranks_and_scores_sorted(engine: Engine) -> None:
@@ -163,32 +104,33 @@ def test_hide_duplicates_and_duplicate_groups(engine: Engine) -> None:
 
 
 def test_ground_case_matches_similarity_map(engine: Engine) -> None:
-    g = engine.ground_case(0, "left pleural effusion")
+    g = engine.grounder.ground_case(0, "left pleural effusion")
     w, h = SIZES[0]
     assert g.map.shape == (h, w) and (g.width, g.height) == (w, h)
     assert np.isnan(g.map[:, 0]).all() and not np.isnan(g.map[h // 2, w // 2])
     patches = torch.from_numpy(np.asarray(engine.bundle.patches()[0], dtype=np.float32))
     text = torch.from_numpy(np.array(engine.text_embedding("left pleural effusion")))
-    ref = G.similarity_map(patches, text, w, h, 512, 480, "bilinear")
+    ref = grounding.similarity_map(patches, text, w, h, 512, 480, "bilinear")
     np.testing.assert_array_equal(g.map, ref)
     assert g.grid.shape == engine.bundle.grid_shape
-    assert g.score == pytest.approx(float(engine.image_vector(0) @ engine.text_embedding("left pleural effusion")))
+    text_emb = engine.text_embedding("left pleural effusion")
+    assert g.score == pytest.approx(float(engine.cases.image_vector(0) @ text_emb))
 
 
 def test_ground_case_reads_size_from_file_without_metadata(tmp_path: Path) -> None:
     eng = Engine.open(build_test_bundle(tmp_path, tiny_model(), sizes_in_metadata=False), model=tiny_model())
-    assert eng.ground_case(1, "effusion").map.shape == (SIZES[1][1], SIZES[1][0])
+    assert eng.grounder.ground_case(1, "effusion").map.shape == (SIZES[1][1], SIZES[1][0])
     case = eng.case("case1")
     assert (case.width, case.height) == SIZES[1] and case.sentences == ["Right lower lobe consolidation.",
                                                                         "Heart size normal."]
 
 
 def test_grid_heatmaps_equal_per_row_grids(engine: Engine) -> None:
-    maps = engine.grid_heatmaps([3, 0, 5], "consolidation")
+    maps = engine.grounder.grid_heatmaps([3, 0, 5], "consolidation")
     assert maps.shape == (3, *engine.bundle.grid_shape)
     for got, row in zip(maps, [3, 0, 5], strict=True):
-        np.testing.assert_allclose(got, engine.ground_case(row, "consolidation").grid, rtol=1e-5, atol=1e-6)
-    assert engine.grid_heatmaps([], "consolidation").shape == (0, *engine.bundle.grid_shape)
+        np.testing.assert_allclose(got, engine.grounder.ground_case(row, "consolidation").grid, rtol=1e-5, atol=1e-6)
+    assert engine.grounder.grid_heatmaps([], "consolidation").shape == (0, *engine.bundle.grid_shape)
 
 
 class CountingModel:
@@ -205,35 +147,36 @@ class CountingModel:
         return getattr(self._model, name)
 
 
-def test_upload_forward_is_cached(bundle_dir: Path) -> None:
+def test_upload_forward_is_cached(engine_bundle: Path) -> None:
     counting = CountingModel(tiny_model())
-    eng = Engine.open(bundle_dir, model=counting)  # type: ignore[arg-type]
-    data = (bundle_dir.parent / "images" / "case3.png").read_bytes()
-    g1 = eng.ground_image(data, "effusion")
-    g2 = eng.ground_image(data, "edema")
-    eng.zero_shot(data)
+    eng = Engine.open(engine_bundle, model=counting)  # type: ignore[arg-type]
+    data = (engine_bundle.parent / "images" / "case3.png").read_bytes()
+    g1 = eng.grounder.ground_image(data, "effusion")
+    g2 = eng.grounder.ground_image(data, "edema")
+    eng.grounder.zero_shot_image(data)
     eng.search_image(data, k=2)
     assert counting.forwards == 1 and g1.map.shape == (88, 88) and g2.text == "edema"
-    eng.ground_image(bundle_dir.parent / "images" / "case3.png", "edema")  # same content from a path
-    eng.ground_image(Image.open(bundle_dir.parent / "images" / "case4.png"), "edema")
+    eng.grounder.ground_image(engine_bundle.parent / "images" / "case3.png", "edema")  # same content from a path
+    eng.grounder.ground_image(Image.open(engine_bundle.parent / "images" / "case4.png"), "edema")
     assert counting.forwards == 2
-    np.testing.assert_allclose(g1.map, eng.ground_case(3, "effusion").map, atol=2e-3)  # fp16 storage
+    np.testing.assert_allclose(g1.map, eng.grounder.ground_case(3, "effusion").map, atol=2e-3)  # fp16 storage
 
 
 def test_zero_shot_margin(engine: Engine) -> None:
-    z = engine.zero_shot(2)
+    z = engine.grounder.zero_shot_case(2)
     assert z.margin == pytest.approx(z.positive - z.negative)
-    pos = tiny_model().embed_texts(list(G.POSITIVE_PNEUMONIA_PROMPTS), normalize=False)
-    assert z.positive == pytest.approx(G.global_prompt_score(torch.from_numpy(engine.image_vector(2)), pos))
-    custom = engine.zero_shot(2, positive=["effusion"], negative=["no effusion"])
+    pos = tiny_model().embed_texts(list(grounding.POSITIVE_PNEUMONIA_PROMPTS), normalize=False)
+    image = torch.from_numpy(engine.cases.image_vector(2))
+    assert z.positive == pytest.approx(grounding.global_prompt_score(image, pos))
+    custom = engine.grounder.zero_shot_case(2, positive=["effusion"], negative=["no effusion"])
     assert custom.margin == pytest.approx(custom.positive - custom.negative)
 
 
 def test_grounded_report_sentences(engine: Engine) -> None:
-    out = engine.grounded_report(5, "Large right pleural effusion. Left basal atelectasis.")
+    out = engine.grounder.grounded_report_case(5, "Large right pleural effusion. Left basal atelectasis.")
     assert [s.text for s in out] == ["Large right pleural effusion.", "Left basal atelectasis."]
     assert out[1].index == 1 and out[1].grounding.map.shape == (SIZES[5][1], SIZES[5][0])
-    assert out[0].score == pytest.approx(engine.ground_case(5, out[0].text).score)
+    assert out[0].score == pytest.approx(engine.grounder.ground_case(5, out[0].text).score)
 
 
 def test_case_and_images(engine: Engine) -> None:
@@ -246,16 +189,33 @@ def test_case_and_images(engine: Engine) -> None:
         engine.case(99)
 
 
-def test_model_mismatch_refused(bundle_dir: Path) -> None:
+def test_page_facts(engine: Engine) -> None:
+    assert engine.facts.name == "bundle" and engine.facts.model_name == "tiny-random"
+    assert engine.facts.count == len(SIZES) and {i.target for i in engine.facts.indexes} >= {"images", "reports"}
+    assert engine.cases.ids == [f"case{i}" for i in range(len(SIZES))]
+    assert engine.count_matching("images", None) == len(SIZES)
+    assert engine.count_matching("images", {"sex": ["F"]}) == 4
+    assert engine.count_matching("sentences", {"sex": ["M"]}) == 5  # rows 1 (2 sentences), 3 (1), 5 (2)
+    assert {f.column for f in engine.facets()} >= {"sex"}
+
+
+def test_sentence_similarities_follow_the_case_sentences(engine: Engine) -> None:
+    scores = engine.sentence_similarities(5, "Left basal atelectasis.")
+    assert len(scores) == len(engine.case(5).sentences) == 2
+    assert scores[1] == pytest.approx(1.0, abs=1e-4) and scores[0] < scores[1]
+    assert engine.sentence_similarities(2, "effusion") == []  # row 2 has no report
+
+
+def test_model_mismatch_refused(engine_bundle: Path) -> None:
     model = tiny_model()
     other = copy.copy(model)
     other.spec = type(model.spec)(**{**model.spec.__dict__, "name": "biovil"})
     with pytest.raises(BundleError, match="tiny-random"):
-        Engine.open(bundle_dir, model=other)
+        Engine.open(engine_bundle, model=other)
     cropped = copy.copy(model)
     cropped.preprocessing = Preprocessing(resize=512, crop=448)
     with pytest.raises(BundleError, match="preprocessing"):
-        Engine.open(bundle_dir, model=cropped)
+        Engine.open(engine_bundle, model=cropped)
 
 
 def test_concurrent_searches_agree(engine: Engine) -> None:

@@ -16,8 +16,7 @@ from PIL import Image
 from cxr_explorer.cli import main
 from retrieval.bundle import Bundle
 from retrieval.bundle_write import write_bundle
-from retrieval.evaluation import datasets as D
-from retrieval.evaluation import runner as R
+from retrieval.evaluation import datasets, runner
 
 D_EMB = 128
 
@@ -45,7 +44,7 @@ def _mscxr_csv(tmp_path: Path) -> Path:
 
 
 def test_mscxr_reader_groups_boxes(tmp_path: Path) -> None:
-    cases = D.read_grounding_cases(_mscxr_csv(tmp_path))
+    cases = datasets.read_grounding_cases(_mscxr_csv(tmp_path))
     assert [(c.key, c.phrase, len(c.boxes)) for c in cases] == [("img0", "left opacity", 2), ("img0", "effusion", 1),
                                                                ("img1", "heart", 1)]
     assert cases[0].boxes[1] == (30.0, 6.0, 8.0, 8.0) and cases[0].size == (64, 48)
@@ -57,9 +56,9 @@ def test_covid_boxes_adapter(tmp_path: Path) -> None:
                   "w": [10.0, 12.0], "h": [30.0, 28.0], "box_source": ["s", "s"]}).to_csv(tmp_path / "boxes.csv")
     pd.DataFrame({"image_id": ["a"], "image_file": ["images/a.jpg"], "labels": ["COVID-19"], "width": [40],
                   "height": [50]}).to_csv(tmp_path / "reports.csv", index=False)
-    frame = D.grounding_frame(tmp_path / "boxes.csv")
-    assert set(D.MSCXR_COLUMNS) <= set(frame.columns)
-    cases = D.read_grounding_cases(tmp_path / "boxes.csv")
+    frame = datasets.grounding_frame(tmp_path / "boxes.csv")
+    assert set(datasets.MSCXR_COLUMNS) <= set(frame.columns)
+    cases = datasets.read_grounding_cases(tmp_path / "boxes.csv")
     assert [(c.phrase, c.finding, c.size) for c in cases] == [("right lung", "Right Lung", (40, 50)),
                                                               ("left lung", "Left Lung", (40, 50))]
     assert cases[0].image == tmp_path / "images" / "a.jpg" and cases[0].boxes == ((1.5, 2.0, 10.0, 30.0),)
@@ -67,16 +66,16 @@ def test_covid_boxes_adapter(tmp_path: Path) -> None:
 
 def test_unknown_annotation_format(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "x.csv", index=False)
-    with pytest.raises(D.AnnotationError, match="neither MS-CXR"):
-        D.grounding_frame(tmp_path / "x.csv")
-    with pytest.raises(D.AnnotationError, match="does not exist"):
-        D.grounding_frame(tmp_path / "missing.csv")
+    with pytest.raises(datasets.AnnotationError, match="neither MS-CXR"):
+        datasets.grounding_frame(tmp_path / "x.csv")
+    with pytest.raises(datasets.AnnotationError, match="does not exist"):
+        datasets.grounding_frame(tmp_path / "missing.csv")
 
 
 def test_scale_boxes() -> None:
-    assert D.scale_boxes(((1.0, 2.0, 3.0, 4.0),), (10, 20), (20, 10)) == ((2.0, 1.0, 6.0, 2.0),)
+    assert datasets.scale_boxes(((1.0, 2.0, 3.0, 4.0),), (10, 20), (20, 10)) == ((2.0, 1.0, 6.0, 2.0),)
     boxes = ((1.0, 2.0, 3.0, 4.0),)
-    assert D.scale_boxes(boxes, None, (5, 5)) is boxes and D.scale_boxes(boxes, (5, 5), (5, 5)) is boxes
+    assert datasets.scale_boxes(boxes, None, (5, 5)) is boxes and datasets.scale_boxes(boxes, (5, 5), (5, 5)) is boxes
 
 
 class _MapSource:
@@ -101,10 +100,10 @@ def test_grounding_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     # Map 20x20; boxes annotated on a 10x10 image -> doubled. Inside: mean 0.7, var 0.01; outside: mean 0.025,
     # var 0.000625 -> CNR = 0.675 / sqrt(0.010625) = 6.5485; every threshold 0.1..0.5 selects exactly the box: mIoU 1.
     box_small, box_map = (2, 3, 4, 5), (4, 6, 8, 10)
-    monkeypatch.setattr(R, "grounding_map", lambda source, case, interp: _known_map(20, 20, box_map))
-    cases = [D.GroundingCase("k0", Path("x.png"), "p", "A", (box_small,), (10, 10)),
-             D.GroundingCase("k1", Path("y.png"), "q", "B", (box_map,), (20, 20))]
-    res = R.evaluate_grounding(_MapSource(), cases, n_boot=50, keep_records=True)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "grounding_map", lambda source, case, interp: _known_map(20, 20, box_map))
+    cases = [datasets.GroundingCase("k0", Path("x.png"), "p", "A", (box_small,), (10, 10)),
+             datasets.GroundingCase("k1", Path("y.png"), "q", "B", (box_map,), (20, 20))]
+    res = runner.evaluate_grounding(_MapSource(), cases, n_boot=50, keep_records=True)  # type: ignore[arg-type]
     expected = 0.675 / np.sqrt(0.01 + 0.000625)
     assert res["pairs"] == 2 and res["boxes_rescaled_pairs"] == 1 and res["interpolation"] == "bilinear"
     for rec in res["records"]:
@@ -117,15 +116,15 @@ def test_grounding_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_grounding_tiny_random_end_to_end(tmp_path: Path) -> None:
     from retrieval.models import load_model
 
-    source = R.EmbeddingSource(load_model("tiny-random", device="cpu"))
-    cases = D.read_grounding_cases(_mscxr_csv(tmp_path))
-    cases.append(D.GroundingCase("gone", tmp_path / "missing.png", "p", "X", ((0, 0, 4, 4),), None))
-    res = R.evaluate_grounding(source, cases, interpolation="nearest", n_boot=20)
+    source = runner.EmbeddingSource(load_model("tiny-random", device="cpu"))
+    cases = datasets.read_grounding_cases(_mscxr_csv(tmp_path))
+    cases.append(datasets.GroundingCase("gone", tmp_path / "missing.png", "p", "X", ((0, 0, 4, 4),), None))
+    res = runner.evaluate_grounding(source, cases, interpolation="nearest", n_boot=20)
     assert res["pairs"] == 3 and len(res["skipped"]) == 1 and res["skipped"][0]["key"] == "gone"
     assert res["image_forwards"] == 2  # one forward per image, reused for its second phrase
     assert res["boxes_rescaled_pairs"] == 1  # img1 annotated at 32x24, decoded at 64x48
     assert np.isfinite(res["overall"]["cnr"]["value"]) and res["interpolation"] == "nearest"
-    sim = R.grounding_map(source, cases[0], "bilinear")
+    sim = runner.grounding_map(source, cases[0], "bilinear")
     assert sim.shape == (48, 64) and np.isnan(sim).any()  # original size, NaN outside the centre crop
 
 
@@ -152,10 +151,10 @@ class _GlobalSource:
 def test_zeroshot_known_answer() -> None:
     e0, e1 = np.eye(D_EMB, dtype=np.float32)[0], np.eye(D_EMB, dtype=np.float32)[1]
     mixed = (0.6 * e0 + 0.8 * e1).astype(np.float32)  # margin 0.6 - 0.8 < 0 -> predicted negative, but label 1
-    items = [D.LabelledImage("a", Path("a"), 1, "P"), D.LabelledImage("b", Path("b"), 0, "N"),
-             D.LabelledImage("c", Path("c"), 1, "P"), D.LabelledImage("d", Path("d"), 0, "N")]
+    items = [datasets.LabelledImage("a", Path("a"), 1, "P"), datasets.LabelledImage("b", Path("b"), 0, "N"),
+             datasets.LabelledImage("c", Path("c"), 1, "P"), datasets.LabelledImage("d", Path("d"), 0, "N")]
     source = _GlobalSource({"a": e0, "b": e1, "c": mixed})
-    res = R.evaluate_zeroshot(source, items, positive=["pneumonia"], negative=["no pneumonia"])  # type: ignore[arg-type]
+    res = runner.evaluate_zeroshot(source, items, positive=["pneumonia"], negative=["no pneumonia"])  # type: ignore[arg-type]
     # scored: a (1, +1), b (0, -1), c (1, -0.2); d is missing -> skipped
     assert res["images"] == 3 and len(res["skipped"]) == 1
     assert res["accuracy"] == pytest.approx(2 / 3) and res["f1"] == pytest.approx(2 / 3)
@@ -165,14 +164,14 @@ def test_zeroshot_known_answer() -> None:
 def test_labels_reader_rules(tmp_path: Path) -> None:
     pd.DataFrame({"image_id": ["a", "b", "c"], "image_file": ["i/a.png", "i/b.png", "i/c.png"],
                   "labels": ["COVID-19", "No Finding", "Streptococcus"]}).to_csv(tmp_path / "r.csv", index=False)
-    items, rule = D.read_labelled_images(tmp_path / "r.csv")
-    assert [i.label for i in items] == [1, 0, 1] and rule["negative_match"] == D.COVID_NEGATIVE
+    items, rule = datasets.read_labelled_images(tmp_path / "r.csv")
+    assert [i.label for i in items] == [1, 0, 1] and rule["negative_match"] == datasets.COVID_NEGATIVE
     assert items[0].image == tmp_path / "i/a.png" and items[0].key == "a"
-    items, _ = D.read_labelled_images(tmp_path / "r.csv", positive_match="strep")
+    items, _ = datasets.read_labelled_images(tmp_path / "r.csv", positive_match="strep")
     assert [i.label for i in items] == [0, 0, 1]
-    assert list(D.binarise(pd.Series(["1", "0", "true"]), None, None)) == [1, 0, 1]
-    with pytest.raises(D.AnnotationError, match="not 0/1"):
-        D.binarise(pd.Series(["yes"]), None, None)
+    assert list(datasets.binarise(pd.Series(["1", "0", "true"]), None, None)) == [1, 0, 1]
+    with pytest.raises(datasets.AnnotationError, match="not 0/1"):
+        datasets.binarise(pd.Series(["yes"]), None, None)
 
 
 def _jpeg() -> bytes:
@@ -200,13 +199,13 @@ def _paired_bundle(root: Path, n: int = 12) -> Path:
 
 def test_retrieval_paired_bundle(tmp_path: Path) -> None:
     bundle = Bundle.open(_paired_bundle(tmp_path / "b"))
-    res = R.evaluate_retrieval(bundle, ks=(1, 5), label_column="finding")
+    res = runner.evaluate_retrieval(bundle, ks=(1, 5), label_column="finding")
     assert res["image_to_report"] == {"R@1": 1.0, "R@5": 1.0} and res["report_to_image"]["R@1"] == 1.0
     p = res["precision_by_label"]["report_to_image"]
     # each "effusion" query's top-1 is itself (labelled effusion); P@5 <= 1 and >= 1/5
     assert p["P@1"]["effusion"] == 1.0 and p["P@1"]["normal"] == 1.0 and 0.2 <= p["P@5"]["edema"] <= 1.0
     with pytest.raises(ValueError, match="no metadata column"):
-        R.evaluate_retrieval(bundle, label_column="nope")
+        runner.evaluate_retrieval(bundle, label_column="nope")
 
 
 def test_cli_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

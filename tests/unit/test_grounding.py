@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from retrieval import grounding as g
+from retrieval import grounding
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,13 +30,14 @@ def _unit(*shape: int, seed: int = 0) -> torch.Tensor:
 def test_constant_patch_grid_gives_constant_map() -> None:
     direction = _unit(16)
     patches = direction.expand(15, 15, 16).clone()
-    m = g.similarity_map(patches, direction, width=300, height=300, resize_size=None, crop_size=None)
+    m = grounding.similarity_map(patches, direction, width=300, height=300, resize_size=None, crop_size=None)
     assert m.shape == (300, 300) and m.dtype == np.float32
     np.testing.assert_allclose(m, 1.0, atol=1e-6)
 
 
 def test_nan_border_for_600x500_image_at_512_480() -> None:
-    m = g.similarity_map(_unit(15, 15, 8), _unit(1, 8, seed=1), width=600, height=500, resize_size=512, crop_size=480)
+    m = grounding.similarity_map(_unit(15, 15, 8), _unit(1, 8, seed=1), width=600, height=500, resize_size=512,
+                                 crop_size=480)
     side = int(480 * 500 / 512)  # 468 original pixels covered by the 480 crop of the 512 resize
     assert m.shape == (500, 600) and side == 468
     assert np.isnan(m).mean() == pytest.approx(1 - side * side / (600 * 500))
@@ -48,45 +49,46 @@ def test_nan_border_for_600x500_image_at_512_480() -> None:
 
 
 def test_odd_margin_puts_extra_nan_on_the_right() -> None:
-    m = g.to_image_size(np.zeros((2, 2), np.float32), width=7, height=4, resize_size=None, crop_size=4)
+    m = grounding.to_image_size(np.zeros((2, 2), np.float32), width=7, height=4, resize_size=None, crop_size=4)
     assert np.isnan(m[:, :1]).all() and np.isnan(m[:, 5:]).all() and np.isfinite(m[:, 1:5]).all()
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear", "bicubic"])
 def test_interpolation_modes_keep_shape_and_crop(interpolation: str) -> None:
-    grid = g.grid_maps(_unit(1, 15, 15, 8), _unit(8, seed=2))[0]
-    m = g.to_image_size(grid, 640, 480, 512, 480, interpolation)
+    grid = grounding.grid_maps(_unit(1, 15, 15, 8), _unit(8, seed=2))[0]
+    m = grounding.to_image_size(grid, 640, 480, 512, 480, interpolation)
     assert m.shape == (480, 640)
     assert np.isfinite(m).sum() == int(480 * 480 / 512) ** 2
-    full = g.to_image_size(torch.from_numpy(grid), 64, 48, None, None, interpolation)
+    full = grounding.to_image_size(torch.from_numpy(grid), 64, 48, None, None, interpolation)
     assert full.shape == (48, 64) and np.isfinite(full).all()
 
 
 def test_nearest_upsampling_repeats_grid_cells() -> None:
     grid = np.array([[0.0, 1.0], [2.0, 3.0]], dtype=np.float32)
-    m = g.to_image_size(grid, width=4, height=4, resize_size=None, crop_size=None)
+    m = grounding.to_image_size(grid, width=4, height=4, resize_size=None, crop_size=None)
     np.testing.assert_array_equal(m, np.kron(grid, np.ones((2, 2), np.float32)))
 
 
 def test_text_as_vector_or_row_is_the_same() -> None:
     patches, text = _unit(4, 5, 8), _unit(8, seed=3)
-    np.testing.assert_array_equal(g.patch_similarity(patches, text), g.patch_similarity(patches, text[None]))
+    np.testing.assert_array_equal(grounding.patch_similarity(patches, text),
+                                  grounding.patch_similarity(patches, text[None]))
     with pytest.raises(ValueError):
-        g.patch_similarity(patches, _unit(2, 8))
+        grounding.patch_similarity(patches, _unit(2, 8))
 
 
 def test_smooth_grid_matches_scipy_and_batches_exactly() -> None:
     stack = np.random.default_rng(0).normal(size=(6, 15, 15)).astype(np.float32)
-    single = g.smooth_grid(stack[0])
+    single = grounding.smooth_grid(stack[0])
     np.testing.assert_array_equal(single, ndimage.gaussian_filter(stack[0], sigma=(1.5, 1.5), order=0))
     assert single.dtype == np.float32
-    np.testing.assert_array_equal(g.smooth_grid(stack), np.stack([g.smooth_grid(m) for m in stack]))
+    np.testing.assert_array_equal(grounding.smooth_grid(stack), np.stack([grounding.smooth_grid(m) for m in stack]))
 
 
 def test_grid_maps_equal_per_image_maps() -> None:
     patches, text = _unit(5, 15, 15, 16), _unit(16, seed=4)
-    batched = g.grid_maps(patches, text)
-    per_image = np.stack([g.smooth_grid(g.patch_similarity(p, text).numpy()) for p in patches])
+    batched = grounding.grid_maps(patches, text)
+    per_image = np.stack([grounding.smooth_grid(grounding.patch_similarity(p, text).numpy()) for p in patches])
     assert batched.shape == (5, 15, 15)
     np.testing.assert_allclose(batched, per_image, atol=1e-6, rtol=0)  # only matmul rounding may differ
 
@@ -94,21 +96,21 @@ def test_grid_maps_equal_per_image_maps() -> None:
 def test_global_prompt_score_averages_unnormalised_prompts() -> None:
     image = torch.tensor([1.0, 0.0])
     prompts = torch.tensor([[3.0, 0.0], [0.0, 4.0]])  # mean (1.5, 2) -> normalised (0.6, 0.8)
-    assert g.global_prompt_score(image, prompts) == pytest.approx(0.6)
+    assert grounding.global_prompt_score(image, prompts) == pytest.approx(0.6)
     # averaging normalised prompts instead would give 1/sqrt(2); make sure that is not what happens
-    assert g.global_prompt_score(image, prompts) != pytest.approx(2**-0.5)
-    score = g.zero_shot_margin(image, prompts, torch.tensor([[0.0, 5.0]]))
+    assert grounding.global_prompt_score(image, prompts) != pytest.approx(2**-0.5)
+    score = grounding.zero_shot_margin(image, prompts, torch.tensor([[0.0, 5.0]]))
     assert (score.positive, score.negative, score.margin) == pytest.approx((0.6, 0.0, 0.6))
 
 
 def test_default_pneumonia_prompts() -> None:
-    assert len(g.POSITIVE_PNEUMONIA_PROMPTS) == len(g.NEGATIVE_PNEUMONIA_PROMPTS) == 4
-    assert "No signs of pneumonia" in g.NEGATIVE_PNEUMONIA_PROMPTS
+    assert len(grounding.POSITIVE_PNEUMONIA_PROMPTS) == len(grounding.NEGATIVE_PNEUMONIA_PROMPTS) == 4
+    assert "No signs of pneumonia" in grounding.NEGATIVE_PNEUMONIA_PROMPTS
 
 
 def test_overlay_colours_and_transparent_nan() -> None:
     m = np.array([[np.nan, -1.0, 0.0], [1.0, 5.0, -5.0]], dtype=np.float32)
-    rgba = g.overlay_rgba(m)
+    rgba = grounding.overlay_rgba(m)
     assert rgba.shape == (2, 3, 4) and rgba.dtype == np.uint8
     np.testing.assert_array_equal(rgba[0, 0], [0, 0, 0, 0])
     # expected bytes are matplotlib 3.11 ``colormaps["RdBu_r"](Normalize(-1, 1)(x), alpha=0.5, bytes=True)``
@@ -117,16 +119,16 @@ def test_overlay_colours_and_transparent_nan() -> None:
     np.testing.assert_array_equal(rgba[1, 0], [103, 0, 31, 127])
     np.testing.assert_array_equal(rgba[1, 1], rgba[1, 0])  # over-range clips to the top colour
     np.testing.assert_array_equal(rgba[1, 2], rgba[0, 1])
-    gray = g.overlay_rgba(np.array([[0.0, 1.0]]), vmin=0.0, vmax=1.0, cmap="gray", alpha=1.0)
+    gray = grounding.overlay_rgba(np.array([[0.0, 1.0]]), vmin=0.0, vmax=1.0, cmap="gray", alpha=1.0)
     np.testing.assert_array_equal(gray[0, :, :3], [[0, 0, 0], [255, 255, 255]])
-    assert g.overlay_rgba(np.zeros((1, 1)), cmap="viridis").shape == (1, 1, 4)
+    assert grounding.overlay_rgba(np.zeros((1, 1)), cmap="viridis").shape == (1, 1, 4)
     with pytest.raises(ValueError):
-        g.overlay_rgba(np.zeros((1, 1)), cmap="jet")
+        grounding.overlay_rgba(np.zeros((1, 1)), cmap="jet")
 
 
 def test_png_round_trip() -> None:
-    rgba = g.overlay_rgba(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
-    data = g.to_png_bytes(rgba)
+    rgba = grounding.overlay_rgba(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+    data = grounding.to_png_bytes(rgba)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), rgba)
 
@@ -165,7 +167,7 @@ def test_matches_reference_implementation(
     expected = engine.convert_similarity_to_image_size(
         grid, width=width, height=height, resize_size=resize_size, crop_size=crop_size, interpolation=interpolation
     )
-    actual = g.similarity_map(patches, text, width, height, resize_size, crop_size, interpolation)
+    actual = grounding.similarity_map(patches, text, width, height, resize_size, crop_size, interpolation)
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
     np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0, equal_nan=True)
@@ -185,8 +187,9 @@ def test_matches_stored_reference_maps(
     with np.load(_MAPS) as ref:
         expected = ref[f"map/{width}x{height}/{resize_size}/{crop_size}/{interpolation}"]
         patches, text, grid = torch.from_numpy(ref["patches"]), torch.from_numpy(ref["text"]), ref["grid"]
-    np.testing.assert_allclose(g.smooth_grid(g.patch_similarity(patches, text).numpy()), grid, atol=1e-6, rtol=0)
-    actual = g.similarity_map(patches, text, width, height, resize_size, crop_size, interpolation)
+    np.testing.assert_allclose(grounding.smooth_grid(grounding.patch_similarity(patches, text).numpy()), grid,
+                               atol=1e-6, rtol=0)
+    actual = grounding.similarity_map(patches, text, width, height, resize_size, crop_size, interpolation)
     assert actual.shape == expected.shape == (height, width) and actual.dtype == expected.dtype
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
     np.testing.assert_allclose(actual, expected, atol=1e-6, rtol=0, equal_nan=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import projection as P
+from retrieval import projection
 from retrieval.bundle import Bundle
 from tests.webapp import synthetic_bundle
 
@@ -19,9 +19,9 @@ def unit(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 def test_pca_places_stored_and_new_vectors_alike() -> None:
     x = unit(50, 16)
-    coords, mean, comps = P.pca(x)
+    coords, mean, comps = projection.pca(x)
     assert coords.shape == (50, 2) and comps.shape == (2, 16)
-    stored = P.StoredMap("images", "PCA", coords, x, mean, comps)
+    stored = projection.StoredMap("images", "PCA", coords, x, mean, comps)
     assert np.allclose(stored.place(x[7]), coords[7], atol=1e-5)
     assert coords[:, 0].var() >= coords[:, 1].var()
 
@@ -29,7 +29,7 @@ def test_pca_places_stored_and_new_vectors_alike() -> None:
 def test_neighbour_placement_lands_on_a_duplicate() -> None:
     x = unit(30, 8)
     coords = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
-    stored = P.StoredMap("images", "UMAP", coords, x)
+    stored = projection.StoredMap("images", "UMAP", coords, x)
     q = x[3]
     placed = stored.place(q)
     assert placed.shape == (2,)
@@ -42,16 +42,16 @@ def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> 
     opened = Bundle.open(bundle)
     manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
-    assert P.PROJECTIONS in manifest["files"]
+    assert projection.PROJECTIONS in manifest["files"]
     assert manifest["label_separators"] == {"labels": "|"}
     vectors = np.asarray(opened.vectors("images"))
-    stored = P.load_map(opened.folder, "images", "PCA", vectors)
+    stored = projection.load_map(opened.folder, "images", "PCA", vectors)
     assert stored is not None and stored.coords.shape == (8, 2)
-    assert P.load_map(opened.folder, "images", "UMAP", vectors) is None
+    assert projection.load_map(opened.folder, "images", "UMAP", vectors) is None
 
 
 @pytest.mark.slow
 def test_umap_is_stored_from_min_umap_vectors(tmp_path: Path) -> None:
     pytest.importorskip("umap")
-    coords = P.umap_coords(unit(P.MIN_UMAP, 16))
-    assert coords is not None and coords.shape == (P.MIN_UMAP, 2) and np.isfinite(coords).all()
+    coords = projection.umap_coords(unit(projection.MIN_UMAP, 16))
+    assert coords is not None and coords.shape == (projection.MIN_UMAP, 2) and np.isfinite(coords).all()

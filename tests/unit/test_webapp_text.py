@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from webapp import display, exports
-from webapp import page_state as P
+from webapp import display, exports, page_state
 
 
 def test_md_escape_leaves_no_markdown_link_html_or_autolink() -> None:
@@ -27,9 +26,9 @@ def test_export_file_names_follow_the_query() -> None:
 
 
 def test_page_state_url_round_trip_and_bounds() -> None:
-    state = P.PageState("t", (P.text_field("q", "q"), P.int_field("k", "k", 12, 1, 100),
-                              P.range_field("r", "r", (-1.0, 1.0), -1.0, 1.0), P.bool_field("b", "b"),
-                              P.list_field("f", "f", {"A", "B"}.__contains__)))
+    state = page_state.PageState("t", (page_state.text_field("q", "q"), page_state.int_field("k", "k", 12, 1, 100),
+                              page_state.range_field("r", "r", (-1.0, 1.0), -1.0, 1.0), page_state.bool_field("b", "b"),
+                              page_state.list_field("f", "f", {"A", "B"}.__contains__)))
     values = {"q": "x" * 10_000, "k": 7, "r": (-0.5, 0.25), "b": True, "f": ["A", "B"]}
     assert state.from_url(state.to_url(values)) == values  # a 10,000-character query comes back whole
     bad = state.from_url({"k": ["1000"], "r": ["0.5,0.1"], "f": ["A", "Z"], "b": ["yes"]})

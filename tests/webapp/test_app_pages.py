@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.webapp import synthetic_bundle
-from webapp.loaders import BUNDLES_ENV
+from webapp.settings import BUNDLES_ENV
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 TIMEOUT = 120

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from retrieval.curate.review import read_decisions, review_dir
 from tests.webapp import synthetic_bundle
-from webapp.loaders import BUNDLES_ENV
+from webapp.settings import BUNDLES_ENV
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 

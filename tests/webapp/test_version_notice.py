@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from retrieval import store
 from tests.webapp import synthetic_bundle
-from webapp.loaders import BUNDLES_ENV
+from webapp.settings import BUNDLES_ENV
 from webapp.version_notice import NOTICE
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")

@@ -19,7 +19,7 @@ MAPS_PER_ROW = 2  # at most two maps side by side: each stays >= 320 px wide at 
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
-ids = engine.bundle.metadata["id"].astype(str).tolist()
+ids = engine.cases.ids
 STATE = grounding_state.state(ids[0])
 STATE.restore()
 if st.session_state.get("g_case") not in ids:
@@ -35,7 +35,7 @@ def pick_source() -> tuple[int | bytes | None, str]:
     src = st.radio("Image", ["Corpus case", "Upload"], key="g_source", horizontal=True)
     if src == "Corpus case":
         case_id = st.selectbox("Case", ids, key="g_case")
-        row = engine.bundle.row_of(case_id)
+        row = engine.cases.row_of(case_id)
         return row, engine.case(row).report
     upload = st.file_uploader("Image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="g_upload")
     if upload is not None:
@@ -145,7 +145,7 @@ def zero_shot(source: int | bytes) -> None:
         st.error("Both prompt sets need at least one prompt.")
         return
     try:
-        score = engine.zero_shot(source, pos_l, neg_l)
+        score = loaders.zero_shot(bundle_dir, source, tuple(pos_l), tuple(neg_l))
     except USER_ERRORS as exc:
         st.error(display.plain_message(exc, bundle_dir))
         return

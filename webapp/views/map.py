@@ -12,8 +12,8 @@ import streamlit as st
 
 from retrieval.models.text_model import TextInputError
 from retrieval.projection import StoredMap
-from webapp import chrome, display, exports, loaders
-from webapp import page_state as P
+from retrieval.targets import ITEM_TARGETS
+from webapp import chrome, display, exports, loaders, page_state
 
 MAX_CATEGORIES = 20
 MAX_THUMBS = 12
@@ -25,14 +25,14 @@ OTHER_COLOUR = "#d0d0d0"
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
-meta = engine.bundle.metadata
+meta = engine.cases.metadata
 categorical = {f.column: len(f.values) for f in loaders.facets(bundle_dir) if f.values}
 default_colour = min(categorical, key=lambda c: (categorical[c] < 2, categorical[c])) if categorical else ""
-STATE = P.PageState("map", (
-    P.choice_field("m_target", "emb", ("images", "reports"), "images"),
-    P.choice_field("m_method", "proj", ("PCA", "UMAP"), "PCA"),
-    P.choice_field("m_colour", "colour", ["", *engine.bundle.metadata_columns], default_colour),
-    P.float_field("m_dup_t", "dup", 0.95, 0.8, 1.0),
+STATE = page_state.PageState("map", (
+    page_state.choice_field("m_target", "emb", ITEM_TARGETS, "images"),
+    page_state.choice_field("m_method", "proj", ("PCA", "UMAP"), "PCA"),
+    page_state.choice_field("m_colour", "colour", ["", *engine.cases.metadata_columns], default_colour),
+    page_state.float_field("m_dup_t", "dup", 0.95, 0.8, 1.0),
 ))
 STATE.restore()
 
@@ -49,7 +49,7 @@ def _axis_range(values: np.ndarray) -> list[float]:
 
 def figure(em: StoredMap, colour: str, query: tuple[str, np.ndarray] | None) -> go.Figure:
     """Scattergl traces per colour category (20 colours + grey "(other)"); ``customdata`` = item row."""
-    rows = np.asarray(engine.bundle.ids(em.target), dtype=np.int64)  # type: ignore[arg-type]
+    rows = engine.cases.position_rows(em.target)
     ids = meta["id"].astype(str).to_numpy()[rows]
     values = (meta[colour].fillna("").astype(str).to_numpy()[rows] if colour else np.full(len(rows), "all"))
     counts = pd.Series(values).value_counts()
@@ -100,7 +100,7 @@ def selection_panel(rows: list[int]) -> None:
     for i, row in enumerate(rows[:MAX_THUMBS]):
         with cols[i % 6]:
             case_id = str(meta["id"].iloc[row])
-            display.image(engine.bundle.thumbnail(row), f"Chest X-ray {case_id}")
+            display.image(engine.cases.thumbnail_bytes(row), f"Chest X-ray {case_id}")
             st.text(case_id)
     table = pd.DataFrame([{"id": str(meta["id"].iloc[r]), "row": r, **engine.case(r).metadata,
                            "report": str(meta["report"].iloc[r])} for r in rows])
@@ -121,19 +121,19 @@ def duplicates_panel() -> None:
         cols[0].text(f"{len(g)} cases\n" + "\n".join(str(meta["id"].iloc[r]) for r in g[:8]))
         for col, row in zip(cols[1:], g[:8], strict=False):
             with col:
-                display.image(engine.bundle.thumbnail(row), f"Chest X-ray {meta['id'].iloc[row]}")
+                display.image(engine.cases.thumbnail_bytes(row), f"Chest X-ray {meta['id'].iloc[row]}")
 
 
 a, b, c = st.columns(3)
-target = a.radio("Embeddings", ["images", "reports"], key="m_target", horizontal=True)
+target = a.radio("Embeddings", ITEM_TARGETS, key="m_target", horizontal=True)
 method = b.radio("Projection", ["PCA", "UMAP"], key="m_method", horizontal=True,
                  help="Both are computed by the offline job and stored in the bundle.")
-colour = c.selectbox("Colour by", ["", *engine.bundle.metadata_columns], key="m_colour",
+colour = c.selectbox("Colour by", ["", *engine.cases.metadata_columns], key="m_colour",
                      format_func=lambda v: "(none)" if not v else f"{v} ({categorical[v]} values)"
                      if v in categorical else v)
 em = loaders.embedding_map(bundle_dir, target, method)
 if em is None:
-    stored = engine.bundle.manifest.get("projections", {}).get("methods", {}).get(target, [])
+    stored = engine.facts.map_methods.get(target, [])
     st.info(f"This bundle stores no {method} map of its {target}" + (f" (stored: {', '.join(stored)})."
             if stored else ". Rebuild it (or run build --append) with this version to store the map."))
     STATE.save()

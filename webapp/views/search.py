@@ -41,7 +41,7 @@ def filter_controls() -> None:
         a, b, c = st.columns([3, 1, 2])
         a.radio("Search in", search_state.TARGETS, key="s_target", horizontal=True, on_change=search_state.reset_page,
                 format_func={"images": "Images", "reports": "Reports", "sentences": "Report sentences"}.get)
-        b.number_input("k (per page)", min_value=1, max_value=search_state.MAX_K, step=1, key="s_k",
+        b.number_input("k (per page)", min_value=1, max_value=search_state.MAX_PAGE_SIZE, step=1, key="s_k",
                        on_change=search_state.reset_page)
         c.toggle("Hide near-duplicates", key="s_hide_dup", disabled=st.session_state["s_target"] == "sentences")
         if st.session_state["s_hide_dup"]:
@@ -110,7 +110,8 @@ def run_query(kind: str, value: object, k: int, hide_duplicates: bool = True) ->
     if kind == "text":
         return engine.search_text(str(value), hide_duplicates=dup, **common)
     if kind == "image":
-        return engine.search_image(value, hide_duplicates=dup, **common)  # type: ignore[arg-type]
+        assert isinstance(value, bytes)  # query_controls gives an image query as the upload's bytes
+        return engine.search_image(value, hide_duplicates=dup, **common)
     return engine.search_id(str(value), hide_duplicates=dup, **common)
 
 
@@ -145,8 +146,7 @@ st.toggle("Ground the query on every result (retrieve-then-ground)", key="s_grou
           help="Overlays the text query's heatmap on each thumbnail, from the stored patch embeddings.")
 
 hits: list | None = None
-page_no = int(st.session_state["s_page"])
-per_page = int(st.session_state["s_k"])
+page_no, per_page = search_state.page_and_size()
 if kind:
     try:
         all_hits = run_query(kind, value, per_page * page_no)
@@ -174,7 +174,7 @@ if hits:
         cards.image_grid(engine, hits, overlays, facet_columns)
     else:
         cards.text_list(engine, hits, overlays)
-    cards.pager(page_no, len(hits) == per_page and page_no < search_state.MAX_PAGE)
+    cards.pager(page_no, search_state.has_next_page(page_no, per_page, len(hits)))
     exports.export_buttons(display.hits_frame(hits), exports.context(engine, search_state.summary(options, ranges)),
                            "results")
 elif hits == []:

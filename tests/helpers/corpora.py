@@ -1,17 +1,16 @@
-"""Helpers and fixtures for the index job tests (imported by name; no conftest): synthetic corpora, tiny model."""
+"""Synthetic corpora for the index job tests: small PNG / JPEG / DICOM files, good and hostile CSVs, long reports.
+
+Plain functions and constants; the fixtures (``tiny_model``, ``build``) live in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
@@ -118,29 +117,25 @@ def write_hostile_csv(root: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model():  # type: ignore[no-untyped-def]
-    from retrieval.models import load_model
-
-    return load_model("tiny-random", device="cpu")
-
-
-@pytest.fixture
-def build(tiny_model) -> Callable[..., object]:  # type: ignore[no-untyped-def]
-    """Run the job in-process with the shared tiny model, no worker processes, quiet progress."""
-    from index.runner import BuildConfig, run_build
-
-    def _build(corpus: Path, out: Path, **kw: Any) -> object:
-        kw.setdefault("workers", 0)
-        kw.setdefault("threads", 1)
-        kw.setdefault("progress", "none")
-        return run_build(BuildConfig(corpus=corpus, out=out, model="tiny-random", **kw), model=tiny_model)
-
-    return _build
-
-
 def dying_initializer() -> None:
     """A decode-worker initializer that kills its process: simulates workers that cannot start at all."""
     import os
 
     os._exit(3)
+
+
+def assert_same_bundle(a: Path, b: Path) -> None:
+    """Same ids exactly once, same image/report vectors and patches per id."""
+    from retrieval.bundle import Bundle
+
+    x, y = Bundle.open(a), Bundle.open(b)
+    assert x.metadata["id"].is_unique and y.metadata["id"].is_unique
+    assert sorted(x.metadata["id"]) == sorted(y.metadata["id"])
+    order = [y.row_of(i) for i in x.metadata["id"]]
+    np.testing.assert_allclose(x.vectors("images"), y.vectors("images")[order], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(x.patches(), np.float32), np.asarray(y.patches()[order], np.float32),
+                               atol=2e-3)
+    rep = {int(r): v for r, v in zip(y.ids("reports"), y.vectors("reports"), strict=True)}
+    for r, v in zip(x.ids("reports"), x.vectors("reports"), strict=True):
+        np.testing.assert_allclose(v, rep[order[int(r)]], atol=1e-5)
+    assert len(x.sentences) == len(y.sentences) and len(x.skipped) == len(y.skipped)

@@ -1,16 +1,16 @@
-"""Benchmark helper: is the job as fast as the model? (job images/s) / (model-only forward images/s).
+"""Is the job as fast as the model? (job images/s) / (model-only forward images/s), on any corpus folder or CSV.
 
-Real weights cannot be downloaded here, so the real-size BioViL image architecture is timed with seeded random
-weights. That model is named ``biovil-random-benchmark``, marked NOT real, and is reachable only from this module,
-never through ``--model``. Usage::
+A quick standalone check beside the ``build`` section of ``benchmarks/run.py`` (which measures the same ratio on
+covid_chestxray with per-stage figures). Real weights cannot be downloaded here, so the real-size architecture is
+timed with the benchmarks' seeded weights (:func:`benchmarks.common.seeded_model`, identity ``benchmark-seeded``,
+never reachable through ``--model``). Usage::
 
-    python -m index.benchmark FOLDER_OR_CSV --arch biovil --limit 64 [--workers 1] [--threads 2] [--batch-size 16]
+    python -m benchmarks.job_vs_model FOLDER_OR_CSV --arch biovil --limit 64 [--workers 1] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import tempfile
@@ -20,25 +20,11 @@ from typing import Any
 
 import torch
 
+from benchmarks.common import seeded_model
 from index.runner import BuildConfig, cpu_count, run_build
-from retrieval.models import VLModel, load_model
-from retrieval.models.api import ModelIdentity, pick_device
-from retrieval.models.image_model import ImageModel
-from retrieval.models.registry import get_spec
-from retrieval.models.seeded import seeded_state_dict
+from retrieval.models import VLModel
+from retrieval.models.api import pick_device
 from retrieval.store import read_manifest
-
-
-def random_real_size_model(arch: str = "biovil", device: str = "auto", precision: str = "fp32") -> VLModel:
-    """A VLModel with the real-size image tower of ``arch`` (seeded random weights) and tiny-random's text tower."""
-    tiny = load_model("tiny-random", device="cpu")
-    spec = dataclasses.replace(get_spec(arch), name=f"{arch}-random-benchmark", is_real=False)
-    image = ImageModel(spec)
-    image.load_state_dict(seeded_state_dict(image.state_dict(), salt=f"{spec.name}-image"))
-    identity = ModelIdentity(spec.name, None, None, False, "seeded-random", False,
-                             (f"{spec.name} is NOT A REAL MODEL: benchmark only",))
-    return VLModel(spec, image.eval(), tiny.text_model, tiny.tokenizer, identity, pick_device(device),
-                   precision)  # type: ignore[arg-type]
 
 
 def forward_rate(model: VLModel, batch: int, repeats: int = 3) -> float:
@@ -55,10 +41,7 @@ def forward_rate(model: VLModel, batch: int, repeats: int = 3) -> float:
 def run(corpus: Path, arch: str, limit: int, workers: int | None, threads: int | None, batch: int,
         device: str = "auto", precision: str = "fp32") -> dict[str, Any]:
     """Time a build of ``limit`` items against the model-only rate with the same threads and batch size."""
-    if arch == "tiny-random":
-        model = load_model("tiny-random", device=device, precision=precision)  # type: ignore[arg-type]
-    else:
-        model = random_real_size_model(arch, device, precision)
+    model = seeded_model(arch, precision, str(pick_device(device)))  # tiny-random: the registry's test model
     torch.set_num_threads(threads or cpu_count())
     before = forward_rate(model, batch)
     with tempfile.TemporaryDirectory() as tmp:

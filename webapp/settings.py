@@ -1,0 +1,41 @@
+"""How ``cxr-explorer app`` configures the Streamlit server process: environment-variable names and defaults.
+
+One owner for both sides: the CLI (``cxr_explorer/commands/app.py``) sets these variables, the app
+(``webapp/loaders.py``) reads them. No Streamlit import here, so the CLI can use it before starting the server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
+"""Bundle folders to serve, joined with ``os.pathsep``."""
+WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
+"""Folder with the released model files (unset: the hub cache)."""
+DEVICE_ENV = "CXR_EXPLORER_DEVICE"
+"""Where the model runs: auto, cpu or cuda."""
+MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
+"""Largest accepted upload in MB (also given to Streamlit as ``--server.maxUploadSize``)."""
+DEFAULT_MAX_UPLOAD_MB = 50
+
+
+def bundle_dirs() -> list[str]:
+    """Bundle folders the server was started with: ``$CXR_EXPLORER_BUNDLES`` (os.pathsep-joined) + script args."""
+    dirs = [d for d in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if d.strip()]
+    dirs += [a for a in sys.argv[1:] if not a.startswith("-")]
+    return list(dict.fromkeys(str(Path(d).absolute()) for d in dirs))
+
+
+def max_upload_bytes() -> int:
+    """The upload limit the server was started with, in bytes."""
+    try:
+        return int(float(os.environ.get(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024)
+    except ValueError:
+        return DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def engine_options() -> tuple[str | None, str]:
+    """(weights_dir, device) the server was started with."""
+    return os.environ.get(WEIGHTS_ENV) or None, os.environ.get(DEVICE_ENV, "auto")
