@@ -94,6 +94,10 @@ class Engine:
         """Categorical metadata columns with value counts (multi-label cells split), numeric ones as ranges."""
         return metadata_facets(self.cases.metadata, self.cases.metadata_columns, self.cases.label_separators)
 
+    def newer_version_available(self) -> bool:
+        """True when a newer version of the bundle was installed since this engine opened its version."""
+        return self.bundle.newer_version_available()
+
     def stored_map(self, target: Target, method: str) -> StoredMap | None:
         """The 2-D map of ``target``'s vectors by ``method`` stored by the offline job, or None when there is none."""
         vectors = np.asarray(self.bundle.vectors(target), dtype=np.float32)

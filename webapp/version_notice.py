@@ -14,7 +14,7 @@ NOTICE = ("A newer version of this bundle was installed. The pages still show th
 
 def newer_version_notice(bundle_dir: str, engine: Engine) -> None:
     """Draw the notice and its reload button when ``bundle_dir`` has a newer version than ``engine`` holds."""
-    if not engine.bundle.newer_version_available():
+    if not engine.newer_version_available():
         return
     st.sidebar.info(NOTICE)
     if st.sidebar.button("Load the new version", key="reload_bundle"):

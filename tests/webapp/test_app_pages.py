@@ -225,7 +225,7 @@ def test_missing_bundle_is_an_error(tmp_path: Path) -> None:
         mp.setenv(BUNDLES_ENV, str(tmp_path))
         at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
-    assert any("Cannot open bundle" in e and "manifest" in e for e in texts(at.error))
+    assert any("Cannot open bundle" in e and "is not a bundle" in e for e in texts(at.error))
     assert not any(str(tmp_path) in e for e in texts(at.error))
 
 
