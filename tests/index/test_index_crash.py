@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 from test_index_resume import _alive, _children, assert_same_bundle
 
 from cxr_explorer.cli import main
 from retrieval import store
 from retrieval.bundle import Bundle
+from tests.helpers.corpora import write_good_csv
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--model", "tiny-random", "--chunk-size", "2", "--workers", "0", "--threads", "1", "--precision", "fp32",

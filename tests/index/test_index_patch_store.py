@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 
 from retrieval.bundle import Bundle
 from retrieval.engine import Engine
 from retrieval.store.patch_store import Int8Patches
+from tests.helpers.corpora import write_good_csv
 
 
 def test_int8_patch_store_grounds_like_fp16(tmp_path: Path, build, tiny_model) -> None:  # noqa: F811

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from index_corpora import build, tiny_model, write_good_csv  # noqa: F401
 
 from cxr_explorer.cli import main
 from retrieval import store
 from retrieval.engine import Engine
+from tests.helpers.corpora import write_good_csv
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--model", "tiny-random", "--workers", "0", "--threads", "1", "--progress", "none"]
