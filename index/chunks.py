@@ -20,9 +20,12 @@ class BuildStateError(ValueError):
     """The output folder holds a build that this command may not continue (other settings, not a bundle)."""
 
 
-def check_state(area: BuildArea, settings: dict[str, Any], check_corpus: bool, verb: str = "continue") -> None:
-    """Refuse to continue (or append to) a build with settings that change the vectors, naming the difference."""
-    previous = area.state()
+def check_state(area: BuildArea, settings: dict[str, Any], check_corpus: bool, verb: str = "continue",
+                installed: dict[str, Any] | None = None) -> None:
+    """Refuse to continue (or append to) a build with settings that change the vectors, naming the difference.
+
+    Compared with the unfinished build's settings, else with ``installed`` (the installed version's build record)."""
+    previous = area.state() or installed
     if previous is None:
         return
     root = area.root

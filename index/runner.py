@@ -233,7 +233,8 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
         area = store.BuildArea(cfg.out)
         base = _check_folder(cfg, area, items)
         check_state(area, settings, check_corpus=not cfg.append and base is None,
-                    verb="append to" if cfg.append else "continue")
+                    verb="append to" if cfg.append else "continue",
+                    installed=base.manifest.get("build") if base is not None else None)
         area.chunks.discard_partial()
         done = area.chunks.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
         pending = [it for it in items if it.id not in done]

@@ -89,7 +89,8 @@ class Bundle:
             if store.BuildArea(root).exists():
                 raise BundleError(f"bundle {root} is unfinished (nothing installed yet); rerun the same "
                                   "`cxr-explorer build` command to finish it")
-            raise BundleError(f"{root} is not a bundle (build one with `cxr-explorer build`)")
+            raise BundleError(f"{root} is not a bundle: it has no installed version (no {names.MANIFEST}); build "
+                              "one with `cxr-explorer build`")
         number, folder, hold = held
         try:
             manifest = store.read_json(versions.manifest_path(folder))

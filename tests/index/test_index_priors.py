@@ -251,7 +251,7 @@ def test_covid_subset_build_with_preset_priors(tmp_path: Path, capsys: pytest.Ca
     assert main(["build", str(tmp_path / "reports.csv"), "--out", str(out), "--model", "tiny-random-t",
                  "--preset", "covid_chestxray", "--priors", "auto", "--device", "cpu", "--progress", "none"]) == 0
     assert "temporal embeddings:" in capsys.readouterr().out
-    records = TemporalRecords.open(out)
+    records = TemporalRecords.open(Bundle.open(out).folder)
     assert records is not None
     meta = subset.set_index("image_id")
     paired = [i for i in meta.index if records.prior_of(i) is not None]
@@ -294,7 +294,7 @@ def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
     run_build(BuildConfig(corpus=tmp_path / "reports.csv", out=out, model="biovil-t", workers=0, threads=2,
                           progress="none", precision="fp32", corpus_options=CorpusOptions(preset="covid_chestxray"),
                           priors=PriorOptions(preset="covid_chestxray")), model=model)
-    records = TemporalRecords.open(out)
+    records = TemporalRecords.open(Bundle.open(out).folder)
     assert records is not None
     meta = subset.set_index("image_id")
     paired = [i for i in meta.index if records.prior_of(i) is not None]
