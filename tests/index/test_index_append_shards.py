@@ -15,7 +15,7 @@ from retrieval.bundle import Bundle, BundleError
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 
-def test_append_adds_only_new_rows(tmp_path: Path, build) -> None:  # noqa: F811
+def test_append_adds_only_new_rows(tmp_path: Path, build) -> None:
     old = write_good_csv(tmp_path, 4, "old.csv")
     out = tmp_path / "b"
     build(old, out)
@@ -34,7 +34,7 @@ def test_append_adds_only_new_rows(tmp_path: Path, build) -> None:  # noqa: F811
     assert_same_bundle(out, tmp_path / "clean")
 
 
-def test_append_refuses_other_model(tmp_path: Path, build) -> None:  # noqa: F811
+def test_append_refuses_other_model(tmp_path: Path, build) -> None:
     corpus = write_good_csv(tmp_path, 2)
     out = tmp_path / "b"
     build(corpus, out)
@@ -42,7 +42,7 @@ def test_append_refuses_other_model(tmp_path: Path, build) -> None:  # noqa: F81
         run_build(BuildConfig(corpus=corpus, out=out, model="biovil", append=True, progress="none"))
 
 
-def test_append_refused_through_cli(tmp_path: Path, build, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_append_refused_through_cli(tmp_path: Path, build, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = write_good_csv(tmp_path, 2)
     build(corpus, tmp_path / "b")
     assert main(["build", str(corpus), "--out", str(tmp_path / "b"), "--model", "biovil", "--append"]) == 2
@@ -61,7 +61,7 @@ def test_shard_assignment_is_stable_and_spread() -> None:
             parse_shard(bad)
 
 
-def test_shards_then_merge_equal_one_build(tmp_path: Path, build) -> None:  # noqa: F811
+def test_shards_then_merge_equal_one_build(tmp_path: Path, build) -> None:
     corpus = write_good_csv(tmp_path, 9)
     (tmp_path / "images" / "img4.png").write_bytes(b"")  # one skipped item goes to its shard
     with open(corpus, "a") as fh:  # corpus-level skips (no path, duplicate) are owned by exactly one shard too
@@ -78,7 +78,7 @@ def test_shards_then_merge_equal_one_build(tmp_path: Path, build) -> None:  # no
     assert Bundle.open(merged).manifest["build"]["merged_from"] == [str(s) for s in shards]
 
 
-def test_merge_refusals(tmp_path: Path, build) -> None:  # noqa: F811
+def test_merge_refusals(tmp_path: Path, build) -> None:
     corpus = write_good_csv(tmp_path, 6)
     for i in range(2):
         build(corpus, tmp_path / f"s{i}", shard=(i, 2))

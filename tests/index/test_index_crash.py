@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_index_resume import _alive, _children, assert_same_bundle
 
 from cxr_explorer.cli import main
 from retrieval import store
 from retrieval.bundle import Bundle
-from tests.helpers.corpora import write_good_csv
+from tests.helpers.corpora import assert_same_bundle, write_good_csv
+from tests.helpers.processes import alive, children
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--model", "tiny-random", "--chunk-size", "2", "--workers", "0", "--threads", "1", "--precision", "fp32",
@@ -30,7 +30,7 @@ def killpoint(step: str, n: int, argv: list[str]) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
-           tiny_model) -> tuple[Path, Path]:  # noqa: F811
+           tiny_model) -> tuple[Path, Path]:
     """A 7-row corpus (one unreadable image) and its clean single-process build."""
     from index.runner import BuildConfig, run_build
 
@@ -80,20 +80,20 @@ def test_kill_9_leaves_no_decode_worker(tmp_path: Path, corpus: tuple[Path, Path
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: set[int] = set()
     while proc.poll() is None:
-        workers.update(_children(proc.pid))
+        workers.update(children(proc.pid))
     assert proc.returncode == -signal.SIGKILL
     assert workers, "the build should have had a decode worker process"
     import time
     deadline = time.monotonic() + 30
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "decode workers outlived the killed build"
+    assert not any(alive(w) for w in workers), "decode workers outlived the killed build"
     assert main(argv) == 0
     _exactly_once(out, clean)
 
 
 @pytest.mark.parametrize(("step", "n"), [("chunk-commit", 1), ("finalise", 2), ("install", 1), ("after-install", 1)])
-def test_kill_9_during_append_then_same_command(tmp_path: Path, corpus: tuple[Path, Path], build,  # noqa: F811
+def test_kill_9_during_append_then_same_command(tmp_path: Path, corpus: tuple[Path, Path], build,
                                                 step: str, n: int) -> None:
     csv, clean = corpus
     out = tmp_path / "b"
@@ -110,7 +110,7 @@ def test_kill_9_during_append_then_same_command(tmp_path: Path, corpus: tuple[Pa
 
 
 @pytest.mark.parametrize(("step", "n"), [("finalise", 1), ("install", 1), ("after-install", 1)])
-def test_kill_9_during_merge_then_same_command(tmp_path: Path, corpus: tuple[Path, Path], build,  # noqa: F811
+def test_kill_9_during_merge_then_same_command(tmp_path: Path, corpus: tuple[Path, Path], build,
                                                step: str, n: int) -> None:
     csv, clean = corpus
     for i in range(2):

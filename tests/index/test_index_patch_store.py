@@ -14,7 +14,7 @@ from retrieval.store.patch_store import Int8Patches
 from tests.helpers.corpora import write_good_csv
 
 
-def test_int8_patch_store_grounds_like_fp16(tmp_path: Path, build, tiny_model) -> None:  # noqa: F811
+def test_int8_patch_store_grounds_like_fp16(tmp_path: Path, build, tiny_model) -> None:
     corpus = write_good_csv(tmp_path, 5)
     build(corpus, tmp_path / "fp16", precision="fp32")
     build(corpus, tmp_path / "int8", precision="fp32", patch_store="int8")
@@ -34,7 +34,7 @@ def test_int8_patch_store_grounds_like_fp16(tmp_path: Path, build, tiny_model) -
         assert np.abs(ga.grid).max() > 0.01  # the maps are not trivially zero
 
 
-def test_append_keeps_the_int8_store(tmp_path: Path, build) -> None:  # noqa: F811
+def test_append_keeps_the_int8_store(tmp_path: Path, build) -> None:
     build(write_good_csv(tmp_path, 3, "a.csv"), tmp_path / "b", patch_store="int8")
     summary = build(write_good_csv(tmp_path, 5, "b.csv"), tmp_path / "b", append=True)
     assert summary.status == "appended"

@@ -21,7 +21,7 @@ from tests.helpers.corpora import assert_same_bundle, write_good_csv
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_slurm_array_and_merge_under_fake_sbatch(tmp_path: Path, build) -> None:  # noqa: F811
+def test_slurm_array_and_merge_under_fake_sbatch(tmp_path: Path, build) -> None:
     corpus = write_good_csv(tmp_path, 10)
     build(corpus, tmp_path / "single", precision="fp32")
     bin_dir = tmp_path / "bin"
@@ -71,7 +71,7 @@ def _kill_one_shard_worker(out: Path, stop: threading.Event, killed: list[int]) 
         time.sleep(0.05)
 
 
-def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:  # noqa: F811
+def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-dev.txt)")
     from index.ray_runner import run_ray_build, shard_dir
 

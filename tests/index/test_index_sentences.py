@@ -15,7 +15,7 @@ from tests.helpers.corpora import write_good_csv
 
 
 @pytest.fixture
-def calls(tiny_model, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:  # noqa: F811
+def calls(tiny_model, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Texts the tiny model's text encoder is asked to embed, counted by normalised key."""
     seen: Counter[str] = Counter()
     original = tiny_model.embed_texts
@@ -34,7 +34,7 @@ def test_normalise_merges_only_what_the_tokenizer_merges() -> None:
     assert normalise("No pneumothorax.", True) != normalise("No pneumothorax seen.", True)
 
 
-def test_cache_encodes_each_key_once_and_matches_a_direct_encode(tiny_model, calls) -> None:  # noqa: F811
+def test_cache_encodes_each_key_once_and_matches_a_direct_encode(tiny_model, calls) -> None:
     cache = TextCache.for_model(tiny_model)
     texts = ["Heart size normal.", "heart size  normal", "No effusion.", "Heart size normal."]
     vecs, ok = cache.embed(tiny_model, texts, batch=2)
@@ -46,13 +46,13 @@ def test_cache_encodes_each_key_once_and_matches_a_direct_encode(tiny_model, cal
     np.testing.assert_allclose(again, direct[[1, 0]], atol=1e-5)
 
 
-def test_refused_text_is_marked_not_cached(tiny_model) -> None:  # noqa: F811
+def test_refused_text_is_marked_not_cached(tiny_model) -> None:
     cache = TextCache.for_model(tiny_model)
     vecs, ok = cache.embed(tiny_model, ["No effusion.", "..."], batch=8)
     assert ok.tolist() == [True, False] and len(cache) == 1 and not vecs[1].any()
 
 
-def test_build_encodes_each_sentence_once_across_chunks(tmp_path: Path, build, calls) -> None:  # noqa: F811
+def test_build_encodes_each_sentence_once_across_chunks(tmp_path: Path, build, calls) -> None:
     corpus = write_good_csv(tmp_path, 6)  # "Case k. No effusion. Heart size normal."
     build(corpus, tmp_path / "b", chunk_size=2)
     assert max(calls.values()) == 1
@@ -74,7 +74,7 @@ def calls_free_vector(bundle: Bundle, text: str) -> np.ndarray:
     return load_model(bundle.model_name, device="cpu").embed_texts([text]).numpy()[0]
 
 
-def test_resume_and_append_reuse_embedded_sentences(tmp_path: Path, build, calls,  # noqa: F811
+def test_resume_and_append_reuse_embedded_sentences(tmp_path: Path, build, calls,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_good_csv(tmp_path, 6)
     original = runner._commit

@@ -26,7 +26,7 @@ def _answers(engine: Engine) -> tuple[list[tuple[str, float]], np.ndarray, list[
             np.array(b.patches(), np.float32))
 
 
-def test_an_open_engine_keeps_its_version_during_a_concurrent_append(tmp_path: Path, build, tiny_model) -> None:  # noqa: F811
+def test_an_open_engine_keeps_its_version_during_a_concurrent_append(tmp_path: Path, build, tiny_model) -> None:
     first = write_good_csv(tmp_path, 4, "first.csv")
     out = tmp_path / "b"
     build(first, out)
