@@ -26,6 +26,7 @@ import streamlit as st
 
 Params = dict[str, list[str]]
 MAX_TEXT = 20_000  # longest text value read back from a URL (queries are written in full up to this)
+LAST_PAGE = "_page_state_last"  # session key: the page whose state the last run restored
 
 
 def _text(values: list[str]) -> str:
@@ -170,6 +171,8 @@ class PageState:
         URL (a link, Back/Forward), False when kept values or defaults were used."""
         ours = self.params_of(url_params())
         kept: dict[str, Any] = st.session_state.get(self._keep, {})
+        arrived = st.session_state.get(LAST_PAGE) != self.name  # the previous run drew another page
+        st.session_state[LAST_PAGE] = self.name
         if ours and ours != st.session_state.get(self._written):
             values = self.from_url(ours)
             for f in self.fields:
@@ -177,7 +180,8 @@ class PageState:
             st.session_state[self._keep] = values
             return True
         for f in self.fields:
-            if f.key not in st.session_state:
+            # on arrival the kept values win over any widget value Streamlit carried over from an interrupted run
+            if f.key not in st.session_state or (arrived and f.key in kept):
                 st.session_state[f.key] = kept.get(f.key, f.default)
         return False
 
