@@ -90,7 +90,8 @@ def chart(points: MapPoints, colour: str, title: str, query: tuple[str, np.ndarr
         x=alt.X("x:Q", scale=alt.Scale(domain=x_dom, nice=False), title=None),
         y=alt.Y("y:Q", scale=alt.Scale(domain=y_dom, nice=False), title=None),
         color=alt.Color("group:N", scale=alt.Scale(domain=[labels[c] for c in cats], range=colours),
-                        legend=alt.Legend(title=colour or None, orient="right", labelLimit=220)),
+                        legend=alt.Legend(title=colour or None, orient="top", direction="horizontal", columns=4,
+                                          labelLimit=180)),  # above the plot: never cut off, phones too
         tooltip=tooltip,
     ).add_params(pick, box)
     layers: list[alt.Chart] = [base]
