@@ -71,35 +71,44 @@ def categories(values: np.ndarray) -> tuple[np.ndarray, list[str], dict[str, int
     return out, cats, sizes
 
 
-def chart(points: MapPoints, colour: str, title: str, query: tuple[str, np.ndarray] | None) -> alt.LayerChart:
-    """The scatter (+ the query as a black star): colour by ``colour`` (20 colours + grey "(other)"), hover
-    tooltip with id, value and thumbnail, selections :data:`PICK` (click, shift-click adds) and :data:`BOX` (drag)."""
+QUERY = "★ query"
+
+
+def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) -> alt.Chart:
+    """The scatter (+ the query as a black star, row -1): colour by ``colour`` (20 colours + grey "(other)"), hover
+    tooltip with id, value and thumbnail, selections :data:`PICK` (click, shift-click adds) and :data:`BOX` (drag).
+    One chart over one table (a layered chart lost its axes and legend to Streamlit's fixed height)."""
     values, cats, sizes = categories(points.values)
     labels = {c: f"{c or '(empty)'} ({sizes[c]})" for c in cats}
     frame = pd.DataFrame({"x": points.coords[:, 0], "y": points.coords[:, 1], "row": points.rows,
-                          "id": points.ids, "group": [labels[v] for v in values], "image": points.thumbs})
+                          "id": points.ids, "group": [labels[v] for v in values], "image": points.thumbs,
+                          "kind": "case"})
+    domain = [labels[c] for c in cats]
     colours = [OTHER_COLOUR if c == "(other)" else PALETTE[n % len(PALETTE)] for n, c in enumerate(cats)]
+    if query is not None:
+        star = {"x": float(query[1][0]), "y": float(query[1][1]), "row": -1, "id": query[0][:80], "group": QUERY,
+                "image": "", "kind": "query"}
+        frame = pd.concat([frame, pd.DataFrame([star])], ignore_index=True)
+        domain, colours = [*domain, QUERY], [*colours, "#000000"]
     x_dom, y_dom = axis_range(points.coords[:, 0]), axis_range(points.coords[:, 1])
     pick = alt.selection_point(name=PICK, fields=["row"], on="click", toggle="event.shiftKey")
     box = alt.selection_interval(name=BOX, encodings=["x", "y"])
-    size = 60 if len(frame) < 2000 else 15
+    size = 60 if len(points.rows) < 2000 else 15
     tooltip = [alt.Tooltip("id:N", title="id"), alt.Tooltip("group:N", title=colour or "all")]
     if any(points.thumbs):
         tooltip.append(alt.Tooltip("image:N"))
-    base = alt.Chart(frame).mark_circle(size=size, opacity=0.8, clip=True).encode(
-        x=alt.X("x:Q", scale=alt.Scale(domain=x_dom, nice=False), title=None),
-        y=alt.Y("y:Q", scale=alt.Scale(domain=y_dom, nice=False), title=None),
-        color=alt.Color("group:N", scale=alt.Scale(domain=[labels[c] for c in cats], range=colours),
-                        legend=alt.Legend(title=colour or None, orient="top", direction="horizontal", columns=4,
-                                          labelLimit=180)),  # above the plot: never cut off, phones too
+    return alt.Chart(frame, height=520).mark_point(filled=True, opacity=0.8).encode(
+        # fitted to the cases; the few outliers and a far query star are drawn on the edge (clamped), not squashing
+        x=alt.X("x:Q", scale=alt.Scale(domain=x_dom, nice=False, clamp=True), title=None,
+                axis=alt.Axis(orient="top")),  # Streamlit's fixed height cuts what lies under or right of the plot
+        y=alt.Y("y:Q", scale=alt.Scale(domain=y_dom, nice=False, clamp=True), title=None),
+        color=alt.Color("group:N", scale=alt.Scale(domain=domain, range=colours),
+                        legend=alt.Legend(title=colour or None, orient="top-left", labelLimit=200,
+                                          fillColor="#ffffffcc", padding=6)),  # inside the plot, over the points
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["case", "query"], range=["circle", "star"]), legend=None),
+        size=alt.Size("kind:N", scale=alt.Scale(domain=["case", "query"], range=[size, 300]), legend=None),
         tooltip=tooltip,
     ).add_params(pick, box)
-    layers: list[alt.Chart] = [base]
-    if query is not None:
-        star = pd.DataFrame({"x": [float(query[1][0])], "y": [float(query[1][1])], "id": ["query: " + query[0][:80]]})
-        layers.append(alt.Chart(star).mark_point(shape="star", size=300, filled=True, color="black", clip=True)
-                      .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("id:N", title="query")]))
-    return alt.LayerChart(layer=layers, height=520, title=title)
 
 
 def selected_rows(event: object, points: MapPoints) -> list[int]:
@@ -109,7 +118,7 @@ def selected_rows(event: object, points: MapPoints) -> list[int]:
     if not selection:
         return []
     get = selection.get if isinstance(selection, dict) else lambda k, d=None: getattr(selection, k, d)
-    rows = [int(p["row"]) for p in (get(PICK) or []) if isinstance(p, dict) and "row" in p]
+    rows = [int(p["row"]) for p in (get(PICK) or []) if isinstance(p, dict) and int(p.get("row", -1)) >= 0]
     box = get(BOX) or {}
     if box.get("x") and box.get("y"):
         (x0, x1), (y0, y1) = sorted(map(float, box["x"])), sorted(map(float, box["y"]))

@@ -87,8 +87,8 @@ if last:
                ", placed at the mean of its nearest neighbours on the map."))
 else:
     st.caption("Run a text search to see the query's position (★) on the map.")
-title = f"{em.method} of {len(points.rows)} {em.target} embeddings (stored by the offline job)"
-event = st.altair_chart(map_chart.chart(points, colour, title, query), on_select="rerun", key="map_chart",
+st.markdown(f"**{em.method} of {len(points.rows)} {em.target} embeddings (stored by the offline job)**")
+event = st.altair_chart(map_chart.chart(points, colour, query), on_select="rerun", key="map_chart",
                         selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
 st.caption("Hover a point for its thumbnail" + (f" (sent for the first {map_chart.MAX_HOVER_THUMBS:,} cases only)"
            if len(points.rows) > map_chart.MAX_HOVER_THUMBS else "") + "; click to select (shift-click adds), drag "
