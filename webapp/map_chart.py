@@ -71,10 +71,10 @@ def categories(values: np.ndarray) -> tuple[np.ndarray, list[str], dict[str, int
     return out, cats, sizes
 
 
-QUERY = "★ query"
+QUERY = "query (★)"
 
 
-def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) -> alt.Chart:
+def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) -> alt.LayerChart:
     """The scatter (+ the query as a black star, row -1): colour by ``colour`` (20 colours + grey "(other)"), hover
     tooltip with id, value and thumbnail, selections :data:`PICK` (click, shift-click adds) and :data:`BOX` (drag).
     One chart over one table (a layered chart lost its axes and legend to Streamlit's fixed height)."""
@@ -97,18 +97,38 @@ def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) 
     tooltip = [alt.Tooltip("id:N", title="id"), alt.Tooltip("group:N", title=colour or "all")]
     if any(points.thumbs):
         tooltip.append(alt.Tooltip("image:N"))
-    return alt.Chart(frame, height=520).mark_point(filled=True, opacity=0.8).encode(
+    points_chart = alt.Chart(frame).mark_point(filled=True, opacity=0.8).encode(
         # fitted to the cases; the few outliers and a far query star are drawn on the edge (clamped), not squashing
         x=alt.X("x:Q", scale=alt.Scale(domain=x_dom, nice=False, clamp=True), title=None,
                 axis=alt.Axis(orient="top")),  # Streamlit's fixed height cuts what lies under or right of the plot
         y=alt.Y("y:Q", scale=alt.Scale(domain=y_dom, nice=False, clamp=True), title=None),
         color=alt.Color("group:N", scale=alt.Scale(domain=domain, range=colours),
-                        legend=alt.Legend(title=colour or None, orient="top-left", labelLimit=200,
-                                          fillColor="#ffffffcc", padding=6)),  # inside the plot, over the points
-        shape=alt.Shape("kind:N", scale=alt.Scale(domain=["case", "query"], range=["circle", "star"]), legend=None),
-        size=alt.Size("kind:N", scale=alt.Scale(domain=["case", "query"], range=[size, 300]), legend=None),
+                        legend=None),  # drawn by :func:`legend_html` (Vega dropped it once the star row was there)
+        shape=alt.condition(alt.datum.kind == "query", alt.value("star"), alt.value("circle")),
+        size=alt.condition(alt.datum.kind == "query", alt.value(300), alt.value(size)),
         tooltip=tooltip,
     ).add_params(pick, box)
+    return alt.LayerChart(layer=[points_chart], height=520)
+
+
+def legend(points: MapPoints) -> list[tuple[str, str]]:
+    """(colour, label with count) of each category, in legend order."""
+    _, cats, sizes = categories(points.values)
+    return [(OTHER_COLOUR if c == "(other)" else PALETTE[n % len(PALETTE)], f"{c or '(empty)'} ({sizes[c]})")
+            for n, c in enumerate(cats)]
+
+
+def legend_html(points: MapPoints, colour: str, with_query: bool) -> str:
+    """The colour key as HTML (labels are corpus values: escaped), one swatch per category, then the query star."""
+    from webapp.display import html_text
+
+    items = [f"<span style='white-space:nowrap;margin-right:14px'><span style='display:inline-block;width:10px;"
+             f"height:10px;border-radius:5px;background:{c};margin-right:4px'></span>{html_text(label)}</span>"
+             for c, label in legend(points)]
+    if with_query:
+        items.append("<span style='white-space:nowrap'>★ last text query</span>")
+    title = f"<b>{html_text(colour)}</b>: " if colour else ""
+    return f"<div style='font-size:0.8rem;line-height:1.6'>{title}{' '.join(items)}</div>"
 
 
 def selected_rows(event: object, points: MapPoints) -> list[int]:

@@ -49,7 +49,8 @@ def test_map_hover_shows_the_case_thumbnail(page, app_server, tmp_path) -> None:
     open_app(page, url, "map", expect_text="Colour by")
     chart = _map_area(page)
     chart.scroll_into_view_if_needed()
-    chart.locator(".role-mark.marks path, g.mark-symbol path").first.hover()  # one point of the scatter
+    # one point of the scatter (force: points overlap, and the one on top answers the hover)
+    chart.locator("g.mark-symbol path").first.hover(force=True)
     img = page.locator("#vg-tooltip-element img")
     expect(img).to_be_visible()
     assert img.get_attribute("src").startswith("data:image/jpeg;base64,")
