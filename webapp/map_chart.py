@@ -72,6 +72,10 @@ def categories(values: np.ndarray) -> tuple[np.ndarray, list[str], dict[str, int
 
 
 QUERY = "query (★)"
+# a five-pointed star as an SVG path in Vega's unit square (the bundled Vega has no named "star" symbol: the name
+# was read as a broken path, which also cost the chart its legend)
+STAR_PATH = ("M0,-1L0.2245,-0.309L0.9511,-0.309L0.3633,0.118L0.5878,0.809L0,0.382L-0.5878,0.809L-0.3633,0.118"
+             "L-0.9511,-0.309L-0.2245,-0.309Z")
 
 
 def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) -> alt.LayerChart:
@@ -103,8 +107,8 @@ def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) 
                 axis=alt.Axis(orient="top")),  # Streamlit's fixed height cuts what lies under or right of the plot
         y=alt.Y("y:Q", scale=alt.Scale(domain=y_dom, nice=False, clamp=True), title=None),
         color=alt.Color("group:N", scale=alt.Scale(domain=domain, range=colours),
-                        legend=None),  # drawn by :func:`legend_html` (Vega dropped it once the star row was there)
-        shape=alt.condition(alt.datum.kind == "query", alt.value("star"), alt.value("circle")),
+                        legend=None),  # drawn by :func:`legend_html`: it wraps at any width
+        shape=alt.condition(alt.datum.kind == "query", alt.value(STAR_PATH), alt.value("circle")),
         size=alt.condition(alt.datum.kind == "query", alt.value(300), alt.value(size)),
         tooltip=tooltip,
     ).add_params(pick, box)
