@@ -61,7 +61,7 @@ def _idle(page: Any, text: str | None = None) -> float:
     """Wait for ``text`` (when given), then for Streamlit idle with every image loaded; returns the page's
     ``performance.now()`` at that moment."""
     if text:
-        page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
+        page.get_by_text(text, exact=False).first.wait_for(timeout=40_000)
     page.wait_for_timeout(50)  # let a status widget appear for a run that has just been requested
     return T.wait_idle_at(page)
 
@@ -80,6 +80,11 @@ def _timed(action: Callable[[], object], page: Any, text: str | None) -> tuple[f
 def _search(page: Any, q: str) -> None:
     page.get_by_label("Free text").fill(q)
     page.get_by_role("button", name="Search", exact=True).click()
+
+
+def _open_case(page: Any, n: int) -> None:
+    page.locator("[class*=\"st-key-open_\"] button:visible").nth(n).click()
+    page.get_by_text("Metadata", exact=True).wait_for(timeout=40_000)
 
 
 def _pick_case(page: Any, n: int) -> None:
@@ -115,9 +120,9 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
         page.get_by_label("k (per page)").fill(str(12 + (i % 2)))
         rec("filter_change", (lambda: page.get_by_label("k (per page)").press("Enter"), page,
                                     f"Results 1–{12 + (i % 2)} "))
-        # by role: each Open button's container also holds a hidden 0-px copy of the button (Streamlit 1.67), which
-        # a CSS locator's odd positions hit (the click then waits for it to become visible until it times out)
-        rec("open_case", (page.get_by_role("button", name="Open", exact=True).nth(i % 8).click, page, "Metadata"))
+        # each Open button's container also holds a hidden 0-px copy of the button (Streamlit 1.67): a plain CSS
+        # locator's odd positions hit those copies and the click waited until it timed out; only visible ones now
+        rec("open_case", (partial(_open_case, page, i % 8), page, None))
         page.goto(f"{url}/?q=effusion")  # a fresh view: the dialog closed, the next search starts clean
         _idle(page, "matching")
         page.get_by_text("Options and filters").click()
@@ -178,7 +183,7 @@ async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[l
                 start = time.perf_counter()
                 await page.get_by_label("Free text").fill(q)
                 await page.get_by_role("button", name="Search", exact=True).click()
-                await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=120_000)
+                await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=40_000)
                 idle = await page.wait_for_function(T.IDLE_AT_JS, timeout=120_000, polling=20)
                 times.append(time.perf_counter() - start)
                 splits.append(T.split(await page.evaluate(T.FRAMES_JS, since), float(await idle.json_value())))
