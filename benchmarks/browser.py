@@ -22,13 +22,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks import browser_timing as T
 from benchmarks.common import ms_stats
 
 CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-IDLE_JS = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
-           "!document.querySelector('[data-stale=\"true\"]') && "
-           "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete)")
 QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly with edema", "pneumothorax",
            "bilateral patchy opacities", "no acute findings", "left basal atelectasis", "enlarged heart"]
 
@@ -59,24 +57,34 @@ def app_server(bundle: Path) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
-def _idle(page: Any, text: str | None = None) -> None:
-    """Wait for ``text`` (when given), then for Streamlit idle with every image loaded."""
+def _idle(page: Any, text: str | None = None) -> float:
+    """Wait for ``text`` (when given), then for Streamlit idle with every image loaded; returns the page's
+    ``performance.now()`` at that moment."""
     if text:
-        page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
-    page.wait_for_timeout(50)
-    page.wait_for_function(IDLE_JS, timeout=120_000, polling=20)
+        page.get_by_text(text, exact=False).first.wait_for(timeout=40_000)
+    page.wait_for_timeout(50)  # let a status widget appear for a run that has just been requested
+    return T.wait_idle_at(page)
 
 
-def _timed(action: Callable[[], object], page: Any, text: str | None) -> float:
-    start = time.perf_counter()
+def _timed(action: Callable[[], object], page: Any, text: str | None) -> tuple[float, dict[str, float]]:
+    """(seconds from the action to the page idle, where they went: see benchmarks/browser_timing.py), on the
+    page's own clock (epoch ms, valid across a navigation), so the 50 ms settling wait is not counted."""
+    since = T.mark(page)
+    start, origin = page.evaluate(T.NOW_JS)
     action()
-    _idle(page, text)
-    return time.perf_counter() - start
+    idle_at = _idle(page, text)
+    navigated = page.evaluate(T.NOW_JS)[1] != origin  # a new document records its frames from 0
+    return (idle_at - start) / 1000, T.breakdown(page, 0 if navigated else since, idle_at)
 
 
 def _search(page: Any, q: str) -> None:
     page.get_by_label("Free text").fill(q)
     page.get_by_role("button", name="Search", exact=True).click()
+
+
+def _open_case(page: Any, n: int) -> None:
+    page.locator("[class*=\"st-key-open_\"] button:visible").nth(n).click()
+    page.get_by_text("Metadata", exact=True).wait_for(timeout=40_000)
 
 
 def _pick_case(page: Any, n: int) -> None:
@@ -88,6 +96,7 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
     """Time each action ``repeats`` times on one page; returns {action: ms stats}. ``has_pairs``: the bundle stores
     BioViL-T current+prior embeddings, so the Compare view (both images grounded, interval change) is timed too."""
     out: dict[str, list[float]] = {}
+    parts: dict[str, list[dict[str, float]]] = {}
     failed: dict[str, int] = {}
 
     def rec(name: str, call: tuple[Callable[[], object], Any, str | None]) -> None:
@@ -95,9 +104,12 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
         on)."""
         action, _, text = call
         try:
-            out.setdefault(name, []).append(_timed(action, page, text))
+            seconds, split = _timed(action, page, text)
         except Exception:  # playwright timeouts: reported, not fatal
             failed[name] = failed.get(name, 0) + 1
+            return
+        out.setdefault(name, []).append(seconds)
+        parts.setdefault(name, []).append(split)
 
     page.goto(url)
     _idle(page, "Type a query")
@@ -108,8 +120,9 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
         page.get_by_label("k (per page)").fill(str(12 + (i % 2)))
         rec("filter_change", (lambda: page.get_by_label("k (per page)").press("Enter"), page,
                                     f"Results 1–{12 + (i % 2)} "))
-        rec("open_case", (page.locator("[class*=\"st-key-open_\"] button").nth(i % 8).click, page,
-                                "Metadata"))
+        # each Open button's container also holds a hidden 0-px copy of the button (Streamlit 1.67): a plain CSS
+        # locator's odd positions hit those copies and the click waited until it timed out; only visible ones now
+        rec("open_case", (partial(_open_case, page, i % 8), page, None))
         page.goto(f"{url}/?q=effusion")  # a fresh view: the dialog closed, the next search starts clean
         _idle(page, "matching")
         page.get_by_text("Options and filters").click()
@@ -142,41 +155,44 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
         _idle(page, "matching")
         rec("compare_open", (partial(page.goto, f"{url}/compare"), page, "Interval change (zero-shot)"))
     sidebar = page.locator('[data-testid="stSidebar"]')
-
-    def round_trip() -> None:
-        sidebar.get_by_role("link", name="Map").click()
-        _idle(page, "embeddings")
-        sidebar.get_by_role("link", name="Search").click()
-
-    for _ in range(repeats):
+    for _ in range(repeats):  # Search -> Map -> Search, each leg timed (and split) on its own, then summed
         page.goto(f"{url}/?q=effusion")
         _idle(page, "matching")
-        rec("search_map_search", (round_trip, page, "matching"))
-    return {**{k: ms_stats(v) for k, v in out.items()}, "failed": failed}
+        rec("search_to_map", (sidebar.get_by_role("link", name="Map").click, page, "embeddings"))
+        rec("map_to_search", (sidebar.get_by_role("link", name="Search").click, page, "matching"))
+    legs = list(zip(out.get("search_to_map", []), out.get("map_to_search", []), strict=False))
+    if legs:
+        out["search_map_search"] = [a + b for a, b in legs]
+    return {**{k: {**ms_stats(v), **({"split_p50": T.medians(parts[k])} if parts.get(k) else {})}
+               for k, v in out.items()}, "failed": failed}
 
 
-async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int]:
+async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int, list[dict]]:
+    """One browser session running ``repeats`` new searches: (seconds each, errors, split of each)."""
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await ctx.add_init_script(T.RECORDER_JS)
     page = await ctx.new_page()
-    times, errors = [], 0
+    times, errors, splits = [], 0, []
     try:
         await page.goto(url)
         await page.get_by_text("Type a query").wait_for(timeout=180_000)
         for i in range(repeats):
             q = f"{QUERIES[(i + offset) % len(QUERIES)]} s{offset} {i}"
             try:
+                since = await page.evaluate(T.MARK_JS)
                 start = time.perf_counter()
                 await page.get_by_label("Free text").fill(q)
                 await page.get_by_role("button", name="Search", exact=True).click()
-                await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=120_000)
-                await page.wait_for_function(IDLE_JS, timeout=120_000, polling=20)
+                await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=40_000)
+                idle = await page.wait_for_function(T.IDLE_AT_JS, timeout=120_000, polling=20)
                 times.append(time.perf_counter() - start)
+                splits.append(T.split(await page.evaluate(T.FRAMES_JS, since), float(await idle.json_value())))
             except Exception:  # a timeout or a broken page counts as an error of that session
                 errors += 1
         errors += await page.locator('[data-testid="stException"]').count()
     finally:
         await ctx.close()
-    return times, errors
+    return times, errors, splits
 
 
 async def _concurrent(url: str, sessions: int, repeats: int) -> dict[str, Any]:
@@ -188,8 +204,10 @@ async def _concurrent(url: str, sessions: int, repeats: int) -> dict[str, Any]:
             results = await asyncio.gather(*[_session(browser, url, repeats, i) for i in range(sessions)])
         finally:
             await browser.close()
-    times = [t for ts, _ in results for t in ts]
-    return {"sessions": sessions, **(ms_stats(times) if times else {}), "errors": sum(e for _, e in results)}
+    times = [t for ts, _, _ in results for t in ts]
+    splits = [sp for _, _, sps in results for sp in sps if sp]
+    return {"sessions": sessions, **(ms_stats(times) if times else {}), "errors": sum(e for _, e, _ in results),
+            **({"split_p50": T.medians(splits)} if splits else {})}
 
 
 COVID_BUNDLE_ENV = "CXR_EXPLORER_BENCH_COVID"  # a built covid bundle folder (cxr-explorer build)
@@ -229,6 +247,7 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 try:
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
+                    T.install(page)
                     timings = actions(page, url, repeats, has_umap, has_pairs)
                 finally:
                     browser.close()

@@ -130,6 +130,10 @@ def to_markdown(res: dict[str, Any]) -> str:
         from benchmarks.curate import curate_lines
 
         out += ["## Curate", "", *curate_lines(res["curate"]), ""]
+    if "browser" in res:
+        from benchmarks.browser_timing import browser_lines
+
+        out += ["## Browser (headless Chromium)", "", *browser_lines(res["browser"]), ""]
     gpu = res.get("gpu", {})
     out += ["## GPU", "", str(gpu.get("note")) if not gpu.get("available") else
             f"{gpu['gpu']}: encoder img/s {gpu['encoder_images_per_s']}; FAISS {gpu.get('faiss')}", ""]

@@ -8,46 +8,22 @@ import streamlit as st
 from retrieval.engine_temporal import Comparison, compare_case, compare_images, temporal_records, timeline
 from retrieval.interval import has_temporal_path
 from webapp import loaders
+from webapp import page_state as P
 
-#: URL keys of the Compare page: source ("case" or "upload"), the case id, the phrases.
-URL_KEYS = ("cmp_src", "cmp_case", "cmp_phrases")
+SOURCES = ("Corpus case", "Two uploads")
 DEFAULT_PHRASES = "pleural effusion; consolidation"
-PHRASES_KEPT = "cmp_phrases_kept"
 
 
-def seed_from_url() -> None:
-    """Copy the Compare page's URL parameters into session state once per session (ids are checked later)."""
-    if st.session_state.get("cmp_seeded"):
-        return
-    st.session_state["cmp_seeded"] = True
-    src = st.query_params.get("cmp_src")
-    st.session_state["cmp_src"] = "Two uploads" if src == "upload" else "Corpus case"
-    if st.query_params.get("cmp_case"):
-        st.session_state["cmp_case"] = st.query_params["cmp_case"]
-    st.session_state[PHRASES_KEPT] = st.query_params.get("cmp_phrases", DEFAULT_PHRASES)
-
-
-def restore_phrases() -> None:
-    """Re-seed the phrase box from the kept value: Streamlit drops a widget's state on runs that do not draw it
-    (e.g. while the two uploads are incomplete)."""
-    st.session_state.setdefault(PHRASES_KEPT, DEFAULT_PHRASES)
-    st.session_state["cmp_phrases"] = st.session_state[PHRASES_KEPT]
-
-
-def keep_phrases() -> None:
-    """on_change of the phrase box: remember its value beyond the widget's lifetime."""
-    st.session_state[PHRASES_KEPT] = st.session_state["cmp_phrases"]
-
-
-def write_url() -> None:
-    """Mirror the page's state into ``st.query_params`` (so the view can be bookmarked and shared)."""
-    st.query_params["cmp_src"] = "upload" if st.session_state.get("cmp_src") == "Two uploads" else "case"
-    case = st.session_state.get("cmp_case")
-    if case and st.query_params["cmp_src"] == "case":
-        st.query_params["cmp_case"] = str(case)
-    elif "cmp_case" in st.query_params:
-        del st.query_params["cmp_case"]
-    st.query_params["cmp_phrases"] = str(st.session_state.get(PHRASES_KEPT, ""))
+def state(first_case: str = "") -> P.PageState:
+    """The Compare page's state (a :class:`webapp.page_state.PageState`): source (``cmp_src=upload`` only marks that
+    the view used two uploads, which stay in the session), the case and the phrases. ``first_case`` (the first case
+    with a prior) is the default, left out of the URL, so that opening the page adds no history entry of its own."""
+    return P.PageState("compare", (
+        P.Field("cmp_src", "cmp_src", SOURCES[0], lambda v: SOURCES[1] if v[0] == "upload" else SOURCES[0],
+                lambda v: ["upload"] if v == SOURCES[1] else ["case"]),
+        P.text_field("cmp_case", "cmp_case", first_case),
+        P.text_field("cmp_phrases", "cmp_phrases", DEFAULT_PHRASES),
+    ))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -1,22 +1,19 @@
-"""The Curate page's state, kept in ``st.query_params`` under its own ``c_*`` keys (other keys are left alone).
+"""The Curate page's state, in the URL under its ``c_*`` parameters like every page's (webapp/page_state.py).
 
-Values are validated against the bundle (check names, metadata columns) when seeded; nothing in the URL is a path.
+Values are validated against the bundle (check names, metadata columns) when read; nothing in the URL is a path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import streamlit as st
 
 from retrieval.curate.review import CURATOR
+from webapp import page_state as P
 
 CHECKS = {"mismatch": "Report-image mismatch", "labels": "Label issues", "outliers": "Outliers",
           "pixels": "Pixel checks", "leakage_split": "Leakage across splits"}
 SHOW = {"all": "All, worst first", "flagged": "Flagged only", "open": "Not yet reviewed"}
 PAGE_SIZE = 12
-KEYS = ("c_check", "c_label", "c_split", "c_curator", "c_show", "c_page")
 NONE = "(none)"
 
 
@@ -24,35 +21,25 @@ def _default_col(columns: list[str], names: tuple[str, ...]) -> str:
     return next((c for c in columns if c.lower() in names), NONE)
 
 
-def seed(params: Mapping[str, Any], columns: list[str]) -> None:
-    """Defaults, overridden once per session by valid ``c_*`` URL values."""
-    if st.session_state.get("c_seeded"):
-        return
-    s = st.session_state
-    s["c_check"] = params.get("c_check") if params.get("c_check") in CHECKS else "mismatch"
-    label = params.get("c_label")
-    s["c_label"] = label if label in columns else _default_col(columns, ("labels", "label", "finding", "findings"))
-    split = params.get("c_split")
-    s["c_split"] = split if split in columns else _default_col(columns, ("split", "fold", "partition"))
-    curator = str(params.get("c_curator", ""))
-    s["c_curator"] = curator if CURATOR.match(curator) else ""
-    s["c_show"] = params.get("c_show") if params.get("c_show") in SHOW else "all"
-    try:
-        s["c_page"] = max(1, min(10_000, int(str(params.get("c_page", "1")))))
-    except ValueError:
-        s["c_page"] = 1
-    s["c_seeded"] = True
+def _curator(values: list[str]) -> str:
+    if not CURATOR.match(values[0]):
+        raise ValueError("not a curator name")
+    return values[0]
 
 
-def write_url() -> None:
-    """Write the ``c_*`` keys into the URL when they changed (other parameters untouched)."""
-    for key in KEYS:
-        value = str(st.session_state.get(key, ""))
-        if value in ("", NONE):
-            if key in st.query_params:
-                del st.query_params[key]
-        elif st.query_params.get(key) != value:
-            st.query_params[key] = value
+def state(columns: list[str]) -> P.PageState:
+    """The Curate page's state (a :class:`webapp.page_state.PageState`) for a bundle with these metadata
+    ``columns``: check, label and split columns, curator, filter and page; values outside the bundle's checks and
+    columns fall back to the defaults."""
+    cols = [NONE, *columns]
+    return P.PageState("curate", (
+        P.choice_field("c_check", "c_check", list(CHECKS), "mismatch"),
+        P.choice_field("c_label", "c_label", cols, _default_col(columns, ("labels", "label", "finding", "findings"))),
+        P.choice_field("c_split", "c_split", cols, _default_col(columns, ("split", "fold", "partition"))),
+        P.Field("c_curator", "c_curator", "", _curator),
+        P.choice_field("c_show", "c_show", list(SHOW), "all"),
+        P.int_field("c_page", "c_page", 1, 1, 10_000),
+    ))
 
 
 def reset_page() -> None:

@@ -30,8 +30,14 @@ THUMB_SIDE = 256
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the bundle and its model…")
 def engine(bundle_dir: str, weights_dir: str | None = None, device: str = "auto") -> Engine:
-    """The shared, read-only Engine of one bundle (errors propagate and are not cached)."""
-    return Engine.open(bundle_dir, weights_dir=weights_dir, device=device)
+    """The shared, read-only Engine of one bundle (errors propagate and are not cached). Its objects live as long
+    as the server: they are moved out of the garbage collector's sight (``gc.freeze``), so that no collection
+    walks the model and the bundle again."""
+    import gc
+
+    eng = Engine.open(bundle_dir, weights_dir=weights_dir, device=device)
+    gc.freeze()
+    return eng
 
 
 def reload_engine(bundle_dir: str) -> None:

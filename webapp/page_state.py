@@ -26,6 +26,7 @@ import streamlit as st
 
 Params = dict[str, list[str]]
 MAX_TEXT = 20_000  # longest text value read back from a URL (queries are written in full up to this)
+LAST_PAGE = "_page_state_last"  # session key: the page whose state the last run restored
 
 
 def _text(values: list[str]) -> str:
@@ -170,16 +171,17 @@ class PageState:
         URL (a link, Back/Forward), False when kept values or defaults were used."""
         ours = self.params_of(url_params())
         kept: dict[str, Any] = st.session_state.get(self._keep, {})
-        if ours and ours != st.session_state.get(self._written):
-            values = self.from_url(ours)
-            for f in self.fields:
-                st.session_state[f.key] = values[f.key]
-            st.session_state[self._keep] = values
-            return True
+        arrived = st.session_state.get(LAST_PAGE) != self.name  # the previous run drew another page
+        st.session_state[LAST_PAGE] = self.name
+        from_url = bool(ours and ours != st.session_state.get(self._written))
+        values = self.from_url(ours) if from_url else kept
         for f in self.fields:
-            if f.key not in st.session_state:
-                st.session_state[f.key] = kept.get(f.key, f.default)
-        return False
+            # on arrival the kept values win over any widget value Streamlit carried over from an interrupted run
+            if from_url or f.key not in st.session_state or (arrived and f.key in kept):
+                st.session_state[f.key] = values.get(f.key, f.default)
+        # kept now, not only by ``save`` at the end: a run cut short (the user left the page at once) loses nothing
+        st.session_state[self._keep] = {f.key: st.session_state[f.key] for f in self.fields}
+        return from_url
 
     def set(self, **values: Any) -> Params:
         """Change kept values from another page (e.g. "Ground this case" preparing Grounding); returns the URL

@@ -113,11 +113,14 @@ def open_app(page: Any, url: str, path: str = "", expect_text: str = "Research u
 
 def search(page: Any, text: str) -> None:
     """Type a text query and submit it; waits for the results line."""
+    from urllib.parse import quote_plus
+
     from playwright.sync_api import expect
 
     page.get_by_label("Free text").fill(text)
     page.get_by_role("button", name="Search", exact=True).click()
     expect(main(page).get_by_text(f"query “{text[:70]}", exact=False).first).to_be_visible()
+    page.wait_for_url(lambda u: f"q={quote_plus(text)[:200]}" in u)  # the run has written its state (Back steps)
     settle(page)
 
 

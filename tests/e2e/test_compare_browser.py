@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, own_pages, serve, settle
+from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, go, main, open_app, own_pages, serve, settle
 from tests.helpers.synthetic import draw_image
 
 pytestmark = [
@@ -92,8 +92,8 @@ def test_sidebar_link_opens_the_first_case_with_a_prior(server: tuple[str, Path]
         expect(page.get_by_text("NOT A REAL MODEL")).to_be_visible()
         page.get_by_role("link", name="Compare").click()
         expect(page.get_by_text("Case with a prior (3)")).to_be_visible()
-        page.wait_for_url("**cmp_case=a2**")
         expect(page.get_by_text("current · a2")).to_be_visible()
+        assert "cmp_case" not in page.url  # the first case is the default: no history entry of its own
 
 
 def test_choosing_a_case_writes_it_to_the_url(server: tuple[str, Path], chromium: Any) -> None:
@@ -164,3 +164,70 @@ def test_two_uploads_are_compared_without_a_timeline(server: tuple[str, Path], c
         expect(page.get_by_text("Timeline (")).to_have_count(0)
         page.get_by_text("Interval change (zero-shot)").scroll_into_view_if_needed()
         shot(page, server, "compare-uploads-1280.png")
+
+
+def _compare_view(page: Any, url: str, case: str, phrases: str) -> None:
+    """Open Compare through the sidebar, pick ``case`` and type ``phrases``; waits until the URL holds both."""
+    from playwright.sync_api import expect
+
+    open_app(page, url, expect_text="NOT A REAL MODEL")
+    go(page, "Compare")
+    page.locator('[data-testid="stSelectbox"]').click()
+    page.get_by_role("option", name=case, exact=True).click()
+    expect(page.get_by_text(f"current · {case}")).to_be_visible()
+    settle(page)
+    box = page.get_by_label("Phrase(s)", exact=False)
+    box.fill(phrases)
+    box.press("Enter")
+    page.wait_for_url(lambda u: f"cmp_case={case}" in u and "cmp_phrases=" in u)
+    settle(page)
+
+
+def _shows_compare(page: Any, case: str, phrases: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(main(page).get_by_role("combobox", name="Case with a prior", exact=False)).to_have_value(case)
+    expect(page.get_by_label("Phrase(s)", exact=False)).to_have_value(phrases)
+    expect(page.get_by_text(f"current · {case}")).to_be_visible()
+    expect(page.get_by_text("current: global similarity")).to_have_count(len(phrases.split(";")))
+
+
+def test_compare_link_reproduces_the_view_in_a_fresh_browser(server: tuple[str, Path], chromium: Any) -> None:
+    url, _ = server
+    with own_pages(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        _compare_view(page, url, "b3", "edema; nodule")
+        link = page.url
+        fresh = browser.new_page(viewport={"width": 1280, "height": 800})  # its own context: a new session
+        fresh.goto(link)
+        settle(fresh)
+        _shows_compare(fresh, "b3", "edema; nodule")
+
+
+def test_compare_state_survives_a_trip_to_search(server: tuple[str, Path], chromium: Any) -> None:
+    url, _ = server
+    with own_pages(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        _compare_view(page, url, "a5", "edema")
+        go(page, "Search")
+        go(page, "Compare")
+        _shows_compare(page, "a5", "edema")
+        assert "cmp_case=a5" in page.url and "cmp_phrases=edema" in page.url
+
+
+def test_back_and_forward_across_pages_restore_compare(server: tuple[str, Path], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    url, _ = server
+    with own_pages(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        _compare_view(page, url, "a5", "edema")
+        go(page, "Search")
+        expect(page.get_by_label("Free text")).to_be_visible()
+        page.go_back()
+        settle(page)
+        _shows_compare(page, "a5", "edema")
+        page.go_forward()
+        settle(page)
+        expect(page.get_by_label("Free text")).to_be_visible()
+        assert "/compare" not in page.url

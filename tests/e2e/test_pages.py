@@ -20,26 +20,43 @@ def test_four_phrases_give_maps_at_least_320_px_wide_with_colour_bars(page, app_
     expect(main(page).get_by_role("img", name="Colour bar from", exact=False)).to_have_count(4)
 
 
-def test_map_box_and_lasso_selection_list_cases_and_export(page, app_server) -> None:
+def _map_area(page):  # type: ignore[no-untyped-def]
+    """The Map's drawing (Vega-Lite's SVG) once it is drawn."""
+    chart = main(page).locator('[data-testid="stVegaLiteChart"] svg.marks').first
+    expect(chart).to_be_visible()
+    return chart
+
+
+def test_map_box_and_click_selection_list_cases_and_export(page, app_server) -> None:
     url, _ = app_server
     open_app(page, url, "map", expect_text="Colour by")
-    plot = main(page).locator(".js-plotly-plot").first
-    expect(plot).to_be_visible()
-    area = plot.locator(".nsewdrag").first
-    page.locator('.modebar-btn[data-title="Box Select"]').first.click()
-    drag(page, area.bounding_box(), [(0.02, 0.02), (0.98, 0.98)])
+    box = _map_area(page).bounding_box()
+    drag(page, box, [(0.08, 0.12), (0.8, 0.97)])  # the plot area, left of the legend
     heading = main(page).get_by_role("heading", name="selected case", exact=False)
     expect(heading).to_be_visible()
-    assert int(heading.inner_text().split()[0]) >= 1
-    page.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
-    drag(page, area.bounding_box(), [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)])
-    expect(heading).to_be_visible()
+    assert int(heading.inner_text().split()[0]) >= 2
     with page.expect_download() as dl:
         main(page).get_by_role("button", name="Download selection CSV").click()
     assert dl.value.suggested_filename == "cxr-explorer-selection-selection.csv"
     with page.expect_download() as dl:
         main(page).get_by_role("button", name="Download selection JSON").click()
     assert dl.value.suggested_filename.endswith(".json")
+
+
+def test_map_hover_shows_the_case_thumbnail(page, app_server, tmp_path) -> None:
+    url, _ = app_server
+    open_app(page, url, "map", expect_text="Colour by")
+    chart = _map_area(page)
+    chart.scroll_into_view_if_needed()
+    # one point of the scatter (force: points overlap, and the one on top answers the hover)
+    chart.locator("g.mark-symbol path").first.hover(force=True)
+    img = page.locator("#vg-tooltip-element img")
+    expect(img).to_be_visible()
+    assert img.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert img.evaluate("i => i.naturalWidth") > 0  # a decoded picture, not a broken image
+    expect(page.locator("#vg-tooltip-element")).to_contain_text("case")  # the id beside it
+    page.screenshot(path=str(tmp_path / "map-hover.png"))
+    assert all(u.startswith(url) or u.startswith("data:") for u in page.requests)
 
 
 def test_map_opens_from_stored_coordinates(page, app_server) -> None:

@@ -203,11 +203,11 @@ def test_map_page_query_star_and_duplicates(env) -> None:
     at.run()
     at.switch_page("views/map.py").run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("vega_lite_chart")) == 1
     assert any("marks the last text query" in c for c in texts(at.caption))
     assert any(c.startswith("1 group of near-duplicate") for c in texts(at.caption))
     at.radio(key="m_target").set_value("reports").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert not at.exception and len(at.get("vega_lite_chart")) == 1
     at.radio(key="m_method").set_value("UMAP").run()  # 8 items: the job stores PCA only (UMAP from 100 on)
     assert not at.exception and any("stores no UMAP map" in i for i in texts(at.info))
 

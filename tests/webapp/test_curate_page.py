@@ -47,7 +47,7 @@ def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bund
     cards = [str(t.value) for t in at.text if str(t.value).startswith("#")]
     assert len(at.image) >= 7 and cards[0].startswith("#1  ")  # ids are plain text, not markdown
     assert all(b.disabled for b in at.button if b.label in ("ok", "wrong", "exclude"))
-    assert at.query_params["c_check"] == "mismatch"
+    assert "c_check" not in at.query_params  # the default check: left out of the URL like every default
     first = cards[0].split()[1]
     at.text_input(key="c_curator").set_value("ana").run()
     assert at.query_params["c_curator"] == "ana"
@@ -70,7 +70,7 @@ def test_checks_that_need_a_column(env: None) -> None:
     at.selectbox(key="c_split").set_value("view").run()
     assert not at.exception and at.query_params["c_split"] == "view"
     at.selectbox(key="c_check").set_value("labels").run()
-    assert at.query_params["c_check"] == "labels" and at.query_params["c_label"] == "labels"
+    assert at.query_params["c_check"] == "labels" and at.session_state["c_label"] == "labels"
     assert any(str(t.value).startswith("labels: ") for t in at.text)
 
 

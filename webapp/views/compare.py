@@ -20,7 +20,9 @@ THUMB_WIDTH = 120
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
-compare_state.seed_from_url()
+cases = compare_state.cases_with_prior(bundle_dir)
+STATE = compare_state.state(cases[0] if cases else "")
+STATE.restore()
 chrome.page_header(engine, "Compare", " Current study beside its prior. Similarities and margins, not probabilities.")
 interval_ok = compare_state.supports_interval(bundle_dir)
 if not interval_ok:
@@ -47,8 +49,8 @@ def _upload(label: str, key: str) -> bytes | None:
 
 def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
     """(current, prior, case id) as rows or upload bytes; None until both images are there."""
-    src = st.radio("Images", ["Corpus case", "Two uploads"], key="cmp_src", horizontal=True)
-    if src == "Two uploads":
+    src = st.radio("Images", compare_state.SOURCES, key="cmp_src", horizontal=True)
+    if src == compare_state.SOURCES[1]:
         a, b = st.columns(2)
         with a:
             current = _upload("Current image (PNG, JPEG or DICOM)", "cmp_up_current")
@@ -58,12 +60,14 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
             st.info("Upload the current image and the prior image of the same patient.")
             return None
         return current, prior, None
-    cases = compare_state.cases_with_prior(bundle_dir)
     if not cases:
         st.info("This bundle was built without priors (build with --priors, --prior-col or --patient-col and "
                 "--order-col), or none of its cases has a prior. Use two uploads instead.")
         return None
     if st.session_state.get("cmp_case") not in cases:
+        if st.session_state.get("cmp_case"):
+            st.warning(f"No case “{display.md_escape(st.session_state['cmp_case'])}” with a prior in this bundle; "
+                       "showing the first.")
         st.session_state["cmp_case"] = cases[0]
     case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="cmp_case")
     prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
@@ -72,9 +76,7 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
 
 def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
     """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
-    compare_state.restore_phrases()
-    st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases",
-                  on_change=compare_state.keep_phrases)
+    st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases")
     phrases = [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
@@ -129,7 +131,7 @@ def patient_timeline(case_id: str) -> None:
 
 
 pair = pick_pair()
-compare_state.write_url()
+STATE.save()
 if pair is not None:
     current, prior, case_id = pair
     grounded_pair(current, prior)

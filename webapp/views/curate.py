@@ -1,6 +1,6 @@
 """Curate page: each check's worst cases with thumbnails and evidence, ok / wrong / exclude decisions kept in the
 review file beside the bundle, and the exports (cleaned manifest, exclusion list). UI only: the checks live in
-``retrieval.curate``; state in the URL (``c_*``), decisions on disk."""
+``retrieval.curate``; state in the URL (``c_*``, webapp/page_state.py), decisions on disk."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 meta = engine.cases.metadata
 columns = engine.cases.metadata_columns
-curate_state.seed(st.query_params, columns)
+STATE = curate_state.state(columns)
+STATE.restore()
 chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
                    "probabilities. Decisions are saved beside the bundle, never inside it.")
 reviews = review_dir(bundle_dir)
@@ -149,7 +150,6 @@ if st.session_state.get("c_curator") and not curate_state.CURATOR.match(st.sessi
     st.error("The curator name may only hold letters, digits, '_', '.' or '-' (up to 40 characters).")
     st.session_state["c_curator"] = ""
 controls()
-curate_state.write_url()
 if "c_error" in st.session_state:
     st.error(st.session_state.pop("c_error"))
 check = st.session_state["c_check"]
@@ -164,3 +164,4 @@ else:
     cases(table, check, state, thresholds.get("k"))
 st.divider()
 exports(state, problems)
+STATE.save()  # last: the page number is clamped to the pages there are while the cards are drawn
