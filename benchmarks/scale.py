@@ -2,7 +2,8 @@
 
 ``sentences``, ``query_encode`` and ``memory`` (1k / 3k items) run by default (a few minutes); ``precision``,
 ``growth``, ``app_scale`` and ``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full`` makes
-``memory`` 1k-100k items and ``app_scale`` 100k items). Each writes ``res[<name>]`` and a markdown block (:func:`scale_markdown`).
+``memory`` 1k-100k items and ``app_scale`` 100k items). Each writes ``res[<name>]`` and a markdown block
+(:func:`scale_markdown`).
 
     .venv/bin/python -m benchmarks.run --only sentences query_encode precision growth memory --out /tmp/scale.json
 """
