@@ -5,8 +5,10 @@ float16 patches, 5.8 GB at 100k, are generated block by block into a memory-mapp
 bundle, so the writer never holds them). A second, fresh child runs the real app script through Streamlit's
 AppTest (in process, as ``benchmarks.app`` does) and reads its RSS at each step: Python + Streamlit imported, the
 app's first run (Engine, FAISS indexes, metadata loaded; patches memory-mapped), one text search, the Grounding
-page opened, one grounding phrase. The bundle names ``tiny-random``, so the model weights are tiny: the real
-BioViL weights add their own size (``real_weights_mib``: parameter bytes of the real-size architecture at fp32).
+page opened, one grounding phrase. The bundle stores PCA map coordinates only (no UMAP fit: tens of minutes at
+100k on a loaded 2-core machine, and Search and Grounding never read them). The bundle names ``tiny-random``,
+so the model weights are tiny: the real BioViL weights add their own size (``real_weights_mib``: parameter bytes
+of the real-size architecture at fp32).
 
     .venv/bin/python -m benchmarks.run --only app_scale          # 20k items (--full: 100k)
 """
@@ -43,10 +45,15 @@ def streamed_patches(path: Path, n: int, seed: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def write_child(root: Path, n: int) -> None:
-    """Write the ``n``-item bundle under ``root`` (run in its own process)."""
+def write_child(root: Path, n: int, umap: bool) -> None:
+    """Write the ``n``-item bundle under ``root`` (run in its own process); ``umap=False`` stores PCA map
+    coordinates only (fitting UMAP on 100k vectors takes tens of minutes on a loaded 2-core machine; Search and
+    Grounding never read the map coordinates)."""
     from benchmarks import app
+    from retrieval import projection
 
+    if not umap:
+        projection.umap_coords = lambda vectors: None  # benchmark-side: this writer process only
     patches = streamed_patches(root / "patches-tmp.npy", n, seed=1)
     app.synthetic_bundle(root, n, patches=patches)
     (root / "patches-tmp.npy").unlink()
@@ -97,13 +104,13 @@ def real_weights_mib() -> float:
     return round(n * 4 / 2**20, 1)
 
 
-def run_app_scale(n: int) -> dict[str, Any]:
-    """Write the bundle, then measure the app in a fresh process."""
+def run_app_scale(n: int, umap: bool = False) -> dict[str, Any]:
+    """Write the bundle (PCA map only unless ``umap``), then measure the app in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "benchmarks.app_scale", "--write", str(root), str(n)], check=True,
-                       capture_output=True, text=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.app_scale", "--write", str(root), str(n)]
+                       + ([] if umap else ["--no-umap"]), check=True, capture_output=True, text=True)
         write_s = time.perf_counter() - t0
         bundle = root / "bundle"
         patches_mib = (bundle / "patches.npy").stat().st_size / 2**20 if (bundle / "patches.npy").is_file() else None
@@ -112,7 +119,8 @@ def run_app_scale(n: int) -> dict[str, Any]:
                              capture_output=True, text=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
     final = res["steps"]["after_grounding"]["rss_mib"]
-    return {"items": n, "bundle_write_s": round(write_s, 1), "bundle_disk_mib": round(disk, 1),
+    return {"items": n, "map": "PCA and UMAP" if umap else "PCA only (UMAP not fitted)",
+            "bundle_write_s": round(write_s, 1), "bundle_disk_mib": round(disk, 1),
             "patches_file_mib": round(patches_mib, 1) if patches_mib else None, **res,
             "rss_mib_after_search_and_grounding": final,
             "rss_over_patch_file": round(final / patches_mib, 3) if patches_mib else None,
@@ -126,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--write", nargs=2, metavar=("ROOT", "N"))
     g.add_argument("--measure", metavar="BUNDLE")
+    p.add_argument("--no-umap", action="store_true", help="with --write: PCA map coordinates only")
     args = p.parse_args(argv)
     if args.write:
-        write_child(Path(args.write[0]), int(args.write[1]))
+        write_child(Path(args.write[0]), int(args.write[1]), umap=not args.no_umap)
     else:
         print(json.dumps(measure_child(Path(args.measure))))
     return 0
