@@ -97,7 +97,7 @@ def one_job(model: Any, corpus: Path, n: int, tmp: Path, tag: str, name: str) ->
 
 
 def run_build_profile(model: Any, corpus: Path, paths: list[Path], tmp: Path, rounds: int = 3,
-                      precision: str = "bf16") -> dict[str, Any]:
+                      precision: str = "bf16", encoder_batches: int = 16) -> dict[str, Any]:
     """``rounds`` interleaved rounds of (encoder, before, after, encoder); medians and paired ratios."""
     set_precision(model, precision)
     n = len(paths)
@@ -106,10 +106,10 @@ def run_build_profile(model: Any, corpus: Path, paths: list[Path], tmp: Path, ro
     encoder: list[float] = []
     try:
         for r in range(rounds):
-            before = encoder_rate(model, 1, 16)
+            before = encoder_rate(model, 1, encoder_batches)
             order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
             row = {v: one_job(model, corpus, n, tmp, f"profile-{v}-{r}", v) for v in order}
-            after = encoder_rate(model, 1, 16)
+            after = encoder_rate(model, 1, encoder_batches)
             ref = (before + after) / 2
             encoder += [before, after]
             for v in VARIANTS:
