@@ -6,8 +6,10 @@ image encoder alone; ratios are paired within the round and their medians report
 put on the machine hits both variants alike.
 
 * ``before``: the decoder this branch replaced (:func:`legacy_decode`: float tensor, uint8 round trip and an
-  exactness check in torch, which also made every decode worker import torch); everything else as ``after``.
-* ``after``: the current job (:func:`index.decode.decode_one`: the uint8 crop straight from PIL, no torch).
+  exactness check in torch, which also made every decode worker import torch) and no text pre-warm (the first
+  chunk's texts embedded only at its commit); everything else as ``after``.
+* ``after``: the current job (:func:`index.decode.decode_one`: the uint8 crop straight from PIL, no torch; the
+  first chunk's texts embedded by :func:`index.stages.prewarm_texts` while the decode workers start).
 
 Per job: wall time split by :class:`benchmarks.memory_phases.PhasedSampler` (start-up before the embed loop, the
 embed loop, finalise steps), the manifest's stage timings (decode start-up and waits, image and text model), and
@@ -56,14 +58,16 @@ def legacy_decode(task: DecodeTask) -> Decoded | Failed:
 def variant(name: str) -> Iterator[None]:
     """Run the job as it was (``before``) or is (``after``)."""
     import index.decode as decode
+    import index.runner as runner
 
-    current = decode.decode_one
+    current = decode.decode_one, runner.prewarm_texts
     if name == "before":
         decode.decode_one = legacy_decode  # DecodePool's default decoder, pickled by reference to the workers
+        runner.prewarm_texts = lambda *args, **kw: None  # texts embedded at the chunk's commit only
     try:
         yield
     finally:
-        decode.decode_one = current
+        decode.decode_one, runner.prewarm_texts = current
 
 
 def decode_ms(paths: list[Path], crop: int, resize: int) -> dict[str, float]:

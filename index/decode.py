@@ -253,19 +253,27 @@ class DecodePool:
             return False
 
     def stream(self, tasks: Iterable[DecodeTask]) -> Iterator[tuple[DecodeTask, Decoded | Failed]]:
-        """Yield (task, result) in task order, keeping at most ``prefetch`` tasks in flight."""
+        """(task, result) in task order, keeping at most ``prefetch`` tasks in flight. With workers, the first
+        ``prefetch`` tasks are submitted now, before the first result is asked for, so the caller can do other work
+        (e.g. text embedding) while the workers start and decode."""
         if self.workers <= 0:
-            for task in tasks:
-                yield task, self.fn(task)
-            return
+            return ((task, self.fn(task)) for task in tasks)
         source = iter(tasks)
         window: deque[tuple[DecodeTask, Future]] = deque()
+        self._fill(window, source)
+        return self._drain(window, source)
+
+    def _fill(self, window: deque[tuple[DecodeTask, Future]], source: Iterator[DecodeTask]) -> None:
+        while len(window) < self.prefetch:
+            nxt = next(source, None)
+            if nxt is None:
+                break
+            window.append((nxt, self._submit(nxt)))
+
+    def _drain(self, window: deque[tuple[DecodeTask, Future]], source: Iterator[DecodeTask]
+               ) -> Iterator[tuple[DecodeTask, Decoded | Failed]]:
         while True:
-            while len(window) < self.prefetch:
-                nxt = next(source, None)
-                if nxt is None:
-                    break
-                window.append((nxt, self._submit(nxt)))
+            self._fill(window, source)
             if not window:
                 return
             task, future = window.popleft()
