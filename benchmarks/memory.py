@@ -12,6 +12,11 @@ embedding of the first chunk, embedding of the later chunks (flat means these tw
 gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projections (PCA/UMAP) and the reopen.
 After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``).
 
+Found so far (2026-12-01, 224 px, 1k and 10k items, loaded machine): the embed loop is flat (later chunks' peak
+7 MiB over the first chunk's at 10k; RSS after each of the 10 commits 655-675 MiB); finalise's tables, vectors,
+patches, thumbnails and FAISS add ~7 KiB per item (the gathered metadata and vectors); the build's peak is the map
+projection step (UMAP fitted on every vector: 927 MiB at 1k, 1,172 MiB at 10k, and half the 10k job's wall time).
+
     .venv/bin/python -m benchmarks.run --only memory          # 1k and 3k items (3 chunks)
     .venv/bin/python -m benchmarks.run --full --only memory   # 1k and 10k at 480 px, 1k, 10k and 100k at 224 px
 """
