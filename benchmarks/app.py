@@ -30,8 +30,9 @@ QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly 
            "small effusion on the right", "diffuse interstitial pattern", "lobar consolidation", "normal chest"]
 
 
-def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
-    """Write an ``n``-item bundle for timing (see the module docstring)."""
+def synthetic_bundle(root: Path, n: int, seed: int = 0, patches: np.ndarray | None = None) -> Path:
+    """Write an ``n``-item bundle for timing (see the module docstring); ``patches`` [n, 15, 15, 128] float16 (e.g.
+    memory-mapped, :mod:`benchmarks.app_scale`) instead of random ones generated in memory."""
     from index.decode import thumbnail_jpeg
     from retrieval.bundle_write import write_bundle
     from retrieval.models import load_model
@@ -52,7 +53,8 @@ def synthetic_bundle(root: Path, n: int, seed: int = 0) -> Path:
     picks = rng.integers(0, len(SENTENCES), (n, 2))
     reports = [f"{SENTENCES[a]} {SENTENCES[b]}" for a, b in picks]
     sentences = pd.DataFrame({"row": np.repeat(np.arange(n), 2), "text": [SENTENCES[i] for i in picks.ravel()]})
-    patches = rng.standard_normal((n, 15, 15, 128), dtype=np.float32).astype(np.float16)
+    if patches is None:
+        patches = rng.standard_normal((n, 15, 15, 128), dtype=np.float32).astype(np.float16)
     meta = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "path": [str(root / "case.png")] * n, "report": reports,
                          "view": rng.choice(["PA", "AP", "LAT"], n), "labels": rng.choice(["Effusion", "Edema"], n),
                          "width": 512, "height": 512})

@@ -4,28 +4,39 @@ Each size runs in a fresh process (``python -m benchmarks.memory --child N FOLDE
 ``index.runner.run_build`` with the ``tiny-random`` model (BioViL's classes at tiny widths: real 480 px input, real
 15 x 15 x 128 patch grid and 128-d vectors, so every per-item byte the job stores is real-size; only the model's own
 weights and FLOPs are small) on N synthetic grayscale PNGs with one-line reports, chunks of 1,024 items, including
-finalisation (FAISS indexes, thumbnails, patch file). A sampler thread records RSS every 50 ms and the peak per
-phase (embedding, finalise). Flat means: peak(10k) - peak(1k) small next to 9,000 x the ~66 KB an item occupies in
-a chunk buffer.
+finalisation. ``--crop 224`` (the 100k run of ``--full``) feeds 224 px crops instead: a 7 x 7 patch grid, 4.6x
+fewer FLOPs, so 100k items fit in well under an hour on 2 cores; every other byte per item is unchanged.
 
-    .venv/bin/python -m benchmarks.run --only memory        # 1k and 10k items (--full adds 100k)
+A sampler thread reads the process's RSS every 50 ms; the peak is kept per phase (:mod:`benchmarks.memory_phases`):
+embedding of the first chunk, embedding of the later chunks (flat means these two are equal), then finalise's
+gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projections (PCA/UMAP) and the reopen.
+After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``).
+
+Found so far (2026-12-01, 224 px, 1k and 10k items, loaded machine): the embed loop is flat (later chunks' peak
+7 MiB over the first chunk's at 10k; RSS after each of the 10 commits 655-675 MiB); finalise's tables, vectors,
+patches, thumbnails and FAISS add ~7 KiB per item (the gathered metadata and vectors); the build's peak is the map
+projection step (UMAP fitted on every vector: 927 MiB at 1k, 1,172 MiB at 10k, and half the 10k job's wall time).
+
+    .venv/bin/python -m benchmarks.run --only memory          # 1k and 3k items (3 chunks)
+    .venv/bin/python -m benchmarks.run --full --only memory   # 1k and 10k at 480 px, 1k, 10k and 100k at 224 px
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import current_rss_mib, peak_rss_mib
+from benchmarks.common import peak_rss_mib
+from benchmarks.memory_phases import PhasedSampler
 
 REPORTS = ("No acute cardiopulmonary process.", "Heart size is normal. Lungs are clear.",
            "Small left pleural effusion. No pneumothorax.", "Mild cardiomegaly with pulmonary vascular congestion.")
@@ -49,76 +60,70 @@ def write_corpus(folder: Path, n: int) -> Path:
     return csv
 
 
-class Sampler:
-    """Samples this process's RSS every ``every_s`` seconds; ``peaks`` per named phase (MiB)."""
+def _model(crop: int) -> Any:
+    """tiny-random at its real 480 px crop, or a reduced ``crop`` (resize = crop * 512 / 480)."""
+    from retrieval.models.api import build_model
+    from retrieval.models.registry import get_spec
 
-    def __init__(self, every_s: float = 0.05) -> None:
-        self.every_s, self.phase, self.peaks = every_s, "start", {}  # type: ignore[var-annotated]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss = current_rss_mib()
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
-            time.sleep(self.every_s)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    spec = get_spec("tiny-random")
+    if crop != spec.crop:
+        spec = dataclasses.replace(spec, crop=crop, resize=round(crop * spec.resize / spec.crop))
+    return build_model(spec, None, "cpu", "fp32")
 
 
-def child(n: int, folder: Path, chunk_size: int = 1024) -> dict[str, Any]:
-    """Build ``n`` synthetic items in this process; RSS peaks per phase and overall."""
-    import index.finalise as finalise
+def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: int = 8) -> dict[str, Any]:
+    """Build ``n`` synthetic items in this process; RSS peaks per phase, after each chunk, and overall."""
     from index.runner import BuildConfig, run_build
 
     csv = write_corpus(folder, n)
-    with Sampler() as sampler:
-        original = finalise.finalise_parts
-
-        def phased(*args: Any, **kw: Any) -> Any:  # benchmark-side wrapper: marks the finalise phase
-            sampler.phase = "finalise"
-            return original(*args, **kw)
-
-        finalise.finalise_parts = phased  # type: ignore[assignment]
-        sampler.phase = "embed"
+    model = _model(crop)
+    with PhasedSampler() as sampler:
         t0 = time.perf_counter()
-        summary = run_build(BuildConfig(corpus=csv, out=folder / "bundle", model="tiny-random", device="cpu",
-                                        precision="fp32", workers=1, threads=1, progress="none", chunk_size=chunk_size))
+        summary = run_build(BuildConfig(corpus=csv, out=folder / "bundle", model=model.spec.name, device="cpu",
+                                        precision="fp32", workers=1, threads=1, batch_size=batch, progress="none",
+                                        chunk_size=chunk_size), model=model)
         wall = time.perf_counter() - t0
-    return {"items": summary.count, "chunk_size": chunk_size, "wall_s": round(wall, 1),
-            "peak_rss_mib": round(peak_rss_mib(), 1),
-            "phase_peak_rss_mib": {k: round(v, 1) for k, v in sampler.peaks.items()}}
+    return {"items": summary.count, "chunk_size": chunk_size, "crop": crop, "batch": batch, "wall_s": round(wall, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1), "phase_peak_rss_mib": sampler.rounded_peaks(),
+            "phase_s": sampler.rounded_seconds(), "rss_after_chunk_mib": sampler.after_chunk,
+            "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing}
 
 
-def run_memory(smoke: bool, full: bool = False, sizes: tuple[int, ...] | None = None, chunk_size: int = 1024
-               ) -> dict[str, Any]:
-    """One child process per size; the growth per 1,000 items past the first chunk."""
-    sizes = sizes or ((40, 120) if smoke else (1_000, 10_000, 100_000) if full else (1_000, 10_000))
+def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, Any]:
+    """One child process per size; peak growth per 1,000 items between the smallest and the largest size."""
     rows: dict[str, Any] = {}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--child", str(n), tmp,
-                                  "--chunk-size", str(chunk_size)],
+                                  "--chunk-size", str(chunk_size), "--crop", str(crop)],
                                  capture_output=True, text=True, check=True)
             rows[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, hi = rows[str(sizes[0])], rows[str(sizes[-1])]
     per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / max((sizes[-1] - sizes[0]) / 1000, 1e-9)
-    return {"sizes": rows, "chunk_size": chunk_size, "peak_growth_mib_per_1000_items": round(per_k, 2),
-            "model": "tiny-random (real-size inputs and outputs; small weights)"}
+    return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2)}
+
+
+def run_memory(smoke: bool, full: bool = False, sizes: tuple[int, ...] | None = None, chunk_size: int = 1024
+               ) -> dict[str, Any]:
+    """smoke: 40 / 120 items in chunks of 40; quick: 1k / 3k; full: adds 10k at 480 px and 1k / 10k / 100k at 224."""
+    if smoke:
+        sizes, chunk_size = sizes or (40, 120), 40
+    main = run_sizes(sizes or ((1_000, 10_000) if full else (1_000, 3_000)), chunk_size, 480)
+    out: dict[str, Any] = {**main, "chunk_size": chunk_size,
+                           "model": "tiny-random (real-size inputs and outputs; small weights), batch 8, 1 thread, "
+                                    "1 decode worker; synthetic 96 px PNGs"}
+    if full:
+        out["reduced_224"] = run_sizes((1_000, 10_000, 100_000), chunk_size, 224)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory")
     p.add_argument("--child", nargs=2, metavar=("N", "FOLDER"), required=True)
     p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--crop", type=int, default=480)
     args = p.parse_args(argv)
-    print(json.dumps(child(int(args.child[0]), Path(args.child[1]), args.chunk_size)))
+    print(json.dumps(child(int(args.child[0]), Path(args.child[1]), args.chunk_size, args.crop)))
     return 0
 
 

@@ -117,6 +117,28 @@ def run_precision(model: Any, n_images: int, n_reports: int) -> dict[str, Any]:
     q8 = int8_encoder(model)(queries)
     out["cosine_int8_query_vs_fp32"] = _cos(f["query"], q8)
     out["search_int8_queries_vs_fp32"] = {k: agreement(f["query"], f[k], q8, f[k]) for k in kinds}
+    out["search_query_variants_vs_fp32"] = query_variants(model, queries, f, kinds)
+    return out
+
+
+def query_variants(model: Any, queries: list[str], f: dict[str, np.ndarray], kinds: tuple[str, ...]
+                   ) -> dict[str, Any]:
+    """Each ``benchmarks.query_encode`` variant's queries, one at a time, against the fp32 corpus vectors ``f``:
+    cosine to the fp32 query, recall@10 / Spearman per kind, and ``usable`` = recall@10 >= 0.99 for every kind."""
+    from benchmarks.query_encode import encoder, towers
+
+    out: dict[str, Any] = {}
+    for name, (tower, autocast) in towers(model).items():
+        if name in ("fp32", "bf16-autocast"):  # the reference, and bit-identical to bf16
+            continue
+        rows = []
+        for text in queries:
+            ids, mask = model.tokenizer([text])
+            rows.append(torch.nn.functional.normalize(encoder(tower, autocast, ids, mask)(), dim=1).numpy())
+        q = np.concatenate(rows)
+        search = {k: agreement(f["query"], f[k], q, f[k]) for k in kinds}
+        out[name] = {"cosine_query": _cos(f["query"], q), "search": search,
+                     "usable": all(v["recall_at_10"] >= 0.99 for v in search.values())}
     return out
 
 

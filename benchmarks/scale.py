@@ -1,7 +1,9 @@
 """Issue-12 sections of ``benchmarks.run``: sentences, precision, query_encode, growth, memory.
 
-``sentences`` and ``query_encode`` run by default (tens of seconds); ``precision``, ``growth`` and ``memory`` run
-with ``--only`` or ``--full`` (minutes). Each writes ``res[<name>]`` and a markdown block (:func:`scale_markdown`).
+``sentences``, ``query_encode`` and ``memory`` (1k / 3k items) run by default (a few minutes); ``precision``,
+``growth``, ``app_scale`` and ``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full`` makes
+``memory`` 1k-100k items and ``app_scale`` 100k items). Each writes ``res[<name>]`` and a markdown block
+(:func:`scale_markdown`).
 
     .venv/bin/python -m benchmarks.run --only sentences query_encode precision growth memory --out /tmp/scale.json
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SCALE_SECTIONS = ("sentences", "precision", "query_encode", "growth", "memory")
-DEFAULT_SCALE = ("sentences", "query_encode")
+SCALE_SECTIONS = ("sentences", "precision", "query_encode", "growth", "memory", "app_scale", "build_profile")
+DEFAULT_SCALE = ("sentences", "query_encode", "memory")
 
 
 def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set[str]) -> None:
@@ -38,6 +40,28 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
         from benchmarks.memory import run_memory
 
         res["memory"] = run_memory(smoke, full=plan.sizes[-1] >= 1_000_000)
+    if "build_profile" in sections:
+        _build_profile(res, model, smoke)
+    if "app_scale" in sections:
+        from benchmarks.app_scale import run_app_scale
+
+        res["app_scale"] = run_app_scale(300 if smoke else 100_000 if plan.sizes[-1] >= 1_000_000 else 20_000)
+
+
+def _build_profile(res: dict[str, Any], model: Any, smoke: bool) -> None:
+    """The build_profile section on covid_chestxray (skipped with a note where ../shared is absent)."""
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.build_profile import run_build_profile
+    from benchmarks.run import SHARED_DATA, image_paths
+
+    if not SHARED_DATA.is_dir():
+        res["build_profile"] = {"status": "skipped: ../shared/data/covid_chestxray is absent"}
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        res["build_profile"] = run_build_profile(model, SHARED_DATA, image_paths(4 if smoke else 48, Path(tmp)),
+                                                 Path(tmp), rounds=1 if smoke else 3)
 
 
 def scale_markdown(res: dict[str, Any]) -> list[str]:

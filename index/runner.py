@@ -26,7 +26,7 @@ from index.priors import PriorLink, PriorOptions, find_priors
 from index.progress import Progress
 from index.sentences import TextCache, seeded_cache
 from index.shards import shard_of
-from index.stages import ChunkBuffer, Timers, embed_images, set_threads
+from index.stages import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
 from index.temporal import TemporalSummary, run_temporal
 from retrieval import store
 from retrieval.bundle import Bundle, BundleError
@@ -151,8 +151,8 @@ def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: list[Item]) ->
 
 
 def _commit(buf: ChunkBuffer, chunks: store.ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
-            timers: Timers, started: float, cache: TextCache) -> None:
-    calls = cache.stats.requested, cache.stats.encoded
+            timers: Timers, started: float, cache: TextCache, calls: tuple[int, int]) -> None:
+    """Embed the chunk's texts and commit it; ``calls`` = the cache's (requested, encoded) when the chunk began."""
     part, windowed = buf.to_part(model, grid, cfg.text_batch, timers, cache)
     part.stats = {"items": buf.size, "indexed": part.count, "windowed_reports": windowed,
                   "text_requested": cache.stats.requested - calls[0], "text_encoded": cache.stats.encoded - calls[1],
@@ -187,8 +187,11 @@ def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pendi
     tasks = (DecodeTask(i.id, i.abspath, i.path, pp.resize, pp.crop) for i in pending)
     progress = Progress(len(pending), cfg.progress, cfg.log_every_s)
     buf, timers, batch, indexed = ChunkBuffer(), Timers(), _Batch(), 0
-    started = wait = time.perf_counter()
-    for n, (item, (_, result)) in enumerate(zip(pending, pool.stream(tasks), strict=True)):
+    started, calls = time.perf_counter(), (cache.stats.requested, cache.stats.encoded)
+    results = pool.stream(tasks)  # the first decodes are queued now; the first chunk's texts embed meanwhile
+    prewarm_texts(model, [i.report for i in pending[:cfg.chunk_size]], cfg.text_batch, timers, cache)
+    wait = time.perf_counter()
+    for n, (item, (_, result)) in enumerate(zip(pending, results, strict=True)):
         if n == 0:
             timers.decode_startup += time.perf_counter() - wait
         else:
@@ -202,12 +205,13 @@ def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pendi
         if len(batch.items) >= batch_size or buf.size + len(batch.items) >= cfg.chunk_size:
             indexed += batch.flush_into(buf, model, timers, progress)
         if buf.size >= cfg.chunk_size:
-            _commit(buf, chunks, model, cfg, grid, timers, started, cache)
+            _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls)
             buf, timers, started = ChunkBuffer(), Timers(), time.perf_counter()
+            calls = cache.stats.requested, cache.stats.encoded
         wait = time.perf_counter()
     indexed += batch.flush_into(buf, model, timers, progress)
     if buf.size:
-        _commit(buf, chunks, model, cfg, grid, timers, started, cache)
+        _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls)
     progress.close()
     return indexed
 

@@ -108,6 +108,12 @@ class TextCache:
                 self._put(keys[i], vecs[j])
         self.stats.encoded += len(texts)
 
+    def warm(self, model: VLModel, texts: list[str], batch: int) -> None:
+        """Encode the unseen distinct texts among ``texts`` now (they count as encoded, not yet as requested)."""
+        missing = {k: t for k, t in zip((self.key(t) for t in texts), texts, strict=True) if k not in self._rows}
+        if missing:
+            self._encode(model, list(missing), list(missing.values()), batch)
+
     def embed(self, model: VLModel, texts: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
         """[T] texts -> ([T, D] L2-normalised vectors, [T] ok mask); only unseen normalised texts reach the model."""
         keys = [self.key(t) for t in texts]

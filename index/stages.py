@@ -71,6 +71,15 @@ def _safe_embed(model: VLModel, texts: list[str], batch: int, cache: TextCache |
     return (cache if cache is not None else TextCache.for_model(model)).embed(model, texts, batch)
 
 
+def prewarm_texts(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache) -> None:
+    """Encode the distinct texts (report windows and sentences) of ``reports`` into ``cache`` now: run while the
+    decode workers start, it keeps the model busy instead of idle; the chunk's commit then finds them cached."""
+    start = time.perf_counter()
+    plans = [_plan(model, r) for r in reports if r]
+    cache.warm(model, [w for _, ws in plans for w in ws] + [s for ss, _ in plans for s in ss], batch)
+    timers.text_model += time.perf_counter() - start
+
+
 def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache | None = None
                   ) -> TextResult:
     """n cleaned reports ("" = none) -> report vectors (one per non-empty report) and sentence vectors."""

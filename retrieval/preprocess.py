@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: decode workers use :meth:`Preprocessing.pixels` only
+    import torch
 
 __all__ = ["Preprocessing", "preprocess_batch"]
 
@@ -46,16 +48,21 @@ class Preprocessing:
                 offsets.append(int(round((size - self.crop) / 2.0)))
         return offsets[0], offsets[1]
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        """Transform a PIL ``"L"`` image into a float32 tensor [3, crop, crop] with values in [0, 1]."""
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """PIL ``"L"`` image -> [crop, crop] uint8 grey levels, resized and centre-cropped; the model input is these
+        / 255 on 3 channels (:meth:`__call__`), so they carry it exactly in a quarter of a channel's float bytes."""
         if img.mode != "L":
             raise ValueError(f"Preprocessing expects a PIL image of mode 'L', got {img.mode!r}")
         new_size = self.resized_size(img.width, img.height)
         if new_size != img.size:
             img = img.resize(new_size, Image.Resampling.BILINEAR)
-        img = _center_crop(img, self.crop)
-        arr = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).unsqueeze(0)
-        tensor = arr.to(dtype=torch.float32).div(255)
+        return np.array(_center_crop(img, self.crop), dtype=np.uint8, copy=True)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        """Transform a PIL ``"L"`` image into a float32 tensor [3, crop, crop] with values in [0, 1]."""
+        import torch
+
+        tensor = torch.from_numpy(self.pixels(img)).unsqueeze(0).to(dtype=torch.float32).div(255)
         return torch.repeat_interleave(tensor, 3, dim=0)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
@@ -99,6 +106,8 @@ def _center_crop(img: Image.Image, crop: int) -> Image.Image:
 
 def preprocess_batch(images: Sequence[Image.Image], pp: Preprocessing) -> torch.Tensor:
     """Stack ``pp(image)`` for each image into a float32 tensor [N, 3, crop, crop] (N may be 0)."""
+    import torch
+
     if len(images) == 0:
         return torch.empty((0, 3, pp.crop, pp.crop), dtype=torch.float32)
     return torch.stack([pp(img) for img in images])
