@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from benchmarks.common import current_rss_mib, ms_stats
-from webapp.settings import BUNDLES_ENV
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SEARCH_MS, TARGET_GROUND_MS = 300.0, 150.0
@@ -33,9 +33,9 @@ QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly 
 def synthetic_bundle(root: Path, n: int, seed: int = 0, patches: np.ndarray | None = None) -> Path:
     """Write an ``n``-item bundle for timing (see the module docstring); ``patches`` [n, 15, 15, 128] float16 (e.g.
     memory-mapped, :mod:`benchmarks.app_scale`) instead of random ones generated in memory."""
-    from index.decode import thumbnail_jpeg
-    from retrieval.bundle_write import write_bundle
-    from retrieval.models import load_model
+    from cxr_explorer.index.decode import thumbnail_jpeg
+    from cxr_explorer.retrieval.bundle_write import write_bundle
+    from cxr_explorer.retrieval.models import load_model
 
     model = load_model("tiny-random", device="cpu")
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ class _EncoderClock:
     """Accumulates the time spent in ``VLModel.embed_texts`` while installed."""
 
     def __enter__(self) -> _EncoderClock:
-        from retrieval.models.api import VLModel
+        from cxr_explorer.retrieval.models.api import VLModel
 
         self.total, self._orig, clock = 0.0, VLModel.embed_texts, self
 
@@ -84,7 +84,7 @@ class _EncoderClock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from retrieval.models.api import VLModel
+        from cxr_explorer.retrieval.models.api import VLModel
 
         VLModel.embed_texts = self._orig  # type: ignore[method-assign]
 

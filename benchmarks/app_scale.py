@@ -50,7 +50,7 @@ def write_child(root: Path, n: int, umap: bool) -> None:
     coordinates only (fitting UMAP on 100k vectors takes tens of minutes on a loaded 2-core machine; Search and
     Grounding never read the map coordinates)."""
     from benchmarks import app
-    from retrieval import projection
+    from cxr_explorer.retrieval import projection
 
     if not umap:
         projection.umap_coords = lambda vectors: None  # benchmark-side: this writer process only
@@ -126,7 +126,8 @@ def run_app_scale(n: int, umap: bool = False) -> dict[str, Any]:
             "rss_over_patch_file": round(final / patches_mib, 3) if patches_mib else None,
             "real_weights_mib": real_weights_mib(),
             "method": "streamlit AppTest in a fresh process (the real app script; patches memory-mapped by "
-                      "retrieval.bundle.Bundle.patches); synthetic bundle naming tiny-random; machine shared"}
+                      "cxr_explorer.retrieval.bundle.Bundle.patches); synthetic bundle naming tiny-random; "
+                      "machine shared"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import peak_rss_mib, set_precision
-from retrieval.store import read_manifest
+from cxr_explorer.retrieval.store import read_manifest
 
 
 def encoder_rate(model: Any, batch: int, n_batches: int) -> float:
@@ -38,7 +38,7 @@ def encoder_rate(model: Any, batch: int, n_batches: int) -> float:
 
 
 def _tasks(paths: list[Path], model: Any) -> list[Any]:
-    from index.decode import DecodeTask
+    from cxr_explorer.index.decode import DecodeTask
 
     pp = model.preprocessing
     return [DecodeTask(id=p.stem, abspath=str(p), label=p.name, resize=pp.resize, crop=pp.crop) for p in paths]
@@ -47,7 +47,7 @@ def _tasks(paths: list[Path], model: Any) -> list[Any]:
 def job_rate(model: Any, paths: list[Path], batch: int, workers: int) -> tuple[float, str]:
     """Images/s of decode + preprocess (index job's DecodePool) + embed + float16 patch storage over ``paths``."""
     try:
-        from index.decode import Decoded, DecodePool, to_model_input
+        from cxr_explorer.index.decode import Decoded, DecodePool, to_model_input
     except ImportError:
         return _job_rate_inprocess(model, paths, batch), "in-process decode (index.decode not available)"
     with DecodePool(workers, prefetch=max(2 * batch, 4)) as pool:
@@ -66,14 +66,15 @@ def job_rate(model: Any, paths: list[Path], batch: int, workers: int) -> tuple[f
             stored.append(model.encode_images(to_model_input(pending)).patches.numpy().astype(np.float16))
         elapsed = time.perf_counter() - t0
     done = sum(len(s) for s in stored)
-    return done / elapsed, f"index.decode.DecodePool(workers={workers}) + VLModel.encode_images, one process"
+    method = f"cxr_explorer.index.decode.DecodePool(workers={workers}) + VLModel.encode_images, one process"
+    return done / elapsed, method
 
 
 def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: int, tmp: Path, tag: str
                    ) -> tuple[float, dict[str, Any]]:
     """Items/s of the real index job (``index.runner.run_build`` with this model) on ``limit`` corpus items."""
-    from index.corpus import CorpusOptions
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.corpus import CorpusOptions
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     out = tmp / f"bundle-{tag}"
     cfg = BuildConfig(corpus=corpus, out=out, model=model.spec.name, corpus_options=CorpusOptions(), device="cpu",
@@ -96,7 +97,7 @@ def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: in
 
 
 def _job_rate_inprocess(model: Any, paths: list[Path], batch: int) -> float:
-    from retrieval.imageio import load_image
+    from cxr_explorer.retrieval.imageio import load_image
 
     t0 = time.perf_counter()
     done = 0
@@ -109,7 +110,7 @@ def _job_rate_inprocess(model: Any, paths: list[Path], batch: int) -> float:
 
 def report_texts(n: int, model: Any, csv: Path | None) -> list[str]:
     """``n`` report texts that fit the text model (real covid_chestxray notes when present, else synthetic)."""
-    from retrieval.text import clean_text
+    from cxr_explorer.retrieval.text import clean_text
 
     texts: list[str] = []
     if csv is not None and csv.is_file():

@@ -30,7 +30,7 @@ from typing import Any
 from benchmarks.build import encoder_rate, whole_job_rate
 from benchmarks.common import set_precision
 from benchmarks.memory_phases import PhasedSampler
-from index.decode import Decoded, DecodeTask, Failed
+from cxr_explorer.index.decode import Decoded, DecodeTask, Failed
 
 VARIANTS = ("before", "after")
 
@@ -39,9 +39,9 @@ def legacy_decode(task: DecodeTask) -> Decoded | Failed:
     """The decoder before this branch (kept here only to time it side by side): same output, via float tensors."""
     import torch
 
-    from index.decode import thumbnail_jpeg
-    from retrieval.imageio import ImageLoadError, load_image
-    from retrieval.preprocess import Preprocessing
+    from cxr_explorer.index.decode import thumbnail_jpeg
+    from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
+    from cxr_explorer.retrieval.preprocess import Preprocessing
 
     try:
         loaded = load_image(task.abspath, name=task.label)
@@ -57,8 +57,8 @@ def legacy_decode(task: DecodeTask) -> Decoded | Failed:
 @contextlib.contextmanager
 def variant(name: str) -> Iterator[None]:
     """Run the job as it was (``before``) or is (``after``)."""
-    import index.decode as decode
-    import index.runner as runner
+    import cxr_explorer.index.decode as decode
+    import cxr_explorer.index.runner as runner
 
     current = decode.decode_one, runner.prewarm_texts
     if name == "before":
@@ -72,7 +72,7 @@ def variant(name: str) -> Iterator[None]:
 
 def decode_ms(paths: list[Path], crop: int, resize: int) -> dict[str, float]:
     """Median ms per image of each decoder, in this process, interleaved per image."""
-    from index.decode import decode_one
+    from cxr_explorer.index.decode import decode_one
 
     times: dict[str, list[float]] = {"before": [], "after": []}
     for p in paths:

@@ -112,7 +112,7 @@ def realistic_vocab(size: int = 30522) -> OrderedDict[str, int]:
 
     import pandas as pd
 
-    from retrieval.models.loading import tiny_vocab
+    from cxr_explorer.retrieval.models.loading import tiny_vocab
 
     base = list(tiny_vocab())
     counts: Counter[str] = Counter()
@@ -135,9 +135,9 @@ def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "c
     30,522-token vocab of real radiology words (:func:`realistic_vocab`), so sequence lengths, the embedding table
     and every layer have the real sizes and costs.
     """
-    from retrieval.models.api import ModelIdentity, VLModel, build_model
-    from retrieval.models.loading import build_seeded
-    from retrieval.models.registry import get_spec
+    from cxr_explorer.retrieval.models.api import ModelIdentity, VLModel, build_model
+    from cxr_explorer.retrieval.models.loading import build_seeded
+    from cxr_explorer.retrieval.models.registry import get_spec
 
     spec = get_spec(name)
     if not spec.is_real:

@@ -24,12 +24,12 @@ import pandas as pd
 
 from benchmarks.common import current_rss_mib
 from benchmarks.curate_faults import Planted, plant_images, synthetic_faults
-from retrieval.curate.base import CurateData, knn
-from retrieval.curate.evaluate import score_ranking
-from retrieval.curate.labels import check_labels
-from retrieval.curate.leakage import check_split_leakage
-from retrieval.curate.mismatch import check_mismatch
-from retrieval.curate.outliers import check_outliers
+from cxr_explorer.retrieval.curate.base import CurateData, knn
+from cxr_explorer.retrieval.curate.evaluate import score_ranking
+from cxr_explorer.retrieval.curate.labels import check_labels
+from cxr_explorer.retrieval.curate.leakage import check_split_leakage
+from cxr_explorer.retrieval.curate.mismatch import check_mismatch
+from cxr_explorer.retrieval.curate.outliers import check_outliers
 
 K = 10
 
@@ -112,11 +112,11 @@ def covid_planted(model: Any, corpus_dir: Path, tmp: Path, items: int, seed: int
     Faults: reports swapped between 5 % of pairs, labels flipped on 5 %, five image faults (rotated, upside-down,
     inverted, blank, noise) added as new rows, 5 % exact duplicates added under a test split.
     """
-    from index.corpus import CorpusOptions
-    from index.runner import BuildConfig, run_build
-    from retrieval.bundle import Bundle
-    from retrieval.curate import data_from_bundle
-    from retrieval.curate.pixels import check_pixels
+    from cxr_explorer.index.corpus import CorpusOptions
+    from cxr_explorer.index.runner import BuildConfig, run_build
+    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.curate import data_from_bundle
+    from cxr_explorer.retrieval.curate.pixels import check_pixels
 
     rng = np.random.default_rng(seed)
     meta = pd.read_csv(corpus_dir / "reports.csv", dtype=str, keep_default_na=False)

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from retrieval.models.api import VLModel
-from retrieval.models.text_model import TextTokenizer
+from cxr_explorer.retrieval.models.api import VLModel
+from cxr_explorer.retrieval.models.text_model import TextTokenizer
 
 
 def real_size_model(precision: str) -> VLModel:

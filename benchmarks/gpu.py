@@ -51,8 +51,8 @@ def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
     import faiss
 
     from benchmarks.query import recall_at_10
-    from retrieval.bundle import apply_search_params
-    from retrieval.bundle_write import build_index
+    from cxr_explorer.retrieval.bundle import apply_search_params
+    from cxr_explorer.retrieval.bundle_write import build_index
 
     cpu, info = build_index(x, "ivf", use_gpu=False)
     apply_search_params(cpu, info["params"])
@@ -67,7 +67,7 @@ def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
 def gpu_build(model: Any, corpus: Path | None, limit: int, tmp: Path) -> dict[str, Any]:
     """Whole-job items/s on the GPU at bf16, batch 64, decode workers = cores - 1 (index.runner.run_build)."""
     from benchmarks.build import whole_job_rate
-    from index.runner import cpu_count
+    from cxr_explorer.index.runner import cpu_count
 
     if corpus is None or not corpus.is_dir():
         return {"status": "skipped: covid_chestxray absent"}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import ms_stats, time_calls
-from retrieval.grounding import similarity_map
+from cxr_explorer.retrieval.grounding import similarity_map
 
 PHRASE = "left basilar consolidation"
 TARGET_SPEEDUP = 30.0
@@ -46,8 +46,8 @@ def time_himl(image_path: Path, n: int, interpolation: str) -> dict[str, Any] | 
 def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
                   interpolation: str = "bilinear") -> dict[str, Any]:
     """p50 times of both ways on one image and their ratio ``grounding_speedup`` (reference / ours)."""
-    from retrieval.encoder import LRU
-    from retrieval.imageio import load_image
+    from cxr_explorer.retrieval.encoder import LRU
+    from cxr_explorer.retrieval.imageio import load_image
 
     pp = model.preprocessing
     loaded = load_image(image_path)

@@ -21,8 +21,8 @@ import torch
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
 from benchmarks.query import DIM, clustered_vectors, recall_at_10
-from retrieval.bundle import apply_search_params
-from retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
+from cxr_explorer.retrieval.bundle import apply_search_params
+from cxr_explorer.retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
 
 MIMIC_IMAGES = 377_110
 RECALL_MIN_PQ = 0.95
@@ -41,7 +41,7 @@ def _ivfpq(x: np.ndarray, nprobe_like: dict[str, Any]) -> tuple[faiss.Index, dic
 
 
 def _one(kind: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray, ivf_params: dict[str, Any]) -> dict[str, Any]:
-    from retrieval.bundle_write import build_index
+    from cxr_explorer.retrieval.bundle_write import build_index
 
     gc.collect()
     rss0 = current_rss_mib()
@@ -84,7 +84,7 @@ def index_growth(sizes: tuple[int, ...], hnsw_max: int) -> dict[str, Any]:
 
 def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     """Max |map(int8 patches) - map(float16 patches)| over phrases and images; disk at MIMIC-CXR size."""
-    from retrieval.grounding import grid_maps
+    from cxr_explorer.retrieval.grounding import grid_maps
 
     crop = model.spec.crop
     x = torch.rand((n_images, 3, crop, crop), generator=torch.Generator().manual_seed(3))

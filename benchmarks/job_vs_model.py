@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import seeded_model
-from index.runner import BuildConfig, cpu_count, run_build
-from retrieval.models import VLModel
-from retrieval.models.api import pick_device
-from retrieval.store import read_manifest
+from cxr_explorer.index.runner import BuildConfig, cpu_count, run_build
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.store import read_manifest
 
 
 def forward_rate(model: VLModel, batch: int, repeats: int = 3) -> float:

@@ -62,8 +62,8 @@ def write_corpus(folder: Path, n: int) -> Path:
 
 def _model(crop: int) -> Any:
     """tiny-random at its real 480 px crop, or a reduced ``crop`` (resize = crop * 512 / 480)."""
-    from retrieval.models.api import build_model
-    from retrieval.models.registry import get_spec
+    from cxr_explorer.retrieval.models.api import build_model
+    from cxr_explorer.retrieval.models.registry import get_spec
 
     spec = get_spec("tiny-random")
     if crop != spec.crop:
@@ -73,7 +73,7 @@ def _model(crop: int) -> Any:
 
 def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: int = 8) -> dict[str, Any]:
     """Build ``n`` synthetic items in this process; RSS peaks per phase, after each chunk, and overall."""
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     csv = write_corpus(folder, n)
     model = _model(crop)

@@ -30,8 +30,8 @@ import torch
 from scipy.stats import spearmanr
 
 from benchmarks.common import QUERY_PHRASES, seeded_model
-from retrieval.models.fastpath import int8_dynamic
-from retrieval.text import join_sections, split_sentences
+from cxr_explorer.retrieval.models.fastpath import int8_dynamic
+from cxr_explorer.retrieval.text import join_sections, split_sentences
 
 COVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_chestxray"
 Encoder = Callable[[list[str]], np.ndarray]
@@ -48,7 +48,7 @@ def covid_texts(n_reports: int, fits: Callable[[str], bool]) -> tuple[list[str],
 
 def covid_images(model: Any, n: int) -> torch.Tensor:
     """``[n, 3, crop, crop]`` preprocessed covid_chestxray images (sorted by name)."""
-    from retrieval.imageio import load_image
+    from cxr_explorer.retrieval.imageio import load_image
 
     files = sorted(p for p in (COVID / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     return torch.stack([model.preprocess(load_image(p).image) for p in files])
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", type=int, default=200)
     args = p.parse_args(argv)
     if args.weights_dir is not None:
-        from retrieval.models import load_model
+        from cxr_explorer.retrieval.models import load_model
 
         model = load_model("biovil", args.weights_dir, "cpu", "fp32")
     else:

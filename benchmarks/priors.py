@@ -30,9 +30,9 @@ def covid_subset(shared: Path, n: int, tmp: Path) -> Path:
 
 def run_priors(model: Any, shared: Path, n: int, tmp: Path) -> dict[str, Any]:
     """Wall time and items/s of the build without and with priors on ``n`` covid images (BioViL-T-shaped model)."""
-    from index.corpus import CorpusOptions
-    from index.priors import PriorOptions
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.corpus import CorpusOptions
+    from cxr_explorer.index.priors import PriorOptions
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     if not (shared / "reports.csv").is_file():
         return {"status": "skipped", "note": f"{shared} is absent"}

@@ -41,8 +41,8 @@ def recall_at_10(index: faiss.Index, exact: np.ndarray, queries: np.ndarray) -> 
 def _one_index(kind: str, vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray | None,
                text_s: np.ndarray, text_emb: np.ndarray, n_search: int, model: Any) -> dict[str, Any]:
     """Build one index, time single-query search, recall@10 and a cached repeated query; total = text + search."""
-    from retrieval.bundle import apply_search_params  # the engine's own settings, recorded by build_index
-    from retrieval.bundle_write import build_index
+    from cxr_explorer.retrieval.bundle import apply_search_params  # the engine's own settings, recorded by build_index
+    from cxr_explorer.retrieval.bundle_write import build_index
 
     t0 = time.perf_counter()
     index, info = build_index(vectors, kind, use_gpu=False)
@@ -74,7 +74,7 @@ def text_encode_times(model: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cached_query_times(model: Any, index: faiss.Index, n: int) -> np.ndarray:
     """Seconds of a repeated query: the engine's LRU text cache (a hit) + search, ``[n]``."""
-    from retrieval.encoder import LRU
+    from cxr_explorer.retrieval.encoder import LRU
 
     cache: LRU[str, np.ndarray] = LRU(512)
     phrase = QUERY_PHRASES[0]

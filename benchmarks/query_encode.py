@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from benchmarks.encoders import query_of_tokens
-from retrieval.models.fastpath import M, bf16_matmul_weights, int8_dynamic
-from retrieval.models.precision import native_bf16, query_precision
+from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, int8_dynamic
+from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
 
 
 def int8_ffn_bf16(tower: M) -> M:

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from index.sentences import normalise
-from index.stages import _plan
-from retrieval.models.text_model import TextTokenizer
-from retrieval.text import join_sections
+from cxr_explorer.index.sentences import normalise
+from cxr_explorer.index.stages import _plan
+from cxr_explorer.retrieval.models.text_model import TextTokenizer
+from cxr_explorer.retrieval.text import join_sections
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORPORA = {"iu_xray_reports": DATA / "iu_xray_reports" / "reports.csv",
@@ -73,7 +73,7 @@ def count_calls(reports: list[str], tok: TextTokenizer) -> dict[str, Any]:
 
 def run_sentences(tok: TextTokenizer, limit: int | None = None) -> dict[str, Any]:
     """Counts per corpus present under ../shared/data (first ``limit`` reports; an absent corpus says so)."""
-    out: dict[str, Any] = {"chunk_size": CHUNK, "method": "index.stages._plan + index.sentences.normalise"}
+    out: dict[str, Any] = {"chunk_size": CHUNK, "method": "cxr_explorer.index.stages._plan + index.sentences.normalise"}
     for name, csv in CORPORA.items():
         out[name] = count_calls(corpus_reports(csv)[:limit], tok) if csv.is_file() else {"status": f"absent: {csv}"}
     return out

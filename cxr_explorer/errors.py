@@ -15,16 +15,16 @@ class CliError(Exception):
 
 #: module -> the exception types in it that describe bad input or setup rather than a bug.
 USER_ERRORS: dict[str, tuple[str, ...]] = {
-    "retrieval.models.registry": ("UnknownModelError",),
-    "retrieval.models.text_model": ("TextInputError",),
-    "retrieval.models.weights": ("WeightsChecksumError", "WeightsFormatError", "WeightsNotFoundError"),
-    "retrieval.imageio": ("ImageLoadError",),
-    "retrieval.filters": ("QueryError",),
-    "retrieval.bundle": ("BundleError",),
-    "index.presets": ("CorpusError",),
-    "index.chunks": ("BuildStateError",),
-    "retrieval.store.errors": ("StoreError",),
-    "index.decode": ("DecodeWorkersError",),
+    "cxr_explorer.retrieval.models.registry": ("UnknownModelError",),
+    "cxr_explorer.retrieval.models.text_model": ("TextInputError",),
+    "cxr_explorer.retrieval.models.weights": ("WeightsChecksumError", "WeightsFormatError", "WeightsNotFoundError"),
+    "cxr_explorer.retrieval.imageio": ("ImageLoadError",),
+    "cxr_explorer.retrieval.filters": ("QueryError",),
+    "cxr_explorer.retrieval.bundle": ("BundleError",),
+    "cxr_explorer.index.presets": ("CorpusError",),
+    "cxr_explorer.index.chunks": ("BuildStateError",),
+    "cxr_explorer.retrieval.store.errors": ("StoreError",),
+    "cxr_explorer.index.decode": ("DecodeWorkersError",),
 }
 
 

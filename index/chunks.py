@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval.store import BuildArea, ChunkStore
+from cxr_explorer.retrieval.store import BuildArea, ChunkStore
 
 __all__ = ["SETTINGS_THAT_MATTER", "BuildStateError", "ChunkStore", "check_state"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
-from index.textfiles import TextStats, read_report_file
-from retrieval.imageio import sniff_format
-from retrieval.text import join_sections
+from cxr_explorer.index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
+from cxr_explorer.index.textfiles import TextStats, read_report_file
+from cxr_explorer.retrieval.imageio import sniff_format
+from cxr_explorer.retrieval.text import join_sections
 
 __all__ = ["Corpus", "CorpusError", "CorpusOptions", "Item", "read_corpus"]
 log = logging.getLogger(__name__)

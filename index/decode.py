@@ -116,8 +116,8 @@ def thumbnail_jpeg(image) -> bytes:  # type: ignore[no-untyped-def]
 
 def decode_one(task: DecodeTask) -> Decoded | Failed:
     """Load, preprocess (uint8 crop, no torch) and thumbnail one file; never raises for bad input."""
-    from retrieval.imageio import ImageLoadError, load_image
-    from retrieval.preprocess import Preprocessing
+    from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
+    from cxr_explorer.retrieval.preprocess import Preprocessing
 
     try:
         loaded = load_image(task.abspath, name=task.label)

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from index.sentences import text_calls
-from retrieval import store
-from retrieval.bundle import Bundle
-from retrieval.bundle_write import Extra, finalise_parts
-from retrieval.models import VLModel
-from retrieval.store import BuildArea, ChunkStore, Part
+from cxr_explorer.index.sentences import text_calls
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle_write import Extra, finalise_parts
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.store import BuildArea, ChunkStore, Part
 
 
 def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -> Part:

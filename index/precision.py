@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from retrieval import store
-from retrieval.models.precision import Precision, resolve_precision
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.models.precision import Precision, resolve_precision
 
 
 def _recorded(out: Path) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from index.textfiles import NotUtf8Error, TextStats, read_csv_text, read_report_file
+from cxr_explorer.index.textfiles import NotUtf8Error, TextStats, read_csv_text, read_report_file
 
 __all__ = ["PRESETS", "CorpusError", "PresetTable", "detect_preset", "load_preset", "read_csv"]
 

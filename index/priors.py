@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from index.corpus import Corpus, CorpusOptions, make_id
-from index.presets import CorpusError, load_preset, read_csv
+from cxr_explorer.index.corpus import Corpus, CorpusOptions, make_id
+from cxr_explorer.index.presets import CorpusError, load_preset, read_csv
 
 __all__ = ["PRIOR_PRESETS", "STATUSES", "PriorLink", "PriorOptions", "find_priors", "parse_order"]
 

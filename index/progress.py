@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-log = logging.getLogger("index.progress")
+log = logging.getLogger("cxr_explorer.index.progress")
 
 
 class Progress:

@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from index.runner import BuildConfig, run_build
-from index.shards import merge_bundles
+from cxr_explorer.index.runner import BuildConfig, run_build
+from cxr_explorer.index.shards import merge_bundles
 
 log = logging.getLogger(__name__)
 RAY_MISSING = "--ray needs the ray package: pip install ray (it is not a runtime dependency of cxr-explorer)"

@@ -17,23 +17,23 @@ from typing import Any
 
 import torch
 
-from index.chunks import check_state
-from index.corpus import Corpus, CorpusOptions, Item, read_corpus
-from index.decode import Decoded, DecodePool, DecodeTask, Failed
-from index.finalise import finalise_build
-from index.precision import build_precision
-from index.priors import PriorLink, PriorOptions, find_priors
-from index.progress import Progress
-from index.sentences import TextCache, seeded_cache
-from index.shards import shard_of
-from index.stages import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
-from index.temporal import TemporalSummary, run_temporal
-from retrieval import store
-from retrieval.bundle import Bundle, BundleError
-from retrieval.bundle_write import Extra
-from retrieval.models import VLModel, load_model
-from retrieval.models.api import pick_device
-from retrieval.text import CLEANING, LONG_REPORT_STRATEGY
+from cxr_explorer.index.chunks import check_state
+from cxr_explorer.index.corpus import Corpus, CorpusOptions, Item, read_corpus
+from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed
+from cxr_explorer.index.finalise import finalise_build
+from cxr_explorer.index.precision import build_precision
+from cxr_explorer.index.priors import PriorLink, PriorOptions, find_priors
+from cxr_explorer.index.progress import Progress
+from cxr_explorer.index.sentences import TextCache, seeded_cache
+from cxr_explorer.index.shards import shard_of
+from cxr_explorer.index.stages import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
+from cxr_explorer.index.temporal import TemporalSummary, run_temporal
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import Bundle, BundleError
+from cxr_explorer.retrieval.bundle_write import Extra
+from cxr_explorer.retrieval.models import VLModel, load_model
+from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.text import CLEANING, LONG_REPORT_STRATEGY
 
 __all__ = ["BuildConfig", "BuildSummary", "run_build"]
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
             "columns": corpus.columns, "hash_ids": cfg.corpus_options.hash_ids, "index_type": cfg.index_type,
             "chunk_size": cfg.chunk_size, "limit": cfg.limit, "label_sep": cfg.label_sep,
             "text": {"cleaning": CLEANING, "long_report_strategy": LONG_REPORT_STRATEGY, "max_tokens": 512,
-                     "sentence_splitter": "retrieval.text.split_sentences (radiology-aware)"}}
+                     "sentence_splitter": "cxr_explorer.retrieval.text.split_sentences (radiology-aware)"}}
 
 
 def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: list[Item]) -> Bundle | None:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.bundle import Bundle
-from retrieval.models import VLModel
-from retrieval.models.text_model import TextInputError
-from retrieval.store import ChunkStore, Part
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.retrieval.store import ChunkStore, Part
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from index.corpus import Item
-from index.decode import Decoded, to_model_input
-from index.sentences import TextCache
-from retrieval.bundle import Part
-from retrieval.long_text import plan_text
-from retrieval.models import VLModel
+from cxr_explorer.index.corpus import Item
+from cxr_explorer.index.decode import Decoded, to_model_input
+from cxr_explorer.index.sentences import TextCache
+from cxr_explorer.retrieval.bundle import Part
+from cxr_explorer.retrieval.long_text import plan_text
+from cxr_explorer.retrieval.models import VLModel
 
 log = logging.getLogger(__name__)
 

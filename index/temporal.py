@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from index.priors import PriorLink, PriorOptions
-from retrieval import store
-from retrieval.bundle import Bundle
-from retrieval.imageio import ImageLoadError, load_image
-from retrieval.interval import has_temporal_path
-from retrieval.models import VLModel
-from retrieval.temporal_store import TemporalRecords, section_files
+from cxr_explorer.index.priors import PriorLink, PriorOptions
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
+from cxr_explorer.retrieval.interval import has_temporal_path
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.temporal_store import TemporalRecords, section_files
 
 __all__ = ["TemporalSummary", "run_temporal"]
 log = logging.getLogger(__name__)

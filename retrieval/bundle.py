@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from retrieval import store
-from retrieval.preprocess import Preprocessing
-from retrieval.store import names, versions
-from retrieval.store.parts import Part, ThumbStore
-from retrieval.store.patch_store import Int8Patches
-from retrieval.targets import TARGETS, Target
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.preprocess import Preprocessing
+from cxr_explorer.retrieval.store import names, versions
+from cxr_explorer.retrieval.store.parts import Part, ThumbStore
+from cxr_explorer.retrieval.store.patch_store import Int8Patches
+from cxr_explorer.retrieval.targets import TARGETS, Target
 
 __all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
 _WRITERS = ("FLAT_MAX", "build_index", "finalise_parts", "write_bundle")
@@ -214,7 +214,7 @@ class Bundle:
     @cached_property
     def label_separators(self) -> dict[str, str]:
         """Multi-label column -> separator: the manifest's record, else detected (``;`` or ``|``) on opening."""
-        from retrieval.facets import detect_separators
+        from cxr_explorer.retrieval.facets import detect_separators
 
         recorded = self.manifest.get("label_separators")
         return dict(recorded) if isinstance(recorded, dict) else detect_separators(self.metadata)
@@ -305,7 +305,7 @@ class Bundle:
 def __getattr__(name: str) -> Any:
     """The writing functions, kept importable from here (they live in :mod:`retrieval.bundle_write`)."""
     if name in _WRITERS:
-        from retrieval import bundle_write
+        from cxr_explorer.retrieval import bundle_write
 
         return getattr(bundle_write, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

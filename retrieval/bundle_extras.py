@@ -9,14 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from retrieval.facets import detect_separators
-from retrieval.store import BASE_COLUMNS, names
+from cxr_explorer.retrieval.facets import detect_separators
+from cxr_explorer.retrieval.store import BASE_COLUMNS, names
 
 
 def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
     """Manifest entries computed from the staged bundle: ``label_separators`` (the build's ``label_sep`` where the
     cells contain it, else ``;`` / ``|`` detected) and ``projections`` (files written into ``staging``)."""
-    from retrieval.projection import write_projections
+    from cxr_explorer.retrieval.projection import write_projections
 
     meta = pd.read_parquet(staging / names.METADATA)
     given = build.get("label_sep") or None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle import Bundle
 
 
 @dataclass(frozen=True)

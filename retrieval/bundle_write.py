@@ -19,12 +19,12 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from retrieval import store
-from retrieval.bundle import FORMAT_NAME, FORMAT_VERSION, BundleError
-from retrieval.bundle_extras import finalise_extras
-from retrieval.store import names
-from retrieval.store.parts import Part
-from retrieval.store.patch_store import STORES
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import FORMAT_NAME, FORMAT_VERSION, BundleError
+from cxr_explorer.retrieval.bundle_extras import finalise_extras
+from cxr_explorer.retrieval.store import names
+from cxr_explorer.retrieval.store.parts import Part
+from cxr_explorer.retrieval.store.patch_store import STORES
 
 __all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "write_bundle"]
 

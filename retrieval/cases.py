@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from retrieval.bundle import Bundle
-from retrieval.engine_search import json_value
-from retrieval.filters import QueryError
-from retrieval.imageio import load_image
-from retrieval.preprocess import Preprocessing
-from retrieval.targets import Target
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.engine_search import json_value
+from cxr_explorer.retrieval.filters import QueryError
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.preprocess import Preprocessing
+from cxr_explorer.retrieval.targets import Target
 
 _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # plain raster formats only, as retrieval.imageio
 

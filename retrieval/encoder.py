@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from retrieval.imageio import ImageLoadError, load_image
-from retrieval.long_text import embed_windows, plan_text
+from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
+from cxr_explorer.retrieval.long_text import embed_windows, plan_text
 
 if TYPE_CHECKING:
-    from retrieval.models import VLModel
+    from cxr_explorer.retrieval.models import VLModel
 
 ImageInput = bytes | str | os.PathLike[str] | Image.Image
 """An image given by the user: encoded bytes, a file path or a PIL image (never a bundle row or id)."""

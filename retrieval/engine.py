@@ -18,24 +18,24 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from retrieval import engine_search
-from retrieval.bundle import Bundle, BundleError
-from retrieval.bundle_facts import BundleFacts, bundle_facts
-from retrieval.cases import Case, CaseStore
-from retrieval.encoder import ImageInput, QueryEncoder
-from retrieval.facets import Facet
-from retrieval.facets import facets as metadata_facets
-from retrieval.filters import FilterError, QueryError, WhereInput, normalize_where, where_mask
-from retrieval.grounder import Grounder, Grounding, SentenceGrounding
-from retrieval.grounding import NEGATIVE_PNEUMONIA_PROMPTS as NEGATIVE
-from retrieval.grounding import POSITIVE_PNEUMONIA_PROMPTS as POSITIVE
-from retrieval.grounding import ZeroShotScore
-from retrieval.models import VLModel, load_model
-from retrieval.models.api import pick_device
-from retrieval.models.precision import query_precision
-from retrieval.projection import StoredMap, load_map
-from retrieval.targets import TARGETS, Target
-from retrieval.temporal_store import TemporalRecords
+from cxr_explorer.retrieval import engine_search
+from cxr_explorer.retrieval.bundle import Bundle, BundleError
+from cxr_explorer.retrieval.bundle_facts import BundleFacts, bundle_facts
+from cxr_explorer.retrieval.cases import Case, CaseStore
+from cxr_explorer.retrieval.encoder import ImageInput, QueryEncoder
+from cxr_explorer.retrieval.facets import Facet
+from cxr_explorer.retrieval.facets import facets as metadata_facets
+from cxr_explorer.retrieval.filters import FilterError, QueryError, WhereInput, normalize_where, where_mask
+from cxr_explorer.retrieval.grounder import Grounder, Grounding, SentenceGrounding
+from cxr_explorer.retrieval.grounding import NEGATIVE_PNEUMONIA_PROMPTS as NEGATIVE
+from cxr_explorer.retrieval.grounding import POSITIVE_PNEUMONIA_PROMPTS as POSITIVE
+from cxr_explorer.retrieval.grounding import ZeroShotScore
+from cxr_explorer.retrieval.models import VLModel, load_model
+from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.models.precision import query_precision
+from cxr_explorer.retrieval.projection import StoredMap, load_map
+from cxr_explorer.retrieval.targets import TARGETS, Target
+from cxr_explorer.retrieval.temporal_store import TemporalRecords
 
 __all__ = ["NEGATIVE", "POSITIVE", "Case", "Engine", "FilterError", "Grounding", "Hit", "QueryError",
            "SentenceGrounding", "Target", "ZeroShotScore"]

@@ -16,8 +16,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from retrieval.filters import QueryError
-from retrieval.limits import MAX_K
+from cxr_explorer.retrieval.filters import QueryError
+from cxr_explorer.retrieval.limits import MAX_K
 
 BRUTE_FORCE_MAX = 50_000
 """Filtered searches over at most this many allowed vectors are scored exactly with one matmul."""

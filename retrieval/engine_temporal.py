@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from retrieval.encoder import ImageInput, image_bytes
-from retrieval.engine import Engine, Hit, Target
-from retrieval.filters import QueryError, WhereInput
-from retrieval.imageio import load_image
-from retrieval.interval import FINDINGS, IntervalChange, encode_pair, has_temporal_path, interval_change
-from retrieval.temporal_store import TemporalRecords
+from cxr_explorer.retrieval.encoder import ImageInput, image_bytes
+from cxr_explorer.retrieval.engine import Engine, Hit, Target
+from cxr_explorer.retrieval.filters import QueryError, WhereInput
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.interval import FINDINGS, IntervalChange, encode_pair, has_temporal_path, interval_change
+from cxr_explorer.retrieval.temporal_store import TemporalRecords
 
 __all__ = ["Comparison", "compare_case", "compare_images", "search_pair", "temporal_records", "timeline"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from retrieval.filters import EMPTY, cell_text
+from cxr_explorer.retrieval.filters import EMPTY, cell_text
 
 __all__ = ["SEPARATOR_CANDIDATES", "Facet", "detect_separator", "detect_separators", "facets"]
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from retrieval import grounding
-from retrieval.cases import CaseStore
-from retrieval.encoder import ImageInput, QueryEncoder
-from retrieval.models.text_model import TextInputError
-from retrieval.preprocess import Preprocessing
-from retrieval.text import clean_text, split_sentences
+from cxr_explorer.retrieval import grounding
+from cxr_explorer.retrieval.cases import CaseStore
+from cxr_explorer.retrieval.encoder import ImageInput, QueryEncoder
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.retrieval.preprocess import Preprocessing
+from cxr_explorer.retrieval.text import clean_text, split_sentences
 
 log = logging.getLogger(__name__)
 

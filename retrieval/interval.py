@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from retrieval.grounding import prompt_text_embedding
-from retrieval.models import VLModel
-from retrieval.models.image_model import ImageEmbeddings
+from cxr_explorer.retrieval.grounding import prompt_text_embedding
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.models.image_model import ImageEmbeddings
 
 __all__ = ["CLASSES", "FINDINGS", "IntervalChange", "NoTemporalPathError", "encode_pair", "interval_change",
            "interval_prompts"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.text import fit_sentences, pack_windows, split_sentences
+from cxr_explorer.retrieval.text import fit_sentences, pack_windows, split_sentences
 
 __all__ = ["TextPlan", "embed_windows", "plan_text"]
 

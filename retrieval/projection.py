@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.store import names
-from retrieval.targets import Target
+from cxr_explorer.retrieval.store import names
+from cxr_explorer.retrieval.targets import Target
 
 log = logging.getLogger(__name__)
 

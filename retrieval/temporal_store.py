@@ -16,8 +16,8 @@ import pandas as pd
 
 __all__ = ["EMB_FILE", "PAIRS_FILE", "TEMPORAL_DIR", "TemporalRecords", "section_files"]
 
-from retrieval.store.names import PAIRS_FILE, TEMPORAL_DIR  # noqa: E402
-from retrieval.store.names import TEMPORAL_EMB as EMB_FILE  # noqa: E402
+from cxr_explorer.retrieval.store.names import PAIRS_FILE, TEMPORAL_DIR  # noqa: E402
+from cxr_explorer.retrieval.store.names import TEMPORAL_EMB as EMB_FILE  # noqa: E402
 
 
 def section_files(folder: Path) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from retrieval.models import VLModel
+from cxr_explorer.retrieval.models import VLModel
 from tests.helpers.engine_bundle import build_test_bundle
 from tests.helpers.synthetic import tiny_model as load_tiny_model
 
@@ -24,7 +24,7 @@ def tiny_model() -> VLModel:
 def build(tiny_model: VLModel) -> Callable[..., Any]:
     """Run the index job in-process with the shared tiny model: ``build(corpus, out, **BuildConfig fields)``; no
     worker processes, quiet progress unless given."""
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     def _build(corpus: Path, out: Path, **kw: Any) -> Any:
         kw.setdefault("workers", 0)

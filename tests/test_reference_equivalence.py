@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.grounding import global_prompt_score, patch_similarity, similarity_map, smooth_grid
-from retrieval.imageio import load_image
-from retrieval.models.api import ModelIdentity, VLModel
-from retrieval.models.image_model import ImageModel, MultiImageEncoder
-from retrieval.models.registry import TextDims, get_spec
-from retrieval.models.seeded import seeded_state_dict
-from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+from cxr_explorer.retrieval.grounding import global_prompt_score, patch_similarity, similarity_map, smooth_grid
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.models.api import ModelIdentity, VLModel
+from cxr_explorer.retrieval.models.image_model import ImageModel, MultiImageEncoder
+from cxr_explorer.retrieval.models.registry import TextDims, get_spec
+from cxr_explorer.retrieval.models.seeded import seeded_state_dict
+from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
 
 REF = Path(__file__).parent / "reference"
 META = json.loads((REF / "fixture_meta.json").read_text())

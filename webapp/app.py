@@ -11,14 +11,14 @@ from pathlib import Path
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from retrieval.bundle import BundleError
-from retrieval.imageio import ImageLoadError
-from retrieval.models.registry import UnknownModelError
-from retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
-from webapp import display, loaders
-from webapp.display import RESEARCH_ONLY
-from webapp.page_state import link_params
-from webapp.version_notice import newer_version_notice
+from cxr_explorer.retrieval.bundle import BundleError
+from cxr_explorer.retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval.models.registry import UnknownModelError
+from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
+from cxr_explorer.webapp import display, loaders
+from cxr_explorer.webapp.display import RESEARCH_ONLY
+from cxr_explorer.webapp.page_state import link_params
+from cxr_explorer.webapp.version_notice import newer_version_notice
 
 PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
 # as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file

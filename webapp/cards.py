@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from retrieval.engine import Engine
-from webapp import display, grounding_state, loaders, search_state
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.webapp import display, grounding_state, loaders, search_state
 
 GRID_COLUMNS = 6
 CARD_CSS = """<style>

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from retrieval.engine import Engine
-from webapp import display, loaders
-from webapp.display import RESEARCH_ONLY
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.webapp import display, loaders
+from cxr_explorer.webapp.display import RESEARCH_ONLY
 
 
 def _picked() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from retrieval.engine_temporal import Comparison, compare_case, compare_images, temporal_records, timeline
-from retrieval.interval import has_temporal_path
-from webapp import loaders
-from webapp import page_state as P
+from cxr_explorer.retrieval.engine_temporal import Comparison, compare_case, compare_images, temporal_records, timeline
+from cxr_explorer.retrieval.interval import has_temporal_path
+from cxr_explorer.webapp import loaders
+from cxr_explorer.webapp import page_state as P
 
 SOURCES = ("Corpus case", "Two uploads")
 DEFAULT_PHRASES = "pleural effusion; consolidation"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from retrieval.curate import data_from_bundle
-from retrieval.curate.labels import check_labels
-from retrieval.curate.leakage import check_split_leakage
-from retrieval.curate.mismatch import check_mismatch
-from retrieval.curate.outliers import check_outliers
-from retrieval.curate.pixels import check_pixels
-from webapp import loaders
+from cxr_explorer.retrieval.curate import data_from_bundle
+from cxr_explorer.retrieval.curate.labels import check_labels
+from cxr_explorer.retrieval.curate.leakage import check_split_leakage
+from cxr_explorer.retrieval.curate.mismatch import check_mismatch
+from cxr_explorer.retrieval.curate.outliers import check_outliers
+from cxr_explorer.retrieval.curate.pixels import check_pixels
+from cxr_explorer.webapp import loaders
 
 
 @st.cache_resource(max_entries=16, show_spinner="Running the check (once per bundle and settings)…")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retrieval.curate.review import CURATOR
-from webapp import page_state as P
+from cxr_explorer.retrieval.curate.review import CURATOR
+from cxr_explorer.webapp import page_state as P
 
 CHECKS = {"mismatch": "Report-image mismatch", "labels": "Label issues", "outliers": "Outliers",
           "pixels": "Pixel checks", "leakage_split": "Leakage across splits"}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from retrieval import grounding
+from cxr_explorer.retrieval import grounding
 
 ISOLINE_LEVELS = (0.25, 0.5, 0.75)
 LAYER_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),

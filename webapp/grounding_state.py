@@ -3,7 +3,7 @@ opacity, isolines and range. An upload cannot live in a URL: ``src=upload`` only
 
 from __future__ import annotations
 
-from webapp import page_state
+from cxr_explorer.webapp import page_state
 
 SOURCES = ("Corpus case", "Upload")
 COLORMAPS = ("RdBu_r", "viridis", "gray", "RdBu", "viridis_r")

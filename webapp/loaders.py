@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from retrieval import grounding
-from retrieval.engine import Engine
-from retrieval.facets import Facet
-from retrieval.filters import cell_text
-from retrieval.grounding import ZeroShotScore
-from retrieval.projection import StoredMap
-from retrieval.targets import Target
-from webapp import display
-from webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
-from webapp.settings import engine_options
-from webapp.settings import max_upload_bytes as max_upload_bytes
+from cxr_explorer.retrieval import grounding
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.retrieval.facets import Facet
+from cxr_explorer.retrieval.filters import cell_text
+from cxr_explorer.retrieval.grounding import ZeroShotScore
+from cxr_explorer.retrieval.projection import StoredMap
+from cxr_explorer.retrieval.targets import Target
+from cxr_explorer.webapp import display
+from cxr_explorer.webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
+from cxr_explorer.webapp.settings import engine_options
+from cxr_explorer.webapp.settings import max_upload_bytes as max_upload_bytes
 
 THUMB_SIDE = 256
 
@@ -162,7 +162,7 @@ def default_prompts() -> tuple[tuple[str, ...], tuple[str, ...]]:
 @st.cache_data(max_entries=8, show_spinner=False)
 def upload_display(data: bytes, max_side: int = 640) -> bytes:
     """An uploaded image decoded by ``retrieval.imageio`` (no DICOM identifiers read) and scaled, as PNG."""
-    from retrieval.imageio import load_image
+    from cxr_explorer.retrieval.imageio import load_image
 
     return display.png_bytes(display.fit(load_image(data, name="upload").image, max_side))
 

@@ -124,7 +124,7 @@ def legend(points: MapPoints) -> list[tuple[str, str]]:
 
 def legend_html(points: MapPoints, colour: str, with_query: bool) -> str:
     """The colour key as HTML (labels are corpus values: escaped), one swatch per category, then the query star."""
-    from webapp.display import html_text
+    from cxr_explorer.webapp.display import html_text
 
     items = [f"<span style='white-space:nowrap;margin-right:14px'><span style='display:inline-block;width:10px;"
              f"height:10px;border-radius:5px;background:{c};margin-right:4px'></span>{html_text(label)}</span>"

@@ -7,9 +7,9 @@ from typing import cast
 import numpy as np
 import streamlit as st
 
-from retrieval.targets import Target
-from webapp import loaders
-from webapp.map_chart import MAX_HOVER_THUMBS, MapPoints, thumb_uri
+from cxr_explorer.retrieval.targets import Target
+from cxr_explorer.webapp import loaders
+from cxr_explorer.webapp.map_chart import MAX_HOVER_THUMBS, MapPoints, thumb_uri
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing hover thumbnails…")

@@ -11,9 +11,9 @@ from typing import Any
 
 import streamlit as st
 
-from retrieval.limits import MAX_K, MAX_PAGE_SIZE, last_page
-from retrieval.targets import TARGETS
-from webapp import page_state
+from cxr_explorer.retrieval.limits import MAX_K, MAX_PAGE_SIZE, last_page
+from cxr_explorer.retrieval.targets import TARGETS
+from cxr_explorer.webapp import page_state
 
 MODES = ("Text", "Image", "Case")
 FILTER_PREFIX = "s_f_"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retrieval.engine import Engine
-from webapp import loaders
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.webapp import loaders
 
 NOTICE = ("A newer version of this bundle was installed. The pages still show the version opened at start "
           "(consistent results); load the new one to see it.")

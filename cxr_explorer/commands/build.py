@@ -16,8 +16,8 @@ INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from index.presets import PRESETS
-    from retrieval.models.registry import list_models
+    from cxr_explorer.index.presets import PRESETS
+    from cxr_explorer.retrieval.models.registry import list_models
 
     p = sub.add_parser("build", help="index a corpus into a bundle (resumable; rerun the same command to resume)",
                        description="Index a corpus into a bundle. Bad images and reports are skipped and listed in "
@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_prior_options(p: argparse.ArgumentParser) -> None:
     """--prior-col, --patient-col/--order-col and --priors PRESET (index/priors.py)."""
-    from index.priors import PRIOR_PRESETS
+    from cxr_explorer.index.priors import PRIOR_PRESETS
 
     g = p.add_argument_group("priors (interval change; BioViL-T embeds each image with its prior study)")
     g.add_argument("--prior-col", default=None, metavar="COL", help="column naming each image's prior (id or path)")
@@ -87,7 +87,7 @@ def add_prior_options(p: argparse.ArgumentParser) -> None:
 
 def prior_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The PriorOptions the flags ask for, or None; CliError for incomplete combinations."""
-    from index.priors import PriorOptions
+    from cxr_explorer.index.priors import PriorOptions
 
     if args.prior_col and (args.patient_col or args.order_col or args.priors):
         raise CliError("--prior-col cannot be combined with --patient-col/--order-col/--priors")
@@ -97,7 +97,7 @@ def prior_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return None
     preset = args.priors
     if preset == "auto":
-        from index.presets import detect_preset
+        from cxr_explorer.index.presets import detect_preset
 
         preset = args.preset if args.preset not in ("auto", "none") else detect_preset(Path(args.corpus))
         if preset is None:
@@ -112,9 +112,9 @@ def _positive(name: str, value: int | None) -> None:
 
 def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """argparse namespace -> :class:`index.runner.BuildConfig` (CliError for bad values)."""
-    from index.corpus import CorpusOptions
-    from index.runner import BuildConfig
-    from index.shards import parse_shard
+    from cxr_explorer.index.corpus import CorpusOptions
+    from cxr_explorer.index.runner import BuildConfig
+    from cxr_explorer.index.shards import parse_shard
 
     for name in ("--workers", "--threads", "--batch-size", "--limit", "--chunk-size"):
         _positive(name, getattr(args, name[2:].replace("-", "_")))
@@ -157,7 +157,7 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _run_ray(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     """``--ray``: shards as Ray tasks, then one merge (index.ray_runner)."""
-    from index.ray_runner import run_ray_build
+    from cxr_explorer.index.ray_runner import run_ray_build
 
     try:
         out = run_ray_build(cfg, args.ray_shards, None if args.ray == "local" else args.ray)
@@ -174,9 +174,9 @@ def _run_ray(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary; problems found before any work are one-line errors."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from index.chunks import BuildStateError
-    from index.presets import CorpusError
-    from index.runner import run_build
+    from cxr_explorer.index.chunks import BuildStateError
+    from cxr_explorer.index.presets import CorpusError
+    from cxr_explorer.index.runner import run_build
 
     _check_paths(args)
     cfg = config_from_args(args)
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            from retrieval.store.space import full_disk_message
+            from cxr_explorer.retrieval.store.space import full_disk_message
             raise CliError(full_disk_message(cfg.out, None, None), exit_code=1) from None
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise CliError(f"cannot write the bundle in {cfg.out}: {exc.strerror}; fix that and rerun the same "

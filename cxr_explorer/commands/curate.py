@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_explorer.errors import CliError
-from retrieval.limits import MAX_K
+from cxr_explorer.retrieval.limits import MAX_K
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(path: str) -> Any:
-    from retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle import Bundle
 
     if not Path(path).is_dir():
         raise CliError(f"bundle folder {path} does not exist")
@@ -46,11 +46,11 @@ def _open(path: str) -> Any:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from retrieval.curate.labels import LabelConfig
-    from retrieval.curate.leakage import LeakageConfig
-    from retrieval.curate.mismatch import MismatchConfig
-    from retrieval.curate.outliers import OutlierConfig
-    from retrieval.curate.report import CurateConfig
+    from cxr_explorer.retrieval.curate.labels import LabelConfig
+    from cxr_explorer.retrieval.curate.leakage import LeakageConfig
+    from cxr_explorer.retrieval.curate.mismatch import MismatchConfig
+    from cxr_explorer.retrieval.curate.outliers import OutlierConfig
+    from cxr_explorer.retrieval.curate.report import CurateConfig
 
     if not 1 <= args.k <= MAX_K:
         raise CliError(f"--k must be from 1 to {MAX_K}, got {args.k}")
@@ -73,8 +73,8 @@ def _prompts(args: argparse.Namespace) -> Any:
     """Embedded prompts per label, or None; loads the bundle's model through the engine."""
     if args.prompts is None:
         return None
-    from retrieval.curate.prompts import PromptFileError, embed_prompts, read_prompts
-    from retrieval.engine import Engine
+    from cxr_explorer.retrieval.curate.prompts import PromptFileError, embed_prompts, read_prompts
+    from cxr_explorer.retrieval.engine import Engine
 
     try:
         prompts = read_prompts(args.prompts)
@@ -86,8 +86,8 @@ def _prompts(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the checks and write the report folder; prints one line per check."""
-    from retrieval.curate import data_from_bundle, run_checks, write_report
-    from retrieval.curate.report import config_dict
+    from cxr_explorer.retrieval.curate import data_from_bundle, run_checks, write_report
+    from cxr_explorer.retrieval.curate.report import config_dict
 
     bundle = _open(args.bundle)
     _check_columns(bundle, args)

@@ -46,7 +46,7 @@ def _corpus(args: argparse.Namespace) -> Path:
         if not corpus.exists():
             raise CliError(f"--corpus {corpus} does not exist")
         return corpus
-    from index.openi import OPENI_BASE_URL, DownloadError, fetch_openi
+    from cxr_explorer.index.openi import OPENI_BASE_URL, DownloadError, fetch_openi
 
     if args.max_images < 1:
         raise CliError("--max-images must be at least 1")
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     """Weights first (fail fast offline), then corpus, build, app."""
     offline = _use_cache_when_offline(args) if args.model != "tiny-random" else None
     from cxr_explorer.cli import main as cli_main
-    from retrieval.models import get_spec
-    from retrieval.models.weights import WeightsNotFoundError, resolve_weights
+    from cxr_explorer.retrieval.models import get_spec
+    from cxr_explorer.retrieval.models.weights import WeightsNotFoundError, resolve_weights
 
     spec = get_spec(args.model)
     if spec.is_real:

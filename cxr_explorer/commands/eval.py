@@ -86,17 +86,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _open_source(args: argparse.Namespace) -> Any:
     """An EmbeddingSource from a bundle folder (with its model) or a model name."""
-    from retrieval.evaluation.runner import EmbeddingSource
+    from cxr_explorer.retrieval.evaluation.runner import EmbeddingSource
 
     try:
         if Path(args.source).is_dir():
-            from retrieval.engine import Engine
+            from cxr_explorer.retrieval.engine import Engine
 
             engine = Engine.open(args.source, weights_dir=args.weights_dir, device=args.device)
             if args.model is not None and args.model != engine.model.spec.name:
                 raise CliError(f"bundle {args.source} was built with {engine.model.spec.name!r}, not {args.model!r}")
             return EmbeddingSource(engine.model, engine)
-        from retrieval.models import load_model
+        from cxr_explorer.retrieval.models import load_model
 
         name = args.model or args.source
         if args.model is not None and args.model != args.source:
@@ -107,10 +107,10 @@ def _open_source(args: argparse.Namespace) -> Any:
 
 
 def _run_task(args: argparse.Namespace) -> dict[str, Any]:
-    from retrieval.evaluation import datasets, runner
+    from cxr_explorer.retrieval.evaluation import datasets, runner
 
     if args.task == "retrieval":
-        from retrieval.bundle import Bundle
+        from cxr_explorer.retrieval.bundle import Bundle
 
         if not Path(args.bundle).is_dir():
             raise CliError(f"bundle folder {args.bundle} does not exist")
@@ -122,7 +122,7 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
     source = _open_source(args)
     head = {"source": str(args.source), "model": source.model.identity.to_dict()}
     if args.task == "progression":
-        from retrieval.evaluation.progression import evaluate_progression, read_progression_cases
+        from cxr_explorer.retrieval.evaluation.progression import evaluate_progression, read_progression_cases
 
         pairs, bad = read_progression_cases(args.pairs, args.images_dir)
         res = evaluate_progression(source.model, pairs[: args.limit], n_boot=args.n_boot)
@@ -189,7 +189,7 @@ def print_summary(res: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one evaluation task and print / write its result."""
-    from retrieval.evaluation.datasets import AnnotationError
+    from cxr_explorer.retrieval.evaluation.datasets import AnnotationError
 
     try:
         res = _run_task(args)

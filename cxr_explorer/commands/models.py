@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per model (or JSON)."""
-    from retrieval.models.registry import REGISTRY  # the models package pulls in torch: only when asked
+    from cxr_explorer.retrieval.models.registry import REGISTRY  # the models package pulls in torch: only when asked
 
     if args.json:
         print(json.dumps([s.to_dict() for s in REGISTRY.values()], indent=2))

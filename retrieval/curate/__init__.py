@@ -6,7 +6,7 @@ searched once for its ``k`` nearest neighbours; no N x N matrix is ever formed. 
 ranks and margins, never probabilities.
 """
 
-from retrieval.curate.base import CheckResult, CurateData, data_from_bundle
-from retrieval.curate.report import CurateConfig, run_checks, write_report
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, data_from_bundle
+from cxr_explorer.retrieval.curate.report import CurateConfig, run_checks, write_report
 
 __all__ = ["CheckResult", "CurateConfig", "CurateData", "data_from_bundle", "run_checks", "write_report"]

@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle import Bundle
 
 CHUNK = 8192
 """Queries per FAISS call: bounds the memory of one search to CHUNK x k scores."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from retrieval.curate.review import Decision
+from cxr_explorer.retrieval.curate.review import Decision
 
 BUILD_HINT = "cxr-explorer build {csv} --id-col id --text-col report --out NEW_BUNDLE_DIR --model MODEL"
 """How to rebuild from the cleaned manifest (ids, reports and metadata columns are kept as they were)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, self_knn
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, self_knn
 
 SEPARATORS = re.compile(r"[|;]")
 """Multi-label cells are split on ``|`` (the bundle's filter separator) or ``;`` (covid-chestxray)."""

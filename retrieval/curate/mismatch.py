@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn
 
 TIE = 1e-6
 """Scores within TIE of the own pair's count as ties (identical report texts), not as better matches."""

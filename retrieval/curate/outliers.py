@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn, robust_z, self_knn
+from cxr_explorer.retrieval.curate.base import (
+    CheckResult,
+    CurateData,
+    evidence_json,
+    finish_table,
+    knn,
+    robust_z,
+    self_knn,
+)
 
 EVIDENCE_NEIGHBOURS = 3
 

@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
 
-from retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
 
 SIDE = 64
 THUMB_MAX = 256

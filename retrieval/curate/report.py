@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.curate.base import CheckResult, CurateData
-from retrieval.curate.labels import LabelConfig, check_labels
-from retrieval.curate.leakage import LeakageConfig, check_cross_bundle, check_split_leakage
-from retrieval.curate.mismatch import MismatchConfig, check_mismatch
-from retrieval.curate.outliers import OutlierConfig, check_outliers
-from retrieval.curate.pixels import PixelConfig, check_pixels
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
+from cxr_explorer.retrieval.curate.labels import LabelConfig, check_labels
+from cxr_explorer.retrieval.curate.leakage import LeakageConfig, check_cross_bundle, check_split_leakage
+from cxr_explorer.retrieval.curate.mismatch import MismatchConfig, check_mismatch
+from cxr_explorer.retrieval.curate.outliers import OutlierConfig, check_outliers
+from cxr_explorer.retrieval.curate.pixels import PixelConfig, check_pixels
 
 SUMMARY = "summary.json"
 CHECK_NAMES = ("mismatch", "labels", "outliers", "pixels", "leakage_split", "leakage_bundles")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrieval.evaluation.metrics import Box
+from cxr_explorer.retrieval.evaluation.metrics import Box
 
 MSCXR_COLUMNS = ("label_text", "category_name", "x", "y", "w", "h")
 COVID_BOX_COLUMNS = ("image_id", "label", "x", "y", "w", "h")

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retrieval.evaluation.datasets import AnnotationError, read_csv
-from retrieval.evaluation.metrics import bootstrap_ci
-from retrieval.imageio import ImageLoadError, load_image
-from retrieval.interval import CLASSES, encode_pair, has_temporal_path, interval_change
+from cxr_explorer.retrieval.evaluation.datasets import AnnotationError, read_csv
+from cxr_explorer.retrieval.evaluation.metrics import bootstrap_ci
+from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
+from cxr_explorer.retrieval.interval import CLASSES, encode_pair, has_temporal_path, interval_change
 
 __all__ = ["ProgressionCase", "evaluate_progression", "macro_accuracy", "read_progression_cases"]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from retrieval.models.registry import ModelSpec, UnknownModelError, get_spec, list_models
+from cxr_explorer.retrieval.models.registry import ModelSpec, UnknownModelError, get_spec, list_models
 
 if TYPE_CHECKING:
-    from retrieval.models.api import ModelIdentity, VLModel, build_model, load_model, pick_device
+    from cxr_explorer.retrieval.models.api import ModelIdentity, VLModel, build_model, load_model, pick_device
 
-_LAZY = {name: "retrieval.models.api" for name in ("ModelIdentity", "VLModel", "build_model", "load_model",
+_LAZY = {name: "cxr_explorer.retrieval.models.api" for name in ("ModelIdentity", "VLModel", "build_model", "load_model",
                                                      "pick_device")}
 
 __all__ = [

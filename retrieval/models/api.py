@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from retrieval.models.fastpath import bf16_matmul_weights
-from retrieval.models.image_model import ImageEmbeddings, ImageModel
-from retrieval.models.loading import build_tiny, load_image_model, load_text_model
-from retrieval.models.precision import Precision, resolve_precision
-from retrieval.models.registry import ModelSpec, get_spec
-from retrieval.models.text_model import CXRBertModel, TextTokenizer
-from retrieval.models.weights import resolve_weights
-from retrieval.preprocess import Preprocessing
+from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights
+from cxr_explorer.retrieval.models.image_model import ImageEmbeddings, ImageModel
+from cxr_explorer.retrieval.models.loading import build_tiny, load_image_model, load_text_model
+from cxr_explorer.retrieval.models.precision import Precision, resolve_precision
+from cxr_explorer.retrieval.models.registry import ModelSpec, get_spec
+from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer
+from cxr_explorer.retrieval.models.weights import resolve_weights
+from cxr_explorer.retrieval.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retrieval.models.registry import REGISTRY, ImageArch, ModelSpec
+from cxr_explorer.retrieval.models.registry import REGISTRY, ImageArch, ModelSpec
 
 
 @dataclass(frozen=True)

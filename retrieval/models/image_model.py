@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retrieval.models.registry import ModelSpec
-from retrieval.models.resnet import ResNet
-from retrieval.models.transformer import VisionTransformerPooler
+from cxr_explorer.retrieval.models.registry import ModelSpec
+from cxr_explorer.retrieval.models.resnet import ResNet
+from cxr_explorer.retrieval.models.transformer import VisionTransformerPooler
 
 
 class ImageEncoder(nn.Module):

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import torch
 
-from retrieval.models.image_model import ImageModel
-from retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec, TextDims
-from retrieval.models.released import ReleasedLayoutError, do_lower_case, state_dict_misfit, text_dims_from_config
-from retrieval.models.seeded import seeded_state_dict
-from retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
-from retrieval.models.weights import WeightsFormatError, read_state_dict
+from cxr_explorer.retrieval.models.image_model import ImageModel
+from cxr_explorer.retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec, TextDims
+from cxr_explorer.retrieval.models.released import (
+    ReleasedLayoutError,
+    do_lower_case,
+    state_dict_misfit,
+    text_dims_from_config,
+)
+from cxr_explorer.retrieval.models.seeded import seeded_state_dict
+from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
+from cxr_explorer.retrieval.models.weights import WeightsFormatError, read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from retrieval.models.registry import TextDims
-from retrieval.models.weights import WeightsFormatError
+from cxr_explorer.retrieval.models.registry import TextDims
+from cxr_explorer.retrieval.models.weights import WeightsFormatError
 
 #: ``config.json`` ``model_type`` values seen in the released repos (absent in BioViL-T's current config).
 MODEL_TYPES: tuple[str | None, ...] = ("cxr-bert", "bert", None)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from retrieval.models.registry import TextDims
+from cxr_explorer.retrieval.models.registry import TextDims
 
 
 class TextInputError(ValueError):

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import torch
 
-from retrieval.models.registry import TEXT_FILES_OPTIONAL, TEXT_FILES_REQUIRED, TEXT_WEIGHT_FILES, ModelSpec
+from cxr_explorer.retrieval.models.registry import (
+    TEXT_FILES_OPTIONAL,
+    TEXT_FILES_REQUIRED,
+    TEXT_WEIGHT_FILES,
+    ModelSpec,
+)
 
 log = logging.getLogger(__name__)
 

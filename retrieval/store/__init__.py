@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from retrieval.store import versions
-from retrieval.store.build_area import BuildArea, ChunkStore
-from retrieval.store.errors import DiskSpaceError, StoreError, WriterBusyError
-from retrieval.store.lock import WriterLock, holder
-from retrieval.store.names import BUILD_AREA, CURRENT, LEGACY_MARKERS, MANIFEST, VERSIONS, WRITER_LOCK
-from retrieval.store.parts import (
+from cxr_explorer.retrieval.store import versions
+from cxr_explorer.retrieval.store.build_area import BuildArea, ChunkStore
+from cxr_explorer.retrieval.store.errors import DiskSpaceError, StoreError, WriterBusyError
+from cxr_explorer.retrieval.store.lock import WriterLock, holder
+from cxr_explorer.retrieval.store.names import BUILD_AREA, CURRENT, LEGACY_MARKERS, MANIFEST, VERSIONS, WRITER_LOCK
+from cxr_explorer.retrieval.store.parts import (
     BASE_COLUMNS,
     SKIPPED_FIELDS,
     Part,
@@ -30,8 +30,8 @@ from retrieval.store.parts import (
     write_parts,
     write_skipped_csv,
 )
-from retrieval.store.space import disk_errors, reserve
-from retrieval.store.versions import RETIRED, install, tidy
+from cxr_explorer.retrieval.store.space import disk_errors, reserve
+from cxr_explorer.retrieval.store.versions import RETIRED, install, tidy
 
 OWN_ENTRIES = (CURRENT, CURRENT + ".tmp", VERSIONS, WRITER_LOCK, BUILD_AREA, RETIRED)
 

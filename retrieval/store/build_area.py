@@ -17,9 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.store import space, versions
-from retrieval.store.names import BUILD_AREA, BUILD_STATE, CHUNKS, COVERED, STAGING, TEMPORAL_CHUNKS, TMP_PREFIX
-from retrieval.store.parts import Part, ThumbStore, read_json, read_part, write_json, write_parts
+from cxr_explorer.retrieval.store import space, versions
+from cxr_explorer.retrieval.store.names import (
+    BUILD_AREA,
+    BUILD_STATE,
+    CHUNKS,
+    COVERED,
+    STAGING,
+    TEMPORAL_CHUNKS,
+    TMP_PREFIX,
+)
+from cxr_explorer.retrieval.store.parts import Part, ThumbStore, read_json, read_part, write_json, write_parts
 
 
 def part_bytes(part: Part) -> int:

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from retrieval.store import versions
-from retrieval.store.errors import WriterBusyError
-from retrieval.store.names import WRITER_LOCK
+from cxr_explorer.retrieval.store import versions
+from cxr_explorer.retrieval.store.errors import WriterBusyError
+from cxr_explorer.retrieval.store.names import WRITER_LOCK
 
 
 def _holder_line(path: Path) -> str:

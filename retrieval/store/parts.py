@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrieval.store.names import (
+from cxr_explorer.retrieval.store.names import (
     COVERED,
     IMAGE_EMB,
     INDEX_FILES,
@@ -37,7 +37,7 @@ from retrieval.store.names import (
     THUMBS,
     THUMBS_INDEX,
 )
-from retrieval.store.patch_store import Int8Patches, is_int8, write_int8
+from cxr_explorer.retrieval.store.patch_store import Int8Patches, is_int8, write_int8
 
 BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
 SKIPPED_FIELDS = ("id", "path", "reason", "detail")

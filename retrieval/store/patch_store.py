@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.patch_codec import decode_int8, encode_int8
-from retrieval.store.names import PATCH_SCALES, PATCHES_INT8
+from cxr_explorer.retrieval.patch_codec import decode_int8, encode_int8
+from cxr_explorer.retrieval.store.names import PATCH_SCALES, PATCHES_INT8
 
 STORES = ("fp16", "int8")
 

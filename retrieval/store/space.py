@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from retrieval.store.errors import DiskSpaceError
+from cxr_explorer.retrieval.store.errors import DiskSpaceError
 
 MARGIN = 1.1  # estimates are within a few percent; keep 10 % head room
 _FULL = (errno.ENOSPC, errno.EDQUOT)

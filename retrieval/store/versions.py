@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from retrieval.store.names import BUILD_AREA, BUILD_STATE, CURRENT, MANIFEST, READERS_LOCK, STAGING, VERSIONS
+from cxr_explorer.retrieval.store.names import (
+    BUILD_AREA,
+    BUILD_STATE,
+    CURRENT,
+    MANIFEST,
+    READERS_LOCK,
+    STAGING,
+    VERSIONS,
+)
 
 RETIRED = BUILD_AREA + ".retired"
 

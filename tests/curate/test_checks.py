@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from benchmarks.curate_faults import synthetic_faults
-from retrieval.bundle_write import build_index
-from retrieval.curate.base import CurateData, self_knn
-from retrieval.curate.evaluate import score_ranking
-from retrieval.curate.labels import check_labels, confidence_and_margin, split_labels
-from retrieval.curate.leakage import check_cross_bundle, check_split_leakage
-from retrieval.curate.mismatch import check_mismatch
-from retrieval.curate.outliers import check_outliers
+from cxr_explorer.retrieval.bundle_write import build_index
+from cxr_explorer.retrieval.curate.base import CurateData, self_knn
+from cxr_explorer.retrieval.curate.evaluate import score_ranking
+from cxr_explorer.retrieval.curate.labels import check_labels, confidence_and_margin, split_labels
+from cxr_explorer.retrieval.curate.leakage import check_cross_bundle, check_split_leakage
+from cxr_explorer.retrieval.curate.mismatch import check_mismatch
+from cxr_explorer.retrieval.curate.outliers import check_outliers
 
 
 @pytest.fixture(scope="module")

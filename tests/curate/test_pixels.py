@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from index.decode import thumbnail_jpeg
-from retrieval.bundle_write import build_index
-from retrieval.curate.base import CurateData
-from retrieval.curate.pixels import PixelConfig, check_pixels, features, hints, rare_views
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.bundle_write import build_index
+from cxr_explorer.retrieval.curate.base import CurateData
+from cxr_explorer.retrieval.curate.pixels import PixelConfig, check_pixels, features, hints, rare_views
 from tests.helpers.curate_bundle import PIXEL_FAULTS, PIXEL_HINTS, phantom
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from benchmarks.curate_faults import plant_images
-from index.decode import thumbnail_jpeg
-from retrieval.curate.pixels import PixelConfig, features, hints
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.curate.pixels import PixelConfig, features, hints
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "covid_chestxray"
 pytestmark = [

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from index.corpus import CorpusOptions, read_corpus
-from retrieval.curate.export import cleaned_manifest, exclusion_list
-from retrieval.curate.review import (
+from cxr_explorer.index.corpus import CorpusOptions, read_corpus
+from cxr_explorer.retrieval.curate.export import cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.review import (
     ReviewError,
     ReviewLog,
     current,
@@ -27,7 +27,7 @@ from retrieval.curate.review import (
 REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import sys
-from retrieval.curate.review import ReviewLog
+from cxr_explorer.retrieval.curate.review import ReviewLog
 log = ReviewLog(sys.argv[1], sys.argv[2], session=sys.argv[3])
 for i in range(int(sys.argv[4])):
     log.append("labels", f"{sys.argv[3]}-{i}", "exclude" if i % 3 == 0 else "ok")

@@ -29,9 +29,9 @@ pytestmark = [
 
 def build_bundle(root: Path) -> Path:
     """Patient A: days 0, 2, 5; patient B: days 1, 3 (tiny-random-t, priors by patient and day)."""
-    from index.corpus import CorpusOptions
-    from index.priors import PriorOptions
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.corpus import CorpusOptions
+    from cxr_explorer.index.priors import PriorOptions
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     rows = [("a0", "A", "covid_pA_d0"), ("a2", "A", "covid_pA_d2"), ("a5", "A", "covid_pA_d5"),
             ("b1", "B", "covid_pB_d1"), ("b3", "B", "covid_pB_d3")]

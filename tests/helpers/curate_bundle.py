@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from benchmarks.curate_faults import Planted, synthetic_faults
-from index.decode import thumbnail_jpeg
-from retrieval.bundle_write import write_bundle
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.bundle_write import write_bundle
 from tests.helpers.synthetic import tiny_model
 
 

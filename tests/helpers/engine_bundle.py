@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from index.decode import thumbnail_jpeg
-from retrieval.bundle import write_bundle
-from retrieval.models import VLModel
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.bundle import write_bundle
+from cxr_explorer.retrieval.models import VLModel
 from tests.helpers.synthetic import draw_image
 from tests.helpers.synthetic import planted_vectors as _planted
 

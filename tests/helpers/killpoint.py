@@ -75,7 +75,7 @@ def install(step: str, n: int) -> None:
     """Arm ``step`` to fire the ``n``-th time it happens."""
     import index.temporal
     import retrieval.bundle_write
-    from retrieval.store import build_area, parts, space, versions
+    from cxr_explorer.retrieval.store import build_area, parts, space, versions
 
     if step == "hold":  # after the n-th chunk commit: say so on stdout and wait (holding the writer lock)
         def hold() -> None:

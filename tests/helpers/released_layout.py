@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from retrieval.models.image_model import ImageModel
-from retrieval.models.loading import tiny_vocab
-from retrieval.models.registry import ModelSpec, TextDims, get_spec
-from retrieval.models.seeded import seeded_state_dict
-from retrieval.models.text_model import CXRBertModel, bert_config
+from cxr_explorer.retrieval.models.image_model import ImageModel
+from cxr_explorer.retrieval.models.loading import tiny_vocab
+from cxr_explorer.retrieval.models.registry import ModelSpec, TextDims, get_spec
+from cxr_explorer.retrieval.models.seeded import seeded_state_dict
+from cxr_explorer.retrieval.models.text_model import CXRBertModel, bert_config
 
 TINY_TEXT = TextDims(vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64)

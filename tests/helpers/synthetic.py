@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from retrieval.models import VLModel, load_model
+from cxr_explorer.retrieval.models import VLModel, load_model
 
 
 @lru_cache(maxsize=1)

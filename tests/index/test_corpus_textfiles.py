@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from cxr_explorer.cli import main
-from index.corpus import read_corpus
-from index.presets import CorpusError
-from index.textfiles import sniff_delimiter
-from retrieval.bundle import Bundle
+from cxr_explorer.index.corpus import read_corpus
+from cxr_explorer.index.presets import CorpusError
+from cxr_explorer.index.textfiles import sniff_delimiter
+from cxr_explorer.retrieval.bundle import Bundle
 from tests.helpers.corpora import png_bytes
 
 ROWS = [("images/a.png", "Small left effusion, no pneumothorax.", "PA"),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cxr_explorer.cli import main
-from index.runner import BuildConfig, run_build
-from index.shards import merge_bundles, parse_shard, shard_of
-from retrieval.bundle import Bundle, BundleError
+from cxr_explorer.index.runner import BuildConfig, run_build
+from cxr_explorer.index.shards import merge_bundles, parse_shard, shard_of
+from cxr_explorer.retrieval.bundle import Bundle, BundleError
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from cxr_explorer.cli import main
-from retrieval.bundle import Bundle
-from retrieval.store import BuildArea
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.store import BuildArea
 from tests.helpers.corpora import GOOD, LONG_REPORT, write_good_csv, write_hostile_csv
 
 EXPECTED_REASONS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cxr_explorer.cli import main
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle import Bundle
 
 LIMIT = 200
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "covid_chestxray"

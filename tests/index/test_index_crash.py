@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cxr_explorer.cli import main
-from retrieval import store
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import Bundle
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 from tests.helpers.processes import alive, children
 
@@ -32,7 +32,7 @@ def killpoint(step: str, n: int, argv: list[str]) -> subprocess.CompletedProcess
 def corpus(tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
            tiny_model) -> tuple[Path, Path]:
     """A 7-row corpus (one unreadable image) and its clean single-process build."""
-    from index.runner import BuildConfig, run_build
+    from cxr_explorer.index.runner import BuildConfig, run_build
 
     root = tmp_path_factory.mktemp("crash")
     csv = write_good_csv(root, 7)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
-from retrieval.imageio import load_image
-from retrieval.preprocess import Preprocessing
+from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.preprocess import Preprocessing
 from tests.helpers.corpora import png_bytes
 
 
@@ -86,7 +86,7 @@ def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest
 
 
 def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import index.decode as decode
+    import cxr_explorer.index.decode as decode
     from tests.helpers.corpora import dying_initializer
 
     monkeypatch.setattr(decode, "_init_worker", dying_initializer)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.bundle import Bundle
-from retrieval.engine import Engine
-from retrieval.store.patch_store import Int8Patches
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.retrieval.store.patch_store import Int8Patches
 from tests.helpers.corpora import write_good_csv
 
 

@@ -16,19 +16,19 @@ import pytest
 import torch
 
 from cxr_explorer.cli import main
-from index.corpus import CorpusOptions, read_corpus
-from index.presets import CorpusError
-from index.priors import PriorOptions, covid_day, find_priors, parse_order
-from index.runner import BuildConfig, run_build
-from retrieval.bundle import Bundle
-from retrieval.engine import Engine
-from retrieval.engine_temporal import compare_case, compare_images, search_pair, timeline
-from retrieval.filters import QueryError
-from retrieval.imageio import load_image
-from retrieval.interval import CLASSES, FINDINGS, encode_pair, interval_change
-from retrieval.models import VLModel, load_model
-from retrieval.store import BuildArea, current_version
-from retrieval.temporal_store import TemporalRecords
+from cxr_explorer.index.corpus import CorpusOptions, read_corpus
+from cxr_explorer.index.presets import CorpusError
+from cxr_explorer.index.priors import PriorOptions, covid_day, find_priors, parse_order
+from cxr_explorer.index.runner import BuildConfig, run_build
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.retrieval.engine_temporal import compare_case, compare_images, search_pair, timeline
+from cxr_explorer.retrieval.filters import QueryError
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.interval import CLASSES, FINDINGS, encode_pair, interval_change
+from cxr_explorer.retrieval.models import VLModel, load_model
+from cxr_explorer.retrieval.store import BuildArea, current_version
+from cxr_explorer.retrieval.temporal_store import TemporalRecords
 from tests.helpers.synthetic import draw_image
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "covid_chestxray"
@@ -178,8 +178,8 @@ def test_compare_case_and_uploads_agree(pairs_bundle: Path) -> None:
 
 def test_interval_scores_average_unnormalised_prompts() -> None:
     """Each class score is the cosine with the normalised mean of that class's unnormalised prompt embeddings."""
-    from retrieval.grounding import global_prompt_score
-    from retrieval.interval import interval_prompts
+    from cxr_explorer.retrieval.grounding import global_prompt_score
+    from cxr_explorer.retrieval.interval import interval_prompts
 
     model = tiny_t()
     emb = torch.nn.functional.normalize(torch.randn(128, generator=torch.Generator().manual_seed(0)), dim=0)

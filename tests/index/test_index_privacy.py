@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_explorer.cli import main
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle import Bundle
 from tests.helpers.corpora import IDENTIFIERS, dicom_bytes, png_bytes
 
 

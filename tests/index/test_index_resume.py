@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from index.chunks import BuildStateError
-from retrieval.bundle import BundleError
+from cxr_explorer.index.chunks import BuildStateError
+from cxr_explorer.retrieval.bundle import BundleError
 from tests.helpers.corpora import write_good_csv
 
 
@@ -17,7 +17,7 @@ def test_rerun_complete_and_refusals(tmp_path: Path, build) -> None:
     build(corpus, out)
     assert build(corpus, out).status == "complete"
     with pytest.raises(BuildStateError, match="model='tiny-random'.*model='biovil'"):
-        from index.runner import BuildConfig, run_build
+        from cxr_explorer.index.runner import BuildConfig, run_build
 
         run_build(BuildConfig(corpus=corpus, out=out, model="biovil", progress="none"))
     bigger = write_good_csv(tmp_path, 5, "bigger.csv")

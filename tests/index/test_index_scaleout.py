@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from index.runner import BuildConfig
-from retrieval import store
+from cxr_explorer.index.runner import BuildConfig
+from cxr_explorer.retrieval import store
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def _kill_one_shard_worker(out: Path, stop: threading.Event, killed: list[int]) 
 
 def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-dev.txt)")
-    from index.ray_runner import run_ray_build, shard_dir
+    from cxr_explorer.index.ray_runner import run_ray_build, shard_dir
 
     corpus = write_good_csv(tmp_path, 16)
     build(corpus, tmp_path / "single", precision="fp32")
@@ -99,7 +99,7 @@ def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:
 
 
 def test_ray_build_refuses_shard_and_append_before_starting_ray(tmp_path: Path) -> None:
-    from index.ray_runner import run_ray_build
+    from cxr_explorer.index.ray_runner import run_ray_build
 
     cfg = BuildConfig(corpus=tmp_path / "c.csv", out=tmp_path / "out", model="tiny-random")
     for bad in (BuildConfig(**{**cfg.__dict__, "shard": (0, 2)}), BuildConfig(**{**cfg.__dict__, "append": True})):

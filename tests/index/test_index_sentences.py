@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import runner
-from index.sentences import TextCache, normalise
-from retrieval.bundle import Bundle
+from cxr_explorer.index import runner
+from cxr_explorer.index.sentences import TextCache, normalise
+from cxr_explorer.retrieval.bundle import Bundle
 from tests.helpers.corpora import write_good_csv
 
 
@@ -69,7 +69,7 @@ def test_build_encodes_each_sentence_once_across_chunks(tmp_path: Path, build, c
 
 def calls_free_vector(bundle: Bundle, text: str) -> np.ndarray:
     """The vector a single-text encode gives ``text`` (with the bundle's own tiny model)."""
-    from retrieval.models import load_model
+    from cxr_explorer.retrieval.models import load_model
 
     return load_model(bundle.model_name, device="cpu").embed_texts([text]).numpy()[0]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.stages import Timers, embed_reports
-from retrieval.models import load_model
+from cxr_explorer.index.stages import Timers, embed_reports
+from cxr_explorer.retrieval.models import load_model
 
 
 @pytest.fixture(scope="module")

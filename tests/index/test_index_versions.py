@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from cxr_explorer.cli import main
-from retrieval import store
-from retrieval.engine import Engine
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.engine import Engine
 from tests.helpers.corpora import write_good_csv
 
 REPO = Path(__file__).resolve().parents[2]

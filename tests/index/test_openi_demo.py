@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index.openi import DownloadError, fetch_openi, parse_report_xml
+from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
 
 ROOT = Path(__file__).resolve().parents[2]
 

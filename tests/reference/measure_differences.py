@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from retrieval.grounding import patch_similarity, similarity_map, smooth_grid
-from retrieval.imageio import load_image
+from cxr_explorer.retrieval.grounding import patch_similarity, similarity_map, smooth_grid
+from cxr_explorer.retrieval.imageio import load_image
 from tests import test_reference_equivalence as equivalence
 
 

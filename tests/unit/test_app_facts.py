@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.limits import MAX_K, MAX_PAGE_SIZE, last_page
-from retrieval.models.cards import released_cards
-from retrieval.models.registry import REGISTRY
+from cxr_explorer.retrieval.limits import MAX_K, MAX_PAGE_SIZE, last_page
+from cxr_explorer.retrieval.models.cards import released_cards
+from cxr_explorer.retrieval.models.registry import REGISTRY
 
 
 @pytest.mark.parametrize("size", [1, 7, 12, MAX_PAGE_SIZE])

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from retrieval.bundle import FORMAT_VERSION, Bundle, BundleError, Part
-from retrieval.bundle_write import build_index, finalise_parts, write_bundle
-from retrieval.store import WriterLock, versions
+from cxr_explorer.retrieval.bundle import FORMAT_VERSION, Bundle, BundleError, Part
+from cxr_explorer.retrieval.bundle_write import build_index, finalise_parts, write_bundle
+from cxr_explorer.retrieval.store import WriterLock, versions
 
 D, GRID = 128, (3, 3)
 IDENTITY = {"name": "tiny-random", "revision": None, "image_md5": None, "verified": False}
@@ -219,7 +219,7 @@ def test_damaged_headers_of_large_files_fail_in_one_line_when_read(tmp_path: Pat
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Files above the open-time checksum size are read lazily: a damaged header is a BundleError naming the
     file and ``info --verify``, not a FAISS/numpy/arrow traceback."""
-    monkeypatch.setattr("retrieval.bundle.QUICK_VERIFY_BYTES", 0)
+    monkeypatch.setattr("cxr_explorer.retrieval.bundle.QUICK_VERIFY_BYTES", 0)
     root = write(tmp_path / "b")
     for at in range(0, 8):
         _flip_byte(vdir(root) / name, at)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_bundle import make_arrays, write
 
-from retrieval import store
-from retrieval.bundle import Bundle
-from retrieval.store import WriterBusyError, WriterLock, versions
+from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.store import WriterBusyError, WriterLock, versions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import retrieval.engine
+import cxr_explorer.retrieval.engine
 from cxr_explorer.cli import main
 from tests.helpers.engine_bundle import REPORTS, SIZES
 from tests.helpers.synthetic import tiny_model
@@ -25,7 +25,7 @@ def cached_model(monkeypatch: pytest.MonkeyPatch) -> None:
         assert precision == "fp32"  # these bundles record no precision: queried in fp32 (query_precision)
         return tiny_model()
 
-    monkeypatch.setattr(retrieval.engine, "load_model", fake_load)
+    monkeypatch.setattr(cxr_explorer.retrieval.engine, "load_model", fake_load)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from retrieval import engine_search, grounding
-from retrieval.bundle import BundleError
-from retrieval.engine import Engine, QueryError
-from retrieval.filters import FilterError
-from retrieval.models import VLModel
-from retrieval.preprocess import Preprocessing
+from cxr_explorer.retrieval import engine_search, grounding
+from cxr_explorer.retrieval.bundle import BundleError
+from cxr_explorer.retrieval.engine import Engine, QueryError
+from cxr_explorer.retrieval.filters import FilterError
+from cxr_explorer.retrieval.models import VLModel
+from cxr_explorer.retrieval.preprocess import Preprocessing
 from tests.helpers.engine_bundle import REPORTS, SIZES, build_test_bundle
 from tests.helpers.synthetic import tiny_model
 

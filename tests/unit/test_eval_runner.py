@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from cxr_explorer.cli import main
-from retrieval.bundle import Bundle
-from retrieval.bundle_write import write_bundle
-from retrieval.evaluation import datasets, runner
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle_write import write_bundle
+from cxr_explorer.retrieval.evaluation import datasets, runner
 
 D_EMB = 128
 
@@ -114,7 +114,7 @@ def test_grounding_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_grounding_tiny_random_end_to_end(tmp_path: Path) -> None:
-    from retrieval.models import load_model
+    from cxr_explorer.retrieval.models import load_model
 
     source = runner.EmbeddingSource(load_model("tiny-random", device="cpu"))
     cases = datasets.read_grounding_cases(_mscxr_csv(tmp_path))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retrieval.facets import detect_separator, detect_separators, facets
-from retrieval.filters import EMPTY, where_mask
+from cxr_explorer.retrieval.facets import detect_separator, detect_separators, facets
+from cxr_explorer.retrieval.filters import EMPTY, where_mask
 
 META = pd.DataFrame({
     "labels": ["COVID-19;ARDS", "COVID-19", None, "ARDS;Pneumonia", "COVID-19;ARDS", ""],

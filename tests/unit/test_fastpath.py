@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from retrieval.models import load_model
-from retrieval.models.fastpath import bf16_matmul_weights, int8_dynamic
+from cxr_explorer.retrieval.models import load_model
+from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights, int8_dynamic
 
 
 def _autocast_reference(module: Callable[..., Any], *args: Any) -> Any:

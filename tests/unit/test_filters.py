@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.filters import FilterError, QueryError, matches, normalize_where, parse_where, where_mask
+from cxr_explorer.retrieval.filters import FilterError, QueryError, matches, normalize_where, parse_where, where_mask
 
 META = pd.DataFrame({
     "sex": ["F", "M", "F", "", "M"],

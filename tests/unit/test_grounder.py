@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval import grounding
-from retrieval.bundle import Bundle
-from retrieval.cases import CaseStore
-from retrieval.encoder import QueryEncoder
-from retrieval.grounder import Grounder
-from retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval import grounding
+from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.cases import CaseStore
+from cxr_explorer.retrieval.encoder import QueryEncoder
+from cxr_explorer.retrieval.grounder import Grounder
+from cxr_explorer.retrieval.imageio import ImageLoadError
 from tests.helpers.engine_bundle import SIZES
 from tests.helpers.synthetic import tiny_model
 

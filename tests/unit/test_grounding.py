@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from retrieval import grounding
+from cxr_explorer.retrieval import grounding
 
 REPO = Path(__file__).resolve().parents[2]
 

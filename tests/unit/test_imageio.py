@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless
 
-from retrieval.imageio import REASONS, ImageLoadError, LoadedImage, load_image, sniff_format
+from cxr_explorer.retrieval.imageio import REASONS, ImageLoadError, LoadedImage, load_image, sniff_format
 
 IDENTIFIERS = ("Doe", "Jane", "PID-12345")
 RNG = np.random.default_rng(1234)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.engine import Engine
-from retrieval.long_text import embed_windows, plan_text
-from retrieval.models.text_model import TextInputError
+from cxr_explorer.retrieval.engine import Engine
+from cxr_explorer.retrieval.long_text import embed_windows, plan_text
+from cxr_explorer.retrieval.models.text_model import TextInputError
 from tests.helpers.synthetic import tiny_model
 from tests.webapp import synthetic_bundle
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from retrieval.models import get_spec, list_models, load_model
-from retrieval.models.api import pick_device
-from retrieval.models.image_model import ImageModel
-from retrieval.models.text_model import TextInputError
-from retrieval.models.transformer import VisionTransformerPooler
+from cxr_explorer.retrieval.models import get_spec, list_models, load_model
+from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.models.image_model import ImageModel
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.retrieval.models.transformer import VisionTransformerPooler
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from retrieval.grounding import grid_maps
-from retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
+from cxr_explorer.retrieval.grounding import grid_maps
+from cxr_explorer.retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
 
 
 def _unit(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.store.parts import _patch_block
+from cxr_explorer.retrieval.store.parts import _patch_block
 
 
 def test_patch_blocks_of_files_views_and_arrays(tmp_path: Path) -> None:

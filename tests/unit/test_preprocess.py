@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from retrieval.preprocess import Preprocessing, preprocess_batch
+from cxr_explorer.retrieval.preprocess import Preprocessing, preprocess_batch
 
 RNG = np.random.default_rng(7)
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from cxr_explorer.cli import main
-from retrieval.evaluation.progression import _acc, macro_accuracy, read_progression_cases
-from retrieval.imageio import load_image
-from retrieval.interval import CLASSES, encode_pair, interval_change
-from retrieval.models import load_model
+from cxr_explorer.retrieval.evaluation.progression import _acc, macro_accuracy, read_progression_cases
+from cxr_explorer.retrieval.imageio import load_image
+from cxr_explorer.retrieval.interval import CLASSES, encode_pair, interval_change
+from cxr_explorer.retrieval.models import load_model
 from tests.helpers.synthetic import draw_image
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import projection
-from retrieval.bundle import Bundle
+from cxr_explorer.retrieval import projection
+from cxr_explorer.retrieval.bundle import Bundle
 from tests.webapp import synthetic_bundle
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from retrieval.store import names
+from cxr_explorer.retrieval.store import names
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = ROOT / "retrieval" / "store"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from retrieval.text import clean_text, fit_sentences, join_sections, pack_windows, split_sentences
+from cxr_explorer.retrieval.text import clean_text, fit_sentences, join_sections, pack_windows, split_sentences
 
 
 def words(text: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from webapp import display, exports, page_state
+from cxr_explorer.webapp import display, exports, page_state
 
 
 def test_md_escape_leaves_no_markdown_link_html_or_autolink() -> None:

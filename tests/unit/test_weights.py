@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from retrieval.models import build_model, load_model
-from retrieval.models.registry import UnknownModelError, get_spec
-from retrieval.models.weights import WeightsFormatError, WeightsNotFoundError, read_state_dict
+from cxr_explorer.retrieval.models import build_model, load_model
+from cxr_explorer.retrieval.models.registry import UnknownModelError, get_spec
+from cxr_explorer.retrieval.models.weights import WeightsFormatError, WeightsNotFoundError, read_state_dict
 from tests.helpers.released_layout import small_spec, write_hf_cache, write_repo_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +84,8 @@ def test_tiny_random_refuses_weights_dir(tmp_path: Path) -> None:
 
 _CACHE_SCRIPT = """
 import dataclasses, json, sys
-from retrieval.models import build_model
-from retrieval.models.weights import WeightsChecksumError, WeightsNotFoundError
+from cxr_explorer.retrieval.models import build_model
+from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsNotFoundError
 from tests.helpers.released_layout import small_spec
 spec = dataclasses.replace(small_spec(sys.argv[1]), image_md5=sys.argv[2])
 try:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from index.decode import thumbnail_jpeg
-from retrieval.bundle_write import write_bundle
-from retrieval.long_text import embed_windows, plan_text
-from retrieval.text import split_sentences
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.bundle_write import write_bundle
+from cxr_explorer.retrieval.long_text import embed_windows, plan_text
+from cxr_explorer.retrieval.text import split_sentences
 from tests.helpers.synthetic import draw_image, tiny_model
 from tests.helpers.synthetic import planted_vectors as _planted
 

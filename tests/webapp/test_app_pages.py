@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.webapp import synthetic_bundle
-from webapp.settings import BUNDLES_ENV
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 TIMEOUT = 120

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from retrieval.curate.review import read_decisions, review_dir
+from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.webapp import synthetic_bundle
-from webapp.settings import BUNDLES_ENV
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from retrieval import store
+from cxr_explorer.retrieval import store
+from cxr_explorer.webapp.settings import BUNDLES_ENV
+from cxr_explorer.webapp.version_notice import NOTICE
 from tests.webapp import synthetic_bundle
-from webapp.settings import BUNDLES_ENV
-from webapp.version_notice import NOTICE
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 

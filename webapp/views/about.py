@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from retrieval.models.cards import released_cards
-from webapp import chrome, display, loaders
+from cxr_explorer.retrieval.models.cards import released_cards
+from cxr_explorer.webapp import chrome, display, loaders
 
 engine = loaders.current_engine()
 facts = engine.facts

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from retrieval.bundle import BundleError
-from retrieval.filters import QueryError
-from retrieval.imageio import ImageLoadError
-from retrieval.models.text_model import TextInputError
-from webapp import chrome, compare_state, display, loaders
+from cxr_explorer.retrieval.bundle import BundleError
+from cxr_explorer.retrieval.filters import QueryError
+from cxr_explorer.retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.webapp import chrome, compare_state, display, loaders
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (TextInputError, ImageLoadError, BundleError, QueryError, ValueError)

@@ -10,9 +10,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
-from retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
-from webapp import chrome, curate_loaders, curate_state, display, loaders
+from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
+from cxr_explorer.webapp import chrome, curate_loaders, curate_state, display, loaders
 
 FIGURES = {
     "mismatch": ("own_cosine", "rank_image_to_report", "rank_report_to_image", "margin"),

@@ -7,10 +7,10 @@ from typing import cast
 
 import streamlit as st
 
-from retrieval.bundle import BundleError
-from retrieval.imageio import ImageLoadError
-from retrieval.models.text_model import TextInputError
-from webapp import chrome, display, grounding_state, loaders
+from cxr_explorer.retrieval.bundle import BundleError
+from cxr_explorer.retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.webapp import chrome, display, grounding_state, loaders
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (TextInputError, ImageLoadError, BundleError, ValueError)

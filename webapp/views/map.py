@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from retrieval.models.text_model import TextInputError
-from retrieval.targets import ITEM_TARGETS
-from webapp import chrome, display, exports, loaders, map_chart, map_loaders, page_state
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.retrieval.targets import ITEM_TARGETS
+from cxr_explorer.webapp import chrome, display, exports, loaders, map_chart, map_loaders, page_state
 
 MAX_THUMBS = 12
 

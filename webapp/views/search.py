@@ -7,11 +7,11 @@ from functools import partial
 
 import streamlit as st
 
-from retrieval.bundle import BundleError
-from retrieval.filters import QueryError
-from retrieval.imageio import ImageLoadError
-from retrieval.models.text_model import TextInputError
-from webapp import cards, chrome, display, exports, loaders, search_state
+from cxr_explorer.retrieval.bundle import BundleError
+from cxr_explorer.retrieval.filters import QueryError
+from cxr_explorer.retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.webapp import cards, chrome, display, exports, loaders, search_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (QueryError, TextInputError, ImageLoadError, BundleError)
