@@ -41,10 +41,12 @@ def engine(bundle_dir: str, weights_dir: str | None = None, device: str = "auto"
 
 
 def reload_engine(bundle_dir: str) -> None:
-    """Forget the cached Engine of ``bundle_dir`` (and every cached value: they are keyed by folder, not version), so
-    the next call opens the bundle's current version. The old Engine's bundle is released when the last session
-    using it lets go (it is not closed here: another session may still be reading it)."""
-    engine.clear(bundle_dir, *engine_options())
+    """Forget every cached Engine and every value derived from one (they are keyed by folder, not by version: the Map's
+    points and thumbnails, curation tables, comparisons), so the next call opens the bundle's current version. The old
+    Engine's bundle is released when the last session using it lets go (it is not closed here: another session may
+    still be reading it). Other bundles' engines are reopened on their next use (one model load)."""
+    del bundle_dir  # every cache is cleared: a partial clear left the Map drawing the old version's points
+    st.cache_resource.clear()
     st.cache_data.clear()
 
 
