@@ -31,3 +31,22 @@ def test_newer_version_notice_and_reload(tmp_path: Path, monkeypatch: pytest.Mon
     assert _notices(at) == [NOTICE]
     at.sidebar.button(key="reload_bundle").click().run()
     assert not at.exception and _notices(at) == []
+
+
+def _legend(at: AppTest) -> str:
+    return " ".join(str(el.proto.body) for el in at.get("html"))
+
+
+def test_the_map_shows_the_new_version_after_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cache derived from the engine follows the reload (the Map's points are cached resources)."""
+    bundle = synthetic_bundle.build(tmp_path)
+    monkeypatch.setenv(BUNDLES_ENV, str(bundle))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("views/map.py").run()
+    at.selectbox(key="m_colour").set_value("labels").run()
+    assert not at.exception and "Zeta finding" not in _legend(at)
+    synthetic_bundle.build(tmp_path, labels=["Zeta finding"] * 8)  # version 2, new labels
+    at.run()
+    at.sidebar.button(key="reload_bundle").click().run()
+    assert not at.exception and "Zeta finding" in _legend(at)
