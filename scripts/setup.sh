@@ -10,4 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r "$REQS"
-.venv/bin/python -m pip install -q --no-deps -e .
+# The checkout's cxr_explorer/ folder is the package itself (retrieval/, index/, webapp/ linked into it), which
+# setuptools' editable build warns about at length on every set-up; the warning does not apply here.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --no-deps -e .
