@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.app import QUERIES, REPO
 from benchmarks.common import current_rss_mib
+from cxr_explorer.retrieval.bundle import Bundle
 
 BLOCK = 2_000
 
@@ -113,7 +114,9 @@ def run_app_scale(n: int, umap: bool = False) -> dict[str, Any]:
                        + ([] if umap else ["--no-umap"]), check=True, capture_output=True, text=True)
         write_s = time.perf_counter() - t0
         bundle = root / "bundle"
-        patches_mib = (bundle / "patches.npy").stat().st_size / 2**20 if (bundle / "patches.npy").is_file() else None
+        with Bundle.open(bundle) as opened:
+            patches = opened.patches()  # [N, h, w, D] float16, memory-mapped (nothing read)
+            patches_mib = patches.nbytes / 2**20 if isinstance(patches, np.ndarray) else None
         disk = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 2**20
         out = subprocess.run([sys.executable, "-m", "benchmarks.app_scale", "--measure", str(bundle)], check=True,
                              capture_output=True, text=True)

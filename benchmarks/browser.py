@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import browser_timing as T
+from benchmarks import browser_timing
 from benchmarks.common import ms_stats
 
 CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
@@ -63,18 +63,18 @@ def _idle(page: Any, text: str | None = None) -> float:
     if text:
         page.get_by_text(text, exact=False).first.wait_for(timeout=40_000)
     page.wait_for_timeout(50)  # let a status widget appear for a run that has just been requested
-    return T.wait_idle_at(page)
+    return browser_timing.wait_idle_at(page)
 
 
 def _timed(action: Callable[[], object], page: Any, text: str | None) -> tuple[float, dict[str, float]]:
     """(seconds from the action to the page idle, where they went: see benchmarks/browser_timing.py), on the
     page's own clock (epoch ms, valid across a navigation), so the 50 ms settling wait is not counted."""
-    since = T.mark(page)
-    start, origin = page.evaluate(T.NOW_JS)
+    since = browser_timing.mark(page)
+    start, origin = page.evaluate(browser_timing.NOW_JS)
     action()
     idle_at = _idle(page, text)
-    navigated = page.evaluate(T.NOW_JS)[1] != origin  # a new document records its frames from 0
-    return (idle_at - start) / 1000, T.breakdown(page, 0 if navigated else since, idle_at)
+    navigated = page.evaluate(browser_timing.NOW_JS)[1] != origin  # a new document records its frames from 0
+    return (idle_at - start) / 1000, browser_timing.breakdown(page, 0 if navigated else since, idle_at)
 
 
 def _search(page: Any, q: str) -> None:
@@ -163,14 +163,14 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
     legs = list(zip(out.get("search_to_map", []), out.get("map_to_search", []), strict=False))
     if legs:
         out["search_map_search"] = [a + b for a, b in legs]
-    return {**{k: {**ms_stats(v), **({"split_p50": T.medians(parts[k])} if parts.get(k) else {})}
+    return {**{k: {**ms_stats(v), **({"split_p50": browser_timing.medians(parts[k])} if parts.get(k) else {})}
                for k, v in out.items()}, "failed": failed}
 
 
 async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int, list[dict]]:
     """One browser session running ``repeats`` new searches: (seconds each, errors, split of each)."""
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
-    await ctx.add_init_script(T.RECORDER_JS)
+    await ctx.add_init_script(browser_timing.RECORDER_JS)
     page = await ctx.new_page()
     times, errors, splits = [], 0, []
     try:
@@ -179,14 +179,15 @@ async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[l
         for i in range(repeats):
             q = f"{QUERIES[(i + offset) % len(QUERIES)]} s{offset} {i}"
             try:
-                since = await page.evaluate(T.MARK_JS)
+                since = await page.evaluate(browser_timing.MARK_JS)
                 start = time.perf_counter()
                 await page.get_by_label("Free text").fill(q)
                 await page.get_by_role("button", name="Search", exact=True).click()
                 await page.get_by_text(f"“{q}”", exact=False).first.wait_for(timeout=40_000)
-                idle = await page.wait_for_function(T.IDLE_AT_JS, timeout=120_000, polling=20)
+                idle = await page.wait_for_function(browser_timing.IDLE_AT_JS, timeout=120_000, polling=20)
                 times.append(time.perf_counter() - start)
-                splits.append(T.split(await page.evaluate(T.FRAMES_JS, since), float(await idle.json_value())))
+                frames = await page.evaluate(browser_timing.FRAMES_JS, since)
+                splits.append(browser_timing.split(frames, float(await idle.json_value())))
             except Exception:  # a timeout or a broken page counts as an error of that session
                 errors += 1
         errors += await page.locator('[data-testid="stException"]').count()
@@ -207,7 +208,7 @@ async def _concurrent(url: str, sessions: int, repeats: int) -> dict[str, Any]:
     times = [t for ts, _, _ in results for t in ts]
     splits = [sp for _, _, sps in results for sp in sps if sp]
     return {"sessions": sessions, **(ms_stats(times) if times else {}), "errors": sum(e for _, e, _ in results),
-            **({"split_p50": T.medians(splits)} if splits else {})}
+            **({"split_p50": browser_timing.medians(splits)} if splits else {})}
 
 
 COVID_BUNDLE_ENV = "CXR_EXPLORER_BENCH_COVID"  # a built covid bundle folder (cxr-explorer build)
@@ -247,7 +248,7 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 try:
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
-                    T.install(page)
+                    browser_timing.install(page)
                     timings = actions(page, url, repeats, has_umap, has_pairs)
                 finally:
                     browser.close()

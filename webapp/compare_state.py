@@ -7,22 +7,21 @@ import streamlit as st
 
 from cxr_explorer.retrieval.engine_temporal import Comparison, compare_case, compare_images, temporal_records, timeline
 from cxr_explorer.retrieval.interval import has_temporal_path
-from cxr_explorer.webapp import loaders
-from cxr_explorer.webapp import page_state as P
+from cxr_explorer.webapp import loaders, page_state
 
 SOURCES = ("Corpus case", "Two uploads")
 DEFAULT_PHRASES = "pleural effusion; consolidation"
 
 
-def state(first_case: str = "") -> P.PageState:
+def state(first_case: str = "") -> page_state.PageState:
     """The Compare page's state (a :class:`webapp.page_state.PageState`): source (``cmp_src=upload`` only marks that
     the view used two uploads, which stay in the session), the case and the phrases. ``first_case`` (the first case
     with a prior) is the default, left out of the URL, so that opening the page adds no history entry of its own."""
-    return P.PageState("compare", (
-        P.Field("cmp_src", "cmp_src", SOURCES[0], lambda v: SOURCES[1] if v[0] == "upload" else SOURCES[0],
+    return page_state.PageState("compare", (
+        page_state.Field("cmp_src", "cmp_src", SOURCES[0], lambda v: SOURCES[1] if v[0] == "upload" else SOURCES[0],
                 lambda v: ["upload"] if v == SOURCES[1] else ["case"]),
-        P.text_field("cmp_case", "cmp_case", first_case),
-        P.text_field("cmp_phrases", "cmp_phrases", DEFAULT_PHRASES),
+        page_state.text_field("cmp_case", "cmp_case", first_case),
+        page_state.text_field("cmp_phrases", "cmp_phrases", DEFAULT_PHRASES),
     ))
 
 

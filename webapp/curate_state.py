@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cxr_explorer.retrieval.curate.review import CURATOR
-from cxr_explorer.webapp import page_state as P
+from cxr_explorer.webapp import page_state
 
 CHECKS = {"mismatch": "Report-image mismatch", "labels": "Label issues", "outliers": "Outliers",
           "pixels": "Pixel checks", "leakage_split": "Leakage across splits"}
@@ -27,18 +27,19 @@ def _curator(values: list[str]) -> str:
     return values[0]
 
 
-def state(columns: list[str]) -> P.PageState:
+def state(columns: list[str]) -> page_state.PageState:
     """The Curate page's state (a :class:`webapp.page_state.PageState`) for a bundle with these metadata
     ``columns``: check, label and split columns, curator, filter and page; values outside the bundle's checks and
     columns fall back to the defaults."""
     cols = [NONE, *columns]
-    return P.PageState("curate", (
-        P.choice_field("c_check", "c_check", list(CHECKS), "mismatch"),
-        P.choice_field("c_label", "c_label", cols, _default_col(columns, ("labels", "label", "finding", "findings"))),
-        P.choice_field("c_split", "c_split", cols, _default_col(columns, ("split", "fold", "partition"))),
-        P.Field("c_curator", "c_curator", "", _curator),
-        P.choice_field("c_show", "c_show", list(SHOW), "all"),
-        P.int_field("c_page", "c_page", 1, 1, 10_000),
+    return page_state.PageState("curate", (
+        page_state.choice_field("c_check", "c_check", list(CHECKS), "mismatch"),
+        page_state.choice_field("c_label", "c_label", cols,
+                                _default_col(columns, ("labels", "label", "finding", "findings"))),
+        page_state.choice_field("c_split", "c_split", cols, _default_col(columns, ("split", "fold", "partition"))),
+        page_state.Field("c_curator", "c_curator", "", _curator),
+        page_state.choice_field("c_show", "c_show", list(SHOW), "all"),
+        page_state.int_field("c_page", "c_page", 1, 1, 10_000),
     ))
 
 

@@ -73,8 +73,8 @@ def _raise_enospc(*_: Any, **__: Any) -> None:
 
 def install(step: str, n: int) -> None:
     """Arm ``step`` to fire the ``n``-th time it happens."""
-    import index.temporal
-    import retrieval.bundle_write
+    from cxr_explorer.index import temporal
+    from cxr_explorer.retrieval import bundle_write
     from cxr_explorer.retrieval.store import build_area, parts, space, versions
 
     if step == "hold":  # after the n-th chunk commit: say so on stdout and wait (holding the writer lock)
@@ -95,14 +95,14 @@ def install(step: str, n: int) -> None:
     elif step == "chunk-commit":  # right after the n-th chunk is renamed into place, before anything else
         _wrap(build_area, "commit_chunk", n, after=_die)
     elif step == "finalise":  # staging: data files written, the n-th FAISS index being built
-        _wrap(retrieval.bundle_write, "build_index", n, before=lambda *a, **k: _die())
+        _wrap(bundle_write, "build_index", n, before=lambda *a, **k: _die())
     elif step == "install":  # renamed to versions/N, CURRENT not yet flipped
         _wrap(versions, "write_current", n, before=lambda *a, **k: _die())
     elif step == "after-install":  # CURRENT flipped, build area (chunks) not yet retired
         _wrap(versions, "retire_build_area", n, before=lambda *a, **k: _die())
     elif step == "temporal":  # after the n-th temporal chunk (of one pair each here) is committed
-        index.temporal.CHUNK_PAIRS = 1
-        _wrap(index.temporal, "_commit_chunk", n, after=_die)
+        temporal.CHUNK_PAIRS = 1
+        _wrap(temporal, "_commit_chunk", n, after=_die)
     elif step == "enospc":  # the n-th .npy write of the store meets a full disk
         _wrap(parts, "_save_npy", n, before=_raise_enospc)
     elif step == "disk-full":  # from the n-th free-space check on, the disk reports 1 MB free

@@ -27,8 +27,9 @@ def _group_alive(pgid: int) -> bool:
 def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for k in range(400):
-        Image.fromarray(np.full((32, 32), k % 251, np.uint8)).save(corpus / f"x{k:03d}.png")
+    ramp = np.add.outer(np.arange(32), np.arange(32))
+    for k in range(400):  # not blank (blank images are skipped at once and the build ends before the Ctrl-C)
+        Image.fromarray(((ramp + k) % 251).astype(np.uint8)).save(corpus / f"x{k:03d}.png")
     proc = subprocess.Popen([sys.executable, "-m", "cxr_explorer", "build", str(corpus), "--out", str(tmp_path / "b"),
                              "--model", "tiny-random", "--workers", "2", "--progress", "log"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
