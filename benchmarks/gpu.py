@@ -47,7 +47,7 @@ def _faiss_gpu_vs_cpu(n: int, n_queries: int = 200) -> dict[str, Any]:
 
 
 def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
-    """The bundle's own IVF index (retrieval.bundle.build_index) on the GPU: single-query latency, recall@10."""
+    """The bundle's own IVF index (retrieval.bundle_write.build_index) on the GPU: single-query latency, recall@10."""
     import faiss
 
     from benchmarks.query import recall_at_10

@@ -2,7 +2,7 @@
 candidate (kept only if recall@10 >= 0.95), and the compact int8 patch store (map error, disk at MIMIC-CXR size).
 
 Vectors are :func:`benchmarks.query.clustered_vectors` (clustered like real embeddings). flat / ivf / hnsw are built
-by :func:`retrieval.bundle.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
+by :func:`retrieval.bundle_write.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
 build takes minutes). Memory = serialised index bytes and the process RSS growth while the index is built and held.
 Build time per corpus size is the ``memory`` section's ``wall_s`` (same command, ``--only growth memory``).
 

@@ -1,7 +1,7 @@
 """Query latency per bundle size and index type: text encode, FAISS search, total; recall@10; index memory.
 
 Vectors beyond the corpus size are synthetic but clustered like real embeddings: a few hundred random centres on the
-unit sphere plus Gaussian noise, L2-normalised. Indexes are built with :func:`retrieval.bundle.build_index` (the
+unit sphere plus Gaussian noise, L2-normalised. Indexes are built with :func:`retrieval.bundle_write.build_index` (the
 bundle's own builder and search settings) with the type forced, so the figures are those of a bundle of that size.
 """
 

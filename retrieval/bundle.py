@@ -29,8 +29,6 @@ from cxr_explorer.retrieval.store.patch_store import Int8Patches
 from cxr_explorer.retrieval.targets import TARGETS, Target
 
 __all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
-_WRITERS = ("FLAT_MAX", "build_index", "finalise_parts", "write_bundle")
-
 FORMAT_VERSION = 2
 FORMAT_NAME = "cxr-explorer-bundle"
 
@@ -300,12 +298,3 @@ class Bundle:
         part = store.read_part(self.folder)
         part.skipped = self.skipped
         return part
-
-
-def __getattr__(name: str) -> Any:
-    """The writing functions, kept importable from here (they live in :mod:`retrieval.bundle_write`)."""
-    if name in _WRITERS:
-        from cxr_explorer.retrieval import bundle_write
-
-        return getattr(bundle_write, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

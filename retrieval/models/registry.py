@@ -56,6 +56,9 @@ TEXT_FILES_REQUIRED: tuple[str, ...] = ("config.json", "vocab.txt")
 TEXT_FILES_OPTIONAL: tuple[str, ...] = ("tokenizer_config.json", "special_tokens_map.json")
 TEXT_WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
 
+TINY_TEXT = TextDims(vocab_size=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+"""The text tower of the two tiny test models (BioViL's classes at tiny widths)."""
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -88,8 +91,7 @@ REGISTRY: dict[str, ModelSpec] = {
             resize=512,
             crop=480,
             base_width=8,
-            text=TextDims(vocab_size=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=64),
+            text=TINY_TEXT,
             is_real=False,
         ),
         ModelSpec(
@@ -100,8 +102,7 @@ REGISTRY: dict[str, ModelSpec] = {
             resize=512,
             crop=448,
             base_width=8,
-            text=TextDims(vocab_size=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=64),
+            text=TINY_TEXT,
             is_real=False,
         ),
     )
