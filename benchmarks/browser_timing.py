@@ -26,6 +26,26 @@ RECORDER_JS = """
     for (let i = 0; i < a.length; i += 32768) s += String.fromCharCode.apply(null, a.subarray(i, i + 32768));
     return btoa(s); };
   for (const ev of ['pointerdown', 'keydown']) addEventListener(ev, () => { log.input = now(); }, true);
+  // a message that ends a script run: a ForwardMsg whose top-level field 6 (script_finished) is set to anything but
+  // FINISHED_EARLY_FOR_RERUN (2); protobuf wire format walked by hand (varints, length-delimited fields skipped)
+  const endsRun = (buf) => { const a = new Uint8Array(buf); let i = 0;
+    const varint = () => { let v = 0, s = 1, b;
+      do { b = a[i++]; v += (b & 127) * s; s *= 128; } while (b & 128); return v; };
+    while (i < a.length) { const tag = varint(), field = Math.floor(tag / 8), wire = tag % 8;
+      if (wire === 0) { const v = varint(); if (field === 6) return v !== 2; }
+      else if (wire === 2) { const n = varint(); i += n; }  // not `i += varint()`: that adds to the old i
+      else if (wire === 1) i += 8; else if (wire === 5) i += 4; else return false; }
+    return false; };
+  // every frame: is the page idle (no running status, no stale element, every image loaded)? idleAt is the first
+  // idle frame after the last busy frame and after the last finished run (0 while busy)
+  log.finished = 0; log.idleAt = 0;
+  const idle = () => !document.querySelector('[data-testid="stStatusWidget"]') &&
+    !document.querySelector('[data-stale="true"]') &&
+    [...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete);
+  const tick = () => { const t = now();
+    if (!idle()) log.idleAt = 0; else if (!log.idleAt || log.idleAt < log.finished) log.idleAt = t;
+    requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
   const Orig = window.WebSocket;
   window.WebSocket = function (...args) {
     const ws = new Orig(...args);
@@ -33,7 +53,9 @@ RECORDER_JS = """
     ws.send = (data) => { log.frames.push({t: now(), dir: 'out', n: data.byteLength || data.length || 0});
       return send(data); };
     ws.addEventListener('message', (e) => { const d = e.data;
-      if (d instanceof ArrayBuffer) log.frames.push({t: now(), dir: 'in', n: d.byteLength, p: b64(d)}); });
+      if (!(d instanceof ArrayBuffer)) return;
+      log.frames.push({t: now(), dir: 'in', n: d.byteLength, p: b64(d)});
+      if (endsRun(d)) log.finished = now(); });
     return ws;
   };
   window.WebSocket.prototype = Orig.prototype;
@@ -43,7 +65,10 @@ RECORDER_JS = """
 IDLE_COND = ("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
              "!document.querySelector('[data-stale=\"true\"]') && "
              "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete)")
-IDLE_AT_JS = f"() => ({IDLE_COND}) ? performance.timeOrigin + performance.now() : false"
+# idle now after a run that finished at or after t0 (the action's start, page clock): the first idle frame after
+# the last finished run (the page's clock), else false
+IDLE_AT_JS = ("(t0) => { const l = window.__cxrWs; return (l && l.idleAt && l.finished >= t0 && l.idleAt >= l.finished "
+              f"&& ({IDLE_COND})) ? l.idleAt : false; }}")
 NOW_JS = "() => [performance.timeOrigin + performance.now(), performance.timeOrigin]"
 
 
@@ -89,6 +114,11 @@ def mark(page: Any) -> int:
     return int(page.evaluate(MARK_JS))
 
 
+def input_at(page: Any) -> float:
+    """The page's clock at the last pointer or key down (0 when none yet)."""
+    return float(page.evaluate("() => window.__cxrWs.input"))
+
+
 def breakdown(page: Any, since: int, idle_at: float) -> dict[str, float]:
     """:func:`split` of the frames recorded after ``since`` (sync Playwright page)."""
     return split(page.evaluate(FRAMES_JS, since), idle_at)
@@ -102,15 +132,16 @@ def medians(parts: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median([p[k] for p in parts if k in p]), 1) for k in keys}
 
 
-def wait_idle_at(page: Any, timeout_ms: float = 120_000) -> float:
-    """Wait until the page is idle; returns the page's clock at that moment (polled every 10 ms)."""
-    return float(page.wait_for_function(IDLE_AT_JS, timeout=timeout_ms, polling=10).json_value())
+def wait_idle_at(page: Any, t0: float = 0.0, timeout_ms: float = 120_000) -> float:
+    """Wait until the page is idle after a request sent at or after ``t0`` (the page's clock); returns the clock at
+    the first idle frame after the reply (see :data:`IDLE_AT_JS`)."""
+    return float(page.wait_for_function(IDLE_AT_JS, arg=t0, timeout=timeout_ms, polling=10).json_value())
 
 
 # p50 goals of issue 8 on a quiet 2-core CPU (the Map's is for 10k items)
 GOALS_MS = {"new_search": 500, "ground_one_phrase": 400, "search_map_search": 500, "map_open_pca": 1000,
             "map_open_umap": 1000}
-SPLIT_COLS = ("input_to_send_ms", "server_ms", "render_ms", "bytes_received")
+SPLIT_COLS = ("input_to_send_ms", "server_ms", "render_ms", "driver_ms", "bytes_received")
 
 
 def _action_row(name: str, r: dict[str, Any], failed: int) -> str:
@@ -135,10 +166,11 @@ def browser_lines(b: dict[str, Any]) -> list[str]:
         acts = r["actions"]
         failed = acts.get("failed", {})
         out += [f"### {name} ({r['items']:,} items, model {r['model']})", "",
-                "| action | p50 ms | p95 ms | n | failed | input→send ms | server ms | render ms | websocket |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                ("| action | p50 ms | p95 ms | n | failed | input→send ms | server ms | render ms | Playwright ms "
+                 "| websocket |"),
+                "|---|---|---|---|---|---|---|---|---|---|"]
         out += [_action_row(a, v, failed.get(a, 0)) for a, v in acts.items() if a != "failed" and "p50_ms" in v]
-        out += [f"| {a} | - | - | 0 | {n} | | | | |" for a, n in failed.items() if a not in acts]
+        out += [f"| {a} | - | - | 0 | {n} | | | | | |" for a, n in failed.items() if a not in acts]
         c = r.get("concurrent", {})
         if c:
             split = c.get("split_p50", {})

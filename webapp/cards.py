@@ -23,20 +23,25 @@ CARD_CSS = """<style>
 </style>"""
 
 
-def _line(text: str, title: str = "", css: str = "") -> None:
+def style() -> None:
+    """The cards' CSS, once per page (a style-only ``st.html`` takes no space)."""
+    st.html(CARD_CSS)
+
+
+def line(text: str, title: str = "", css: str = "") -> str:
     """One escaped line of small text, cut with an ellipsis; ``title`` shows in full on hover."""
-    st.html(f"{CARD_CSS}<p class='cxr-line {css}' title='{display.html_text(title or text)}'>"
+    return (f"<p class='cxr-line {css}' title='{display.html_text(title or text)}'>"
             f"{display.html_text(text)}</p>")
 
 
 def hit_buttons(hit: Any, key: str) -> None:
     """A hit's two compact actions side by side: open the case (where "search with report" and "ground" live too)
     and similar cases."""
-    a, b = st.columns(2, gap=None)
-    a.button("Open", key=f"open_{key}", help="Open the case: large image, full report, metadata, all actions",
-             on_click=search_state.open_case, args=(hit.id,), width="stretch", type="tertiary")
-    b.button("Similar", key=f"sim_{key}", help="Cases whose images are most similar to this one",
-             on_click=search_state.use_case, args=(hit.id,), width="stretch", type="tertiary")
+    with st.container(horizontal=True, gap=None):
+        st.button("Open", key=f"open_{key}", help="Open the case: large image, full report, metadata, all actions",
+                  on_click=search_state.open_case, args=(hit.id,), width="stretch", type="tertiary")
+        st.button("Similar", key=f"sim_{key}", help="Cases whose images are most similar to this one",
+                  on_click=search_state.use_case, args=(hit.id,), width="stretch", type="tertiary")
 
 
 def _alt(hit: Any) -> str:
@@ -50,23 +55,27 @@ def facet_line(metadata: dict[str, Any], columns: Sequence[str]) -> str:
 
 def image_grid(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None,
                columns: Sequence[str] = ()) -> None:
-    """Thumbnails with rank, similarity and id in one line (metadata and report on hover), ``GRID_COLUMNS`` a row."""
+    """Thumbnails with rank, similarity and id in one line (metadata and report on hover), ``GRID_COLUMNS`` a row.
+    A card is the image, one escaped HTML block (two lines) and a row of two buttons: few elements per hit."""
+    style()
     for start in range(0, len(hits), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS, gap="small")
         for col, i in zip(cols, range(start, min(start + GRID_COLUMNS, len(hits))), strict=False):
             hit = hits[i]
             with col.container(border=True, gap="small"):
                 image = overlays[i] if overlays is not None else engine.cases.thumbnail_bytes(hit.row)
-                display.image(image, _alt(hit))
                 hover = " · ".join(x for x in (display.meta_line(hit.metadata, 8),
                                                display.snippet(hit.matched_text or hit.report, 300)) if x)
-                _line(f"#{hit.rank} · {hit.score:.3f} · {hit.id}", f"{hit.id}: {hover}", "cxr-hit")
-                _line(facet_line(hit.metadata, columns) or display.meta_line(hit.metadata) or "(no metadata)", hover)
+                facets = facet_line(hit.metadata, columns) or display.meta_line(hit.metadata) or "(no metadata)"
+                display.image(image, _alt(hit))
+                st.html(line(f"#{hit.rank} · {hit.score:.3f} · {hit.id}", f"{hit.id}: {hover}", "cxr-hit")
+                        + line(facets, hover))
                 hit_buttons(hit, f"{i}_{hit.row}")
 
 
 def text_list(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None) -> None:
     """Report / sentence hits: a small thumbnail, the matched text (3 lines at most) and the actions."""
+    style()
     for i, hit in enumerate(hits):
         with st.container(border=True, gap="small"):
             left, right = st.columns([1, 9], gap="small")
@@ -74,8 +83,8 @@ def text_list(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None)
             with left:
                 display.image(image, _alt(hit))
             with right:
-                _line(f"#{hit.rank} · similarity {hit.score:.3f} · {hit.id} · {display.meta_line(hit.metadata)}",
-                      css="cxr-hit")
+                st.html(line(f"#{hit.rank} · similarity {hit.score:.3f} · {hit.id} · "
+                             f"{display.meta_line(hit.metadata)}", css="cxr-hit"))
                 st.text(display.snippet(hit.matched_text or hit.report, 300) or "(no report)")
                 with st.container(width=240):
                     hit_buttons(hit, f"{i}_{hit.row}")

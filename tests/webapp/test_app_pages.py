@@ -51,9 +51,8 @@ def card_titles(at: AppTest) -> list[str]:
     """The ``#rank · similarity · id`` lines of the result cards (escaped HTML elements)."""
     out = []
     for el in at.get("html"):
-        body = str(el.proto.body)
-        if "cxr-hit" in body:
-            out.append(html.unescape(re.sub(r"<[^>]+>", "", body.split("</style>")[-1])))
+        out += [html.unescape(text) for text in re.findall(r"<p class='cxr-line cxr-hit'[^>]*>(.*?)</p>",
+                                                           str(el.proto.body))]
     return out
 
 
