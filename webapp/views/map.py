@@ -80,7 +80,8 @@ query = None
 last = st.session_state.get("last_text_query")
 if last:
     try:
-        query = (last, em.place(engine.text_embedding(last)))
+        x, y = em.place(engine.text_embedding(last))
+        query = (last, float(x), float(y))
     except TextInputError:
         query = None
     st.caption("★ marks the last text query" + (", placed by PCA." if em.method == "PCA" else
@@ -88,8 +89,8 @@ if last:
 else:
     st.caption("Run a text search to see the query's position (★) on the map.")
 st.markdown(f"**{em.method} of {len(points.rows)} {em.target} embeddings (stored by the offline job)**")
-event = st.altair_chart(map_chart.chart(points, colour, query), on_select="rerun", key="map_chart",
-                        selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
+event = st.vega_lite_chart(map_loaders.chart_spec(bundle_dir, target, method, colour, query), on_select="rerun",
+                           key="map_chart", selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
 st.html(map_chart.legend_html(points, colour, query is not None))
 st.caption("Hover a point for its thumbnail" + (f" (sent for the first {map_chart.MAX_HOVER_THUMBS:,} cases only)"
            if len(points.rows) > map_chart.MAX_HOVER_THUMBS else "") + "; click to select (shift-click adds), drag "
