@@ -4,7 +4,8 @@ and a synthetic one (``benchmarks.app.synthetic_bundle``, ``tiny-random``: the t
 
 Actions: new text search, filter change, open case, retrieve-then-ground on 12 hits, one grounding phrase, four
 phrases, Map first open (PCA, and UMAP where stored), Search -> Map -> Search; p50/p95 over ``repeats``; then
-``sessions`` concurrent browser contexts each running ``repeats`` new searches (p50, p95, errors).
+``sessions`` concurrent browser contexts each running ``repeats`` new searches (p50, p95, errors), and the same
+number of sessions and searches from protocol clients that render nothing (``benchmarks/browser_protocol.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import browser_timing
+from benchmarks.browser_protocol import concurrent_protocol
 from benchmarks.common import ms_stats
 
 CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
@@ -121,9 +123,11 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
     for i in range(repeats):
         q = f"{QUERIES[i % len(QUERIES)]} {i}"
         rec("new_search", (partial(_search, page, q), page, f"“{q}”"))
-        page.get_by_label("k (per page)").fill(str(12 + (i % 2)))
+        # k 13 or 14: never the default 12 that each fresh search view starts at (an unchanged k reruns nothing;
+        # the old 12/13 pair timed a no-op every other time)
+        page.get_by_label("k (per page)").fill(str(13 + (i % 2)))
         rec("filter_change", (lambda: page.get_by_label("k (per page)").press("Enter"), page,
-                                    f"Results 1–{12 + (i % 2)} "))
+                                    f"Results 1–{13 + (i % 2)} "))
         # each Open button's container also holds a hidden 0-px copy of the button (Streamlit 1.67): a plain CSS
         # locator's odd positions hit those copies and the click waited until it timed out; only visible ones now
         rec("open_case", (partial(_open_case, page, i % 8), page, None))
@@ -262,8 +266,9 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
                 finally:
                     browser.close()
             concurrent = asyncio.run(_concurrent(url, sessions, max(2, repeats // 2)))
+            server_only = concurrent_protocol(url, sessions, max(2, repeats // 2), QUERIES)
         out[name] = {"items": int(manifest["count"]), "model": manifest["model"]["name"], "actions": timings,
-                     "concurrent": concurrent}
+                     "concurrent": concurrent, "concurrent_protocol": server_only}
     return out
 
 

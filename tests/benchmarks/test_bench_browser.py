@@ -1,0 +1,32 @@
+"""The browser benchmark's measuring itself (not its speed): on a small synthetic bundle every action is timed in
+real Chromium without failures, each time runs from the user's input to an idle page after the run (so it is
+positive and never longer than what the driver saw), and both kinds of concurrent sessions finish without errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.browser import CHROMIUM, run_browser
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}")
+
+
+def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
+    from benchmarks.app import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "bundle", 60)
+    out = run_browser({"small": bundle}, repeats=2, sessions=2)["small"]
+    actions = out["actions"]
+    assert actions.pop("failed") == {}
+    assert {"new_search", "filter_change", "open_case", "ground_one_phrase", "map_open_pca", "search_to_map",
+            "map_to_search", "search_map_search"} <= set(actions)
+    for name, r in actions.items():
+        assert r["n"] == 2 and r["p50_ms"] > 0, name
+        split = r.get("split_p50")
+        if split:  # the summed round trip has none
+            assert split["server_ms"] > 0 and split["render_ms"] >= 0, (name, split)
+            assert r["p50_ms"] <= split["driver_ms"] + 1e-6, (name, r["p50_ms"], split)  # input is inside the span
+    assert out["concurrent"]["errors"] == 0 and out["concurrent"]["n"] == 4
+    assert out["concurrent_protocol"]["errors"] == 0 and out["concurrent_protocol"]["n"] == 4
