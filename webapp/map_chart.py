@@ -25,6 +25,11 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
            "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#ffe119",
            "#a9a9a9", "#5c3d99")
 OTHER_COLOUR = "#d0d0d0"
+# vega-tooltip puts the box left of the cursor when it would overflow on the right, without stopping at the page's
+# left edge: on a phone a point in the middle of the map got a thumbnail cut in half. Narrow screens: pinned left,
+# and never in the way of the point under it (the pointer goes through it).
+TOOLTIP_CSS = ("<style>@media (max-width: 640px){#vg-tooltip-element{left:8px !important;"
+               "max-width:calc(100vw - 16px);pointer-events:none}}</style>")
 PICK, BOX = "pick", "box"  # names of the chart's selections (Streamlit returns them under these names)
 
 

@@ -32,6 +32,7 @@ E2E_REPORTS = list(synthetic_bundle.REPORTS)
 E2E_REPORTS[4] = HOSTILE
 E2E_REPORTS[6] = LONG_REPORT
 E2E_LABELS = [lab.replace("|", ";") for lab in synthetic_bundle.LABELS]
+E2E_LABELS[6] += ";Pleural effusion with adjacent compressive atelectasis"  # a long value: a wide Map tooltip
 
 
 def free_port() -> int:

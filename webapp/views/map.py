@@ -92,6 +92,7 @@ st.markdown(f"**{em.method} of {len(points.rows)} {em.target} embeddings (stored
 event = st.vega_lite_chart(map_loaders.chart_spec(bundle_dir, target, method, colour, query), on_select="rerun",
                            key="map_chart", selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
 st.html(map_chart.legend_html(points, colour, query is not None))
+st.html(map_chart.TOOLTIP_CSS)
 st.caption("Hover a point for its thumbnail" + (f" (sent for the first {map_chart.MAX_HOVER_THUMBS:,} cases only)"
            if len(points.rows) > map_chart.MAX_HOVER_THUMBS else "") + "; click to select (shift-click adds), drag "
            "a box to select a region, double-click to clear.")
