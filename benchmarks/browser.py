@@ -176,6 +176,23 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
                for k, v in out.items()}, "failed": failed}
 
 
+def search_cpu(page: Any, url: str, repeats: int) -> dict[str, float]:
+    """``repeats`` new searches under Chromium's sampling profiler: the page's main-thread time per search, split
+    (:func:`benchmarks.browser_timing.cpu_split`)."""
+    page.goto(url)
+    _idle(page, "Type a query")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+    cdp.send("Profiler.start")
+    for i in range(repeats):
+        q = f"{QUERIES[i % len(QUERIES)]} cpu {i}"
+        _timed(partial(_search, page, q), page, f"“{q}”")
+    profile = cdp.send("Profiler.stop")["profile"]
+    cdp.detach()
+    return browser_timing.cpu_split(profile, repeats)
+
+
 async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int, list[dict]]:
     """One browser session running ``repeats`` new searches: (seconds each, errors, split of each)."""
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
@@ -263,12 +280,15 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
                     browser_timing.install(page)
                     timings = actions(page, url, repeats, has_umap, has_pairs)
+                    cpu = search_cpu(page, url, repeats)
                 finally:
                     browser.close()
             concurrent = asyncio.run(_concurrent(url, sessions, max(2, repeats // 2)))
             server_only = concurrent_protocol(url, sessions, max(2, repeats // 2), QUERIES)
+            alone = concurrent_protocol(url, 1, repeats, QUERIES)
         out[name] = {"items": int(manifest["count"]), "model": manifest["model"]["name"], "actions": timings,
-                     "concurrent": concurrent, "concurrent_protocol": server_only}
+                     "search_page_cpu": cpu, "search_server_alone": alone, "concurrent": concurrent,
+                     "concurrent_protocol": server_only}
     return out
 
 

@@ -30,3 +30,6 @@ def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
             assert r["p50_ms"] <= split["driver_ms"] + 1e-6, (name, r["p50_ms"], split)  # input is inside the span
     assert out["concurrent"]["errors"] == 0 and out["concurrent"]["n"] == 4
     assert out["concurrent_protocol"]["errors"] == 0 and out["concurrent_protocol"]["n"] == 4
+    assert out["search_server_alone"]["errors"] == 0 and out["search_server_alone"]["n"] == 2
+    cpu = out["search_page_cpu"]
+    assert cpu["script_ms"] > 0 and cpu["browser_ms"] > 0, cpu
