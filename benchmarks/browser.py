@@ -293,11 +293,13 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
 
 
 def main() -> None:
-    """``python -m benchmarks.browser BUNDLE [BUNDLE ...]``: print the JSON figures of the given bundles."""
+    """``python -m benchmarks.browser BUNDLE [BUNDLE ...]``: print the JSON figures of the given bundles
+    (``$REPEATS`` per action, default 5; ``$SESSIONS`` concurrent sessions, default 8)."""
     import json
 
     bundles = {Path(b).name: Path(b) for b in sys.argv[1:]}
-    print(json.dumps(run_browser(bundles, int(os.environ.get("REPEATS", "5"))), indent=2))
+    print(json.dumps(run_browser(bundles, int(os.environ.get("REPEATS", "5")), int(os.environ.get("SESSIONS", "8"))),
+                     indent=2))
 
 
 if __name__ == "__main__":

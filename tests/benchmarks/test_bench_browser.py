@@ -4,11 +4,17 @@ positive and never longer than what the driver saw), and both kinds of concurren
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, run_browser
+from benchmarks.browser import CHROMIUM
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}")
 
@@ -16,8 +22,12 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium n
 def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
     from benchmarks.app import synthetic_bundle
 
-    bundle = synthetic_bundle(tmp_path / "bundle", 60)
-    out = run_browser({"small": bundle}, repeats=2, sessions=2)["small"]
+    bundle = synthetic_bundle(tmp_path / "small", 60)
+    # its own process: Playwright's sync API cannot start twice in one (the e2e tests hold one for the session)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.browser", str(bundle)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "REPEATS": "2", "SESSIONS": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (r for r in json.loads(proc.stdout).values() if isinstance(r, dict))
     actions = out["actions"]
     assert actions.pop("failed") == {}
     assert {"new_search", "filter_change", "open_case", "ground_one_phrase", "map_open_pca", "search_to_map",
@@ -27,7 +37,7 @@ def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
         split = r.get("split_p50")
         if split:  # the summed round trip has none
             assert split["server_ms"] > 0 and split["render_ms"] >= 0, (name, split)
-            assert r["p50_ms"] <= split["driver_ms"] + 1e-6, (name, r["p50_ms"], split)  # input is inside the span
+            assert r["p50_ms"] <= split["driver_ms"] + 0.1, (name, r["p50_ms"], split)  # input inside it; 0.1: rounding
     assert out["concurrent"]["errors"] == 0 and out["concurrent"]["n"] == 4
     assert out["concurrent_protocol"]["errors"] == 0 and out["concurrent_protocol"]["n"] == 4
     assert out["search_server_alone"]["errors"] == 0 and out["search_server_alone"]["n"] == 2
