@@ -38,10 +38,10 @@ def hit_buttons(hit: Any, key: str) -> None:
     """A hit's two compact actions side by side: open the case (where "search with report" and "ground" live too)
     and similar cases."""
     with st.container(horizontal=True, gap=None):
-        st.button("Open", key=f"open_{key}", help="Open the case: large image, full report, metadata, all actions",
-                  on_click=search_state.open_case, args=(hit.id,), width="stretch", type="tertiary")
-        st.button("Similar", key=f"sim_{key}", help="Cases whose images are most similar to this one",
-                  on_click=search_state.use_case, args=(hit.id,), width="stretch", type="tertiary")
+        st.button("Open", key=f"open_{key}", on_click=search_state.open_case, args=(hit.id,), width="stretch",
+                  type="tertiary")
+        st.button("Similar", key=f"sim_{key}", on_click=search_state.use_case, args=(hit.id,), width="stretch",
+                  type="tertiary")
 
 
 def _alt(hit: Any) -> str:
