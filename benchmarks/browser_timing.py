@@ -36,12 +36,14 @@ RECORDER_JS = """
       else if (wire === 2) { const n = varint(); i += n; }  // not `i += varint()`: that adds to the old i
       else if (wire === 1) i += 8; else if (wire === 5) i += 4; else return false; }
     return false; };
-  // every frame: is the page idle (no running status, no stale element, every image loaded)? idleAt is the first
+  // every frame: is the page idle (run handled, no running status, no stale element, every image loaded)? idleAt: first
   // idle frame after the last busy frame and after the last finished run (0 while busy)
   log.finished = 0; log.idleAt = 0;
-  const idle = () => !document.querySelector('[data-testid="stStatusWidget"]') &&
-    !document.querySelector('[data-stale="true"]') &&
-    [...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete);
+  // the app itself has handled the end of the run (its script state, set after the run's messages are applied)
+  const idle = () => { const app = document.querySelector('[data-testid="stApp"]');
+    return !!app && app.getAttribute('data-test-script-state') === 'notRunning' &&
+      !document.querySelector('[data-testid="stStatusWidget"]') && !document.querySelector('[data-stale="true"]') &&
+      [...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete); };
   const tick = () => { const t = now();
     if (!idle()) log.idleAt = 0; else if (!log.idleAt || log.idleAt < log.finished) log.idleAt = t;
     requestAnimationFrame(tick); };
@@ -62,7 +64,8 @@ RECORDER_JS = """
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
 })();
 """
-IDLE_COND = ("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+IDLE_COND = ("document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === "
+             "'notRunning' && !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
              "!document.querySelector('[data-stale=\"true\"]') && "
              "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete)")
 # idle now after a run that finished at or after t0 (the action's start, page clock): the first idle frame after
