@@ -36,14 +36,19 @@ RECORDER_JS = """
       else if (wire === 2) { const n = varint(); i += n; }  // not `i += varint()`: that adds to the old i
       else if (wire === 1) i += 8; else if (wire === 5) i += 4; else return false; }
     return false; };
-  // every frame: is the page idle (run handled, no running status, no stale element, every image loaded)? idleAt: first
+  // every frame: is the page idle (run handled, no running status, no stale element, every image loaded, every chart
+  // drawn)? idleAt: the first
   // idle frame after the last busy frame and after the last finished run (0 while busy)
   log.finished = 0; log.idleAt = 0;
   // the app itself has handled the end of the run (its script state, set after the run's messages are applied)
   const idle = () => { const app = document.querySelector('[data-testid="stApp"]');
     return !!app && app.getAttribute('data-test-script-state') === 'notRunning' &&
       !document.querySelector('[data-testid="stStatusWidget"]') && !document.querySelector('[data-stale="true"]') &&
-      [...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete); };
+      [...document.querySelectorAll('[data-testid="stMain"] img')].every(i => i.complete) &&
+      [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+        .every(c => c.querySelector('svg.marks, canvas'));
+  };
+  log.idle = idle;
   const tick = () => { const t = now();
     if (!idle()) log.idleAt = 0; else if (!log.idleAt || log.idleAt < log.finished) log.idleAt = t;
     requestAnimationFrame(tick); };
@@ -64,14 +69,10 @@ RECORDER_JS = """
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
 })();
 """
-IDLE_COND = ("document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === "
-             "'notRunning' && !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
-             "!document.querySelector('[data-stale=\"true\"]') && "
-             "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete)")
 # idle now after a run that finished at or after t0 (the action's start, page clock): the first idle frame after
 # the last finished run (the page's clock), else false
 IDLE_AT_JS = ("(t0) => { const l = window.__cxrWs; return (l && l.idleAt && l.finished >= t0 && l.idleAt >= l.finished "
-              f"&& ({IDLE_COND})) ? l.idleAt : false; }}")
+              "&& l.idle()) ? l.idleAt : false; }")
 NOW_JS = "() => [performance.timeOrigin + performance.now(), performance.timeOrigin]"
 
 
