@@ -41,7 +41,7 @@ def chart_spec(bundle_dir: str, target: str, method: str, colour: str,
                query: tuple[str, float, float] | None) -> dict[str, Any]:
     """The Vega-Lite spec of the Map's chart (:func:`webapp.map_chart.chart`) for one view and query position
     ``(text, x, y)``: built and validated by Altair once per view, not on every rerun (that was most of the page's
-    script time). None-free: call only where :func:`map_points` has the map."""
+    script time). Call it only where :func:`map_points` has the map."""
     points = map_points(bundle_dir, target, method, colour)
     assert points is not None  # the page checks map_points first
     star = None if query is None else (query[0], np.array(query[1:], dtype=np.float32))
