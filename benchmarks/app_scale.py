@@ -54,7 +54,7 @@ def write_child(root: Path, n: int, umap: bool) -> None:
     from cxr_explorer.retrieval import projection
 
     if not umap:
-        projection.umap_coords = lambda vectors: None  # benchmark-side: this writer process only
+        projection.umap_coords = lambda *args, **kw: None  # benchmark-side: this writer process only
     patches = streamed_patches(root / "patches-tmp.npy", n, seed=1)
     app.synthetic_bundle(root, n, patches=patches)
     (root / "patches-tmp.npy").unlink()
