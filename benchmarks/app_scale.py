@@ -10,7 +10,7 @@ page opened, one grounding phrase. The bundle stores PCA map coordinates only (n
 so the model weights are tiny: the real BioViL weights add their own size (``real_weights_mib``: parameter bytes
 of the real-size architecture at fp32).
 
-    .venv/bin/python -m benchmarks.run --only app_scale          # 20k items (--full: 100k)
+    .venv/bin/python -m benchmarks.run --only app_scale          # 100k items (quick and full)
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from cxr_explorer.retrieval.facets import detect_separators
 from cxr_explorer.retrieval.store import BASE_COLUMNS, names
@@ -18,9 +19,9 @@ def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
     cells contain it, else ``;`` / ``|`` detected) and ``projections`` (files written into ``staging``)."""
     from cxr_explorer.retrieval.projection import write_projections
 
-    meta = pd.read_parquet(staging / names.METADATA)
+    path = staging / names.METADATA
+    columns = [c for c in pq.read_schema(path).names if c not in BASE_COLUMNS]  # not the big base columns
     given = build.get("label_sep") or None
-    out: dict[str, Any] = {"label_separators": detect_separators(meta.drop(columns=list(BASE_COLUMNS),
-                                                                           errors="ignore"), given)}
+    out: dict[str, Any] = {"label_separators": detect_separators(pd.read_parquet(path, columns=columns), given)}
     out["projections"] = write_projections(staging)
     return out
