@@ -75,6 +75,7 @@ def _model(crop: int) -> Any:
 def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: int = 8) -> dict[str, Any]:
     """Build ``n`` synthetic items in this process; RSS peaks per phase, after each chunk, and overall."""
     from cxr_explorer.index.runner import BuildConfig, run_build
+    from cxr_explorer.retrieval.store import read_manifest
 
     csv = write_corpus(folder, n)
     model = _model(crop)
@@ -84,12 +85,14 @@ def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: 
                                         precision="fp32", workers=1, threads=1, batch_size=batch, progress="none",
                                         chunk_size=chunk_size), model=model)
         wall = time.perf_counter() - t0
+    projections = (read_manifest(folder / "bundle") or {}).get("projections", {})
     return {"items": summary.count, "chunk_size": chunk_size, "crop": crop, "batch": batch, "wall_s": round(wall, 1),
             # the sampler's peak: ru_maxrss of a child started by a big parent starts at the parent's size
             "peak_rss_mib": max(sampler.rounded_peaks().values(), default=0.0),
             "phase_peak_rss_mib": sampler.rounded_peaks(),
             "phase_s": sampler.rounded_seconds(), "rss_after_chunk_mib": sampler.after_chunk,
-            "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing}
+            "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing,
+            "map_fit_vectors": projections.get("fit_vectors")}
 
 
 def phase_growth(rows: dict[str, Any], lo: int, hi: int) -> dict[str, float]:
