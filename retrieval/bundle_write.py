@@ -21,7 +21,7 @@ import pandas as pd
 
 from cxr_explorer.retrieval import store
 from cxr_explorer.retrieval.bundle import FORMAT_NAME, FORMAT_VERSION, BundleError
-from cxr_explorer.retrieval.bundle_extras import finalise_extras
+from cxr_explorer.retrieval.bundle_extras import extra_columns, finalise_extras
 from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.store.parts import Part
 from cxr_explorer.retrieval.store.patch_store import STORES
@@ -95,7 +95,7 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
         del index  # not held while the next index and the map coordinates are computed
     skipped = store.read_json(staging / names.SKIPPED_JSON)
     store.write_skipped_csv(staging / names.SKIPPED_CSV, skipped)
-    meta_cols = [c for c in pd.read_parquet(staging / names.METADATA).columns if c not in store.BASE_COLUMNS]
+    meta_cols = extra_columns(staging / names.METADATA)  # the schema only: no rows read
     extras = finalise_extras(staging, build)  # label separators, map coordinates (files checksummed below)
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
