@@ -1,24 +1,29 @@
 """Peak RSS of a whole build vs corpus size: memory must be bounded by the chunk, not the corpus.
 
 Each size runs in a fresh process (``python -m benchmarks.memory --child N FOLDER``) so its peak RSS is its own:
-``index.runner.run_build`` with the ``tiny-random`` model (BioViL's classes at tiny widths: real 480 px input, real
-15 x 15 x 128 patch grid and 128-d vectors, so every per-item byte the job stores is real-size; only the model's own
-weights and FLOPs are small) on N synthetic grayscale PNGs with one-line reports, chunks of 1,024 items, including
-finalisation. ``--crop 224`` (the 100k run of ``--full``) feeds 224 px crops instead: a 7 x 7 patch grid, 4.6x
-fewer FLOPs, so 100k items fit in well under an hour on 2 cores; every other byte per item is unchanged.
+``index.runner.run_build`` with the ``tiny-random`` model (BioViL's classes at tiny widths, 128-d vectors) on N
+synthetic grayscale PNGs with one-line reports (every report distinct: the text cache's worst case), chunks of 1,024
+items, including finalisation. The quick run uses :data:`QUICK_CROP` (32 px: a 1 x 1 patch grid, so 100k items
+build in minutes on 2 cores; every per-item byte but the patches is real-size); ``--full`` adds 1k and 10k at the real
+480 px crop (15 x 15 x 128 patches: the real bytes of the chunk being filled).
 
 A sampler thread reads the process's RSS every 50 ms; the peak is kept per phase (:mod:`benchmarks.memory_phases`):
 embedding of the first chunk, embedding of the later chunks (flat means these two are equal), then finalise's
 gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projections (PCA/UMAP) and the reopen.
-After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``).
+After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``); ``phase_peak_growth_mib_per_100k_*``
+is each phase's peak growth between the 10k and the 100k build, per 100k items (0 = flat).
 
-Found so far (2026-12-01, 224 px, 1k and 10k items, loaded machine): the embed loop is flat (later chunks' peak
-7 MiB over the first chunk's at 10k; RSS after each of the 10 commits 655-675 MiB); finalise's tables, vectors,
-patches, thumbnails and FAISS add ~7 KiB per item (the gathered metadata and vectors); the build's peak is the map
-projection step (UMAP fitted on every vector: 927 MiB at 1k, 1,172 MiB at 10k, and half the 10k job's wall time).
+Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB
+in the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
+full metadata read held around it. Now (chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read
+by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,602
+MiB at 100k (1,220 at 10k, 978 at 1k). What still grows, per 100k items: the corpus listing held from start-up
+(~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155 MiB when every report is
+distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above 200k vectors (the
+sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the job's peak).
 
-    .venv/bin/python -m benchmarks.run --only memory          # 1k and 3k items (3 chunks)
-    .venv/bin/python -m benchmarks.run --full --only memory   # 1k and 10k at 480 px, 1k, 10k and 100k at 224 px
+    .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
+    .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
 """
 
 from __future__ import annotations
