@@ -7,9 +7,8 @@ AppTest (in process, as ``benchmarks.app`` does) and reads its RSS at each step:
 app's first run (Engine, FAISS indexes, metadata loaded; patches memory-mapped), one text search, the Grounding
 page opened, one grounding phrase. The bundle stores PCA map coordinates only (Search and Grounding never read
 them; the UMAP fit, bounded to 20,000 vectors, would add about 3 minutes at 100k on a loaded 2-core machine).
-The bundle names ``tiny-random``,
-so the model weights are tiny: the real BioViL weights add their own size (``real_weights_mib``: parameter bytes
-of the real-size architecture at fp32).
+The bundle names ``tiny-random``, so the model weights are tiny: the real BioViL weights add their own size
+(``real_weights_mib``: parameter bytes of the real-size architecture at fp32).
 
     .venv/bin/python -m benchmarks.run --only app_scale          # 100k items (quick and full)
 """
