@@ -42,6 +42,7 @@ def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> 
     opened = Bundle.open(bundle)
     manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
+    assert manifest["projections"]["fit_vectors"] == {}  # no UMAP fit, so no fit size
     assert projection.PROJECTIONS in manifest["files"]
     assert manifest["label_separators"] == {"labels": "|"}
     vectors = np.asarray(opened.vectors("images"))
