@@ -13,14 +13,15 @@ gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projectio
 After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``); ``phase_peak_growth_mib_per_100k_*``
 is each phase's peak growth between the 10k and the 100k build, per 100k items (0 = flat).
 
-Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB
-in the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
+Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB in
+the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
 full metadata read held around it. Now (chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read
-by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,602
-MiB at 100k (1,220 at 10k, 978 at 1k). What still grows, per 100k items: the corpus listing held from start-up
-(~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155 MiB when every report is
-distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above 200k vectors (the
-sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the job's peak).
+by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,621
+MiB at 100k (1,172 at 10k, 939 at 1k; quick run, machine loaded). What still grows, per 100k items: the corpus
+listing held from start-up (~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155
+MiB when every report is distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above
+200k vectors (the sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the
+job's peak).
 
     .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
     .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
