@@ -1,24 +1,30 @@
 """Peak RSS of a whole build vs corpus size: memory must be bounded by the chunk, not the corpus.
 
 Each size runs in a fresh process (``python -m benchmarks.memory --child N FOLDER``) so its peak RSS is its own:
-``index.runner.run_build`` with the ``tiny-random`` model (BioViL's classes at tiny widths: real 480 px input, real
-15 x 15 x 128 patch grid and 128-d vectors, so every per-item byte the job stores is real-size; only the model's own
-weights and FLOPs are small) on N synthetic grayscale PNGs with one-line reports, chunks of 1,024 items, including
-finalisation. ``--crop 224`` (the 100k run of ``--full``) feeds 224 px crops instead: a 7 x 7 patch grid, 4.6x
-fewer FLOPs, so 100k items fit in well under an hour on 2 cores; every other byte per item is unchanged.
+``index.runner.run_build`` with the ``tiny-random`` model (BioViL's classes at tiny widths, 128-d vectors) on N
+synthetic grayscale PNGs with one-line reports (every report distinct: the text cache's worst case), chunks of 1,024
+items, including finalisation. The quick run uses :data:`QUICK_CROP` (32 px: a 1 x 1 patch grid, so 100k items
+build in minutes on 2 cores; every per-item byte but the patches is real-size); ``--full`` adds 1k and 10k at the real
+480 px crop (15 x 15 x 128 patches: the real bytes of the chunk being filled).
 
 A sampler thread reads the process's RSS every 50 ms; the peak is kept per phase (:mod:`benchmarks.memory_phases`):
 embedding of the first chunk, embedding of the later chunks (flat means these two are equal), then finalise's
 gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projections (PCA/UMAP) and the reopen.
-After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``).
+After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``); ``phase_peak_growth_mib_per_100k_*``
+is each phase's peak growth between the 10k and the 100k build, per 100k items (0 = flat).
 
-Found so far (2026-12-01, 224 px, 1k and 10k items, loaded machine): the embed loop is flat (later chunks' peak
-7 MiB over the first chunk's at 10k; RSS after each of the 10 commits 655-675 MiB); finalise's tables, vectors,
-patches, thumbnails and FAISS add ~7 KiB per item (the gathered metadata and vectors); the build's peak is the map
-projection step (UMAP fitted on every vector: 927 MiB at 1k, 1,172 MiB at 10k, and half the 10k job's wall time).
+Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB in
+the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
+full metadata read held around it. Now (chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read
+by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,621
+MiB at 100k (1,172 at 10k, 939 at 1k; quick run, machine loaded). What still grows, per 100k items: the corpus
+listing held from start-up (~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155
+MiB when every report is distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above
+200k vectors (the sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the
+job's peak).
 
-    .venv/bin/python -m benchmarks.run --only memory          # 1k and 3k items (3 chunks)
-    .venv/bin/python -m benchmarks.run --full --only memory   # 1k and 10k at 480 px, 1k, 10k and 100k at 224 px
+    .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
+    .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import numpy as np
 
 from benchmarks.memory_phases import PhasedSampler
 
+QUICK_CROP = 32  # the smallest input tiny-random takes (1 x 1 patch grid): 100k items in minutes on 2 cores
+QUICK_SIZES = (1_000, 10_000, 100_000)
 REPORTS = ("No acute cardiopulmonary process.", "Heart size is normal. Lungs are clear.",
            "Small left pleural effusion. No pneumothorax.", "Mild cardiomegaly with pulmonary vascular congestion.")
 
@@ -73,6 +81,7 @@ def _model(crop: int) -> Any:
 def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: int = 8) -> dict[str, Any]:
     """Build ``n`` synthetic items in this process; RSS peaks per phase, after each chunk, and overall."""
     from cxr_explorer.index.runner import BuildConfig, run_build
+    from cxr_explorer.retrieval.store import read_manifest
 
     csv = write_corpus(folder, n)
     model = _model(crop)
@@ -82,16 +91,26 @@ def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: 
                                         precision="fp32", workers=1, threads=1, batch_size=batch, progress="none",
                                         chunk_size=chunk_size), model=model)
         wall = time.perf_counter() - t0
+    projections = (read_manifest(folder / "bundle") or {}).get("projections", {})
     return {"items": summary.count, "chunk_size": chunk_size, "crop": crop, "batch": batch, "wall_s": round(wall, 1),
             # the sampler's peak: ru_maxrss of a child started by a big parent starts at the parent's size
             "peak_rss_mib": max(sampler.rounded_peaks().values(), default=0.0),
             "phase_peak_rss_mib": sampler.rounded_peaks(),
             "phase_s": sampler.rounded_seconds(), "rss_after_chunk_mib": sampler.after_chunk,
-            "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing}
+            "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing,
+            "map_fit_vectors": projections.get("fit_vectors")}
+
+
+def phase_growth(rows: dict[str, Any], lo: int, hi: int) -> dict[str, float]:
+    """Per phase: peak RSS at ``hi`` items minus at ``lo`` items, as MiB per 100,000 items (0 = flat)."""
+    a, b = rows[str(lo)]["phase_peak_rss_mib"], rows[str(hi)]["phase_peak_rss_mib"]
+    scale = 100_000 / max(hi - lo, 1)
+    return {k: round((b[k] - a[k]) * scale, 1) for k in b if k in a}
 
 
 def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, Any]:
-    """One child process per size; peak growth per 1,000 items between the smallest and the largest size."""
+    """One child process per size; peak growth per 1,000 items between the smallest and the largest size, and per
+    phase between the second size and the largest (both past the first chunk: flat means about 0)."""
     rows: dict[str, Any] = {}
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,20 +120,25 @@ def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, A
             rows[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, hi = rows[str(sizes[0])], rows[str(sizes[-1])]
     per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / max((sizes[-1] - sizes[0]) / 1000, 1e-9)
-    return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2)}
+    past = sizes[1] if len(sizes) > 2 else sizes[0]
+    return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2),
+            f"phase_peak_growth_mib_per_100k_items_{past}_to_{sizes[-1]}": phase_growth(rows, past, sizes[-1])}
 
 
 def run_memory(smoke: bool, full: bool = False, sizes: tuple[int, ...] | None = None, chunk_size: int = 1024
                ) -> dict[str, Any]:
-    """smoke: 40 / 120 items in chunks of 40; quick: 1k / 3k; full: adds 10k at 480 px and 1k / 10k / 100k at 224."""
+    """smoke: 40 / 120 items in chunks of 40 at 480 px; quick: 1k / 10k / 100k at :data:`QUICK_CROP`; full: adds
+    1k / 10k at the real 480 px crop (the real patch bytes per item in the chunk being filled)."""
     if smoke:
         sizes, chunk_size = sizes or (40, 120), 40
-    main = run_sizes(sizes or ((1_000, 10_000) if full else (1_000, 3_000)), chunk_size, 480)
+        main = run_sizes(sizes, chunk_size, 480)
+    else:
+        main = run_sizes(sizes or QUICK_SIZES, chunk_size, QUICK_CROP)
     out: dict[str, Any] = {**main, "chunk_size": chunk_size,
-                           "model": "tiny-random (real-size inputs and outputs; small weights), batch 8, 1 thread, "
+                           "model": "tiny-random (real-size outputs; small weights), batch 8, 1 thread, "
                                     "1 decode worker; synthetic 96 px PNGs"}
     if full:
-        out["reduced_224"] = run_sizes((1_000, 10_000, 100_000), chunk_size, 224)
+        out["real_crop_480"] = run_sizes((1_000, 10_000), chunk_size, 480)
     return out
 
 

@@ -1,8 +1,8 @@
 """Issue-12 sections of ``benchmarks.run``: sentences, precision, query_encode, growth, memory.
 
-``sentences``, ``query_encode`` and ``memory`` (1k / 3k items) run by default (a few minutes); ``precision``,
-``growth``, ``app_scale`` and ``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full`` makes
-``memory`` 1k-100k items and ``app_scale`` 100k items). Each writes ``res[<name>]`` and a markdown block
+``sentences``, ``query_encode``, ``memory`` (1k / 10k / 100k items) and ``app_scale`` (100k items) run by default
+(minutes); ``precision``, ``growth`` and ``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full``
+adds real-crop 1k / 10k builds to ``memory``). Each writes ``res[<name>]`` and a markdown block
 (:func:`scale_markdown`).
 
     .venv/bin/python -m benchmarks.run --only sentences query_encode precision growth memory --out /tmp/scale.json
@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 SCALE_SECTIONS = ("sentences", "precision", "query_encode", "growth", "memory", "app_scale", "build_profile")
-DEFAULT_SCALE = ("sentences", "query_encode", "memory")
+DEFAULT_SCALE = ("sentences", "query_encode", "memory", "app_scale")
 
 
 def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set[str]) -> None:
@@ -45,7 +45,7 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
     if "app_scale" in sections:
         from benchmarks.app_scale import run_app_scale
 
-        res["app_scale"] = run_app_scale(300 if smoke else 100_000 if plan.sizes[-1] >= 1_000_000 else 20_000)
+        res["app_scale"] = run_app_scale(300 if smoke else 100_000)  # issue 12: the app's RSS at 100k
 
 
 def _build_profile(res: dict[str, Any], model: Any, smoke: bool) -> None:

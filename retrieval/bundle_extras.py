@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from cxr_explorer.retrieval.facets import detect_separators
 from cxr_explorer.retrieval.store import BASE_COLUMNS, names
+
+
+def extra_columns(metadata: Path) -> list[str]:
+    """The metadata columns of a metadata.parquet beyond the base ones, from its schema (no rows are read)."""
+    return [c for c in pq.read_schema(metadata).names if c not in BASE_COLUMNS and not c.startswith("__index_level_")]
 
 
 def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
@@ -18,9 +24,9 @@ def finalise_extras(staging: Path, build: dict[str, Any]) -> dict[str, Any]:
     cells contain it, else ``;`` / ``|`` detected) and ``projections`` (files written into ``staging``)."""
     from cxr_explorer.retrieval.projection import write_projections
 
-    meta = pd.read_parquet(staging / names.METADATA)
+    path = staging / names.METADATA
     given = build.get("label_sep") or None
-    out: dict[str, Any] = {"label_separators": detect_separators(meta.drop(columns=list(BASE_COLUMNS),
-                                                                           errors="ignore"), given)}
+    columns = pd.read_parquet(path, columns=extra_columns(path))  # not the big base columns
+    out: dict[str, Any] = {"label_separators": detect_separators(columns, given)}
     out["projections"] = write_projections(staging)
     return out

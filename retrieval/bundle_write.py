@@ -21,7 +21,7 @@ import pandas as pd
 
 from cxr_explorer.retrieval import store
 from cxr_explorer.retrieval.bundle import FORMAT_NAME, FORMAT_VERSION, BundleError
-from cxr_explorer.retrieval.bundle_extras import finalise_extras
+from cxr_explorer.retrieval.bundle_extras import extra_columns, finalise_extras
 from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.store.parts import Part
 from cxr_explorer.retrieval.store.patch_store import STORES
@@ -29,6 +29,7 @@ from cxr_explorer.retrieval.store.patch_store import STORES
 __all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "write_bundle"]
 
 FLAT_MAX = 200_000
+ADD_BLOCK = 65_536  # vectors added to a FAISS index per call (32 MiB at D = 128)
 Extra = Callable[[Path, dict[str, Any]], None]
 """Called with (staging folder, manifest so far) after the data files are staged, before the manifest is written:
 writes more files into the staging folder and adds their manifest entries (and ``files`` checksums)."""
@@ -36,8 +37,9 @@ writes more files into the staging folder and adds their manifest entries (and `
 
 def build_index(vectors: np.ndarray, index_type: str = "auto", use_gpu: bool | None = None
                 ) -> tuple[faiss.Index, dict[str, Any]]:
-    """Inner-product index over [M, D] float32 vectors -> (CPU index, {type, count, params})."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    """Inner-product index over [M, D] float32 vectors -> (CPU index, {type, count, params}). ``vectors`` may be
+    memory-mapped: they are added ``ADD_BLOCK`` rows at a time (read unmapped), so only the index holds them."""
+    x = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, np.float32)
     n, d = x.shape
     kind = index_type
     if kind == "auto":
@@ -65,8 +67,9 @@ def build_index(vectors: np.ndarray, index_type: str = "auto", use_gpu: bool | N
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     if kind == "ivf":
         sample = x[np.random.default_rng(0).permutation(n)[: 256 * params["nlist"]]]
-        index.train(sample)
-    index.add(x)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    for start in range(0, n, ADD_BLOCK):
+        index.add(np.ascontiguousarray(store.read_rows(x, start, ADD_BLOCK), dtype=np.float32))
     if gpu and kind != "hnsw" and n:
         index = faiss.index_gpu_to_cpu(index)
     return index, {"type": kind, "count": n, "params": params, "built_on": "gpu" if gpu and kind != "hnsw" else "cpu"}
@@ -87,11 +90,12 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
     indexes = {}
     for target, emb in (("images", names.IMAGE_EMB), ("reports", names.REPORT_EMB),
                         ("sentences", names.SENTENCE_EMB)):
-        index, indexes[target] = build_index(np.load(staging / emb), index_type, use_gpu)
+        index, indexes[target] = build_index(np.load(staging / emb, mmap_mode="r"), index_type, use_gpu)
         faiss.write_index(index, str(staging / names.INDEX_FILES[target]))
+        del index  # not held while the next index and the map coordinates are computed
     skipped = store.read_json(staging / names.SKIPPED_JSON)
     store.write_skipped_csv(staging / names.SKIPPED_CSV, skipped)
-    meta_cols = [c for c in pd.read_parquet(staging / names.METADATA).columns if c not in store.BASE_COLUMNS]
+    meta_cols = extra_columns(staging / names.METADATA)  # the schema only: no rows read
     extras = finalise_extras(staging, build)  # label separators, map coordinates (files checksummed below)
     manifest = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),

@@ -25,6 +25,7 @@ from cxr_explorer.retrieval.store.parts import (
     normalise_metadata,
     read_json,
     read_part,
+    read_rows,
     sum_stats,
     write_json,
     write_parts,
@@ -38,7 +39,7 @@ OWN_ENTRIES = (CURRENT, CURRENT + ".tmp", VERSIONS, WRITER_LOCK, BUILD_AREA, RET
 __all__ = ["BASE_COLUMNS", "SKIPPED_FIELDS", "BuildArea", "ChunkStore", "DiskSpaceError", "Part", "StoreError",
            "ThumbStore", "WriterBusyError", "WriterLock", "current_version", "data_files", "disk_errors",
            "file_checksums", "has_bundle", "holder", "install", "is_legacy", "is_own_entry",
-           "normalise_metadata", "read_json", "read_manifest", "read_part", "reserve", "sum_stats", "tidy",
+           "normalise_metadata", "read_json", "read_manifest", "read_part", "read_rows", "reserve", "sum_stats", "tidy",
            "write_json", "write_parts", "write_skipped_csv"]
 
 

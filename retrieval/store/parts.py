@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ from cxr_explorer.retrieval.store.patch_store import Int8Patches, is_int8, write
 BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
 SKIPPED_FIELDS = ("id", "path", "reason", "detail")
 _BLOCK = 1024  # items per patch block when streaming
+_ROWS = 65_536  # vector rows per block when streaming vectors (32 MiB at D = 128)
 
 
 class ThumbStore(Sequence[bytes]):
@@ -128,9 +129,18 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(arr))
 
 
-def _concat(arrays: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
-    arrays = [np.asarray(a, dtype=dtype).reshape(-1, width) for a in arrays]
-    return np.concatenate(arrays) if arrays else np.zeros((0, width), dtype)
+def _write_rows(path: Path, arrays: Sequence[np.ndarray], width: int, dtype: type) -> None:
+    """Stream ``[n_i, width]`` arrays (in memory or memory-mapped) into one ``[sum n_i, width]`` .npy, ``_ROWS`` rows
+    at a time: no concatenated copy of the corpus's vectors is made."""
+    arrays = [a if isinstance(a, np.ndarray) else np.asarray(a, dtype) for a in arrays]  # memmaps stay memmaps
+    n = sum(int(a.shape[0]) for a in arrays)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n, width)}
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for a in arrays:
+            for start in range(0, int(a.shape[0]), _ROWS):
+                block: np.ndarray = np.ascontiguousarray(read_rows(a, start, _ROWS), dtype=dtype).reshape(-1, width)
+                fh.write(block.tobytes())
 
 
 def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int], dim: int,
@@ -143,13 +153,13 @@ def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int]
     offsets = np.cumsum([0] + [p.count for p in parts])
     n = int(offsets[-1])
     _write_tables(folder, parts, offsets)
-    _save_npy(folder / IMAGE_EMB, _concat([p.image_emb for p in parts], dim, np.float32))
-    _save_npy(folder / REPORT_EMB, _concat([p.report_emb for p in parts], dim, np.float32))
+    _write_rows(folder / IMAGE_EMB, [p.image_emb for p in parts], dim, np.float32)
+    _write_rows(folder / REPORT_EMB, [p.report_emb for p in parts], dim, np.float32)
     rows = [np.asarray(p.report_rows, np.int64) + off for p, off in zip(parts, offsets, strict=False)]
     _save_npy(folder / REPORT_ROWS, np.concatenate(rows) if rows else np.zeros(0, np.int64))
-    _save_npy(folder / SENTENCE_EMB, _concat([p.sentence_emb for p in parts], dim, np.float32))
+    _write_rows(folder / SENTENCE_EMB, [p.sentence_emb for p in parts], dim, np.float32)
     if patch_store == "int8":
-        write_int8(folder, (_patch_block(p.patches, start, _BLOCK) for p in parts for start in range(0, p.count,
+        write_int8(folder, (read_rows(p.patches, start, _BLOCK) for p in parts for start in range(0, p.count,
                                                                                                    _BLOCK)),
                    (n, *grid_shape, dim))
     else:
@@ -205,11 +215,12 @@ def _write_patches(path: Path, parts: Sequence[Part], shape: tuple[int, ...]) ->
         np.lib.format.write_array_header_1_0(fh, header)
         for p in parts:
             for start in range(0, p.count, _BLOCK):
-                fh.write(np.ascontiguousarray(_patch_block(p.patches, start, _BLOCK), dtype=np.float16).tobytes())
+                fh.write(np.ascontiguousarray(read_rows(p.patches, start, _BLOCK), dtype=np.float16).tobytes())
 
 
-def _patch_block(patches: np.ndarray | Int8Patches, start: int, size: int) -> np.ndarray:
-    """Rows ``start:start + size`` of ``[n, h, w, D]`` patches; a memory-mapped .npy is read with pread, unmapped."""
+def read_rows(patches: np.ndarray | Int8Patches, start: int, size: int) -> np.ndarray:
+    """Rows ``start:start + size`` of an ``[n, ...]`` array (patches, vectors); a memory-mapped .npy is read with
+    pread, so its pages are never mapped into the process (they would count in its RSS until unmapped)."""
     row = int(np.prod(patches.shape[1:])) * patches.itemsize
     if isinstance(patches, np.memmap) and patches.filename and patches.flags.c_contiguous \
             and os.path.getsize(patches.filename) == patches.offset + len(patches) * row:  # the whole file, no view
@@ -234,7 +245,9 @@ def _write_thumbs(folder: Path, parts: Sequence[Part]) -> None:
 
 
 def read_part(folder: Path, mmap: bool = True) -> Part:
-    """Read the data files of a chunk or a bundle as a :class:`Part` (patches memory-mapped)."""
+    """Read the data files of a chunk or a bundle as a :class:`Part` (patches and vectors memory-mapped unless
+    ``mmap`` is False: finalisation streams them, so gathering the chunks does not hold the corpus's vectors)."""
+    mode: Literal["r"] | None = "r" if mmap else None
     meta = pd.read_parquet(folder / METADATA)
     meta["sentences"] = [list(v) if v is not None else [] for v in meta["sentences"]]
     skipped = read_json(folder / SKIPPED_JSON) if (folder / SKIPPED_JSON).exists() else []
@@ -242,12 +255,12 @@ def read_part(folder: Path, mmap: bool = True) -> Part:
     stats = read_json(folder / PART_STATS) if (folder / PART_STATS).exists() else {}
     return Part(
         metadata=meta,
-        image_emb=np.load(folder / IMAGE_EMB),
-        patches=Int8Patches(folder) if is_int8(folder) else np.load(folder / PATCHES, mmap_mode="r" if mmap else None),
+        image_emb=np.load(folder / IMAGE_EMB, mmap_mode=mode),
+        patches=Int8Patches(folder) if is_int8(folder) else np.load(folder / PATCHES, mmap_mode=mode),
         thumbnails=ThumbStore(folder / THUMBS, np.load(folder / THUMBS_INDEX)),
-        report_emb=np.load(folder / REPORT_EMB),
+        report_emb=np.load(folder / REPORT_EMB, mmap_mode=mode),
         report_rows=np.load(folder / REPORT_ROWS),
-        sentence_emb=np.load(folder / SENTENCE_EMB),
+        sentence_emb=np.load(folder / SENTENCE_EMB, mmap_mode=mode),
         sentences=pd.read_parquet(folder / SENTENCES),
         skipped=skipped,
         covered=covered,

@@ -71,6 +71,15 @@ def _raise_enospc(*_: Any, **__: Any) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+def _enospc_on(counter: _Counter, real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, raising ENOSPC instead when ``counter`` (shared by several writers) reaches its N-th call."""
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        if counter.hit():
+            _raise_enospc()
+        return real(*args, **kwargs)
+    return patched
+
+
 def install(step: str, n: int) -> None:
     """Arm ``step`` to fire the ``n``-th time it happens."""
     from cxr_explorer.index import temporal
@@ -103,8 +112,10 @@ def install(step: str, n: int) -> None:
     elif step == "temporal":  # after the n-th temporal chunk (of one pair each here) is committed
         temporal.CHUNK_PAIRS = 1
         _wrap(temporal, "_commit_chunk", n, after=_die)
-    elif step == "enospc":  # the n-th .npy write of the store meets a full disk
-        _wrap(parts, "_save_npy", n, before=_raise_enospc)
+    elif step == "enospc":  # the n-th .npy write of the store (whole array or streamed vectors) meets a full disk
+        counter = _Counter(n)
+        for name in ("_save_npy", "_write_rows"):
+            setattr(parts, name, _enospc_on(counter, getattr(parts, name)))
     elif step == "disk-full":  # from the n-th free-space check on, the disk reports 1 MB free
         real_usage, counter = space.shutil.disk_usage, _Counter(n)
 

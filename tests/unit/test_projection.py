@@ -42,6 +42,7 @@ def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> 
     opened = Bundle.open(bundle)
     manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
+    assert manifest["projections"]["fit_vectors"] == {}  # no UMAP fit, so no fit size
     assert projection.PROJECTIONS in manifest["files"]
     assert manifest["label_separators"] == {"labels": "|"}
     vectors = np.asarray(opened.vectors("images"))
@@ -53,5 +54,83 @@ def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_umap_is_stored_from_min_umap_vectors(tmp_path: Path) -> None:
     pytest.importorskip("umap")
-    coords = projection.umap_coords(unit(projection.MIN_UMAP, 16))
-    assert coords is not None and coords.shape == (projection.MIN_UMAP, 2) and np.isfinite(coords).all()
+    fitted = projection.umap_coords(unit(projection.MIN_UMAP, 16))
+    assert fitted is not None
+    coords, used = fitted
+    assert coords.shape == (projection.MIN_UMAP, 2) and np.isfinite(coords).all() and used == projection.MIN_UMAP
+
+
+def svd_pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference: PCA by a full SVD of the centred [M, D] float64 copy, same sign rule (largest |loading| > 0)."""
+    x64 = np.asarray(x, np.float64)
+    mean = x64.mean(axis=0)
+    _, _, vt = np.linalg.svd(x64 - mean, full_matrices=False)
+    comps = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
+    return (x64 - mean) @ comps.T, mean, comps
+
+
+@pytest.mark.parametrize(("n", "block"), [(1000, 64), (1000, 1000), (97, 10)])
+def test_streamed_pca_equals_svd_pca(n: int, block: int) -> None:
+    scales = np.linspace(3.0, 0.2, 32)  # distinct variances: the top two directions are well defined
+    x = (np.random.default_rng(n).normal(size=(n, 32)) * scales + 5.0).astype(np.float32)
+    coords, mean, comps = projection.pca(x, block=block)
+    ref_coords, ref_mean, ref_comps = svd_pca(x)
+    assert np.abs(mean - ref_mean).max() < 1e-5
+    assert np.abs(comps - ref_comps).max() < 1e-5
+    assert np.abs(coords - ref_coords).max() < 1e-5
+
+
+def test_streamed_pca_reads_a_memory_map_in_blocks(tmp_path: Path) -> None:
+    x = unit(500, 16, seed=3)
+    np.save(tmp_path / "v.npy", x)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    coords, mean, comps = projection.pca(mapped, block=37)
+    ref_coords, ref_mean, ref_comps = svd_pca(x)
+    assert np.abs(comps - ref_comps).max() < 1e-5 and np.abs(coords - ref_coords).max() < 1e-5
+
+
+def test_pca_of_one_and_no_vectors() -> None:
+    coords, mean, comps = projection.pca(unit(1, 8))
+    assert coords.shape == (1, 2) and np.allclose(coords, 0) and np.allclose(comps, np.eye(2, 8))
+    coords, mean, comps = projection.pca(np.zeros((0, 8), np.float32))
+    assert coords.shape == (0, 2) and mean.shape == (8,) and comps.shape == (2, 8)
+
+
+def test_fit_sample_is_seeded_bounded_and_sorted() -> None:
+    assert np.array_equal(projection.fit_sample(50, 100), np.arange(50))
+    first, again = projection.fit_sample(1000, 120), projection.fit_sample(1000, 120)
+    assert len(first) == 120 and len(np.unique(first)) == 120 and np.array_equal(first, again)
+    assert np.all(np.diff(first) > 0) and first.max() < 1000
+
+
+@pytest.mark.slow
+def test_umap_fitted_on_a_sample_places_every_row_deterministically() -> None:
+    pytest.importorskip("umap")
+    x = unit(700, 16, seed=5)
+    first = projection.umap_coords(x, fit_limit=200, block=150)
+    assert first is not None
+    coords, used = first
+    assert used == 200 and coords.shape == (700, 2) and np.isfinite(coords).all()
+    assert len(np.unique(coords, axis=0)) == 700  # the transformed rows got coordinates of their own, not a fill
+    again = projection.umap_coords(x, fit_limit=200, block=150)
+    assert again is not None and np.array_equal(again[0], coords)
+    # transformed rows land on the fitted map: inside the sample's bounding box, widened by its size
+    sample = projection.fit_sample(700, 200)
+    lo, hi = coords[sample].min(axis=0), coords[sample].max(axis=0)
+    rest = np.setdiff1d(np.arange(700), sample)
+    assert np.all(coords[rest] >= lo - (hi - lo)) and np.all(coords[rest] <= hi + (hi - lo))
+
+
+@pytest.mark.slow
+def test_written_projections_record_the_fit_size(tmp_path: Path) -> None:
+    pytest.importorskip("umap")
+    from cxr_explorer.retrieval.store import names
+
+    np.save(tmp_path / names.IMAGE_EMB, unit(300, 16, seed=7))
+    np.save(tmp_path / names.REPORT_EMB, unit(60, 16, seed=8))
+    entry = projection.write_projections(tmp_path, fit_limit=120)
+    assert entry["methods"] == {"images": ["PCA", "UMAP"], "reports": ["PCA"]}
+    assert entry["fit_vectors"] == {"images": 120}
+    with np.load(tmp_path / projection.PROJECTIONS) as z:
+        assert z["images_umap"].shape == (300, 2) and np.isfinite(z["images_umap"]).all()
+        assert z["reports_pca"].shape == (60, 2)
