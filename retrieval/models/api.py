@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights
+from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights, can_pack, pack_bf16_linears
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings, ImageModel
 from cxr_explorer.retrieval.models.loading import build_tiny, load_image_model, load_text_model
 from cxr_explorer.retrieval.models.precision import Precision, resolve_precision
@@ -77,7 +77,7 @@ class VLModel:
         self.tokenizer = tokenizer
         if precision == "bf16":  # loaded for bf16: cast the matmul weights once, in place (fastpath docstring)
             bf16_matmul_weights(self.image_model, in_place=True)
-            bf16_matmul_weights(self.text_model, in_place=True)
+            self._bf16_text(self.text_model, in_place=True)
         self._loaded_as: Precision = precision
         self._bf16_towers: tuple[ImageModel, CXRBertModel] | None = None
 
@@ -87,9 +87,15 @@ class VLModel:
             return self.image_model, self.text_model
         if self.precision == "bf16":
             if self._bf16_towers is None:
-                self._bf16_towers = (bf16_matmul_weights(self.image_model), bf16_matmul_weights(self.text_model))
+                self._bf16_towers = (bf16_matmul_weights(self.image_model), self._bf16_text(self.text_model))
             return self._bf16_towers
         raise RuntimeError("this model was loaded in bf16 (weights cast once); load it again with precision fp32")
+
+    def _bf16_text(self, tower: CXRBertModel, in_place: bool = False) -> CXRBertModel:
+        """The text tower for bf16: Linear weights packed for oneDNN where the CPU allows (fastpath), else cast."""
+        if can_pack(self.device):
+            return pack_bf16_linears(tower, in_place)
+        return bf16_matmul_weights(tower, in_place)
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
