@@ -7,11 +7,11 @@ side by side by ``benchmarks.query_encode``). Casting those weights once gives t
 outputs are bit-identical to autocast with fp32 weights (``tests/unit/test_fastpath.py``). LayerNorm, embeddings and
 BatchNorm stay fp32, as autocast keeps them.
 
-On a CPU, a bf16 ``Linear`` still pays a weight reorder per call: oneDNN's AMX/AVX512-BF16 kernels read weights in a
-blocked layout, and ``F.linear`` hands them the plain one. :func:`pack_bf16_linears` reorders each Linear weight once
-(:class:`PackedLinear`, oneDNN's packed-weight linear, the op inductor's weight prepacking emits): the same bf16 operands
-and, on this CPU, bit-identical outputs (``tests/unit/test_fastpath.py`` allows 1e-2 absolute for other kernels), at
-0.6-0.75x the time of the plain bf16 tower for a 16-token query (``benchmarks.query_encode``).
+On a CPU, a bf16 ``Linear`` still pays a weight reorder per call: oneDNN's AMX/AVX512-BF16 kernels read weights in
+a blocked layout, and ``F.linear`` hands them the plain one. :func:`pack_bf16_linears` reorders each Linear weight
+once (:class:`PackedLinear`, oneDNN's packed-weight linear, the op inductor's weight prepacking emits): the same bf16
+operands and, on this CPU, bit-identical outputs (``tests/unit/test_fastpath.py`` allows 1e-2 absolute for other
+kernels), in less time than the plain bf16 tower (``benchmarks.query_encode``).
 """
 
 from __future__ import annotations
