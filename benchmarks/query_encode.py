@@ -72,6 +72,14 @@ def encoder(tower: Any, autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -
     return call
 
 
+def graph_encoder(fn: Callable[..., torch.Tensor], autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -> Call:
+    """As :func:`encoder` for a traced or compiled ``fn(ids, mask)`` -> [B, D]."""
+    def call() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return fn(ids, mask).float()
+    return call
+
+
 class _Project(nn.Module):
     """``tower.project`` as a module's forward, for tracing and compiling: ids, mask [B, T] -> [B, D]."""
 
@@ -97,7 +105,7 @@ def _compiled(tower: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> Any:
         raise RuntimeError("no C++ compiler on PATH (inductor's CPU backend needs one)")
     with inductor.patch(freezing=True):
         fn = torch.compile(_Project(tower).eval(), dynamic=False)
-        encoder(fn, True, ids, mask)()  # compiles (weights frozen and prepacked) on the first call
+        graph_encoder(fn, True, ids, mask)()  # compiles (weights frozen and prepacked) on the first call
     return fn
 
 
@@ -113,7 +121,7 @@ def graph_variants(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[d
     for name, (build, autocast) in plans.items():
         start = time.perf_counter()
         try:
-            calls[name] = encoder(build(), autocast, ids, mask)
+            calls[name] = graph_encoder(build(), autocast, ids, mask)
             calls[name]()
             prepare[name] = round(time.perf_counter() - start, 1)
         except Exception as exc:  # a variant this torch or machine cannot build is reported, not fatal
