@@ -16,6 +16,7 @@ from cxr_explorer.retrieval.models.fastpath import (
     int8_dynamic,
     pack_bf16_linears,
 )
+from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
 
 def _autocast_reference(module: Callable[..., Any], *args: Any) -> Any:
@@ -43,7 +44,9 @@ def test_pre_cast_weights_are_bit_identical_to_autocast() -> None:
 def test_loaded_as_bf16_casts_in_place_and_refuses_fp32() -> None:
     model = load_model("tiny-random", device="cpu", precision="bf16")
     assert model.text_model.cls_projection_head.dense_to_output.weight.dtype == torch.bfloat16
-    assert model.text_model.bert.embeddings.word_embeddings.weight.dtype == torch.float32
+    text = model.text_model
+    embeddings = text.embeddings if isinstance(text, FastTextTower) else text.bert.embeddings
+    assert embeddings.word_embeddings.weight.dtype == torch.float32
     assert model.embed_texts(["no effusion"]).dtype == torch.float32
     model.precision = "fp32"
     with pytest.raises(RuntimeError, match="loaded in bf16"):
