@@ -4,7 +4,9 @@ Eager variants (same weights; :func:`towers`, also scored for search agreement b
 ``fp32``; ``bf16-autocast`` (autocast over fp32 weights: every Linear weight re-cast per call, the old bf16 path);
 ``bf16`` (matmul weights cast once, :func:`retrieval.models.fastpath.bf16_matmul_weights`: bit-identical to
 bf16-autocast); ``bf16-packed`` (Linear weights also packed once for oneDNN,
-:func:`retrieval.models.fastpath.pack_bf16_linears`: what ``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU);
+:func:`retrieval.models.fastpath.pack_bf16_linears`); ``bf16-fast`` (packed weights in the lean forward of
+:mod:`retrieval.models.text_fast`: fused qkv, no mask for an unpadded query, last layer on [CLS] only: what
+``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU);
 ``bf16-full`` (the whole tower in bf16, no autocast); ``int8`` (dynamic int8 Linears); ``int8-ffn+bf16`` (int8
 feed-forward Linears only, bf16 attention). A variant is usable only at recall@10 >= 0.99 vs fp32 in the ``precision``
 section (``search_query_variants_vs_fp32``).
@@ -38,6 +40,7 @@ from torch import nn
 from benchmarks.encoders import query_of_tokens
 from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, can_pack, int8_dynamic, pack_bf16_linears
 from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
+from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
 Call = Callable[[], torch.Tensor]
 
@@ -59,6 +62,7 @@ def towers(model: Any) -> dict[str, tuple[Any, bool]]:
     out = {"fp32": (fp32, False), "bf16-autocast": (fp32, True), "bf16": (bf16_matmul_weights(fp32), True)}
     if can_pack(model.device):
         out["bf16-packed"] = (pack_bf16_linears(fp32), True)
+        out["bf16-fast"] = (FastTextTower(fp32), True)
     out.update({"bf16-full": (copy.deepcopy(fp32).to(torch.bfloat16), False), "int8": (int8_dynamic(fp32), False),
                 "int8-ffn+bf16": (int8_ffn_bf16(fp32), True)})
     return out
@@ -163,7 +167,7 @@ def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: boo
     finally:
         torch.set_num_threads(before)
     cpu = torch.device("cpu")
-    bf16_path = "bf16-packed" if can_pack(cpu) else "bf16"
+    bf16_path = "bf16-fast" if can_pack(cpu) else "bf16"
     return {"query_tokens": tokens, "rounds": rounds, "threads": table, "prepare_s": prepare,
             "cosine_to_fp32": cosine, "native_bf16": native_bf16(cpu),
             "query_path": {"bf16_bundle": query_precision("bf16", cpu), "fp32_bundle": query_precision("fp32", cpu),
