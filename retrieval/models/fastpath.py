@@ -76,7 +76,8 @@ def can_pack(device: torch.device) -> bool:
     from cxr_explorer.retrieval.models.precision import native_bf16
 
     return (device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and native_bf16(device))
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+            and native_bf16(device))
 
 
 def pack_bf16_linears(module: M, in_place: bool = False) -> M:

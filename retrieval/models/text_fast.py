@@ -10,7 +10,8 @@ forward computes the same function with fewer, larger calls:
 * no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise.
 
 Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.project`` up to bf16 rounding
-(``tests/unit/test_text_fast.py``). The module keeps the tower's embeddings and projection head (shared, not copied).
+(``tests/unit/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied; the Linears
+(and the small projection head) are packed bf16 copies, so a model loaded in bf16 drops the plain tower's Linears.
 """
 
 from __future__ import annotations
