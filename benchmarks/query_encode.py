@@ -1,38 +1,53 @@
-"""Text-encode latency of one 16-token query per precision and thread count, interleaved round by round.
+"""Text-encode latency of one 16-token query per variant and thread count, interleaved round by round.
 
-Variants (same weights): ``fp32``; ``bf16-autocast`` (autocast over fp32 weights: every Linear weight re-cast per
-call, the old bf16 path); ``bf16`` (matmul weights cast once, :mod:`retrieval.models.fastpath`, what
-``VLModel.embed_texts`` now does at bf16: bit-identical to bf16-autocast); ``bf16-full`` (the whole tower in bf16,
-no autocast: embeddings, LayerNorms and the residual stream too); ``int8`` (dynamic int8 Linear layers);
-``int8-ffn+bf16`` (int8 feed-forward Linears only, bf16 attention). Their search agreement with fp32 queries is
-the ``precision`` section's ``search_query_variants_vs_fp32`` (a variant is usable only at recall@10 >= 0.99).
-Each at 1 and 2 torch threads. Medians of ``rounds`` rounds; ratios are to fp32 at the same thread count, measured in
-the same rounds, so a busy neighbour slows all variants alike.
+Eager variants (same weights; :func:`towers`, also scored for search agreement by the ``precision`` section):
+``fp32``; ``bf16-autocast`` (autocast over fp32 weights: every Linear weight re-cast per call, the old bf16 path);
+``bf16`` (matmul weights cast once, :func:`retrieval.models.fastpath.bf16_matmul_weights`: bit-identical to
+bf16-autocast); ``bf16-packed`` (Linear weights also packed once for oneDNN,
+:func:`retrieval.models.fastpath.pack_bf16_linears`); ``bf16-fast`` (packed weights in the lean forward of
+:mod:`retrieval.models.text_fast`: fused qkv, no mask for an unpadded query, last layer on [CLS] only: what
+``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU);
+``bf16-full`` (the whole tower in bf16, no autocast); ``int8`` (dynamic int8 Linears); ``int8-ffn+bf16`` (int8
+feed-forward Linears only, bf16 attention). A variant is usable only at recall@10 >= 0.99 vs fp32 in the ``precision``
+section (``search_query_variants_vs_fp32``).
+
+Graph variants (:func:`graph_variants`, timing only: specialised to this query's shape, so not scored for search):
+``jit-fp32`` (torch.jit.trace + freeze + optimize_for_inference), ``jit-bf16`` (trace + freeze under autocast over
+cast-once weights), ``compiled-bf16`` (torch.compile, inductor with weight freezing/prepacking, needs a C++
+compiler). Their one-off preparation seconds (paid once per process and per query shape) are in ``prepare_s``;
+``cosine_to_fp32`` is each variant's query embedding against fp32's.
+
+Each at 1 and 2 torch threads: p50 and p95 of ``rounds`` rounds; ratios are p50 over fp32's at the same thread count,
+measured in the same rounds, so a busy neighbour slows all variants alike.
 
     .venv/bin/python -m benchmarks.run --only query_encode
 """
 
 from __future__ import annotations
 
+import copy
+import shutil
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from benchmarks.encoders import query_of_tokens
-from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, int8_dynamic
+from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, can_pack, int8_dynamic, pack_bf16_linears
 from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
+from cxr_explorer.retrieval.models.text_fast import FastTextTower
+
+Call = Callable[[], torch.Tensor]
 
 
 def int8_ffn_bf16(tower: M) -> M:
     """A copy with each BERT layer's feed-forward Linears (intermediate.dense, output.dense: 2/3 of the weights)
     dynamically quantised to int8 and the other Linears in bf16 (run under bf16 autocast)."""
-    import copy
-    import warnings
-
     ffn = {n for n, m in tower.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-2:] in
            (["intermediate", "dense"], ["output", "dense"]) and ".attention." not in n}
     with warnings.catch_warnings():
@@ -43,15 +58,17 @@ def int8_ffn_bf16(tower: M) -> M:
 
 def towers(model: Any) -> dict[str, tuple[Any, bool]]:
     """name -> (text tower, run under bf16 autocast); the same weights in every variant."""
-    import copy
-
     fp32 = model.text_model
-    return {"fp32": (fp32, False), "bf16-autocast": (fp32, True), "bf16": (bf16_matmul_weights(fp32), True),
-            "bf16-full": (copy.deepcopy(fp32).to(torch.bfloat16), False), "int8": (int8_dynamic(fp32), False),
-            "int8-ffn+bf16": (int8_ffn_bf16(fp32), True)}
+    out = {"fp32": (fp32, False), "bf16-autocast": (fp32, True), "bf16": (bf16_matmul_weights(fp32), True)}
+    if can_pack(model.device):
+        out["bf16-packed"] = (pack_bf16_linears(fp32), True)
+        out["bf16-fast"] = (FastTextTower(fp32), True)
+    out.update({"bf16-full": (copy.deepcopy(fp32).to(torch.bfloat16), False), "int8": (int8_dynamic(fp32), False),
+                "int8-ffn+bf16": (int8_ffn_bf16(fp32), True)})
+    return out
 
 
-def encoder(tower: Any, autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -> Callable[[], torch.Tensor]:
+def encoder(tower: Any, autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -> Call:
     """A call encoding ``ids``/``mask`` [B, T] once: unnormalised [B, D] float32."""
     def call() -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -59,35 +76,100 @@ def encoder(tower: Any, autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -
     return call
 
 
-def _variants(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
-    """name -> a call encoding the query once (unnormalised [1, D])."""
-    return {name: encoder(tower, autocast, ids, mask) for name, (tower, autocast) in towers(model).items()}
+def graph_encoder(fn: Callable[..., torch.Tensor], autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -> Call:
+    """As :func:`encoder` for a traced or compiled ``fn(ids, mask)`` -> [B, D]."""
+    def call() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return fn(ids, mask).float()
+    return call
 
 
-def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16) -> dict[str, Any]:
-    """p50 ms per (threads, variant), ratio to fp32 at the same threads, and the variant the query path uses."""
+class _Project(nn.Module):
+    """``tower.project`` as a module's forward, for tracing and compiling: ids, mask [B, T] -> [B, D]."""
+
+    def __init__(self, tower: nn.Module) -> None:
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.tower.project(ids, mask)  # type: ignore[operator]
+
+
+def _jit(tower: nn.Module, autocast: bool, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+    with warnings.catch_warnings(), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python in transformers
+        traced = torch.jit.freeze(torch.jit.trace(_Project(tower).eval(), (ids, mask), check_trace=False))
+        return torch.jit.optimize_for_inference(traced) if not autocast else traced
+
+
+def _compiled(tower: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+    import torch._inductor.config as inductor
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        raise RuntimeError("no C++ compiler on PATH (inductor's CPU backend needs one)")
+    with inductor.patch(freezing=True):
+        fn = torch.compile(_Project(tower).eval(), dynamic=False)
+        graph_encoder(fn, True, ids, mask)()  # compiles (weights frozen and prepacked) on the first call
+    return fn
+
+
+def graph_variants(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[dict[str, Call], dict[str, Any]]:
+    """(name -> call, name -> preparation seconds or the reason it failed) for the jit and compiled variants."""
+    fp32 = model.text_model
+    plans: dict[str, tuple[Callable[[], Any], bool]] = {
+        "jit-fp32": (lambda: _jit(fp32, False, ids, mask), False),
+        "jit-bf16": (lambda: _jit(bf16_matmul_weights(fp32), True, ids, mask), True),
+        "compiled-bf16": (lambda: _compiled(bf16_matmul_weights(fp32), ids, mask), True)}
+    calls: dict[str, Call] = {}
+    prepare: dict[str, Any] = {}
+    for name, (build, autocast) in plans.items():
+        start = time.perf_counter()
+        try:
+            calls[name] = graph_encoder(build(), autocast, ids, mask)
+            calls[name]()
+            prepare[name] = round(time.perf_counter() - start, 1)
+        except Exception as exc:  # a variant this torch or machine cannot build is reported, not fatal
+            prepare[name] = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
+    return calls, prepare
+
+
+def _time(calls: dict[str, Call], rounds: int) -> dict[str, dict[str, float]]:
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for call in calls.values():
+        call(), call()  # warm-up
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    return {k: {"p50_ms": round(p50[k], 2), "p95_ms": round(float(np.percentile(v, 95)) * 1000, 2),
+                "ratio_to_fp32": round(p50[k] / p50["fp32"], 3)} for k, v in times.items()}
+
+
+def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: bool = True) -> dict[str, Any]:
+    """p50/p95 ms per (threads, variant), ratio to fp32 at the same threads, and the variant the query path uses."""
     query = query_of_tokens(model.tokenizer, tokens)
     ids, mask = model.tokenizer([query])
-    calls = _variants(model, ids, mask)
+    calls = {name: encoder(tower, autocast, ids, mask) for name, (tower, autocast) in towers(model).items()}
+    prepare: dict[str, Any] = {}
+    if graphs and model.device.type == "cpu":
+        graph_calls, prepare = graph_variants(model, ids, mask)
+        calls.update(graph_calls)
+    ref = torch.nn.functional.normalize(calls["fp32"](), dim=1)
+    cosine = {k: round(float((torch.nn.functional.normalize(c(), dim=1) * ref).sum()), 6) for k, c in calls.items()}
     before = torch.get_num_threads()
     table: dict[str, dict[str, Any]] = {}
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            times: dict[str, list[float]] = {k: [] for k in calls}
-            for call in calls.values():
-                call(), call()  # warm-up
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    t0 = time.perf_counter()
-                    call()
-                    times[name].append(time.perf_counter() - t0)
-            p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
-            table[str(threads)] = {k: {"p50_ms": round(v, 2), "ratio_to_fp32": round(v / p50["fp32"], 3)}
-                                   for k, v in p50.items()}
+            table[str(threads)] = _time(calls, rounds)
     finally:
         torch.set_num_threads(before)
     cpu = torch.device("cpu")
-    return {"query_tokens": tokens, "rounds": rounds, "threads": table, "native_bf16": native_bf16(cpu),
-            "query_path": {"bf16_bundle": query_precision("bf16", cpu), "fp32_bundle": query_precision("fp32", cpu)},
+    bf16_path = "bf16-fast" if can_pack(cpu) else "bf16"
+    return {"query_tokens": tokens, "rounds": rounds, "threads": table, "prepare_s": prepare,
+            "cosine_to_fp32": cosine, "native_bf16": native_bf16(cpu),
+            "query_path": {"bf16_bundle": query_precision("bf16", cpu), "fp32_bundle": query_precision("fp32", cpu),
+                           "bf16_variant": bf16_path},
             "goal_p50_ms": 15.0, "note": "one query per call, batch 1, no padding; machine shared (loaded)"}

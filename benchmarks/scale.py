@@ -27,7 +27,7 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
     if "query_encode" in sections:
         from benchmarks.query_encode import run_query_encode
 
-        res["query_encode"] = run_query_encode(model, rounds=3 if smoke else 15)
+        res["query_encode"] = run_query_encode(model, rounds=3 if smoke else 15, graphs=not smoke)
     if "precision" in sections:
         from benchmarks.precision import run_precision
 

@@ -15,16 +15,19 @@ from typing import Any
 import torch
 from PIL import Image
 
-from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights
+from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights, can_pack
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings, ImageModel
 from cxr_explorer.retrieval.models.loading import build_tiny, load_image_model, load_text_model
 from cxr_explorer.retrieval.models.precision import Precision, resolve_precision
 from cxr_explorer.retrieval.models.registry import ModelSpec, get_spec
+from cxr_explorer.retrieval.models.text_fast import FastTextTower
 from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer
 from cxr_explorer.retrieval.models.weights import resolve_weights
 from cxr_explorer.retrieval.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
+TextTower = CXRBertModel | FastTextTower
+"""A text encoder with ``project(ids, mask)``: the plain tower, or its lean bf16 CPU forward (``text_fast``)."""
 
 
 @dataclass(frozen=True)
@@ -73,23 +76,31 @@ class VLModel:
         self.precision: Precision = precision
         self.preprocessing = Preprocessing(resize=spec.resize, crop=spec.crop)
         self.image_model = image_model.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.text_model = text_model.to(device).eval()
+        self.text_model: TextTower = text_model.to(device).eval()
         self.tokenizer = tokenizer
         if precision == "bf16":  # loaded for bf16: cast the matmul weights once, in place (fastpath docstring)
             bf16_matmul_weights(self.image_model, in_place=True)
-            bf16_matmul_weights(self.text_model, in_place=True)
+            self.text_model = self._bf16_text(text_model, in_place=True)
         self._loaded_as: Precision = precision
-        self._bf16_towers: tuple[ImageModel, CXRBertModel] | None = None
+        self._bf16_towers: tuple[ImageModel, TextTower] | None = None
 
-    def towers(self) -> tuple[ImageModel, CXRBertModel]:
+    def towers(self) -> tuple[ImageModel, TextTower]:
         """(image, text) encoders for the current ``precision``; an fp32 model switched to bf16 gets bf16 copies."""
         if self.precision == self._loaded_as:
             return self.image_model, self.text_model
         if self.precision == "bf16":
             if self._bf16_towers is None:
-                self._bf16_towers = (bf16_matmul_weights(self.image_model), bf16_matmul_weights(self.text_model))
+                assert isinstance(self.text_model, CXRBertModel)  # loaded as fp32: the plain tower
+                self._bf16_towers = (bf16_matmul_weights(self.image_model), self._bf16_text(self.text_model))
             return self._bf16_towers
         raise RuntimeError("this model was loaded in bf16 (weights cast once); load it again with precision fp32")
+
+    def _bf16_text(self, tower: CXRBertModel, in_place: bool = False) -> TextTower:
+        """The text tower for bf16: the lean forward with packed weights where the CPU allows (``text_fast``; it
+        shares the embeddings and LayerNorms with ``tower`` and copies nothing else), else Linears cast to bf16."""
+        if can_pack(self.device):
+            return FastTextTower(tower)
+        return bf16_matmul_weights(tower, in_place)
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cxr_explorer.index import runner
-from cxr_explorer.index.sentences import TextCache, normalise
+from cxr_explorer.index.sentences import TextCache, normalise, token_batches
 from cxr_explorer.retrieval.bundle import Bundle
 from tests.helpers.corpora import write_good_csv
 
@@ -44,6 +44,24 @@ def test_cache_encodes_each_key_once_and_matches_a_direct_encode(tiny_model, cal
     direct = tiny_model.embed_texts(["Heart size normal.", "No effusion."]).numpy()
     np.testing.assert_allclose(vecs[[0, 1, 3]], direct[[0, 0, 0]], atol=1e-5)
     np.testing.assert_allclose(again, direct[[1, 0]], atol=1e-5)
+
+
+def test_token_batches_group_by_length_within_row_and_token_limits() -> None:
+    lengths = [300, 5, 12, 7, 300, 600, 6, 150]
+    batches = token_batches(lengths, max_rows=3, max_tokens=640)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every text exactly once
+    assert [[lengths[i] for i in b] for b in batches] == [[5, 6, 7], [12, 150], [300, 300], [600]]
+    for b in batches:
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 640)
+    assert token_batches([], 8) == []
+
+
+def test_mixed_lengths_in_token_batches_embed_as_one_by_one(tiny_model) -> None:
+    texts = ["No effusion.", "Heart size normal and lungs clear. " * 6, "Mild cardiomegaly.", "Left base opacity."]
+    vecs, ok = TextCache.for_model(tiny_model).embed(tiny_model, texts, batch=2)
+    one_by_one = np.concatenate([tiny_model.embed_texts([t]).numpy() for t in texts])
+    assert ok.all()
+    np.testing.assert_allclose(vecs, one_by_one, atol=1e-5)  # batching and padding change nothing
 
 
 def test_refused_text_is_marked_not_cached(tiny_model) -> None:
