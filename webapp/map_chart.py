@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from typing import Any, cast
 
 import altair as alt
 import numpy as np
@@ -118,6 +119,17 @@ def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) 
         tooltip=tooltip,
     ).add_params(pick, box)
     return alt.LayerChart(layer=[points_chart], height=520)
+
+
+def spec_and_table(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None
+                   ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(the Vega-Lite spec of :func:`chart` without its data, the points table [M(+1 with the query), 7]) for
+    ``st.vega_lite_chart(table, spec)``: the table travels as Arrow, and Altair's own inlining (which refuses more
+    than 5,000 rows) is never asked for."""
+    layered = chart(points, colour, query)
+    table = layered.data  # Altair lifts the one layer's table to the top
+    layered.data = alt.Undefined
+    return layered.to_dict(), cast(pd.DataFrame, table)  # the layer names Altair's placeholder, Streamlit fills it
 
 
 def legend(points: MapPoints) -> list[tuple[str, str]]:

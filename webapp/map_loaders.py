@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from cxr_explorer.retrieval.targets import Target
 from cxr_explorer.webapp import loaders
-from cxr_explorer.webapp.map_chart import MAX_HOVER_THUMBS, MapPoints, chart, thumb_uri
+from cxr_explorer.webapp.map_chart import MAX_HOVER_THUMBS, MapPoints, spec_and_table, thumb_uri
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing hover thumbnails…")
@@ -38,11 +39,11 @@ def map_points(bundle_dir: str, target: str, method: str, colour: str) -> MapPoi
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def chart_spec(bundle_dir: str, target: str, method: str, colour: str,
-               query: tuple[str, float, float] | None) -> dict[str, Any]:
-    """The Vega-Lite spec of the Map's chart (:func:`webapp.map_chart.chart`) for one view and query position
-    ``(text, x, y)``: built and validated by Altair once per view, not on every rerun (that was most of the page's
-    script time). Call it only where :func:`map_points` has the map."""
+               query: tuple[str, float, float] | None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """:func:`webapp.map_chart.spec_and_table` for one view and query position ``(text, x, y)``, once per view (Altair's
+    build and validation were most of the page's script time on every rerun). Call it only where :func:`map_points`
+    has the map."""
     points = map_points(bundle_dir, target, method, colour)
     assert points is not None  # the page checks map_points first
     star = None if query is None else (query[0], np.array(query[1:], dtype=np.float32))
-    return cast(dict[str, Any], chart(points, colour, star).to_dict())
+    return spec_and_table(points, colour, star)

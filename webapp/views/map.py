@@ -89,8 +89,9 @@ if last:
 else:
     st.caption("Run a text search to see the query's position (★) on the map.")
 st.markdown(f"**{em.method} of {len(points.rows)} {em.target} embeddings (stored by the offline job)**")
-event = st.vega_lite_chart(map_loaders.chart_spec(bundle_dir, target, method, colour, query), on_select="rerun",
-                           key="map_chart", selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
+spec, frame = map_loaders.chart_spec(bundle_dir, target, method, colour, query)
+event = st.vega_lite_chart(frame, spec, on_select="rerun", key="map_chart",
+                           selection_mode=(map_chart.PICK, map_chart.BOX), width="stretch")
 st.html(map_chart.legend_html(points, colour, query is not None))
 st.html(map_chart.TOOLTIP_CSS)
 st.caption("Hover a point for its thumbnail" + (f" (sent for the first {map_chart.MAX_HOVER_THUMBS:,} cases only)"
