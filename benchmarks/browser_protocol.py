@@ -16,9 +16,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from benchmarks.browser_timing import FINISHED_EARLY_FOR_RERUN
 from benchmarks.common import ms_stats
-
-FINISHED_EARLY_FOR_RERUN = 2  # ForwardMsg.script_finished value of a run cut short by a newer one
 
 
 async def _run(ws: Any, query_string: str, expect: str | None) -> tuple[float, bool]:

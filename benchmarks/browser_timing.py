@@ -18,6 +18,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+# ForwardMsg.script_finished of a run cut short by a newer one (Streamlit's enum; the page recorder and the protocol
+# clients both skip it)
+FINISHED_EARLY_FOR_RERUN = 2
+
 RECORDER_JS = """
 (() => {
   const log = window.__cxrWs = {frames: [], input: 0};
@@ -27,12 +31,12 @@ RECORDER_JS = """
     return btoa(s); };
   for (const ev of ['pointerdown', 'keydown']) addEventListener(ev, () => { log.input = now(); }, true);
   // a message that ends a script run: a ForwardMsg whose top-level field 6 (script_finished) is set to anything but
-  // FINISHED_EARLY_FOR_RERUN (2); protobuf wire format walked by hand (varints, length-delimited fields skipped)
+  // FINISHED_EARLY_FOR_RERUN; protobuf wire format walked by hand (varints, length-delimited fields skipped)
   const endsRun = (buf) => { const a = new Uint8Array(buf); let i = 0;
     const varint = () => { let v = 0, s = 1, b;
       do { b = a[i++]; v += (b & 127) * s; s *= 128; } while (b & 128); return v; };
     while (i < a.length) { const tag = varint(), field = Math.floor(tag / 8), wire = tag % 8;
-      if (wire === 0) { const v = varint(); if (field === 6) return v !== 2; }
+      if (wire === 0) { const v = varint(); if (field === 6) return v !== __EARLY__; }
       else if (wire === 2) { const n = varint(); i += n; }  // not `i += varint()`: that adds to the old i
       else if (wire === 1) i += 8; else if (wire === 5) i += 4; else return false; }
     return false; };
@@ -69,6 +73,7 @@ RECORDER_JS = """
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
 })();
 """
+RECORDER_JS = RECORDER_JS.replace("__EARLY__", str(FINISHED_EARLY_FOR_RERUN))
 # idle now after a run that finished at or after t0 (the action's start, page clock): the first idle frame after
 # the last finished run (the page's clock), else false
 IDLE_AT_JS = ("(t0) => { const l = window.__cxrWs; return (l && l.idleAt && l.finished >= t0 && l.idleAt >= l.finished "
