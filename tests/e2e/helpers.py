@@ -90,10 +90,14 @@ def own_pages(chromium: Any) -> Iterator[Any]:
 
 
 def settle(page: Any) -> None:
-    """Wait until Streamlit has finished the current run (no running status, no stale elements)."""
+    """Wait until Streamlit has finished the current run: the app's own script state back at ``notRunning``, no
+    running status and no stale elements. The status widget shows only after a few hundred ms and nothing is stale
+    after a page switch, so those two alone let a test act while a run is still drawing (and a dropdown opened then
+    is closed by the run's next delta)."""
     from playwright.sync_api import expect
 
     page.wait_for_timeout(400)
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
     expect(page.locator('[data-stale="true"]')).to_have_count(0)
 

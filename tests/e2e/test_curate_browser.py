@@ -60,6 +60,8 @@ def open_curate(page, url: str, curator: str, check: str = "Label issues") -> No
     collapse = page.locator('[data-testid="stSidebarCollapseButton"] button')
     if phone and collapse.is_visible():  # it stays open over the page on a phone
         collapse.click()
+        expect(page.locator('[data-testid="stSidebar"]')).to_have_attribute("data-collapsed", "true")
+        page.wait_for_timeout(400)  # its slide-out transition, which would take the dropdown's first click
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Check").click()
     page.get_by_role("option", name=check).click()
     settle(page)
