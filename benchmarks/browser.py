@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import browser_timing
+from benchmarks import browser_cost, browser_timing
 from benchmarks.browser_protocol import concurrent_protocol
 from benchmarks.common import ms_stats
 
@@ -176,21 +176,29 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool, has_pairs: bool =
                for k, v in out.items()}, "failed": failed}
 
 
-def search_cpu(page: Any, url: str, repeats: int) -> dict[str, float]:
-    """``repeats`` new searches under Chromium's sampling profiler: the page's main-thread time per search, split
-    (:func:`benchmarks.browser_timing.cpu_split`)."""
+def search_cost(browser: Any, page: Any, url: str, repeats: int, sessions: int) -> dict[str, float]:
+    """``repeats`` new searches under a Chromium trace: CPU ms per search of the browser's processes, the server and
+    the driver, and the page's main thread split (:func:`benchmarks.browser_cost.measure`), plus ``floor_ms``: the
+    least time ``sessions`` such searches at once can take with their browsers on this machine's cores."""
+    import json
+
     page.goto(url)
     _idle(page, "Type a query")
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("Profiler.enable")
-    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
-    cdp.send("Profiler.start")
-    for i in range(repeats):
-        q = f"{QUERIES[i % len(QUERIES)]} cpu {i}"
-        _timed(partial(_search, page, q), page, f"“{q}”")
-    profile = cdp.send("Profiler.stop")["profile"]
-    cdp.detach()
-    return browser_timing.cpu_split(profile, repeats)
+
+    def run() -> Iterator[float]:
+        for i in range(repeats):
+            q = f"{QUERIES[i % len(QUERIES)]} cost {i}"
+            yield _timed(partial(_search, page, q), page, f"“{q}”")[0]
+
+    def stop() -> list[dict[str, Any]]:
+        trace = json.loads(browser.stop_tracing())
+        return trace["traceEvents"] if isinstance(trace, dict) else trace
+
+    cost = browser_cost.measure(run, partial(browser.start_tracing, page=page,
+                                             categories=browser_cost.TRACE_CATEGORIES), stop, repeats)
+    cores = os.cpu_count() or 1
+    floor = browser_cost.floor_ms(cost, sessions, cores)
+    return {**cost, "searches": repeats, "cores": cores, "sessions": sessions, "floor_ms": floor}
 
 
 async def _session(browser: Any, url: str, repeats: int, offset: int) -> tuple[list[float], int, list[dict]]:
@@ -280,14 +288,14 @@ def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
                     browser_timing.install(page)
                     timings = actions(page, url, repeats, has_umap, has_pairs)
-                    cpu = search_cpu(page, url, repeats)
+                    cost = search_cost(browser, page, url, repeats, sessions)
                 finally:
                     browser.close()
             concurrent = asyncio.run(_concurrent(url, sessions, max(2, repeats // 2)))
             server_only = concurrent_protocol(url, sessions, max(2, repeats // 2), QUERIES)
             alone = concurrent_protocol(url, 1, repeats, QUERIES)
         out[name] = {"items": int(manifest["count"]), "model": manifest["model"]["name"], "actions": timings,
-                     "search_page_cpu": cpu, "search_server_alone": alone, "concurrent": concurrent,
+                     "search_cost": cost, "search_server_alone": alone, "concurrent": concurrent,
                      "concurrent_protocol": server_only}
     return out
 

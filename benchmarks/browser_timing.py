@@ -180,14 +180,19 @@ def browser_lines(b: dict[str, Any]) -> list[str]:
                 "|---|---|---|---|---|---|---|---|---|---|"]
         out += [_action_row(a, v, failed.get(a, 0)) for a, v in acts.items() if a != "failed" and "p50_ms" in v]
         out += [f"| {a} | - | - | 0 | {n} | | | | | |" for a, n in failed.items() if a not in acts]
-        cpu, alone = r.get("search_page_cpu"), r.get("search_server_alone", {})
-        if cpu and alone.get("n"):
-            out += ["", f"Where a new search goes: the server alone (a protocol client, nothing rendered) "
-                    f"{alone['p50_ms']:.0f} ms p50 from the request to the run's end; the page's main thread per "
-                    f"search (Chromium's profiler): JavaScript {cpu['script_ms']} ms (Streamlit's React/emotion "
-                    f"code), Chromium's style/layout/paint {cpu['browser_ms']} ms, GC {cpu['gc_ms']} ms, idle "
-                    f"{cpu['idle_ms']} ms. The browser's share is Streamlit's frontend: it moves with fewer elements "
-                    "per result, not with server work."]
+        cost, alone = r.get("search_cost"), r.get("search_server_alone", {})
+        if cost and alone.get("n"):
+            out += ["", f"What a new search costs: the server alone (a protocol client, nothing rendered) "
+                    f"{alone['p50_ms']:.0f} ms p50 from the request to the run's end. CPU per search in the browser "
+                    f"(a trace of {cost['searches']} searches): Chromium's processes {cost['browser_cpu_ms']} ms, the "
+                    f"server {cost['server_cpu_ms']} ms, the Playwright driver {cost['driver_cpu_ms']} ms. The page's "
+                    f"main thread {cost['main_busy_ms']} ms: Streamlit's frontend JavaScript {cost['main_js_app']}, "
+                    f"the measurement's own scripts {cost['main_js_measurement']}, GC {cost['main_gc']}, style "
+                    f"{cost['main_style']}, layout {cost['main_layout']}, paint and compositing {cost['main_paint']}, "
+                    f"image decode {cost['main_image_decode']}, other native work in tasks (websocket, IPC, "
+                    f"scheduling) {cost['main_other']}. So {cost['sessions']} searches at once with their browsers "
+                    f"on these {cost['cores']} cores take at least {cost['floor_ms']:.0f} ms "
+                    "(sessions x (browser + server CPU) / cores)."]
         c = r.get("concurrent", {})
         if c:
             split = c.get("split_p50", {})
@@ -204,18 +209,3 @@ def browser_lines(b: dict[str, Any]) -> list[str]:
                     f"{'met' if proto['p95_ms'] <= 3000 else 'NOT met'}), errors {proto['errors']}"]
         out.append("")
     return out
-
-
-def cpu_split(profile: dict[str, Any], actions: int) -> dict[str, float]:
-    """Where the page's main thread spent a Chromium CPU profile (``Profiler.stop``'s ``profile``), per action in ms:
-    ``script_ms`` (JavaScript: Streamlit's React and emotion code, protobuf), ``browser_ms`` (Chromium's own work on
-    that thread: style, layout, paint, parsing; the profile's "(program)"), ``gc_ms`` and ``idle_ms`` (waiting:
-    for the server, or for the next frame)."""
-    nodes = {n["id"]: n["callFrame"]["functionName"] for n in profile["nodes"]}
-    total = {"(program)": 0.0, "(idle)": 0.0, "(garbage collector)": 0.0, "script": 0.0}
-    for node, delta_us in zip(profile["samples"], profile["timeDeltas"], strict=False):
-        name = nodes[node]
-        total[name if name in total else "script"] += delta_us / 1000
-    n = max(actions, 1)
-    return {"script_ms": round(total["script"] / n, 1), "browser_ms": round(total["(program)"] / n, 1),
-            "gc_ms": round(total["(garbage collector)"] / n, 1), "idle_ms": round(total["(idle)"] / n, 1)}

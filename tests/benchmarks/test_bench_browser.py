@@ -41,5 +41,7 @@ def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
     assert out["concurrent"]["errors"] == 0 and out["concurrent"]["n"] == 4
     assert out["concurrent_protocol"]["errors"] == 0 and out["concurrent_protocol"]["n"] == 4
     assert out["search_server_alone"]["errors"] == 0 and out["search_server_alone"]["n"] == 2
-    cpu = out["search_page_cpu"]
-    assert cpu["script_ms"] > 0 and cpu["browser_ms"] > 0, cpu
+    cost = out["search_cost"]
+    assert cost["browser_cpu_ms"] > 0 and cost["server_cpu_ms"] > 0 and cost["main_js_app"] > 0, cost
+    assert cost["main_busy_ms"] >= cost["main_js_app"] + cost["main_style"], cost
+    assert cost["floor_ms"] >= cost["sessions"] * cost["browser_cpu_ms"] / cost["cores"] - 0.1, cost
