@@ -99,7 +99,7 @@ def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     return {"max_map_diff": round(worst, 5), "within_0_01": worst <= 0.01, "images": n_images,
             "phrases": len(texts), f"disk_gb_{MIMIC_IMAGES}_images": {"fp16": round(fp16, 2), "int8": round(int8, 2),
                                                                      "saved": round(fp16 - int8, 2)},
-            "note": "codec retrieval/patch_codec.py; not yet a bundle format option"}
+            "note": "codec retrieval/patch_codec.py; the bundle stores it with `build --patch-store int8`"}
 
 
 def run_growth(model: Any, smoke: bool, full: bool = False) -> dict[str, Any]:
