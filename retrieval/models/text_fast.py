@@ -7,7 +7,14 @@ forward computes the same function with fewer, larger calls:
 * every Linear packed once for oneDNN (:class:`retrieval.models.fastpath.PackedLinear`);
 * no work whose result is thrown away: the embedding needs only the last layer's [CLS] row, so that layer's attention
   output, LayerNorms and feed-forward run on one row per text (keys and values still come from every token);
-* no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise.
+* no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise;
+* ``fused`` (the default, what the query path runs): the feed-forward GELU and both residual sums run as oneDNN
+  post-ops of their matmuls (:meth:`PackedLinear.gelu`, :meth:`PackedLinear.add`) and the hidden state stays bf16
+  between layers, so no separate GELU, add or dtype-cast pass runs over the activations (``fused=False``: the
+  previous forward, fp32 residual stream, kept as a benchmark row).
+
+A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from memory, not by arithmetic
+(``benchmarks.query_profile``): everything here removes work around those matmuls, none of it can remove the matmuls.
 
 Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.project`` up to bf16 rounding
 (``tests/unit/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied; the Linears
@@ -27,7 +34,7 @@ from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linea
 from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
 
 
-def _fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
+def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
     """One Linear [3H, H] holding a BertSelfAttention's query, key and value projections, in that order."""
     parts = (attention.query, attention.key, attention.value)
     fused = nn.Linear(parts[0].in_features, 3 * parts[0].out_features)
@@ -40,10 +47,11 @@ def _fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
 class FastBertLayer(nn.Module):
     """One post-LayerNorm BERT layer: fused packed qkv, SDPA, packed output and feed-forward Linears."""
 
-    def __init__(self, layer: BertLayer, heads: int) -> None:
+    def __init__(self, layer: BertLayer, heads: int, fused: bool = True) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = PackedLinear(_fused_qkv(layer.attention.self))
+        self.fused = fused
+        self.qkv = PackedLinear(fused_qkv(layer.attention.self))
         self.attn_out = PackedLinear(layer.attention.output.dense)
         self.attn_norm = layer.attention.output.LayerNorm
         self.ffn_in = PackedLinear(layer.intermediate.dense)
@@ -60,18 +68,24 @@ class FastBertLayer(nn.Module):
             q, h = q[:, :, :1], h[:, :1]
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         ctx = ctx.transpose(1, 2).reshape(b, h.shape[1], width)
+        if self.fused:  # bf16 in, bf16 out: GELU and residual sums in the matmuls' epilogues
+            a = self.attn_norm(self.attn_out.add(ctx, h))
+            return self.ffn_norm(self.ffn_out.add(self.ffn_in.gelu(a), a))
         a = self.attn_norm(self.attn_out(ctx) + h)
         return self.ffn_norm(self.ffn_out(F.gelu(self.ffn_in(a))) + a)
 
 
 class FastTextTower(nn.Module):
-    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU)."""
+    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU).
 
-    def __init__(self, tower: CXRBertModel) -> None:
+    ``fused``: GELU and residual sums as matmul post-ops, bf16 hidden state (module docstring)."""
+
+    def __init__(self, tower: CXRBertModel, fused: bool = True) -> None:
         super().__init__()
         bert = tower.bert
+        self.fused = fused
         self.embeddings: BertEmbeddings = bert.embeddings
-        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads)
+        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads, fused)
                                     for layer in bert.encoder.layer)
         self.cls_projection_head: BertProjectionHead = pack_bf16_linears(tower.cls_projection_head)
 
@@ -87,6 +101,7 @@ class FastTextTower(nn.Module):
         """Token ids [B, T] and mask [B, T] -> unnormalised projected [CLS] embeddings [B, P]."""
         key_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         h = self._embed(input_ids)
+        h = h.to(torch.bfloat16) if self.fused else h
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h, key_mask, cls_only=i == last)
