@@ -23,6 +23,7 @@ Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.p
 
 from __future__ import annotations
 
+import time
 from typing import cast
 
 import torch
@@ -110,3 +111,16 @@ class FastTextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, T] ids and mask -> L2-normalised [B, P]."""
         return F.normalize(self.project(input_ids, attention_mask), dim=1)
+
+    def warm_up(self, tokens: int = 16) -> float:
+        """Seconds to run one unpadded query [1, tokens] and one padded pair [2, tokens] (ids of [PAD], 0): oneDNN
+        generates its AMX/AVX-512 kernels on a tower's first calls, so a load that warms the tower keeps that
+        one-off cost off the user's first query."""
+        start = time.perf_counter()
+        ids = torch.zeros(2, tokens, dtype=torch.long)
+        mask = torch.ones_like(ids)
+        mask[1, tokens // 2:] = 0
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            self.project(ids[:1], mask[:1])
+            self.project(ids, mask)
+        return time.perf_counter() - start

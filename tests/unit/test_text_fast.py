@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 import pytest
@@ -74,9 +75,13 @@ def test_fast_tower_shares_embeddings_and_packs_every_matmul() -> None:
     assert (qkv.in_features, qkv.out_features) == (hidden, 3 * hidden)
 
 
-def test_bf16_models_use_the_fast_tower_and_agree_with_fp32() -> None:
-    loaded_bf16 = load_model("tiny-random", device="cpu", precision="bf16")
+def test_bf16_models_use_the_fast_tower_and_agree_with_fp32(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="cxr_explorer.retrieval.models.api"):
+        loaded_bf16 = load_model("tiny-random", device="cpu", precision="bf16")
+    said = [r.getMessage() for r in caplog.records if "text path" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("bf16 text path: bf16-fused") and "warmed up in" in said[0]
     switched = load_model("tiny-random", device="cpu")
+    assert switched.text_path == "fp32" and loaded_bf16.text_path == "bf16-fused"
     want = switched.embed_texts(TEXTS)  # fp32
     switched.precision = "bf16"
     assert isinstance(loaded_bf16.text_model, FastTextTower) and isinstance(switched.towers()[1], FastTextTower)
