@@ -4,7 +4,9 @@ children run one after another, alternating over ``repeats`` passes so that a ne
 
 Each child builds the seeded real-size model, times the shipped bf16 tower (``bf16-fused``) and the plain fp32
 tower on a 16-token query at 1 and 2 threads (p50 over ``rounds``) and prints one JSON line; the parent reports the
-median over passes per variant and its ratio to ``default`` at the same thread count.
+median over passes per variant and its ratio to ``default`` at the same thread count. ``first_query_2_threads``:
+each fresh process's first bf16 query (oneDNN generates its kernels on first use), without and with
+``FastTextTower.warm_up`` at load (what ``VLModel`` runs when it builds the bf16 tower), and the warm-up's seconds.
 
     .venv/bin/python -m benchmarks.query_env [--repeats 2] [--rounds 15]
 """
@@ -29,10 +31,12 @@ class EnvVariant:
     name: str
     env: dict[str, str] = field(default_factory=dict)
     fp32_as_bf16: bool = False
+    warm_up: bool = False  # FastTextTower.warm_up() before the first query, as VLModel does at load
 
 
 VARIANTS: tuple[EnvVariant, ...] = (
     EnvVariant("default"),
+    EnvVariant("default, warmed up at load", warm_up=True),
     EnvVariant("isa-avx512-bf16 (AMX off)", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}),
     EnvVariant("omp-passive", {"OMP_WAIT_POLICY": "PASSIVE"}),
     EnvVariant("omp-active", {"OMP_WAIT_POLICY": "ACTIVE"}),
@@ -40,8 +44,9 @@ VARIANTS: tuple[EnvVariant, ...] = (
 )
 
 
-def _child(rounds: int, fp32_as_bf16: bool) -> dict[str, Any]:
-    """p50 ms per (threads, tower) in this process: ``bf16-fused`` and ``fp32`` on a 16-token query."""
+def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
+    """p50 ms per (threads, tower) in this process: ``bf16-fused`` and ``fp32`` on a 16-token query; and the first
+    bf16 query's ms in this fresh process (after ``FastTextTower.warm_up`` when ``warm_up``, its seconds too)."""
     import torch
 
     from benchmarks.common import seeded_model
@@ -53,17 +58,22 @@ def _child(rounds: int, fp32_as_bf16: bool) -> dict[str, Any]:
     model = seeded_model("biovil")
     ids, mask = model.tokenizer([query_of_tokens(model.tokenizer, 16)])
     fast = FastTextTower(model.text_model)
+    torch.set_num_threads(2)
+    out: dict[str, Any] = {"warm_up_s": round(fast.warm_up(), 3) if warm_up else None}
 
     def bf16() -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             fast.project(ids, mask)
+
+    t0 = time.perf_counter()
+    bf16()
+    out["first_query_ms"] = round((time.perf_counter() - t0) * 1000, 2)
 
     def fp32() -> None:
         with torch.inference_mode():
             model.text_model.project(ids, mask)
 
     calls = {"bf16-fused": bf16, "fp32": fp32}
-    out: dict[str, Any] = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
         times: dict[str, list[float]] = {k: [] for k in calls}
@@ -86,12 +96,15 @@ def run_query_env(repeats: int = 2, rounds: int = 15) -> dict[str, Any]:
         for v in VARIANTS:
             cmd = [sys.executable, "-m", "benchmarks.query_env", "--child", "--rounds", str(rounds)]
             cmd += ["--fp32-as-bf16"] if v.fp32_as_bf16 else []
+            cmd += ["--warm-up"] if v.warm_up else []
             proc = subprocess.run(cmd, env={**os.environ, **v.env}, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 failed[v.name] = proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else "no output"
                 continue
             runs[v.name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    table: dict[str, Any] = {}
+    table: dict[str, Any] = {"first_query_2_threads": {
+        name: {k: statistics.median(r[k] for r in rs) if rs[0][k] is not None else None
+               for k in ("first_query_ms", "warm_up_s")} for name, rs in runs.items() if rs}}
     for threads in ("1", "2"):
         med = {name: {tower: round(statistics.median(r[threads][tower] for r in rs), 2)
                       for tower in rs[0][threads]} for name, rs in runs.items() if rs}
@@ -109,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fp32-as-bf16", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--warm-up", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(args.rounds, args.fp32_as_bf16)))
+        print(json.dumps(_child(args.rounds, args.fp32_as_bf16, args.warm_up)))
     else:
         print(json.dumps(run_query_env(args.repeats, args.rounds), indent=1))
     return 0
