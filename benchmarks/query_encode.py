@@ -10,16 +10,19 @@ only, fp32 residual stream: the query path until issue 12's profile); ``bf16-fus
 residual sums as oneDNN post-ops and a bf16 hidden state: what ``VLModel.embed_texts`` runs at bf16 on a native-bf16
 CPU);
 ``bf16-full`` (the whole tower in bf16, no autocast); ``int8`` (dynamic int8 Linears); ``int8-ffn+bf16`` (int8
-feed-forward Linears only, bf16 attention). A variant is usable only at recall@10 >= 0.99 vs fp32 in the ``precision``
-section (``search_query_variants_vs_fp32``).
+feed-forward Linears only, bf16 attention); ``int8w`` (int8 weights per output channel, bf16 activations, eager
+reference kernel: :mod:`benchmarks.query_int8w`). A variant is usable only at recall@10 >= 0.99 vs fp32 in the
+``precision`` section (``search_query_variants_vs_fp32``).
 
 Graph variants (:func:`graph_variants`, timing only: specialised to this query's shape, so not scored for search):
 ``jit-fp32`` (torch.jit.trace + freeze + optimize_for_inference), ``jit-bf16`` (trace + freeze under autocast over
 cast-once weights), ``compiled-bf16`` (torch.compile, inductor with weight freezing/prepacking, needs a C++
 compiler), ``compiled-fast`` (torch.compile of the lean forward over plain bf16 Linears, so that inductor's
 freezing packs them itself and fuses their bias/GELU/add epilogues; ``dynamic=False``: one compile per token-count
-bucket, the query's here). Their one-off preparation seconds (paid once per process and per query shape) are in
-``prepare_s``; ``cosine_to_fp32`` is each variant's query embedding against fp32's.
+bucket, the query's here), ``compiled-int8w`` (:mod:`benchmarks.query_int8w`: int8 weights per output channel, bf16
+activations, max-autotune: AMX micro-GEMMs that dequantise weight tiles). Their one-off preparation seconds
+(paid once per process and per query shape) are in ``prepare_s``; ``cosine_to_fp32`` is each variant's query
+embedding against fp32's.
 
 Rows that are not a tower: ``tokenize`` (``TextTokenizer.__call__`` on the query: part of a user's encode),
 ``query-path`` (``VLModel.embed_texts([query])`` at bf16: tokenize + the shipped tower + normalise, what a user
@@ -73,6 +76,10 @@ def towers(model: Any) -> dict[str, tuple[Any, bool]]:
         out["bf16-packed"] = (pack_bf16_linears(fp32), True)
         out["bf16-fast"] = (FastTextTower(fp32, fused=False), True)
         out["bf16-fused"] = (FastTextTower(fp32), True)
+    if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        from benchmarks.query_int8w import int8_weight_tower
+
+        out["int8w"] = (int8_weight_tower(fp32), True)
     out.update({"bf16-full": (copy.deepcopy(fp32).to(torch.bfloat16), False), "int8": (int8_dynamic(fp32), False),
                 "int8-ffn+bf16": (int8_ffn_bf16(fp32), True)})
     return out
@@ -138,12 +145,15 @@ def unpacked_fast(fp32: Any) -> FastTextTower:
 
 def graph_variants(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[dict[str, Call], dict[str, Any]]:
     """(name -> call, name -> preparation seconds or the reason it failed) for the jit and compiled variants."""
+    from benchmarks.query_int8w import compiled_int8w
+
     fp32 = model.text_model
     plans: dict[str, tuple[Callable[[], Any], bool]] = {
         "jit-fp32": (lambda: _jit(fp32, False, ids, mask), False),
         "jit-bf16": (lambda: _jit(bf16_matmul_weights(fp32), True, ids, mask), True),
         "compiled-bf16": (lambda: _compiled(bf16_matmul_weights(fp32), ids, mask), True),
-        "compiled-fast": (lambda: _compiled(unpacked_fast(fp32), ids, mask), True)}
+        "compiled-fast": (lambda: _compiled(unpacked_fast(fp32), ids, mask), True),
+        "compiled-int8w": (lambda: compiled_int8w(fp32, ids, mask), True)}
     calls: dict[str, Call] = {}
     prepare: dict[str, Any] = {}
     for name, (build, autocast) in plans.items():
