@@ -5,10 +5,10 @@ Eager variants (same weights; :func:`towers`, also scored for search agreement b
 ``bf16`` (matmul weights cast once, :func:`retrieval.models.fastpath.bf16_matmul_weights`: bit-identical to
 bf16-autocast); ``bf16-packed`` (Linear weights also packed once for oneDNN,
 :func:`retrieval.models.fastpath.pack_bf16_linears`); ``bf16-fast`` (packed weights in the lean forward of
-:mod:`retrieval.models.text_fast` with ``fused=False``: fused qkv, no mask for an unpadded query, last layer on [CLS]
-only, fp32 residual stream: the query path until issue 12's profile); ``bf16-fused`` (the same forward with GELU and
-residual sums as oneDNN post-ops and a bf16 hidden state: what ``VLModel.embed_texts`` runs at bf16 on a native-bf16
-CPU);
+:mod:`retrieval.models.text_fast` with ``fusion="none"``: fused qkv, no mask for an unpadded query, last layer on
+[CLS] only: the query path until issue 12's profile); ``bf16-fused-gelu`` (the same forward with the GELU in its
+matmul's epilogue: what ``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU); ``bf16-fused`` (also the
+residual sums as oneDNN post-ops, bf16 hidden state);
 ``bf16-full`` (the whole tower in bf16, no autocast); ``int8`` (dynamic int8 Linears); ``int8-ffn+bf16`` (int8
 feed-forward Linears only, bf16 attention); ``int8w`` (int8 weights per output channel, bf16 activations, eager
 reference kernel: :mod:`benchmarks.query_int8w`). A variant is usable only at recall@10 >= 0.99 vs fp32 in the
@@ -74,8 +74,9 @@ def towers(model: Any) -> dict[str, tuple[Any, bool]]:
     out = {"fp32": (fp32, False), "bf16-autocast": (fp32, True), "bf16": (bf16_matmul_weights(fp32), True)}
     if can_pack(model.device):
         out["bf16-packed"] = (pack_bf16_linears(fp32), True)
-        out["bf16-fast"] = (FastTextTower(fp32, fused=False), True)
-        out["bf16-fused"] = (FastTextTower(fp32), True)
+        out["bf16-fast"] = (FastTextTower(fp32, fusion="none"), True)
+        out["bf16-fused-gelu"] = (FastTextTower(fp32, fusion="gelu"), True)
+        out["bf16-fused"] = (FastTextTower(fp32, fusion="all"), True)
     if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
         from benchmarks.query_int8w import int8_weight_tower
 
@@ -131,9 +132,9 @@ def _compiled(tower: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> Any:
 
 
 def unpacked_fast(fp32: Any) -> FastTextTower:
-    """The lean forward (``fused=False``) over plain bf16 ``nn.Linear`` copies instead of packed ones, for
+    """The lean forward (``fusion="none"``) over plain bf16 ``nn.Linear`` copies instead of packed ones, for
     torch.compile (inductor's freezing packs plain Linears itself and cannot trace pre-packed weights)."""
-    fast = FastTextTower(fp32, fused=False)
+    fast = FastTextTower(fp32, fusion="none")
     for layer, plain in zip(fast.layers, fp32.bert.encoder.layer, strict=True):
         layer.qkv = fused_qkv(plain.attention.self).to(torch.bfloat16)
         layer.attn_out = copy.deepcopy(plain.attention.output.dense).to(torch.bfloat16)
@@ -183,7 +184,7 @@ def _time(calls: dict[str, Call], rounds: int) -> dict[str, dict[str, float]]:
 
 def shipped_variant(device: torch.device) -> str:
     """The row of :func:`towers` that ``VLModel.embed_texts`` runs at bf16 on ``device`` (``VLModel._bf16_text``)."""
-    return "bf16-fused" if can_pack(device) else "bf16"
+    return "bf16-fused-gelu" if can_pack(device) else "bf16"
 
 
 def _shipped(model: Any) -> FastTextTower | None:

@@ -2,8 +2,8 @@
 bf16 (oneDNN fpmath mode). These are read once per process, so each variant runs in its own child process; the
 children run one after another, alternating over ``repeats`` passes so that a neighbour's load falls on all alike.
 
-Each child builds the seeded real-size model, times the shipped bf16 tower (``bf16-fused``) and the plain fp32
-tower on a 16-token query at 1 and 2 threads (p50 over ``rounds``) and prints one JSON line; the parent reports the
+Each child builds the seeded real-size model, times the shipped bf16 tower (``bf16-fused-gelu``) and the plain
+fp32 tower on a 16-token query at 1 and 2 threads (p50 over ``rounds``) and prints one JSON line; the parent reports the
 median over passes per variant and its ratio to ``default`` at the same thread count. ``first_query_2_threads``:
 each fresh process's first bf16 query (oneDNN generates its kernels on first use), without and with
 ``FastTextTower.warm_up`` at load (what ``VLModel`` runs when it builds the bf16 tower), and the warm-up's seconds.
@@ -45,12 +45,13 @@ VARIANTS: tuple[EnvVariant, ...] = (
 
 
 def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
-    """p50 ms per (threads, tower) in this process: ``bf16-fused`` and ``fp32`` on a 16-token query; and the first
-    bf16 query's ms in this fresh process (after ``FastTextTower.warm_up`` when ``warm_up``, its seconds too)."""
+    """p50 ms per (threads, tower) in this process: the shipped bf16 tower and ``fp32`` on a 16-token query; and the
+    first bf16 query's ms in this fresh process (after ``FastTextTower.warm_up`` when ``warm_up``, its seconds too)."""
     import torch
 
     from benchmarks.common import seeded_model
     from benchmarks.encoders import query_of_tokens
+    from cxr_explorer.retrieval.models.api import text_path_name
     from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
     if fp32_as_bf16:
@@ -73,7 +74,7 @@ def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
         with torch.inference_mode():
             model.text_model.project(ids, mask)
 
-    calls = {"bf16-fused": bf16, "fp32": fp32}
+    calls = {text_path_name(fast, "bf16"): bf16, "fp32": fp32}
     for threads in (1, 2):
         torch.set_num_threads(threads)
         times: dict[str, list[float]] = {k: [] for k in calls}

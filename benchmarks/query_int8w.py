@@ -42,7 +42,7 @@ class Int8WeightLinear(nn.Module):
 
 
 def int8_weight_tower(fp32: Any) -> FastTextTower:
-    """The lean forward (``fused=False``) with each BERT layer's four Linears as :class:`Int8WeightLinear` (the small
+    """The lean forward (``fusion="none"``) with each BERT layer's four Linears as :class:`Int8WeightLinear` (the small
     projection head stays bf16); run under bf16 autocast."""
     fast = unpacked_fast(fp32)
     for layer in fast.layers:

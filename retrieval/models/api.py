@@ -32,11 +32,12 @@ TextTower = CXRBertModel | FastTextTower
 
 def text_path_name(tower: TextTower, precision: Precision) -> str:
     """The name of the forward ``tower`` runs at ``precision`` (the row names of ``benchmarks.query_encode``): fp32;
-    bf16 (Linears cast once); bf16-fast / bf16-fused (:mod:`retrieval.models.text_fast`, unfused / fused)."""
+    bf16 (Linears cast once); bf16-fast / bf16-fused-gelu / bf16-fused (:mod:`retrieval.models.text_fast` with
+    fusion none / gelu / all)."""
     if precision == "fp32":
         return "fp32"
     if isinstance(tower, FastTextTower):
-        return "bf16-fused" if tower.fused else "bf16-fast"
+        return {"none": "bf16-fast", "gelu": "bf16-fused-gelu", "all": "bf16-fused"}[tower.fusion]
     return "bf16"
 
 
@@ -110,7 +111,7 @@ class VLModel:
         shares the embeddings and LayerNorms with ``tower`` and copies nothing else), else Linears cast to bf16."""
         if can_pack(self.device):
             fast = FastTextTower(tower)
-            log.info("bf16 text path: %s (oneDNN packed Linears, GELU and residual sums fused); warmed up in %.2f s",
+            log.info("bf16 text path: %s (oneDNN packed Linears, GELU in the matmul); warmed up in %.2f s",
                      text_path_name(fast, "bf16"), fast.warm_up())
             return fast
         log.info("bf16 text path: bf16 (Linears cast once; no oneDNN packed bf16 Linear on this CPU or torch)")
@@ -118,7 +119,8 @@ class VLModel:
 
     @property
     def text_path(self) -> str:
-        """The text forward queries run now (:func:`text_path_name`): fp32, bf16, bf16-fast or bf16-fused."""
+        """The text forward queries run now (:func:`text_path_name`): fp32, bf16 or bf16-fused-gelu (or another
+        ``text_fast`` fusion)."""
         return text_path_name(self.towers()[1], self.precision)
 
     @contextlib.contextmanager

@@ -8,10 +8,12 @@ forward computes the same function with fewer, larger calls:
 * no work whose result is thrown away: the embedding needs only the last layer's [CLS] row, so that layer's attention
   output, LayerNorms and feed-forward run on one row per text (keys and values still come from every token);
 * no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise;
-* ``fused`` (the default, what the query path runs): the feed-forward GELU and both residual sums run as oneDNN
-  post-ops of their matmuls (:meth:`PackedLinear.gelu`, :meth:`PackedLinear.add`) and the hidden state stays bf16
-  between layers, so no separate GELU, add or dtype-cast pass runs over the activations (``fused=False``: the
-  previous forward, fp32 residual stream, kept as a benchmark row).
+* ``fusion`` (:data:`Fusion`): ``gelu`` (the default, what the query path runs) computes the feed-forward GELU in
+  its matmul's epilogue (:meth:`PackedLinear.gelu`: on the fp32 accumulator, one bf16 rounding instead of two, no
+  separate pass); ``all`` also runs both residual sums as post-ops (:meth:`PackedLinear.add`) with a bf16 hidden
+  state between layers (no add or cast passes at all, but the residual stream is rounded to bf16, which moved
+  search results more than bf16 does: ``benchmarks.precision``); ``none``: the previous forward. ``none`` and
+  ``all`` are benchmark rows (``benchmarks.query_encode``).
 
 A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from memory, not by arithmetic
 (``benchmarks.query_profile``): everything here removes work around those matmuls, none of it can remove the matmuls.
@@ -24,7 +26,7 @@ Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.p
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,10 @@ from transformers.models.bert.modeling_bert import BertCrossAttention, BertEmbed
 
 from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linears
 from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
+
+Fusion = Literal["none", "gelu", "all"]
+"""What :class:`FastBertLayer` computes in its matmuls' epilogues (module docstring)."""
+FUSIONS: tuple[Fusion, ...] = ("none", "gelu", "all")
 
 
 def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
@@ -48,10 +54,12 @@ def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
 class FastBertLayer(nn.Module):
     """One post-LayerNorm BERT layer: fused packed qkv, SDPA, packed output and feed-forward Linears."""
 
-    def __init__(self, layer: BertLayer, heads: int, fused: bool = True) -> None:
+    def __init__(self, layer: BertLayer, heads: int, fusion: Fusion = "gelu") -> None:
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         self.heads = heads
-        self.fused = fused
+        self.fusion: Fusion = fusion
         self.qkv = PackedLinear(fused_qkv(layer.attention.self))
         self.attn_out = PackedLinear(layer.attention.output.dense)
         self.attn_norm = layer.attention.output.LayerNorm
@@ -69,24 +77,25 @@ class FastBertLayer(nn.Module):
             q, h = q[:, :, :1], h[:, :1]
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         ctx = ctx.transpose(1, 2).reshape(b, h.shape[1], width)
-        if self.fused:  # bf16 in, bf16 out: GELU and residual sums in the matmuls' epilogues
+        if self.fusion == "all":  # bf16 in, bf16 out: GELU and residual sums in the matmuls' epilogues
             a = self.attn_norm(self.attn_out.add(ctx, h))
             return self.ffn_norm(self.ffn_out.add(self.ffn_in.gelu(a), a))
-        a = self.attn_norm(self.attn_out(ctx) + h)
-        return self.ffn_norm(self.ffn_out(F.gelu(self.ffn_in(a))) + a)
+        a = self.attn_norm(self.attn_out(ctx) + h)  # bf16 matmul output + fp32 residual: fp32
+        f = self.ffn_in.gelu(a) if self.fusion == "gelu" else F.gelu(self.ffn_in(a))
+        return self.ffn_norm(self.ffn_out(f) + a)
 
 
 class FastTextTower(nn.Module):
     """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU).
 
-    ``fused``: GELU and residual sums as matmul post-ops, bf16 hidden state (module docstring)."""
+    ``fusion``: what runs in the matmuls' epilogues (:data:`Fusion`, module docstring)."""
 
-    def __init__(self, tower: CXRBertModel, fused: bool = True) -> None:
+    def __init__(self, tower: CXRBertModel, fusion: Fusion = "gelu") -> None:
         super().__init__()
         bert = tower.bert
-        self.fused = fused
+        self.fusion: Fusion = fusion
         self.embeddings: BertEmbeddings = bert.embeddings
-        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads, fused)
+        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads, fusion)
                                     for layer in bert.encoder.layer)
         self.cls_projection_head: BertProjectionHead = pack_bf16_linears(tower.cls_projection_head)
 
@@ -102,7 +111,7 @@ class FastTextTower(nn.Module):
         """Token ids [B, T] and mask [B, T] -> unnormalised projected [CLS] embeddings [B, P]."""
         key_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         h = self._embed(input_ids)
-        h = h.to(torch.bfloat16) if self.fused else h
+        h = h.to(torch.bfloat16) if self.fusion == "all" else h
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h, key_mask, cls_only=i == last)

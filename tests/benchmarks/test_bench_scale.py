@@ -22,8 +22,8 @@ def test_scale_sections_smoke(tmp_path: Path) -> None:
     assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("fp32", "bf16", "bf16-autocast", "int8"))
     shipped = res["query_encode"]["query_path"]["bf16_variant"]
     assert res["precision"]["shipped_query_variant"]["name"] == shipped
-    if shipped == "bf16-fused":  # a native-bf16 CPU: the shipped tower, a user's whole encode and the profile
-        assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("bf16-fused", "tokenize", "query-path",
+    if shipped == "bf16-fused-gelu":  # a native-bf16 CPU: the shipped tower, a user's whole encode and the profile
+        assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in (shipped, "tokenize", "query-path",
                                                                         "matmul-floor"))
         profile = res["query_encode"]["profile"]["threads"]
         assert set(profile) == {"1", "2"} and all(r["ops_ms"]["matmul"] > 0 for r in profile.values())
