@@ -72,7 +72,8 @@ class PackedLinear(nn.Module):
 
     def gelu(self, x: torch.Tensor) -> torch.Tensor:
         """[..., in] -> GELU(x W^T + b) [..., out] bf16: the exact (erf) GELU fused into the matmul (a oneDNN
-        post-op on the bf16 output, as ``F.gelu(self(x))`` rounds it; no second pass over the activations)."""
+        post-op, applied to the fp32 accumulator before the one rounding to bf16, where ``F.gelu(self(x))`` rounds
+        twice and makes a second pass over the activations)."""
         return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "gelu", [], "none")
 
     def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
