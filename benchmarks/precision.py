@@ -118,6 +118,10 @@ def run_precision(model: Any, n_images: int, n_reports: int) -> dict[str, Any]:
     out["cosine_int8_query_vs_fp32"] = _cos(f["query"], q8)
     out["search_int8_queries_vs_fp32"] = {k: agreement(f["query"], f[k], q8, f[k]) for k in kinds}
     out["search_query_variants_vs_fp32"] = query_variants(model, queries, f, kinds)
+    from benchmarks.query_encode import shipped_variant
+
+    shipped = shipped_variant(model.device)  # the variant the bf16 query path runs here: its row above
+    out["shipped_query_variant"] = {"name": shipped, **out["search_query_variants_vs_fp32"].get(shipped, {})}
     return out
 
 

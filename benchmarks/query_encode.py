@@ -5,17 +5,29 @@ Eager variants (same weights; :func:`towers`, also scored for search agreement b
 ``bf16`` (matmul weights cast once, :func:`retrieval.models.fastpath.bf16_matmul_weights`: bit-identical to
 bf16-autocast); ``bf16-packed`` (Linear weights also packed once for oneDNN,
 :func:`retrieval.models.fastpath.pack_bf16_linears`); ``bf16-fast`` (packed weights in the lean forward of
-:mod:`retrieval.models.text_fast`: fused qkv, no mask for an unpadded query, last layer on [CLS] only: what
-``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU);
+:mod:`retrieval.models.text_fast` with ``fusion="none"``: fused qkv, no mask for an unpadded query, last layer on
+[CLS] only: the query path until issue 12's profile); ``bf16-fused-gelu`` (the same forward with the GELU in its
+matmul's epilogue: what ``VLModel.embed_texts`` runs at bf16 on a native-bf16 CPU); ``bf16-fused`` (also the
+residual sums as oneDNN post-ops, bf16 hidden state);
 ``bf16-full`` (the whole tower in bf16, no autocast); ``int8`` (dynamic int8 Linears); ``int8-ffn+bf16`` (int8
-feed-forward Linears only, bf16 attention). A variant is usable only at recall@10 >= 0.99 vs fp32 in the ``precision``
-section (``search_query_variants_vs_fp32``).
+feed-forward Linears only, bf16 attention); ``int8w`` (int8 weights per output channel, bf16 activations, eager
+reference kernel: :mod:`benchmarks.query_int8w`). A variant is usable only at recall@10 >= 0.99 vs fp32 in the
+``precision`` section (``search_query_variants_vs_fp32``).
 
 Graph variants (:func:`graph_variants`, timing only: specialised to this query's shape, so not scored for search):
 ``jit-fp32`` (torch.jit.trace + freeze + optimize_for_inference), ``jit-bf16`` (trace + freeze under autocast over
 cast-once weights), ``compiled-bf16`` (torch.compile, inductor with weight freezing/prepacking, needs a C++
-compiler). Their one-off preparation seconds (paid once per process and per query shape) are in ``prepare_s``;
-``cosine_to_fp32`` is each variant's query embedding against fp32's.
+compiler), ``compiled-fast`` (torch.compile of the lean forward over plain bf16 Linears, so that inductor's
+freezing packs them itself and fuses their bias/GELU/add epilogues; ``dynamic=False``: one compile per token-count
+bucket, the query's here), ``compiled-int8w`` (:mod:`benchmarks.query_int8w`: int8 weights per output channel, bf16
+activations, max-autotune: AMX micro-GEMMs that dequantise weight tiles). Their one-off preparation seconds
+(paid once per process and per query shape) are in ``prepare_s``; ``cosine_to_fp32`` is each variant's query
+embedding against fp32's.
+
+Rows that are not a tower: ``tokenize`` (``TextTokenizer.__call__`` on the query: part of a user's encode),
+``query-path`` (``VLModel.embed_texts([query])`` at bf16: tokenize + the shipped tower + normalise, what a user
+waits for) and ``matmul-floor`` (the shipped tower's packed Linears alone, back to back: the floor of any bf16
+forward). ``profile`` (:mod:`benchmarks.query_profile`) splits the shipped tower's time per op kind.
 
 Each at 1 and 2 torch threads: p50 and p95 of ``rounds`` rounds; ratios are p50 over fp32's at the same thread count,
 measured in the same rounds, so a busy neighbour slows all variants alike.
@@ -40,7 +52,7 @@ from torch import nn
 from benchmarks.encoders import query_of_tokens
 from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, can_pack, int8_dynamic, pack_bf16_linears
 from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
-from cxr_explorer.retrieval.models.text_fast import FastTextTower
+from cxr_explorer.retrieval.models.text_fast import FastTextTower, fused_qkv
 
 Call = Callable[[], torch.Tensor]
 
@@ -62,7 +74,13 @@ def towers(model: Any) -> dict[str, tuple[Any, bool]]:
     out = {"fp32": (fp32, False), "bf16-autocast": (fp32, True), "bf16": (bf16_matmul_weights(fp32), True)}
     if can_pack(model.device):
         out["bf16-packed"] = (pack_bf16_linears(fp32), True)
-        out["bf16-fast"] = (FastTextTower(fp32), True)
+        out["bf16-fast"] = (FastTextTower(fp32, fusion="none"), True)
+        out["bf16-fused-gelu"] = (FastTextTower(fp32, fusion="gelu"), True)
+        out["bf16-fused"] = (FastTextTower(fp32, fusion="all"), True)
+    if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        from benchmarks.query_int8w import int8_weight_tower
+
+        out["int8w"] = (int8_weight_tower(fp32), True)
     out.update({"bf16-full": (copy.deepcopy(fp32).to(torch.bfloat16), False), "int8": (int8_dynamic(fp32), False),
                 "int8-ffn+bf16": (int8_ffn_bf16(fp32), True)})
     return out
@@ -113,13 +131,30 @@ def _compiled(tower: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> Any:
     return fn
 
 
+def unpacked_fast(fp32: Any) -> FastTextTower:
+    """The lean forward (``fusion="none"``) over plain bf16 ``nn.Linear`` copies instead of packed ones, for
+    torch.compile (inductor's freezing packs plain Linears itself and cannot trace pre-packed weights)."""
+    fast = FastTextTower(fp32, fusion="none")
+    for layer, plain in zip(fast.layers, fp32.bert.encoder.layer, strict=True):
+        layer.qkv = fused_qkv(plain.attention.self).to(torch.bfloat16)
+        layer.attn_out = copy.deepcopy(plain.attention.output.dense).to(torch.bfloat16)
+        layer.ffn_in = copy.deepcopy(plain.intermediate.dense).to(torch.bfloat16)
+        layer.ffn_out = copy.deepcopy(plain.output.dense).to(torch.bfloat16)
+    fast.cls_projection_head = bf16_matmul_weights(fp32.cls_projection_head)
+    return fast
+
+
 def graph_variants(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[dict[str, Call], dict[str, Any]]:
     """(name -> call, name -> preparation seconds or the reason it failed) for the jit and compiled variants."""
+    from benchmarks.query_int8w import compiled_int8w
+
     fp32 = model.text_model
     plans: dict[str, tuple[Callable[[], Any], bool]] = {
         "jit-fp32": (lambda: _jit(fp32, False, ids, mask), False),
         "jit-bf16": (lambda: _jit(bf16_matmul_weights(fp32), True, ids, mask), True),
-        "compiled-bf16": (lambda: _compiled(bf16_matmul_weights(fp32), ids, mask), True)}
+        "compiled-bf16": (lambda: _compiled(bf16_matmul_weights(fp32), ids, mask), True),
+        "compiled-fast": (lambda: _compiled(unpacked_fast(fp32), ids, mask), True),
+        "compiled-int8w": (lambda: compiled_int8w(fp32, ids, mask), True)}
     calls: dict[str, Call] = {}
     prepare: dict[str, Any] = {}
     for name, (build, autocast) in plans.items():
@@ -147,6 +182,32 @@ def _time(calls: dict[str, Call], rounds: int) -> dict[str, dict[str, float]]:
                 "ratio_to_fp32": round(p50[k] / p50["fp32"], 3)} for k, v in times.items()}
 
 
+def shipped_variant(device: torch.device) -> str:
+    """The row of :func:`towers` that ``VLModel.embed_texts`` runs at bf16 on ``device`` (``VLModel._bf16_text``)."""
+    return "bf16-fused-gelu" if can_pack(device) else "bf16"
+
+
+def _shipped(model: Any) -> FastTextTower | None:
+    """The bf16 text tower ``VLModel`` runs on this CPU (None where it keeps the plain tower)."""
+    return FastTextTower(model.text_model) if can_pack(model.device) else None
+
+
+def _path_rows(model: Any, query: str, shipped: FastTextTower, tokens: int) -> dict[str, Call]:
+    """The rows that are not a tower: tokenize, a user's whole bf16 encode, and the shipped tower's matmul floor."""
+    from benchmarks.query_profile import matmul_chain
+
+    def query_path() -> torch.Tensor:
+        before, model.precision = model.precision, "bf16"
+        try:
+            return model.embed_texts([query])
+        finally:
+            model.precision = before
+
+    chain, _ = matmul_chain(shipped, tokens)
+    return {"tokenize": lambda: model.tokenizer([query])[0], "query-path": query_path,
+            "matmul-floor": lambda: chain() or torch.empty(0)}
+
+
 def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: bool = True) -> dict[str, Any]:
     """p50/p95 ms per (threads, variant), ratio to fp32 at the same threads, and the variant the query path uses."""
     query = query_of_tokens(model.tokenizer, tokens)
@@ -158,6 +219,9 @@ def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: boo
         calls.update(graph_calls)
     ref = torch.nn.functional.normalize(calls["fp32"](), dim=1)
     cosine = {k: round(float((torch.nn.functional.normalize(c(), dim=1) * ref).sum()), 6) for k, c in calls.items()}
+    shipped = _shipped(model)
+    if shipped is not None:
+        calls.update(_path_rows(model, query, shipped, int(ids.shape[1])))
     before = torch.get_num_threads()
     table: dict[str, dict[str, Any]] = {}
     try:
@@ -167,8 +231,13 @@ def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: boo
     finally:
         torch.set_num_threads(before)
     cpu = torch.device("cpu")
-    bf16_path = "bf16-fast" if can_pack(cpu) else "bf16"
-    return {"query_tokens": tokens, "rounds": rounds, "threads": table, "prepare_s": prepare,
+    bf16_path = shipped_variant(cpu)
+    profile: dict[str, Any] = {"status": "skipped: this CPU keeps the plain bf16 tower"}
+    if shipped is not None:
+        from benchmarks.query_profile import run_query_profile
+
+        profile = run_query_profile(model, query, shipped, rounds)
+    return {"query_tokens": tokens, "rounds": rounds, "threads": table, "prepare_s": prepare, "profile": profile,
             "cosine_to_fp32": cosine, "native_bf16": native_bf16(cpu),
             "query_path": {"bf16_bundle": query_precision("bf16", cpu), "fp32_bundle": query_precision("fp32", cpu),
                            "bf16_variant": bf16_path},

@@ -70,6 +70,18 @@ class PackedLinear(nn.Module):
         """[..., in] -> [..., out] bf16."""
         return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "none", [], "")
 
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., in] -> GELU(x W^T + b) [..., out] bf16: the exact (erf) GELU fused into the matmul (a oneDNN
+        post-op, applied to the fp32 accumulator before the one rounding to bf16, where ``F.gelu(self(x))`` rounds
+        twice and makes a second pass over the activations)."""
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "gelu", [], "none")
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """[..., in] and a residual [..., out] -> x W^T + b + residual [..., out] bf16 (oneDNN's binary-add post-op:
+        the residual sum in the matmul's epilogue, in bf16)."""
+        return torch.ops.mkldnn._linear_pointwise.binary(x.to(torch.bfloat16), residual.to(torch.bfloat16),
+                                                          self.weight, self.bias, "add")
+
 
 def can_pack(device: torch.device) -> bool:
     """True where :class:`PackedLinear` runs: a CPU device with oneDNN and native bf16 (AVX512-BF16 or AMX)."""

@@ -7,7 +7,16 @@ forward computes the same function with fewer, larger calls:
 * every Linear packed once for oneDNN (:class:`retrieval.models.fastpath.PackedLinear`);
 * no work whose result is thrown away: the embedding needs only the last layer's [CLS] row, so that layer's attention
   output, LayerNorms and feed-forward run on one row per text (keys and values still come from every token);
-* no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise.
+* no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise;
+* ``fusion`` (:data:`Fusion`): ``gelu`` (the default, what the query path runs) computes the feed-forward GELU in
+  its matmul's epilogue (:meth:`PackedLinear.gelu`: on the fp32 accumulator, one bf16 rounding instead of two, no
+  separate pass); ``all`` also runs both residual sums as post-ops (:meth:`PackedLinear.add`) with a bf16 hidden
+  state between layers (no add or cast passes at all, but the residual stream is rounded to bf16, which moved
+  search results more than bf16 does: ``benchmarks.precision``); ``none``: the previous forward. ``none`` and
+  ``all`` are benchmark rows (``benchmarks.query_encode``).
+
+A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from memory, not by arithmetic
+(``benchmarks.query_profile``): everything here removes work around those matmuls, none of it can remove the matmuls.
 
 Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.project`` up to bf16 rounding
 (``tests/unit/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied; the Linears
@@ -16,7 +25,8 @@ Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.p
 
 from __future__ import annotations
 
-from typing import cast
+import time
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +36,12 @@ from transformers.models.bert.modeling_bert import BertCrossAttention, BertEmbed
 from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linears
 from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
 
+Fusion = Literal["none", "gelu", "all"]
+"""What :class:`FastBertLayer` computes in its matmuls' epilogues (module docstring)."""
+FUSIONS: tuple[Fusion, ...] = ("none", "gelu", "all")
 
-def _fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
+
+def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
     """One Linear [3H, H] holding a BertSelfAttention's query, key and value projections, in that order."""
     parts = (attention.query, attention.key, attention.value)
     fused = nn.Linear(parts[0].in_features, 3 * parts[0].out_features)
@@ -40,10 +54,13 @@ def _fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
 class FastBertLayer(nn.Module):
     """One post-LayerNorm BERT layer: fused packed qkv, SDPA, packed output and feed-forward Linears."""
 
-    def __init__(self, layer: BertLayer, heads: int) -> None:
+    def __init__(self, layer: BertLayer, heads: int, fusion: Fusion = "gelu") -> None:
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         self.heads = heads
-        self.qkv = PackedLinear(_fused_qkv(layer.attention.self))
+        self.fusion: Fusion = fusion
+        self.qkv = PackedLinear(fused_qkv(layer.attention.self))
         self.attn_out = PackedLinear(layer.attention.output.dense)
         self.attn_norm = layer.attention.output.LayerNorm
         self.ffn_in = PackedLinear(layer.intermediate.dense)
@@ -60,18 +77,25 @@ class FastBertLayer(nn.Module):
             q, h = q[:, :, :1], h[:, :1]
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         ctx = ctx.transpose(1, 2).reshape(b, h.shape[1], width)
-        a = self.attn_norm(self.attn_out(ctx) + h)
-        return self.ffn_norm(self.ffn_out(F.gelu(self.ffn_in(a))) + a)
+        if self.fusion == "all":  # bf16 in, bf16 out: GELU and residual sums in the matmuls' epilogues
+            a = self.attn_norm(self.attn_out.add(ctx, h))
+            return self.ffn_norm(self.ffn_out.add(self.ffn_in.gelu(a), a))
+        a = self.attn_norm(self.attn_out(ctx) + h)  # bf16 matmul output + fp32 residual: fp32
+        f = self.ffn_in.gelu(a) if self.fusion == "gelu" else F.gelu(self.ffn_in(a))
+        return self.ffn_norm(self.ffn_out(f) + a)
 
 
 class FastTextTower(nn.Module):
-    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU)."""
+    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU).
 
-    def __init__(self, tower: CXRBertModel) -> None:
+    ``fusion``: what runs in the matmuls' epilogues (:data:`Fusion`, module docstring)."""
+
+    def __init__(self, tower: CXRBertModel, fusion: Fusion = "gelu") -> None:
         super().__init__()
         bert = tower.bert
+        self.fusion: Fusion = fusion
         self.embeddings: BertEmbeddings = bert.embeddings
-        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads)
+        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads, fusion)
                                     for layer in bert.encoder.layer)
         self.cls_projection_head: BertProjectionHead = pack_bf16_linears(tower.cls_projection_head)
 
@@ -87,6 +111,7 @@ class FastTextTower(nn.Module):
         """Token ids [B, T] and mask [B, T] -> unnormalised projected [CLS] embeddings [B, P]."""
         key_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         h = self._embed(input_ids)
+        h = h.to(torch.bfloat16) if self.fusion == "all" else h
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h, key_mask, cls_only=i == last)
@@ -95,3 +120,16 @@ class FastTextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, T] ids and mask -> L2-normalised [B, P]."""
         return F.normalize(self.project(input_ids, attention_mask), dim=1)
+
+    def warm_up(self, tokens: int = 16) -> float:
+        """Seconds to run one unpadded query [1, tokens] and one padded pair [2, tokens] (ids of [PAD], 0): oneDNN
+        generates its AMX/AVX-512 kernels on a tower's first calls, so a load that warms the tower keeps that
+        one-off cost off the user's first query."""
+        start = time.perf_counter()
+        ids = torch.zeros(2, tokens, dtype=torch.long)
+        mask = torch.ones_like(ids)
+        mask[1, tokens // 2:] = 0
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            self.project(ids[:1], mask[:1])
+            self.project(ids, mask)
+        return time.perf_counter() - start

@@ -20,6 +20,13 @@ def test_scale_sections_smoke(tmp_path: Path) -> None:
     qe = res["query_encode"]["threads"]
     assert set(qe) == {"1", "2"} and all(r["fp32"]["ratio_to_fp32"] == 1.0 for r in qe.values())
     assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("fp32", "bf16", "bf16-autocast", "int8"))
+    shipped = res["query_encode"]["query_path"]["bf16_variant"]
+    assert res["precision"]["shipped_query_variant"]["name"] == shipped
+    if shipped == "bf16-fused-gelu":  # a native-bf16 CPU: the shipped tower, a user's whole encode and the profile
+        assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in (shipped, "tokenize", "query-path",
+                                                                        "matmul-floor"))
+        profile = res["query_encode"]["profile"]["threads"]
+        assert set(profile) == {"1", "2"} and all(r["ops_ms"]["matmul"] > 0 for r in profile.values())
     for name, row in res["sentences"].items():
         if isinstance(row, dict) and "texts_asked" in row:
             assert row["calls_per_build_cache"] <= row["calls_per_chunk_dedupe"] <= row["texts_asked"], name

