@@ -33,6 +33,7 @@ from cxr_explorer.retrieval.bundle import Bundle, BundleError
 from cxr_explorer.retrieval.bundle_write import Extra
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.text import CLEANING, LONG_REPORT_STRATEGY
 
 __all__ = ["BuildConfig", "BuildSummary", "run_build"]
@@ -305,8 +306,9 @@ class _Job:
                      model.spec.name, model.device, workers, threads, batch)
             grid = _grid_shape(model)
             t_embed = time.perf_counter()
-            cache = seeded_cache(model, base, chunks)  # each distinct sentence once per build, across resumes/appends
-            indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
+            # each distinct sentence once per build, across resumes/appends; its vectors in a file of the work area
+            with seeded_cache(model, base, chunks, self.area.folder / names.TEXT_CACHE) as cache:
+                indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
             rate = indexed / (time.perf_counter() - t_embed) if indexed else None
         run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
                "append": base is not None}
