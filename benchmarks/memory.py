@@ -91,14 +91,37 @@ def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: 
                                         precision="fp32", workers=1, threads=1, batch_size=batch, progress="none",
                                         chunk_size=chunk_size), model=model)
         wall = time.perf_counter() - t0
-    projections = (read_manifest(folder / "bundle") or {}).get("projections", {})
+    manifest = read_manifest(folder / "bundle") or {}
+    projections = manifest.get("projections", {})
+    largest = largest_output_mib(manifest)
+    peak = max(sampler.rounded_peaks().values(), default=0.0)
     return {"items": summary.count, "chunk_size": chunk_size, "crop": crop, "batch": batch, "wall_s": round(wall, 1),
             # the sampler's peak: ru_maxrss of a child started by a big parent starts at the parent's size
-            "peak_rss_mib": max(sampler.rounded_peaks().values(), default=0.0),
+            "peak_rss_mib": peak, "largest_output_held_mib": largest,
+            "peak_minus_largest_output_mib": round(peak - largest["mib"], 1),
             "phase_peak_rss_mib": sampler.rounded_peaks(),
             "phase_s": sampler.rounded_seconds(), "rss_after_chunk_mib": sampler.after_chunk,
             "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing,
             "map_fit_vectors": projections.get("fit_vectors")}
+
+
+def largest_output_mib(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The largest single output the job holds in memory whole: its biggest FAISS index (a flat index IS its
+    [M, D] float32 vectors; IVF adds an int64 id per vector), from the manifest's counts. Patches, thumbnails and
+    vector files are streamed to disk, never held whole."""
+    dim = int(manifest.get("dim", 128))
+    sizes = {name: info.get("count", 0) * (dim * 4 + (8 if info.get("type") == "ivf" else 0)) / 2**20
+             for name, info in manifest.get("indexes", {}).items()}
+    name = max(sizes, key=sizes.__getitem__, default="none")
+    return {"output": f"{name} index", "mib": round(sizes.get(name, 0.0), 1)}
+
+
+def structures(n: int) -> dict[str, Any]:
+    """Per corpus-sized structure, MiB held for ``n`` items, measured alone in a fresh process
+    (:mod:`benchmarks.memory_structures`)."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.memory_structures", str(n)], capture_output=True,
+                         text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def phase_growth(rows: dict[str, Any], lo: int, hi: int) -> dict[str, float]:
@@ -119,9 +142,14 @@ def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, A
                                  capture_output=True, text=True, check=True)
             rows[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, hi = rows[str(sizes[0])], rows[str(sizes[-1])]
-    per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / max((sizes[-1] - sizes[0]) / 1000, 1e-9)
+    scale = max((sizes[-1] - sizes[0]) / 1000, 1e-9)
+    per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / scale
+    overhead_k = (hi["peak_minus_largest_output_mib"] - lo["peak_minus_largest_output_mib"]) / scale
     past = sizes[1] if len(sizes) > 2 else sizes[0]
     return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2),
+            "peak_minus_largest_output_growth_mib_per_1000_items": round(overhead_k, 2),
+            "peak_minus_largest_output_mib": {n: r["peak_minus_largest_output_mib"] for n, r in rows.items()},
+            "structures": structures(sizes[-1]),
             f"phase_peak_growth_mib_per_100k_items_{past}_to_{sizes[-1]}": phase_growth(rows, past, sizes[-1])}
 
 
