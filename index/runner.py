@@ -249,8 +249,9 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
             base.close()
             return summary
         area.write_state(settings)
-        job = _Job(cfg, area, base, links)
-        bundle, indexed, rate = job.run(model, device, pending, corpus_skips, settings)
+        job = _Job(cfg, area, base, links, pending)
+        del corpus, items, pending, done  # the listing is not held through finalisation (job.run drops pending)
+        bundle, indexed, rate = job.run(model, device, corpus_skips, settings)
         summary = _summary(bundle, "appended" if base is not None else "built", indexed, t0, rate)
         summary.temporal = job.temporal
         bundle.close()
@@ -272,6 +273,7 @@ class _Job:
     area: store.BuildArea
     base: Bundle | None
     links: dict[str, PriorLink] | None
+    pending: list[Item]  # handed to the embed loop and dropped after it: finalisation does not hold the listing
     temporal: TemporalSummary | None = None
 
     def extra(self, model: VLModel) -> Extra | None:
@@ -285,11 +287,12 @@ class _Job:
                                          self.base)
         return temporal
 
-    def run(self, model: VLModel | None, device: torch.device, pending: list[Item],
-            corpus_skips: list[dict[str, str]], settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
+    def run(self, model: VLModel | None, device: torch.device, corpus_skips: list[dict[str, str]],
+            settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
         """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed,
         rate)."""
         cfg, base, chunks = self.cfg, self.base, self.area.chunks
+        pending, self.pending = self.pending, []
         cores = cpu_count()
         workers = cfg.workers if cfg.workers is not None else (
             max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
@@ -309,6 +312,7 @@ class _Job:
             # each distinct sentence once per build, across resumes/appends; its vectors in a file of the work area
             with seeded_cache(model, base, chunks, self.area.folder / names.TEXT_CACHE) as cache:
                 indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
+            del pending
             rate = indexed / (time.perf_counter() - t_embed) if indexed else None
         run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
                "append": base is not None}
