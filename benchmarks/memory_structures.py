@@ -105,6 +105,7 @@ def faiss_figures(n: int, sentences_per_item: float = 2.5) -> dict[str, float]:
 
 def measure(n: int) -> dict[str, Any]:
     """Per structure: held and peak MiB for ``n`` items, and held MiB per 100k items."""
+    from cxr_explorer.index import sentences  # noqa: F401  (imported before tracing: its imports are not the cache)
     from cxr_explorer.index.corpus import read_corpus
 
     rows: dict[str, dict[str, float]] = {}
