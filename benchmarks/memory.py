@@ -15,13 +15,17 @@ is each phase's peak growth between the 10k and the 100k build, per 100k items (
 
 Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB in
 the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
-full metadata read held around it. Now (chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read
-by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,621
-MiB at 100k (1,172 at 10k, 939 at 1k; quick run, machine loaded). What still grows, per 100k items: the corpus
-listing held from start-up (~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155
-MiB when every report is distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above
-200k vectors (the sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the
-job's peak).
+full metadata read held around it; chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read by
+schema and UMAP fitted on at most 20,000 vectors brought it to 1,646 MiB (2026-12-02 run, machine loaded). Then
+(2026-12-02) the corpus-sized structures, measured alone per 100k items (``benchmarks.memory_structures``): the
+text cache 156 MiB held (str keys + a doubling [n, 128] array; 275 MiB peak) -> 5 MiB (16-byte digests in sorted
+arrays, vectors in ``_build/text-cache.f32``); the corpus listing 48 MiB (an Item per row, 83 MiB while read) ->
+13 MiB (Arrow columns) and dropped before finalisation; the metadata/sentence tables written part by part, not
+concatenated; the IVF training sample (122 MiB for 250k sentence vectors) read by block instead of through a memory
+map (whose pages, another 122 MiB, counted in RSS) and freed before the index fills. What is left corpus-sized: the
+largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the
+gathered chunks' tables through finalisation (~25 MiB per 100k items) and the map step's UMAP fit, which grows up to
+its 20,000-vector cap (so from 10k to 20k items) and is flat past it.
 
     .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
     .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
