@@ -23,7 +23,7 @@ arrays, vectors in ``_build/text-cache.f32``); the corpus listing 48 MiB (an Ite
 13 MiB (Arrow columns) and dropped before finalisation; the metadata/sentence tables written part by part, not
 concatenated; the IVF training sample (122 MiB for 250k sentence vectors) read by block instead of through a memory
 map (whose pages, another 122 MiB, counted in RSS) and freed before the index fills. Peak RSS now 974 / 1,145 / 1,345
-MiB at 1k / 10k / 100k (before: 1,082 / 1,282 / 1,646, same loaded machine, run side by side); while embedding,
+MiB at 1k / 10k / 100k (before: 1,082 / 1,282 / 1,646; same loaded machine, runs partly overlapping); while embedding,
 the later chunks peak at the first chunk's level (-8 MiB at 100k; before +264). What is left corpus-sized: the
 largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the
 gathered chunks' tables through finalisation (~25 MiB per 100k items) and the map step's UMAP fit, which grows up to
