@@ -25,7 +25,8 @@ concatenated; the IVF training sample (122 MiB for 250k sentence vectors) read b
 map (whose pages, another 122 MiB, counted in RSS) and freed before the index fills. Peak RSS now 974 / 1,145 / 1,345
 MiB at 1k / 10k / 100k (before: 1,082 / 1,282 / 1,646; same loaded machine, runs partly overlapping); while embedding,
 the later chunks peak at the first chunk's level (-8 MiB at 100k; before +264). What is left corpus-sized: the
-largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the
+largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the IVF
+training sample of an index over 200k vectors (up to 256 x nlist rows, 122 MiB for 250k, freed before it fills), the
 gathered chunks' tables through finalisation (~25 MiB per 100k items) and the map step's UMAP fit, which grows up to
 its 20,000-vector cap (so from 10k to 20k items) and is flat past it.
 
