@@ -15,13 +15,20 @@ is each phase's peak growth between the 10k and the 100k build, per 100k items (
 
 Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB in
 the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
-full metadata read held around it. Now (chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read
-by schema, UMAP fitted on at most 20,000 vectors and the rest transformed) the peak is still the map step but 1,621
-MiB at 100k (1,172 at 10k, 939 at 1k; quick run, machine loaded). What still grows, per 100k items: the corpus
-listing held from start-up (~100 MiB), the build's text cache of distinct texts (``index.sentences.TextCache``: ~155
-MiB when every report is distinct), the metadata frames while the tables are written (~70 MiB, transient) and, above
-200k vectors (the sentence index here), IVF training on up to 256 x nlist vectors (~450 MiB transient, not at the
-job's peak).
+full metadata read held around it; chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read by
+schema and UMAP fitted on at most 20,000 vectors brought it to 1,646 MiB (2026-12-02 run, machine loaded). Then
+(2026-12-02) the corpus-sized structures, measured alone per 100k items (``benchmarks.memory_structures``): the
+text cache 156 MiB held (str keys + a doubling [n, 128] array; 275 MiB peak) -> 5 MiB (16-byte digests in sorted
+arrays, vectors in ``_build/text-cache.f32``); the corpus listing 48 MiB (an Item per row, 83 MiB while read) ->
+13 MiB (Arrow columns) and dropped before finalisation; the metadata/sentence tables written part by part, not
+concatenated; the IVF training sample (122 MiB for 250k sentence vectors) read by block instead of through a memory
+map (whose pages, another 122 MiB, counted in RSS) and freed before the index fills. Peak RSS now 974 / 1,145 / 1,345
+MiB at 1k / 10k / 100k (before: 1,082 / 1,282 / 1,646; same loaded machine, runs partly overlapping); while embedding,
+the later chunks peak at the first chunk's level (-8 MiB at 100k; before +264). What is left corpus-sized: the
+largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the IVF
+training sample of an index over 200k vectors (up to 256 x nlist rows, 122 MiB for 250k, freed before it fills), the
+gathered chunks' tables through finalisation (~25 MiB per 100k items) and the map step's UMAP fit, which grows up to
+its 20,000-vector cap (so from 10k to 20k items) and is flat past it.
 
     .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
     .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
@@ -91,14 +98,37 @@ def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: 
                                         precision="fp32", workers=1, threads=1, batch_size=batch, progress="none",
                                         chunk_size=chunk_size), model=model)
         wall = time.perf_counter() - t0
-    projections = (read_manifest(folder / "bundle") or {}).get("projections", {})
+    manifest = read_manifest(folder / "bundle") or {}
+    projections = manifest.get("projections", {})
+    largest = largest_output_mib(manifest)
+    peak = max(sampler.rounded_peaks().values(), default=0.0)
     return {"items": summary.count, "chunk_size": chunk_size, "crop": crop, "batch": batch, "wall_s": round(wall, 1),
             # the sampler's peak: ru_maxrss of a child started by a big parent starts at the parent's size
-            "peak_rss_mib": max(sampler.rounded_peaks().values(), default=0.0),
+            "peak_rss_mib": peak, "largest_output_held_mib": largest,
+            "peak_minus_largest_output_mib": round(peak - largest["mib"], 1),
             "phase_peak_rss_mib": sampler.rounded_peaks(),
             "phase_s": sampler.rounded_seconds(), "rss_after_chunk_mib": sampler.after_chunk,
             "later_chunks_over_first_mib": sampler.later_over_first(), "phases_missing": sampler.missing,
             "map_fit_vectors": projections.get("fit_vectors")}
+
+
+def largest_output_mib(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The largest single output the job holds in memory whole: its biggest FAISS index (a flat index IS its
+    [M, D] float32 vectors; IVF adds an int64 id per vector), from the manifest's counts. Patches, thumbnails and
+    vector files are streamed to disk, never held whole."""
+    dim = int(manifest.get("dim", 128))
+    sizes = {name: info.get("count", 0) * (dim * 4 + (8 if info.get("type") == "ivf" else 0)) / 2**20
+             for name, info in manifest.get("indexes", {}).items()}
+    name = max(sizes, key=sizes.__getitem__, default="none")
+    return {"output": f"{name} index", "mib": round(sizes.get(name, 0.0), 1)}
+
+
+def structures(n: int) -> dict[str, Any]:
+    """Per corpus-sized structure, MiB held for ``n`` items, measured alone in a fresh process
+    (:mod:`benchmarks.memory_structures`)."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.memory_structures", str(n)], capture_output=True,
+                         text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def phase_growth(rows: dict[str, Any], lo: int, hi: int) -> dict[str, float]:
@@ -119,9 +149,14 @@ def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, A
                                  capture_output=True, text=True, check=True)
             rows[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, hi = rows[str(sizes[0])], rows[str(sizes[-1])]
-    per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / max((sizes[-1] - sizes[0]) / 1000, 1e-9)
+    scale = max((sizes[-1] - sizes[0]) / 1000, 1e-9)
+    per_k = (hi["peak_rss_mib"] - lo["peak_rss_mib"]) / scale
+    overhead_k = (hi["peak_minus_largest_output_mib"] - lo["peak_minus_largest_output_mib"]) / scale
     past = sizes[1] if len(sizes) > 2 else sizes[0]
     return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2),
+            "peak_minus_largest_output_growth_mib_per_1000_items": round(overhead_k, 2),
+            "peak_minus_largest_output_mib": {n: r["peak_minus_largest_output_mib"] for n, r in rows.items()},
+            "structures": structures(sizes[-1]),
             f"phase_peak_growth_mib_per_100k_items_{past}_to_{sizes[-1]}": phase_growth(rows, past, sizes[-1])}
 
 

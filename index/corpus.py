@@ -12,12 +12,13 @@ import os
 import posixpath
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cxr_explorer.index.items import Item, ItemTable
 from cxr_explorer.index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
 from cxr_explorer.index.textfiles import TextStats, read_report_file
 from cxr_explorer.retrieval.imageio import sniff_format
@@ -49,24 +50,13 @@ class CorpusOptions:
     keep_cols: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Item:
-    """One corpus image: ``path`` as written in the corpus, ``abspath`` resolved, ``report`` cleaned text."""
-
-    id: str
-    path: str
-    abspath: str
-    report: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
 @dataclass
 class Corpus:
     """The items to index (in corpus order) and the rows rejected while reading (duplicates, no path)."""
 
     source: str
     kind: str
-    items: list[Item]
+    items: ItemTable  # a Sequence[Item], held as Arrow columns (index.items)
     skipped: list[dict[str, str]]
     columns: dict[str, Any]
 
@@ -134,13 +124,17 @@ def _table_items(pt: PresetTable, opts: CorpusOptions, source: Path) -> Corpus:
         raise CorpusError(f"no column {id_col!r} for --id-col; columns are: {', '.join(table.columns)}")
     meta_cols, dropped = _metadata_cols(table, {image_col, *text_cols, *([id_col] if id_col else [])},
                                         opts.keep_cols)
-    items: list[Item] = []
     skipped: list[dict[str, str]] = []
     first: dict[str, int] = {}
-    records = table[[image_col, *text_cols, *meta_cols] + ([id_col] if id_col else [])].to_dict("records")
-    for line, rec in enumerate(records, start=2):
-        path = str(rec[image_col]).strip()
-        item_id = str(rec[id_col]).strip() if id_col else (make_id(path, opts.hash_ids) if path else "")
+    kept: list[int] = []
+    ids: list[str] = []
+    paths: list[str] = []
+    id_cells = table[id_col].tolist() if id_col else None
+    for row, cell in enumerate(table[image_col].tolist()):
+        line = row + 2
+        path = str(cell).strip()
+        item_id = str(id_cells[row]).strip() if id_cells is not None else (make_id(path, opts.hash_ids) if path
+                                                                             else "")
         if not path or not item_id:
             what = "image path" if not path else "id"
             skipped.append({"id": item_id, "path": path, "reason": f"no-{what.split()[-1]}",
@@ -151,15 +145,27 @@ def _table_items(pt: PresetTable, opts: CorpusOptions, source: Path) -> Corpus:
                             "detail": f"row {line} repeats the id of row {first[item_id]}"})
             continue
         first[item_id] = line
-        abspath = os.path.normpath(path if os.path.isabs(path) else os.path.join(pt.base_dir.absolute(), path))
-        meta = {(f"corpus_{c}" if c in RESERVED else c): str(rec[c]) for c in meta_cols}
-        items.append(Item(item_id, path, abspath, join_sections(*(rec[c] for c in text_cols)), meta))
-    if not items:
+        kept.append(row)
+        ids.append(item_id)
+        paths.append(path)
+    del first
+    if not kept:
         raise CorpusError(f"corpus {source} has no usable rows (every row lacks an image path or id)")
+    items = _listing(table, kept, ids, paths, text_cols, meta_cols, pt.base_dir.absolute())
     columns: dict[str, Any] = {"image_col": image_col, "text_cols": list(text_cols), "id_col": id_col,
                                "preset": pt.name, "metadata_cols": meta_cols, "dropped_cols": dropped}
     columns |= {key: table.attrs[key] for key in ("csv", "report_files") if key in table.attrs}
     return Corpus(str(source.absolute()), pt.name, items, skipped, columns)
+
+
+def _listing(table: pd.DataFrame, kept: list[int], ids: list[str], paths: list[str], text_cols: tuple[str, ...],
+             meta_cols: list[str], base_dir: Path) -> ItemTable:
+    """The kept rows [K] of ``table`` as an :class:`ItemTable` (paths resolved, reports joined, metadata as str)."""
+    abspaths = [os.path.normpath(p if os.path.isabs(p) else os.path.join(base_dir, p)) for p in paths]
+    texts = [table[c].to_numpy()[kept] for c in text_cols]
+    reports = [join_sections(*cells) for cells in zip(*texts, strict=True)] if texts else [""] * len(kept)
+    meta = {(f"corpus_{c}" if c in RESERVED else c): [str(v) for v in table[c].to_numpy()[kept]] for c in meta_cols}
+    return ItemTable.from_columns(ids, paths, abspaths, reports, meta)
 
 
 def _is_image_file(path: Path) -> bool:
@@ -210,7 +216,7 @@ def _folder_items(source: Path, opts: CorpusOptions) -> Corpus:
                           "and extensionless PNG/JPEG/DICOM files)")
     columns: dict[str, Any] = {"image_col": None, "text_cols": ["<stem>.txt"], "id_col": None, "preset": None,
                                "metadata_cols": [], "dropped_cols": [], "report_files": stats.to_dict()}
-    return Corpus(str(source.absolute()), "folder", items, skipped, columns)
+    return Corpus(str(source.absolute()), "folder", ItemTable.from_items(items), skipped, columns)
 
 
 def read_corpus(source: str | os.PathLike[str], opts: CorpusOptions | None = None) -> Corpus:

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from cxr_explorer.index.chunks import check_state
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed
 from cxr_explorer.index.finalise import finalise_build
+from cxr_explorer.index.items import ItemTable
 from cxr_explorer.index.precision import build_precision
 from cxr_explorer.index.priors import PriorLink, PriorOptions, find_priors
 from cxr_explorer.index.progress import Progress
@@ -33,6 +35,7 @@ from cxr_explorer.retrieval.bundle import Bundle, BundleError
 from cxr_explorer.retrieval.bundle_write import Extra
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
+from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.text import CLEANING, LONG_REPORT_STRATEGY
 
 __all__ = ["BuildConfig", "BuildSummary", "run_build"]
@@ -100,12 +103,12 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _select(cfg: BuildConfig, corpus: Corpus) -> tuple[list[Item], list[dict[str, str]]]:
+def _select(cfg: BuildConfig, corpus: Corpus) -> tuple[ItemTable, list[dict[str, str]]]:
     """Items (and corpus-level skips) this run owns: its shard, at most ``limit``."""
     items, skips = corpus.items, corpus.skipped
     if cfg.shard is not None:
         i, n = cfg.shard
-        items = [it for it in items if shard_of(it.id, n) == i]
+        items = items.where(shard_of(x, n) == i for x in items.ids())
         skips = [s for s in skips if shard_of(s.get("id") or s.get("path", ""), n) == i]  # each in one shard
     return (items[: cfg.limit] if cfg.limit is not None else items), skips
 
@@ -119,7 +122,7 @@ def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
                      "sentence_splitter": "cxr_explorer.retrieval.text.split_sentences (radiology-aware)"}}
 
 
-def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: list[Item]) -> Bundle | None:
+def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: ItemTable) -> Bundle | None:
     """The existing bundle to append to (or None); BundleError when this command must not touch the folder."""
     out = cfg.out
     if store.is_legacy(out):
@@ -143,7 +146,7 @@ def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: list[Item]) ->
         raise BundleError(f"an --append into {out} was interrupted; rerun that command with --append to finish it")
     base = Bundle.open(out)
     done = set(base.as_part().covered_ids())
-    new = sum(1 for it in items if it.id not in done)
+    new = sum(1 for x in items.ids() if x not in done)
     if new:
         raise BundleError(f"{out} is a finished bundle and the corpus has {new} items it does not hold; pass --append "
                           "to add them, or use a new --out")
@@ -180,8 +183,8 @@ class _Batch:
         return n
 
 
-def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pending: list[Item], grid: tuple[int, int],
-               pool: DecodePool, batch_size: int, cache: TextCache) -> int:
+def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pending: Sequence[Item],
+               grid: tuple[int, int], pool: DecodePool, batch_size: int, cache: TextCache) -> int:
     """Decode, embed and commit ``pending`` in chunks; returns the number of images indexed."""
     pp = model.preprocessing
     tasks = (DecodeTask(i.id, i.abspath, i.path, pp.resize, pp.crop) for i in pending)
@@ -241,15 +244,16 @@ def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
                     installed=base.manifest.get("build") if base is not None else None)
         area.chunks.discard_partial()
         done = area.chunks.done_ids() | (set(base.as_part().covered_ids()) if base is not None else set())
-        pending = [it for it in items if it.id not in done]
+        pending = items.where(x not in done for x in items.ids())
         links = find_priors(corpus, cfg.priors, cfg.corpus_options) if cfg.priors is not None else None
         if base is not None and not pending and not area.chunks.committed() and not _needs_temporal(base, cfg):
             summary = _summary(base, "complete", 0, t0, None)
             base.close()
             return summary
         area.write_state(settings)
-        job = _Job(cfg, area, base, links)
-        bundle, indexed, rate = job.run(model, device, pending, corpus_skips, settings)
+        job = _Job(cfg, area, base, links, pending)
+        del corpus, items, pending, done  # the listing is not held through finalisation (job.run drops pending)
+        bundle, indexed, rate = job.run(model, device, corpus_skips, settings)
         summary = _summary(bundle, "appended" if base is not None else "built", indexed, t0, rate)
         summary.temporal = job.temporal
         bundle.close()
@@ -271,6 +275,7 @@ class _Job:
     area: store.BuildArea
     base: Bundle | None
     links: dict[str, PriorLink] | None
+    pending: Sequence[Item]  # handed to the embed loop and dropped after it: finalisation does not hold the listing
     temporal: TemporalSummary | None = None
 
     def extra(self, model: VLModel) -> Extra | None:
@@ -284,11 +289,12 @@ class _Job:
                                          self.base)
         return temporal
 
-    def run(self, model: VLModel | None, device: torch.device, pending: list[Item],
-            corpus_skips: list[dict[str, str]], settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
+    def run(self, model: VLModel | None, device: torch.device, corpus_skips: list[dict[str, str]],
+            settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
         """Load the model (while decode workers spawn), embed ``pending`` in chunks, finalise; (bundle, indexed,
         rate)."""
         cfg, base, chunks = self.cfg, self.base, self.area.chunks
+        pending, self.pending = self.pending, ()
         cores = cpu_count()
         workers = cfg.workers if cfg.workers is not None else (
             max(1, min(cores // 4, 8)) if device.type == "cpu" else max(1, min(cores - 1, 16)))
@@ -305,8 +311,10 @@ class _Job:
                      model.spec.name, model.device, workers, threads, batch)
             grid = _grid_shape(model)
             t_embed = time.perf_counter()
-            cache = seeded_cache(model, base, chunks)  # each distinct sentence once per build, across resumes/appends
-            indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
+            # each distinct sentence once per build, across resumes/appends; its vectors in a file of the work area
+            with seeded_cache(model, base, chunks, self.area.folder / names.TEXT_CACHE) as cache:
+                indexed = _embed_all(cfg, model, chunks, pending, grid, pool, batch, cache)
+            del pending
             rate = indexed / (time.perf_counter() - t_embed) if indexed else None
         run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
                "append": base is not None}

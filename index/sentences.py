@@ -9,6 +9,10 @@ Normalisation only merges texts the tokenizer cannot tell apart: whitespace runs
 that :class:`retrieval.models.text_model.TextTokenizer` strips anyway, and lower case when the tokenizer lowercases.
 Cache entries never go stale: a vector depends only on the text, the model and the precision, which a build may not
 change (``index.chunks.SETTINGS_THAT_MATTER``).
+
+Memory: the cache holds 24 bytes per distinct text (a 16-byte digest of the key and its row, :mod:`index.text_store`);
+its vectors are in a file in the build's work folder (``_build/text-cache.f32``, rewritten by each run's seeding)
+and read back by row, so a build's memory does not grow with the corpus's distinct sentences.
 """
 
 from __future__ import annotations
@@ -16,19 +20,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cxr_explorer.index.text_store import DigestIndex, VectorFile, digest
 from cxr_explorer.retrieval.bundle import Bundle
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.text_model import TextInputError
 from cxr_explorer.retrieval.store import ChunkStore, Part
+from cxr_explorer.retrieval.store.parts import read_rows
 
 log = logging.getLogger(__name__)
 #: Most padded tokens (texts x longest text) in one text-encoder batch: long report windows go in small batches,
 #: short sentences in batches of up to the build's ``text_batch`` texts.
 TOKEN_BUDGET = 4096
+SEED_BLOCK = 65_536  # sentence rows per block when seeding from a part (32 MiB of vectors at D = 128)
 
 
 def normalise(text: str, lower: bool) -> str:
@@ -69,49 +77,74 @@ class CacheStats:
 
 
 class TextCache:
-    """Normalised text -> L2-normalised [D] float32 vector, filled by :meth:`embed` and :meth:`seed`."""
+    """Normalised text -> L2-normalised [D] float32 vector, filled by :meth:`embed` and :meth:`seed`.
 
-    def __init__(self, dim: int, lower: bool) -> None:
+    Keyed by the 16-byte digest of the normalised text (:class:`index.text_store.DigestIndex`, 24 bytes per distinct
+    text); the vectors live in an append-only file (:class:`index.text_store.VectorFile`: ``path``, e.g. in the
+    build's work folder, or an anonymous temporary file), read back by row. Close it (or use it in ``with``)."""
+
+    def __init__(self, dim: int, lower: bool, path: Path | None = None) -> None:
         self.dim = dim
         self.lower = lower
-        self._rows: dict[str, int] = {}
-        self._vectors = np.zeros((1024, dim), np.float32)
+        self._index = DigestIndex()
+        self._vectors = VectorFile(dim, path)
         self.stats = CacheStats()
 
     @classmethod
-    def for_model(cls, model: VLModel) -> TextCache:
-        """An empty cache keyed the way ``model``'s tokenizer normalises text."""
+    def for_model(cls, model: VLModel, path: Path | None = None) -> TextCache:
+        """An empty cache keyed the way ``model``'s tokenizer normalises text (vectors in ``path``, see above)."""
         lower = bool(getattr(model.tokenizer.tokenizer, "do_lower_case", False))
-        return cls(model.spec.joint_dim, lower)
+        return cls(model.spec.joint_dim, lower, path)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._index)
 
-    def key(self, text: str) -> str:
-        return normalise(text, self.lower)
+    def __enter__(self) -> TextCache:
+        return self
 
-    def _put(self, key: str, vector: np.ndarray) -> None:
-        if key in self._rows:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close (and remove) the vector file."""
+        self._vectors.close()
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes of the digest index's sorted arrays (the vectors are on disk)."""
+        return self._index.nbytes
+
+    def key(self, text: str) -> bytes:
+        """The cache key of ``text``: the 16-byte digest of its normalised form (:func:`normalise`)."""
+        return digest(normalise(text, self.lower))
+
+    def _put(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        """Add [K] keys with their [K, D] vectors; keys already present (or repeated) keep their first vector."""
+        rows = self._index.lookup(keys)
+        fresh: dict[bytes, int] = {}
+        for i in np.flatnonzero(rows < 0).tolist():
+            fresh.setdefault(keys[i], i)
+        if not fresh:
             return
-        n = len(self._rows)
-        if n == len(self._vectors):
-            self._vectors = np.concatenate([self._vectors, np.zeros_like(self._vectors)])
-        self._vectors[n] = vector
-        self._rows[key] = n
+        first = self._vectors.append(np.asarray(vectors, np.float32)[list(fresh.values())])
+        for n, key in enumerate(fresh):
+            self._index.add(key, first + n)
 
     def seed(self, texts: Iterable[str], vectors: np.ndarray) -> None:
         """Add known (text, vector [D]) pairs, e.g. a bundle's sentence table and its sentence vectors [S, D]."""
         before = len(self)
-        for text, vec in zip(texts, vectors, strict=True):
-            self._put(self.key(str(text)), np.asarray(vec, np.float32))
+        self._put([self.key(str(t)) for t in texts], vectors)
         self.stats.seeded += len(self) - before
 
     def seed_parts(self, parts: Iterable[Part]) -> None:
-        """Seed from the sentence tables of finished parts (committed chunks, or the bundle being appended to)."""
+        """Seed from the sentence tables of finished parts (committed chunks, or the bundle being appended to); the
+        vectors are read ``SEED_BLOCK`` rows at a time (a memory-mapped part is read, not mapped)."""
         for part in parts:
-            self.seed(part.sentences["text"].astype(str), np.asarray(part.sentence_emb))
+            texts = part.sentences["text"].astype(str).tolist()
+            for start in range(0, len(texts), SEED_BLOCK):
+                self.seed(texts[start:start + SEED_BLOCK], read_rows(part.sentence_emb, start, SEED_BLOCK))
 
-    def _encode(self, model: VLModel, keys: list[str], texts: list[str], batch: int) -> None:
+    def _encode(self, model: VLModel, keys: list[bytes], texts: list[str], batch: int) -> None:
         """Encode ``texts`` (distinct, unseen) in token-length batches (:func:`token_batches`); a refused batch is
         retried one by one."""
         for idx in token_batches([model.tokenizer.count_tokens(t) for t in texts], batch):
@@ -120,40 +153,44 @@ class TextCache:
             except TextInputError:
                 for i in idx:
                     try:
-                        self._put(keys[i], model.embed_texts([texts[i]]).numpy()[0])
+                        self._put([keys[i]], model.embed_texts([texts[i]]).numpy())
                     except TextInputError:
                         pass  # left out of the cache: the caller's ok mask says so
                 continue
-            for j, i in enumerate(idx):
-                self._put(keys[i], vecs[j])
+            self._put([keys[i] for i in idx], vecs)
         self.stats.encoded += len(texts)
+
+    def _missing(self, keys: list[bytes], texts: list[str]) -> dict[bytes, str]:
+        """The distinct keys among ``keys`` the cache lacks, each with its first text."""
+        missing: dict[bytes, str] = {}
+        for i in np.flatnonzero(self._index.lookup(keys) < 0).tolist():
+            missing.setdefault(keys[i], texts[i])
+        return missing
 
     def warm(self, model: VLModel, texts: list[str], batch: int) -> None:
         """Encode the unseen distinct texts among ``texts`` now (they count as encoded, not yet as requested)."""
-        missing = {k: t for k, t in zip((self.key(t) for t in texts), texts, strict=True) if k not in self._rows}
+        missing = self._missing([self.key(t) for t in texts], texts)
         if missing:
             self._encode(model, list(missing), list(missing.values()), batch)
 
     def embed(self, model: VLModel, texts: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
         """[T] texts -> ([T, D] L2-normalised vectors, [T] ok mask); only unseen normalised texts reach the model."""
         keys = [self.key(t) for t in texts]
-        missing: dict[str, str] = {}
-        for k, t in zip(keys, texts, strict=True):
-            if k not in self._rows and k not in missing:
-                missing[k] = t
+        missing = self._missing(keys, texts)
         if missing:
             self._encode(model, list(missing), list(missing.values()), batch)
         self.stats.requested += len(texts)
-        rows = np.array([self._rows.get(k, -1) for k in keys], np.int64)
+        rows = self._index.lookup(keys)
         ok = rows >= 0
         out = np.zeros((len(texts), self.dim), np.float32)
-        out[ok] = self._vectors[rows[ok]]
+        out[ok] = self._vectors.read(rows[ok])
         return out, ok
 
 
-def seeded_cache(model: VLModel, base: Bundle | None, store: ChunkStore) -> TextCache:
-    """The build's cache, seeded from the bundle being appended to and from the chunks a previous run committed."""
-    cache = TextCache.for_model(model)
+def seeded_cache(model: VLModel, base: Bundle | None, store: ChunkStore, path: Path | None = None) -> TextCache:
+    """The build's cache (vectors in ``path``), seeded from the bundle being appended to and from the chunks a
+    previous run committed."""
+    cache = TextCache.for_model(model, path)
     cache.seed_parts(([base.as_part()] if base is not None else []) + store.parts())
     if len(cache):
         log.info("text cache: %d distinct sentences already embedded (bundle and committed chunks)", len(cache))

@@ -68,7 +68,10 @@ def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
 def _safe_embed(model: VLModel, texts: list[str], batch: int, cache: TextCache | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed ``texts`` [T] -> ([T, D], ok mask [T]); each distinct normalised text once (see index.sentences)."""
-    return (cache if cache is not None else TextCache.for_model(model)).embed(model, texts, batch)
+    if cache is not None:
+        return cache.embed(model, texts, batch)
+    with TextCache.for_model(model) as own:
+        return own.embed(model, texts, batch)
 
 
 def prewarm_texts(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache) -> None:

@@ -26,7 +26,7 @@ from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.store.parts import Part
 from cxr_explorer.retrieval.store.patch_store import STORES
 
-__all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "write_bundle"]
+__all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "training_sample", "write_bundle"]
 
 FLAT_MAX = 200_000
 ADD_BLOCK = 65_536  # vectors added to a FAISS index per call (32 MiB at D = 128)
@@ -66,13 +66,30 @@ def build_index(vectors: np.ndarray, index_type: str = "auto", use_gpu: bool | N
     if gpu and kind != "hnsw" and n:
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     if kind == "ivf":
-        sample = x[np.random.default_rng(0).permutation(n)[: 256 * params["nlist"]]]
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        sample = training_sample(x, 256 * params["nlist"])
+        index.train(sample)
+        del sample  # not held while the index fills
     for start in range(0, n, ADD_BLOCK):
         index.add(np.ascontiguousarray(store.read_rows(x, start, ADD_BLOCK), dtype=np.float32))
     if gpu and kind != "hnsw" and n:
         index = faiss.index_gpu_to_cpu(index)
     return index, {"type": kind, "count": n, "params": params, "built_on": "gpu" if gpu and kind != "hnsw" else "cpu"}
+
+
+def training_sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    """[min(size, M), D] float32 rows of [M, D] ``vectors`` (the seed-0 permutation's first ``size``, in row order),
+    read ``ADD_BLOCK`` rows at a time: a memory-mapped file is read, never mapped, and no other copy is made."""
+    n, d = vectors.shape
+    chosen = np.sort(np.random.default_rng(0).permutation(n)[:size])
+    out = np.empty((len(chosen), d), np.float32)
+    done = 0
+    for start in range(0, n, ADD_BLOCK):
+        upto = int(np.searchsorted(chosen, start + ADD_BLOCK))
+        if upto > done:
+            block = store.read_rows(vectors, start, ADD_BLOCK)
+            out[done:upto] = block[chosen[done:upto] - start]
+            done = upto
+    return out
 
 
 def _gpu_available() -> bool:

@@ -5,7 +5,7 @@ Layout of a bundle folder ``ROOT`` (format version 2)::
     ROOT/CURRENT               the installed version's number ("000003"), replaced atomically
     ROOT/versions/000003/      one immutable installed version: manifest.json + data files + .readers
     ROOT/writer.lock           flock of the one job writing ROOT; records its holder
-    ROOT/_build/               work of an unfinished build: build.json, chunks/, temporal/, staging/
+    ROOT/_build/               work of an unfinished build: build.json, chunks/, temporal/, staging/, text-cache.f32
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ CHUNKS = "chunks"
 TEMPORAL_CHUNKS = "temporal-chunks"
 STAGING = "staging"
 TMP_PREFIX = ".tmp-"
+TEXT_CACHE = "text-cache.f32"  # the build's text-cache vectors [M, D] float32, headerless (index.sentences)
 
 #: Names a format-1 bundle (a flat folder) has at its top level.
 LEGACY_MARKERS = (MANIFEST, CHUNKS, "_ready", "_staging", "build.json")

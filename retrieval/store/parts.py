@@ -38,6 +38,7 @@ from cxr_explorer.retrieval.store.names import (
     THUMBS_INDEX,
 )
 from cxr_explorer.retrieval.store.patch_store import Int8Patches, is_int8, write_int8
+from cxr_explorer.retrieval.store.tables import SENTENCES_SCHEMA, metadata_schema, union_columns, write_frames
 
 BASE_COLUMNS = ("id", "path", "image_abspath", "report", "sentences")
 SKIPPED_FIELDS = ("id", "path", "reason", "detail")
@@ -176,16 +177,24 @@ def write_parts(folder: Path, parts: Sequence[Part], grid_shape: tuple[int, int]
 
 
 def _write_tables(folder: Path, parts: Sequence[Part], offsets: np.ndarray) -> None:
-    """metadata.parquet (all columns as str except ``sentences``) and sentences.parquet with global rows."""
+    """metadata.parquet (all columns as str except ``sentences``) and sentences.parquet with global rows, one row
+    group per part (:mod:`retrieval.store.tables`): no concatenated copy of the corpus's rows."""
     frames = [p.metadata for p in parts if len(p.metadata)]
-    meta = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(BASE_COLUMNS))
-    meta = normalise_metadata(meta)
-    meta.to_parquet(folder / METADATA, index=False)
-    sent = [p.sentences.assign(row=p.sentences["row"].astype(np.int64) + off)
-            for p, off in zip(parts, offsets, strict=False) if len(p.sentences)]
-    table = pd.concat(sent, ignore_index=True) if sent else pd.DataFrame({"row": [], "text": []})
-    table = pd.DataFrame({"row": table["row"].astype(np.int64), "text": table["text"].astype(str)})
-    table.to_parquet(folder / SENTENCES, index=False)
+    columns = union_columns(frames, BASE_COLUMNS)
+    write_frames(folder / METADATA, (_aligned(f, columns) for f in frames), metadata_schema(columns))
+    sentences = (pd.DataFrame({"row": p.sentences["row"].to_numpy(np.int64) + off,
+                               "text": p.sentences["text"].astype(str)})
+                 for p, off in zip(parts, offsets, strict=False) if len(p.sentences))
+    write_frames(folder / SENTENCES, sentences, SENTENCES_SCHEMA)
+
+
+def _aligned(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` normalised (:func:`normalise_metadata`) with ``columns`` in order; a column it lacks is ""."""
+    meta = normalise_metadata(frame)
+    for col in columns:
+        if col not in meta.columns:
+            meta[col] = ""
+    return meta[columns]
 
 
 def normalise_metadata(meta: pd.DataFrame) -> pd.DataFrame:
