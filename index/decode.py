@@ -216,8 +216,16 @@ class DecodePool:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = None
 
+    def _may_spawn(self) -> bool:
+        """Whether the next submit may start a worker: the pool spawns on demand until it holds ``workers``."""
+        processes = getattr(self._executor, "_processes", None)
+        return self._executor is None or processes is None or len(processes) < self.workers
+
     def _submit_now(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """``executor.submit``, which may spawn a worker: spawned with SIGINT ignored (see above)."""
+        """``executor.submit``; one that may spawn a worker runs with SIGINT ignored (see above), and only that one:
+        a Ctrl-C during any other submit must reach the build (ignoring it on every submit dropped some)."""
+        if not self._may_spawn():
+            return self._pool().submit(fn, *args)
         with _children_ignore_sigint():
             return self._pool().submit(fn, *args)
 

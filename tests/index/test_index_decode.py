@@ -94,3 +94,32 @@ def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypat
     path.write_bytes(png_bytes(1))
     with DecodePool(1, prefetch=2) as pool, pytest.raises(decode.DecodeWorkersError, match="start-up"):
         list(pool.stream([task(path)]))
+
+
+def test_sigint_is_ignored_only_while_a_submit_may_spawn_a_worker(tmp_path: Path) -> None:
+    """Children must be born ignoring Ctrl-C, but once the pool holds its workers a submit must not ignore it: a
+    Ctrl-C that came during one was dropped and the build ran on to the end."""
+    import signal
+
+    def handler(*_: object) -> None:
+        return None
+
+    seen: list[object] = []
+    with DecodePool(workers=2, prefetch=2) as pool:
+        assert pool._may_spawn()
+        pool.start()
+        assert not pool._may_spawn()
+        executor = pool._pool()
+        real = executor.submit
+
+        def spy(fn, *args):  # type: ignore[no-untyped-def]
+            seen.append(signal.getsignal(signal.SIGINT))  # the disposition while the submit runs
+            return real(fn, *args)
+
+        executor.submit = spy  # type: ignore[method-assign,assignment]
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            pool._submit_now(os.getpid).result(timeout=60)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert seen == [handler]
