@@ -129,7 +129,7 @@ def run_app_scale(n: int, umap: bool = False) -> dict[str, Any]:
             "real_weights_mib": real_weights_mib(),
             "method": "streamlit AppTest in a fresh process (the real app script; patches memory-mapped by "
                       "cxr_explorer.retrieval.bundle.Bundle.patches); synthetic bundle naming tiny-random; "
-                      "machine shared"}
+                      "the machine's load at the start is in the results header"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,5 +133,5 @@ def run_build_profile(model: Any, corpus: Path, paths: list[Path], tmp: Path, ro
     out["after_over_before"] = {"items_per_s": round(a["items_per_s"] / b["items_per_s"], 3),
                                 "build_overhead": round(a["build_overhead"] / b["build_overhead"], 3)}
     out["decode_ms_per_image"] = decode_ms(paths, model.spec.crop, model.spec.resize)
-    out["note"] = "machine shared with other jobs (loaded); see the module docstring for the variants"
+    out["note"] = "see the module docstring for the variants; the machine's load at the start is in the results header"
     return out

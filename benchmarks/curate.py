@@ -200,7 +200,7 @@ def run_curate(model: Any, sizes: list[int], rounds: int, covid_dir: Path, covid
                ) -> dict[str, Any]:
     """The whole section: scale at ``sizes``, then the covid planted-fault run (skipped when absent or 0 items)."""
     res: dict[str, Any] = {"scale": run_scale(sizes, rounds),
-                           "machine_note": "Absolute times are from a machine shared with other running jobs."}
+                           "machine_note": "Absolute times: see the load average in the results header."}
     if covid_items and (covid_dir / "reports.csv").is_file():
         res["covid"] = covid_planted(model, covid_dir, tmp, covid_items)
     else:

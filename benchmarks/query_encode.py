@@ -241,4 +241,4 @@ def run_query_encode(model: Any, rounds: int = 15, tokens: int = 16, graphs: boo
             "cosine_to_fp32": cosine, "native_bf16": native_bf16(cpu),
             "query_path": {"bf16_bundle": query_precision("bf16", cpu), "fp32_bundle": query_precision("fp32", cpu),
                            "bf16_variant": bf16_path},
-            "goal_p50_ms": 15.0, "note": "one query per call, batch 1, no padding; machine shared (loaded)"}
+            "goal_p50_ms": 15.0, "note": "one query per call, batch 1, no padding"}

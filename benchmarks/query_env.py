@@ -115,7 +115,7 @@ def run_query_env(repeats: int = 2, rounds: int = 15) -> dict[str, Any]:
     return {"threads": table, "repeats": repeats, "rounds": rounds, "failed": failed,
             "env": {v.name: v.env or ("torch.backends.mkldnn.matmul.fp32_precision=bf16" if v.fp32_as_bf16 else {})
                     for v in VARIANTS},
-            "note": "each variant in its own process, passes alternated; machine shared (loaded)"}
+            "note": "each variant in its own process, passes alternated"}
 
 
 def main(argv: list[str] | None = None) -> int:
