@@ -51,6 +51,7 @@ def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
 
     from benchmarks.common import seeded_model
     from benchmarks.encoders import query_of_tokens
+    from benchmarks.query_profile import interleaved_p50
     from cxr_explorer.retrieval.models.api import text_path_name
     from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
@@ -77,15 +78,7 @@ def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
     calls = {text_path_name(fast, "bf16"): bf16, "fp32": fp32}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        times: dict[str, list[float]] = {k: [] for k in calls}
-        for call in calls.values():
-            call(), call()
-        for _ in range(rounds):
-            for name, call in calls.items():
-                t0 = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - t0)
-        out[str(threads)] = {k: round(statistics.median(v) * 1000, 2) for k, v in times.items()}
+        out[str(threads)] = {k: round(v, 2) for k, v in interleaved_p50(calls, rounds).items()}
     return out
 
 

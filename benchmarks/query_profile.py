@@ -76,7 +76,8 @@ def matmul_chain(tower: FastTextTower, tokens: int) -> tuple[Call, float]:
     return call, round(mb, 1)
 
 
-def _p50(calls: dict[str, Call], rounds: int) -> dict[str, float]:
+def interleaved_p50(calls: dict[str, Call], rounds: int) -> dict[str, float]:
+    """Median ms of each call over ``rounds`` interleaved rounds, after two warm-up calls each."""
     times: dict[str, list[float]] = {k: [] for k in calls}
     for call in calls.values():
         call(), call()
@@ -108,7 +109,7 @@ def run_query_profile(model: Any, query: str, tower: FastTextTower, rounds: int 
         model.precision = "bf16"
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            wall = _p50(calls, rounds)
+            wall = interleaved_p50(calls, rounds)
             profiled, kernels = kernel_ms(encode, rounds)
             out["threads"][str(threads)] = {
                 "wall_ms": wall["encode"], "profiled_wall_ms": profiled, "ops_ms": kernels,
