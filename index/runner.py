@@ -219,13 +219,6 @@ def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pendi
     return indexed
 
 
-def _grid_shape(model: VLModel) -> tuple[int, int]:
-    """Patch grid (h, w) of the model, from one forward on a blank image (also warms the model up)."""
-    crop = model.preprocessing.crop
-    patches = model.encode_images(torch.zeros(1, 3, crop, crop)).patches
-    return int(patches.shape[1]), int(patches.shape[2])
-
-
 def run_build(cfg: BuildConfig, model: VLModel | None = None) -> BuildSummary:
     """Build, resume or append; CorpusError/BundleError/BuildStateError/StoreError for problems found before any
     work (DiskSpaceError, resumable, when the disk fills up)."""
@@ -309,7 +302,7 @@ class _Job:
             threads = set_threads(model.device, workers, cfg.threads, cores)
             log.info("indexing %d items with %s on %s: %d decode workers, %d threads, batch %d", len(pending),
                      model.spec.name, model.device, workers, threads, batch)
-            grid = _grid_shape(model)
+            grid = model.patch_grid
             t_embed = time.perf_counter()
             # each distinct sentence once per build, across resumes/appends; its vectors in a file of the work area
             with seeded_cache(model, base, chunks, self.area.folder / names.TEXT_CACHE) as cache:

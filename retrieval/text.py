@@ -38,13 +38,25 @@ _NUMBER_ABBREVIATIONS = frozenset("no nos fig figs vol ref".split())  # "No. 5",
 _LIST_MARKER = re.compile(r"^(\d{1,2}|[a-zA-Z])[.)]$")
 
 
+#: C0/C1 control characters: whitespace among them becomes a space, the rest is dropped (all are category Cc).
+_CONTROLS = {c: (" " if chr(c).isspace() else None) for c in (*range(32), *range(127, 160))}
+
+
+def _drop_invisible(s: str) -> str:
+    """Whitespace -> " "; other control, format and unassigned characters (Unicode category C) dropped."""
+    s = s.translate(_CONTROLS)
+    if s.isprintable():  # the common case: nothing else to drop, so no per-character loop
+        return s
+    return "".join(" " if ch.isspace() else ch for ch in s if ch.isspace() or unicodedata.category(ch)[0] != "C")
+
+
 def clean_text(text: object) -> str:
     """Any cell value -> clean one-line text ("" for None/NaN); see :data:`CLEANING`."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return ""
     s = unicodedata.normalize("NFKC", html.unescape(str(text)))
     s = _TAG.sub(" ", s)
-    s = "".join(" " if ch.isspace() else ch for ch in s if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    s = _drop_invisible(s)
     s = _SPECIAL.sub(lambda m: f"({m.group(1).upper()})", s)
     return _SPACE.sub(" ", s).strip()
 

@@ -118,6 +118,12 @@ class VLModel:
         return bf16_matmul_weights(tower, in_place)
 
     @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(h, w) of ``encode_images``' patches for preprocessed [N, 3, crop, crop] input (14x14 at 448 px)."""
+        crop = self.preprocessing.crop
+        return self.image_model.grid(crop, crop)
+
+    @property
     def text_path(self) -> str:
         """The text forward queries run now (:func:`text_path_name`): fp32, bf16 or bf16-fused-gelu (or another
         ``text_fast`` fusion)."""

@@ -101,6 +101,11 @@ class ImageModel(nn.Module):
             self.encoder = ImageEncoder(spec.base_width)
         self.projector = MLP(self.encoder.out_channels, spec.joint_dim, spec.joint_dim)
 
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Patch grid (h, w) for [B, 3, height, width] input; the projector and BioViL-T's fusion keep the trunk's
+        grid."""
+        return self.encoder.encoder.grid(height, width)
+
     def projected_patches(self, images: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 3, H, W] -> unnormalised projected patch embeddings [B, D, h, w]."""
         return self.projector(self.encoder(images, previous))

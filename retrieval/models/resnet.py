@@ -10,6 +10,10 @@ import torch
 from torch import nn
 
 
+def _pair(v: object) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))  # type: ignore[index]
+
+
 def _conv3x3(inp: int, out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(inp, out, kernel_size=3, stride=stride, padding=1, bias=False)
 
@@ -65,6 +69,20 @@ class ResNet(nn.Module):
         # Never used in forward, but present in the released state dicts.
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.out_channels, num_classes)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of ``forward``'s output for a [B, 3, height, width] input, from the strided layers' arithmetic
+        (no forward pass): conv1 and maxpool, then the first block of each strided layer."""
+        strided: list[nn.Conv2d | nn.MaxPool2d] = [self.conv1, self.maxpool]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            first = layer[0]
+            assert isinstance(first, Bottleneck)
+            strided.append(first.conv2)
+        size = [height, width]
+        for mod in strided:
+            k, s, p = (_pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding))
+            size = [(n + 2 * p[i] - k[i]) // s[i] + 1 for i, n in enumerate(size)]
+        return size[0], size[1]
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None

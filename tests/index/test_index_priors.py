@@ -138,7 +138,7 @@ def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path)
     out = tmp_path / "b"
     argv = ["build", str(csv), "--out", str(out), "--model", "tiny-random-t", "--id-col", "image_id", "--device",
             "cpu", "--workers", "0", "--threads", "1", "--progress", "none", "--patient-col", "patient_id",
-            "--order-col", "study"]
+            "--order-col", "study", "--precision", "fp32"]
     run = subprocess.run([sys.executable, "-m", "tests.helpers.killpoint", "temporal", "1", "--", *argv],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]

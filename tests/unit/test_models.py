@@ -60,6 +60,17 @@ def test_shapes_and_norms(tiny) -> None:
     assert torch.allclose(emb.global_emb.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(emb.patches.norm(dim=-1), torch.ones(3, 15, 15), atol=1e-5)
     assert torch.equal(tiny.embed_images(x), emb.global_emb)
+    assert tiny.patch_grid == (15, 15)
+
+
+@pytest.mark.parametrize("size", [(480, 480), (448, 448), (33, 64), (97, 31), (1, 1)])
+def test_patch_grid_without_a_forward_matches_the_forward(size: tuple[int, int]) -> None:
+    """The analytic grid (the build uses it instead of a forward pass) equals the trunk's real output grid."""
+    spec = get_spec("biovil")
+    model = ImageModel(spec.__class__(**{**spec.__dict__, "base_width": 8})).eval()
+    with torch.inference_mode():
+        patches = model(torch.rand(1, 3, *size)).patches
+    assert model.grid(*size) == tuple(patches.shape[1:3])
 
 
 def test_text_rules(tiny) -> None:

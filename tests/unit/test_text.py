@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+import re
 
 import pytest
 
@@ -29,6 +31,20 @@ def words(text: str) -> int:
 ])
 def test_clean_text(raw: object, clean: str) -> None:
     assert clean_text(raw) == clean
+
+
+@pytest.mark.parametrize("last", [160, 12_000])  # controls only (the translate path), then most of the BMP
+def test_clean_text_drops_every_invisible_character_and_keeps_the_rest(last: int) -> None:
+    """Code points 1..last-1 (controls, format marks, odd spaces, unassigned ones) in one cell: whitespace becomes
+    one space, category C goes, everything else stays."""
+    import unicodedata
+
+    cell = "x".join(chr(c) for c in range(1, last) if not 0xD800 <= c <= 0xDFFF)
+    expected = "".join(" " if ch.isspace() else ch for ch in unicodedata.normalize("NFKC", html.unescape(cell))
+                       if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    expected = re.sub(r"\s+", " ", re.sub(r"<\s*/?\s*[A-Za-z][^<>]{0,200}>|<!--.*?-->", " ", expected, flags=re.S))
+    assert clean_text(cell) == expected.strip()
+    assert clean_text("a\u00a0b\u2028c\x85d\u200ee\x1ff") == "a b c de f"
 
 
 def test_join_sections() -> None:
