@@ -70,14 +70,16 @@ def job_rate(model: Any, paths: list[Path], batch: int, workers: int) -> tuple[f
     return done / elapsed, method
 
 
-def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: int, tmp: Path, tag: str
-                   ) -> tuple[float, dict[str, Any]]:
-    """Items/s of the real index job (``index.runner.run_build`` with this model) on ``limit`` corpus items."""
+def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: int, tmp: Path, tag: str,
+                   options: Any = None) -> tuple[float, dict[str, Any]]:
+    """Items/s of the real index job (``index.runner.run_build`` with this model) on ``limit`` corpus items
+    (``options``: an ``index.corpus.CorpusOptions``, auto-detection when None)."""
     from cxr_explorer.index.corpus import CorpusOptions
     from cxr_explorer.index.runner import BuildConfig, run_build
 
     out = tmp / f"bundle-{tag}"
-    cfg = BuildConfig(corpus=corpus, out=out, model=model.spec.name, corpus_options=CorpusOptions(), device="cpu",
+    cfg = BuildConfig(corpus=corpus, out=out, model=model.spec.name, corpus_options=options or CorpusOptions(),
+                      device="cpu",
                       precision=model.precision, workers=workers, threads=torch.get_num_threads(), batch_size=batch,
                       limit=limit, progress="none", command="benchmarks.run")
     t0 = time.perf_counter()

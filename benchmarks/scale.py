@@ -1,9 +1,9 @@
-"""Issue-12 sections of ``benchmarks.run``: sentences, precision, query_encode, growth, memory.
+"""Issue-12 sections of ``benchmarks.run``: sentences, build_reports, precision, query_encode, growth, memory.
 
-``sentences``, ``query_encode``, ``memory`` (1k / 10k / 100k items) and ``app_scale`` (100k items) run by default
-(minutes); ``precision``, ``growth`` and ``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full``
-adds real-crop 1k / 10k builds to ``memory``). Each writes ``res[<name>]`` and a markdown block
-(:func:`scale_markdown`).
+``sentences``, ``build_reports`` (covid images + IU reports, every covid image), ``query_encode``, ``memory``
+(1k / 10k / 100k items) and ``app_scale`` (100k items) run by default (minutes); ``precision``, ``growth`` and
+``build_profile`` run with ``--only`` or ``--full`` (minutes; ``--full`` adds real-crop 1k / 10k builds to
+``memory``). Each writes ``res[<name>]`` and a markdown block (:func:`scale_markdown`).
 
     .venv/bin/python -m benchmarks.run --only sentences query_encode precision growth memory --out /tmp/scale.json
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SCALE_SECTIONS = ("sentences", "precision", "query_encode", "growth", "memory", "app_scale", "build_profile")
-DEFAULT_SCALE = ("sentences", "query_encode", "memory", "app_scale")
+SCALE_SECTIONS = ("sentences", "build_reports", "precision", "query_encode", "growth", "memory", "app_scale",
+                  "build_profile")
+DEFAULT_SCALE = ("sentences", "build_reports", "query_encode", "memory", "app_scale")
 
 
 def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set[str]) -> None:
@@ -24,6 +25,8 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
         from benchmarks.sentences import run_sentences
 
         res["sentences"] = run_sentences(model.tokenizer, 300 if smoke else None)
+    if "build_reports" in sections:
+        _build_reports(res, model, plan, smoke)
     if "query_encode" in sections:
         from benchmarks.query_encode import run_query_encode
 
@@ -46,6 +49,25 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
         from benchmarks.app_scale import run_app_scale
 
         res["app_scale"] = run_app_scale(300 if smoke else 100_000)  # issue 12: the app's RSS at 100k
+
+
+def _build_reports(res: dict[str, Any], model: Any, plan: Any, smoke: bool) -> None:
+    """The build_reports section: the whole job on covid images + IU report texts (every covid image; 4 in smoke)."""
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.build_reports import run_build_reports
+    from benchmarks.run import SHARED_DATA, image_paths
+    from benchmarks.sentences import CORPORA
+
+    if not (CORPORA["iu_xray_reports"].is_file() and SHARED_DATA.is_dir()):
+        res["build_reports"] = {"status": "skipped: ../shared/data (iu_xray_reports, covid_chestxray) is absent"}
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        res["build_reports"] = run_build_reports(model, image_paths(4 if smoke else 648, Path(tmp)), Path(tmp),
+                                                 plan.batch, plan.encoder_batches, plan.decode_workers,
+                                                 rounds=1 if smoke else 2,
+                                                 precisions=("fp32",) if smoke else ("bf16",))
 
 
 def _build_profile(res: dict[str, Any], model: Any, smoke: bool) -> None:

@@ -7,17 +7,21 @@ target has at least :data:`MIN_UMAP` vectors and umap-learn is installed. Rows f
 
 Memory and time are bounded past :data:`FIT_LIMIT` vectors: the vector files are memory-mapped, PCA accumulates its
 mean and D x D scatter over row blocks, and UMAP is fitted on a seeded sample of at most :data:`FIT_LIMIT` vectors,
-the others placed by the fitted reducer's ``transform`` block by block.
+the others placed by the fitted reducer's ``transform`` block by block. UMAP's neighbours (for the fit and for
+``transform``) come from an exact FAISS search (:class:`ExactNeighbours`), not from pynndescent, whose numba compile
+cost 20 s in every build process at 4,096 vectors and more (umap-learn switches to it there).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from cxr_explorer.retrieval.store import names
@@ -86,6 +90,28 @@ def fit_sample(m: int, fit_limit: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(m, size=fit_limit, replace=False))
 
 
+class ExactNeighbours:
+    """Exact cosine k-nearest neighbours among fixed vectors (FAISS inner product on L2-normalised copies), in the
+    form umap-learn 0.5 takes as ``precomputed_knn``: its ``transform`` calls ``query`` and reads ``_angular_trees``
+    (only to pick an epsilon for its approximate search; the search here is exact, so it is ignored)."""
+
+    _angular_trees = True
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        """``vectors`` [N, D]: the rows neighbours are drawn from (the UMAP fit's rows, in that order)."""
+        base = np.array(vectors, dtype=np.float32, order="C")
+        faiss.normalize_L2(base)
+        self._index = faiss.IndexFlatIP(base.shape[1])
+        self._index.add(base)
+
+    def query(self, queries: np.ndarray, k: int, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """[Q, D] -> ([Q, k] int32 row positions, [Q, k] float32 cosine distances 1 - cos >= 0), nearest first."""
+        q = np.array(queries, dtype=np.float32, order="C")
+        faiss.normalize_L2(q)
+        sims, rows = self._index.search(q, k)
+        return rows.astype(np.int32), np.maximum(1.0 - sims, 0.0).astype(np.float32)
+
+
 def umap_coords(vectors: np.ndarray, fit_limit: int = FIT_LIMIT, block: int = TRANSFORM_BLOCK
                 ) -> tuple[np.ndarray, int] | None:
     """[M, D] -> ([M, 2] UMAP coordinates (cosine, seeded), vectors the fit used), or None when umap-learn is
@@ -101,9 +127,15 @@ def umap_coords(vectors: np.ndarray, fit_limit: int = FIT_LIMIT, block: int = TR
         log.warning("umap-learn is not installed: the bundle stores PCA map coordinates only")
         return None
     sample = fit_sample(m, max(fit_limit, MIN_UMAP))
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(sample) - 1), metric="cosine", random_state=0,
-                        low_memory=True)
-    fitted = reducer.fit_transform(np.asarray(vectors[sample], dtype=np.float32))
+    fit = np.asarray(vectors[sample], dtype=np.float32)
+    k = min(15, len(sample) - 1)
+    neighbours = ExactNeighbours(fit)
+    reducer = umap.UMAP(n_components=2, n_neighbors=k, metric="cosine", random_state=0, low_memory=True,
+                        precomputed_knn=(*neighbours.query(fit, k), neighbours))
+    with warnings.catch_warnings():  # umap-learn says transform is unavailable without an NNDescent index: it is
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
+        fitted = reducer.fit_transform(fit)
     coords = np.empty((m, 2), np.float32)
     coords[sample] = fitted
     rest = np.ones(m, bool)

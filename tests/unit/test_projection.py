@@ -60,6 +60,33 @@ def test_umap_is_stored_from_min_umap_vectors(tmp_path: Path) -> None:
     assert coords.shape == (projection.MIN_UMAP, 2) and np.isfinite(coords).all() and used == projection.MIN_UMAP
 
 
+def test_exact_neighbours_are_the_brute_force_cosine_neighbours() -> None:
+    x = unit(300, 16) * np.random.default_rng(2).uniform(0.5, 3.0, size=(300, 1)).astype(np.float32)  # not unit
+    rows, dist = projection.ExactNeighbours(x).query(x[:40], 5)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = xn[:40] @ xn.T
+    assert rows.dtype == np.int32 and dist.dtype == np.float32 and rows.shape == dist.shape == (40, 5)
+    assert np.array_equal(rows[:, 0], np.arange(40)) and np.abs(dist[:, 0]).max() < 1e-5  # each row is its nearest
+    assert np.array_equal(rows, np.argsort(-cos, axis=1)[:, :5])
+    assert np.allclose(dist, 1.0 - np.take_along_axis(cos, rows.astype(np.int64), axis=1), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_umap_keeps_separate_clusters_apart() -> None:
+    """Two tight clusters far apart in the embedding space stay apart on the map (neighbours drive the layout)."""
+    pytest.importorskip("umap")
+    a, b = np.zeros(16, np.float32), np.zeros(16, np.float32)
+    a[0], b[1] = 1.0, 1.0
+    noise = np.random.default_rng(3).normal(scale=0.05, size=(200, 16)).astype(np.float32)
+    x = np.vstack([a + noise[:100], b + noise[100:]])
+    fitted = projection.umap_coords(x)
+    assert fitted is not None
+    coords = fitted[0]
+    ca, cb = coords[:100], coords[100:]
+    gap = np.linalg.norm(ca.mean(axis=0) - cb.mean(axis=0))
+    assert gap > 3 * max(ca.std(axis=0).max(), cb.std(axis=0).max())
+
+
 def svd_pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reference: PCA by a full SVD of the centred [M, D] float64 copy, same sign rule (largest |loading| > 0)."""
     x64 = np.asarray(x, np.float64)
