@@ -25,25 +25,28 @@ from cxr_explorer.index.corpus import CorpusOptions
 OPTIONS = CorpusOptions(image_col="image", text_cols=("findings", "impression"), id_col="id", preset="none")
 
 
-def paired_manifest(images: list[Path], iu_csv: Path, out: Path) -> Path:
-    """Write ``out`` (CSV: id, image, findings, impression): image i with the i-th IU row that has report text."""
+def paired_manifest(images: list[Path], iu_csv: Path, out: Path, items: int | None = None) -> Path:
+    """Write ``out`` (CSV: id, image, findings, impression) of ``items`` rows (default: one per image): row i is the
+    i-th IU row that has report text, with image ``i % len(images)`` (images repeat past the first pass)."""
     iu = pd.read_csv(iu_csv, usecols=["findings", "impression"])
-    iu = iu[iu["findings"].notna() | iu["impression"].notna()].head(len(images))
-    n = min(len(images), len(iu))
-    pd.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "image": [str(p) for p in images[:n]],
+    iu = iu[iu["findings"].notna() | iu["impression"].notna()]
+    n = min(items or len(images), len(iu))
+    pd.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "image": [str(images[i % len(images)]) for i in range(n)],
                   "findings": iu["findings"].tolist()[:n], "impression": iu["impression"].tolist()[:n]}
                  ).to_csv(out, index=False)
     return out
 
 
 def run_build_reports(model: Any, images: list[Path], tmp: Path, batch: int = 1, n_batches: int = 16,
-                      workers: int = 1, rounds: int = 2, precisions: tuple[str, ...] = ("bf16",)) -> dict[str, Any]:
+                      workers: int = 1, rounds: int = 2, precisions: tuple[str, ...] = ("bf16",),
+                      items: int | None = None) -> dict[str, Any]:
     """Per precision: encoder img/s, whole-job items/s, ``build_ratio``, ``build_overhead``, text calls saved (the IU
     reports must be present: :data:`benchmarks.sentences.CORPORA`)."""
-    csv = paired_manifest(images, CORPORA["iu_xray_reports"], tmp / "radiology-reports.csv")
-    out: dict[str, Any] = {"items": len(pd.read_csv(csv)), "batch": batch, "decode_workers": workers,
-                           "corpus": "covid_chestxray images i=0..n-1 + iu_xray_reports rows with text i=0..n-1 "
-                                     "(findings, impression)", "precisions": {}}
+    csv = paired_manifest(images, CORPORA["iu_xray_reports"], tmp / "radiology-reports.csv", items)
+    out: dict[str, Any] = {"items": len(pd.read_csv(csv)), "images": len(images), "batch": batch,
+                           "decode_workers": workers, "rounds": rounds,
+                           "corpus": "iu_xray_reports rows with text i=0..n-1 (findings, impression), each with "
+                                     "covid_chestxray image i mod images", "precisions": {}}
     for precision in precisions:
         set_precision(model, precision)
         ratios, jobs, enc = [], [], []
@@ -65,3 +68,34 @@ def run_build_reports(model: Any, images: list[Path], tmp: Path, batch: int = 1,
             "text_encoder": jobs[-1][1]["text_encoder"], "job": jobs[-1][1]}
     set_precision(model, "fp32")
     return out
+
+
+def main() -> None:
+    """Command line: the section alone, at any corpus size, into one JSON file (the machine named in it)."""
+    import argparse
+    import json
+    import tempfile
+    import time
+
+    from benchmarks.common import machine, seeded_model
+    from benchmarks.run import SHARED_DATA, image_paths
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--items", type=int, default=648, help="corpus rows (images repeat past 648)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    if not (CORPORA["iu_xray_reports"].is_file() and SHARED_DATA.is_dir()):
+        raise SystemExit("../shared/data (iu_xray_reports, covid_chestxray) is absent")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = run_build_reports(seeded_model("biovil"), image_paths(648, Path(tmp)), Path(tmp), rounds=args.rounds,
+                                items=args.items)
+    doc = {"command": f"python -m benchmarks.build_reports --items {args.items} --rounds {args.rounds}",
+           "machine": machine(), "wall_s": round(time.perf_counter() - t0, 1), "build_reports": res}
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(res["precisions"], indent=1)[:2000])
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_scale_sections_smoke(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "sentences", "query_encode",
-                           "precision", "growth", "memory", "--out", str(out)], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+                           "precision", "growth", "memory", "build_reports", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     qe = res["query_encode"]["threads"]
@@ -36,3 +36,26 @@ def test_scale_sections_smoke(tmp_path: Path) -> None:
     sizes = res["memory"]["sizes"]
     assert [int(n) for n in sizes] == [40, 120] and all(r["items"] == int(n) for n, r in sizes.items())
     assert "## query_encode" in out.with_suffix(".md").read_text()
+    reports = res["build_reports"]
+    if "status" in reports:  # ../shared absent
+        assert reports["status"].startswith("skipped: ")
+    else:
+        row = reports["precisions"]["fp32"]
+        assert reports["items"] == 4 and row["job"]["items"] == 4 and row["build_ratio"] > 0
+        assert row["text_encoder"]["encoded"] <= row["text_encoder"]["texts"]
+
+
+def test_radiology_manifest_pairs_report_rows_with_cycled_images(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from benchmarks.build_reports import paired_manifest
+
+    iu = tmp_path / "iu.csv"
+    pd.DataFrame({"findings": ["Clear lungs.", None, "Small effusion.", "No pneumothorax.", "Stable."],
+                  "impression": ["Normal.", None, None, "Normal.", None]}).to_csv(iu, index=False)
+    images = [tmp_path / f"{c}.png" for c in "abc"]
+    table = pd.read_csv(paired_manifest(images, iu, tmp_path / "m.csv", items=10))
+    assert table["id"].tolist() == ["r00000", "r00001", "r00002", "r00003"]  # the row with no text is left out
+    assert table["image"].tolist() == [str(images[i]) for i in (0, 1, 2, 0)]
+    assert table["findings"].tolist() == ["Clear lungs.", "Small effusion.", "No pneumothorax.", "Stable."]
+    assert len(pd.read_csv(paired_manifest(images, iu, tmp_path / "d.csv"))) == 3  # default: one row per image
