@@ -179,6 +179,21 @@ def _pil_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+def _uint8_remap_table(label: str, lo: int, hi: int) -> np.ndarray:
+    """[256] uint8: value v -> hi-ml's remap of v for an image spanning [lo, hi], by exactly :func:`_remap_to_gray`'s
+    float64 operations (element by element, so bit-identical to remapping the whole image; values outside [lo, hi]
+    never occur and map to 0)."""
+    if hi == lo:
+        raise ImageLoadError(label, "blank", "image is blank (all pixels have the same value)")
+    a = np.arange(lo, hi + 1, dtype=float)
+    a -= lo
+    a /= hi - lo
+    a *= 255
+    table = np.zeros(256, np.uint8)
+    table[lo:hi + 1] = a.astype(np.uint8)
+    return table
+
+
 def _remap_to_gray(arr: np.ndarray, label: str) -> Image.Image:
     """hi-ml ``remap_to_uint8`` (joint min-max over all channels) then ``Image.fromarray(...).convert("L")``."""
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -186,6 +201,8 @@ def _remap_to_gray(arr: np.ndarray, label: str) -> Image.Image:
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))):
         raise ImageLoadError(label, "corrupt", f"unsupported pixel array shape {arr.shape}")
     _check_size(label, arr.shape[1], arr.shape[0])
+    if arr.dtype == np.uint8:  # the same float64 steps on the 256 possible values, then a table lookup
+        return Image.fromarray(_uint8_remap_table(label, int(arr.min()), int(arr.max()))[arr]).convert("L")
     a = arr.astype(float)
     a -= a.min()
     top = a.max()

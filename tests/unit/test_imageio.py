@@ -89,6 +89,17 @@ def test_gray_png_matches_reference_remap(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, expected_gray(arr))
 
 
+@pytest.mark.parametrize("shape", [(64, 80), (40, 50, 3), (30, 20, 4)])
+@pytest.mark.parametrize(("lo", "hi"), [(0, 255), (10, 200), (37, 38), (3, 251)])
+def test_uint8_remap_equals_the_float_remap(shape: tuple[int, ...], lo: int, hi: int) -> None:
+    """The 8-bit path (a 256-entry table) gives exactly the float64 remap's pixels, for gray, RGB and RGBA arrays."""
+    from cxr_explorer.retrieval.imageio import _remap_to_gray
+
+    arr = RNG.integers(lo, hi + 1, shape, dtype=np.uint8)
+    arr.flat[0], arr.flat[1] = lo, hi
+    np.testing.assert_array_equal(np.asarray(_remap_to_gray(arr, "x")), expected_gray(arr))
+
+
 def test_16bit_png_uses_full_range(tmp_path: Path) -> None:
     arr = RNG.integers(1000, 50000, (17, 19), dtype=np.uint16)
     arr[0, 0], arr[0, 1], arr[0, 2] = 1000, 50000, 1100  # 1100 and 1000 differ only below the top byte
