@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from benchmarks.common import peak_rss_mib, set_precision
 from cxr_explorer.retrieval.store import read_manifest
+
+if TYPE_CHECKING:
+    from cxr_explorer.index.corpus import CorpusOptions
+
+
+def median(xs: list[float]) -> float:
+    """The median of ``xs``, rounded to 3 decimals (how this section reports paired rounds)."""
+    return round(float(np.median(xs)), 3)
 
 
 def encoder_rate(model: Any, batch: int, n_batches: int) -> float:
@@ -71,7 +79,7 @@ def job_rate(model: Any, paths: list[Path], batch: int, workers: int) -> tuple[f
 
 
 def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: int, tmp: Path, tag: str,
-                   options: Any = None) -> tuple[float, dict[str, Any]]:
+                   options: CorpusOptions | None = None) -> tuple[float, dict[str, Any]]:
     """Items/s of the real index job (``index.runner.run_build`` with this model) on ``limit`` corpus items
     (``options``: an ``index.corpus.CorpusOptions``, auto-detection when None)."""
     from cxr_explorer.index.corpus import CorpusOptions
@@ -161,17 +169,16 @@ def _precision_rounds(model: Any, paths: list[Path], texts: list[str], batch: in
         stage_ratio.append(rate / ref)
         if has_corpus:
             build_ratio.append(job[-1] / ref)
-    med = lambda xs: round(float(np.median(xs)), 3)  # noqa: E731
     row: dict[str, Any] = {
-        "encoder_images_per_s": med(enc), "image_stage_images_per_s": med(stage),
-        "image_stage_ratio": med(stage_ratio), "encoder_runs": [round(x, 3) for x in enc],
+        "encoder_images_per_s": median(enc), "image_stage_images_per_s": median(stage),
+        "image_stage_ratio": median(stage_ratio), "encoder_runs": [round(x, 3) for x in enc],
         "image_stage_runs": [round(x, 3) for x in stage], "reports_per_s": round(text_rate(model, texts, 16), 3)}
     if has_corpus:
-        row.update({"job_images_per_s": med(job), "build_ratio": med(build_ratio),
+        row.update({"job_images_per_s": median(job), "build_ratio": median(build_ratio),
                     "build_ratio_runs": [round(x, 3) for x in build_ratio],
-                    "model_share_of_job": med([j["model_share"] for j in jobs]),
-                    "build_overhead": med([j["build_overhead"] for j in jobs]),
-                    "text_share_of_model": med([j["text_share_of_model"] for j in jobs]), "job": jobs[-1]})
+                    "model_share_of_job": median([j["model_share"] for j in jobs]),
+                    "build_overhead": median([j["build_overhead"] for j in jobs]),
+                    "text_share_of_model": median([j["text_share_of_model"] for j in jobs]), "job": jobs[-1]})
     else:  # no corpus here: the image stage stands in for the job, and says so
         row.update({"job_images_per_s": row["image_stage_images_per_s"], "build_ratio": row["image_stage_ratio"],
                     "job": {"note": "corpus missing: whole job = image stage only"}})

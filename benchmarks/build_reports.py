@@ -14,15 +14,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from benchmarks.build import encoder_rate, whole_job_rate
+from benchmarks.build import encoder_rate, median, whole_job_rate
 from benchmarks.common import set_precision
 from benchmarks.sentences import CORPORA
 from cxr_explorer.index.corpus import CorpusOptions
 
+COVID_IMAGES = 648  # covid_chestxray's images: one pass of them is the --quick corpus
 OPTIONS = CorpusOptions(image_col="image", text_cols=("findings", "impression"), id_col="id", preset="none")
+
+
+def missing_data() -> str | None:
+    """Why the section cannot run here (its shared data is absent), or None."""
+    from benchmarks.run import SHARED_DATA
+
+    if CORPORA["iu_xray_reports"].is_file() and SHARED_DATA.is_dir():
+        return None
+    return "../shared/data (iu_xray_reports, covid_chestxray) is absent"
 
 
 def paired_manifest(images: list[Path], iu_csv: Path, out: Path, items: int | None = None) -> Path:
@@ -58,13 +67,12 @@ def run_build_reports(model: Any, images: list[Path], tmp: Path, batch: int = 1,
             enc += [before, after]
             ratios.append(rate / ((before + after) / 2))
             jobs.append((rate, info))
-        med = lambda xs: round(float(np.median(xs)), 3)  # noqa: E731
         out["precisions"][precision] = {
-            "encoder_images_per_s": med(enc), "job_items_per_s": med([j[0] for j in jobs]),
-            "build_ratio": med(ratios), "build_ratio_runs": [round(x, 3) for x in ratios],
-            "build_overhead": med([j[1]["build_overhead"] for j in jobs]),
-            "text_share_of_model": med([j[1]["text_share_of_model"] for j in jobs]),
-            "image_model_share_cap": med([1 - j[1]["text_share_of_model"] for j in jobs]),
+            "encoder_images_per_s": median(enc), "job_items_per_s": median([j[0] for j in jobs]),
+            "build_ratio": median(ratios), "build_ratio_runs": [round(x, 3) for x in ratios],
+            "build_overhead": median([j[1]["build_overhead"] for j in jobs]),
+            "text_share_of_model": median([j[1]["text_share_of_model"] for j in jobs]),
+            "image_model_share_cap": median([1 - j[1]["text_share_of_model"] for j in jobs]),
             "text_encoder": jobs[-1][1]["text_encoder"], "job": jobs[-1][1]}
     set_precision(model, "fp32")
     return out
@@ -78,19 +86,20 @@ def main() -> None:
     import time
 
     from benchmarks.common import machine, seeded_model
-    from benchmarks.run import SHARED_DATA, image_paths
+    from benchmarks.run import image_paths
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--items", type=int, default=648, help="corpus rows (images repeat past 648)")
+    p.add_argument("--items", type=int, default=COVID_IMAGES, help="corpus rows (images repeat past the 648)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    if not (CORPORA["iu_xray_reports"].is_file() and SHARED_DATA.is_dir()):
-        raise SystemExit("../shared/data (iu_xray_reports, covid_chestxray) is absent")
+    missing = missing_data()
+    if missing is not None:
+        raise SystemExit(missing)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        res = run_build_reports(seeded_model("biovil"), image_paths(648, Path(tmp)), Path(tmp), rounds=args.rounds,
-                                items=args.items)
+        res = run_build_reports(seeded_model("biovil"), image_paths(COVID_IMAGES, Path(tmp)), Path(tmp),
+                                rounds=args.rounds, items=args.items)
     doc = {"command": f"python -m benchmarks.build_reports --items {args.items} --rounds {args.rounds}",
            "machine": machine(), "wall_s": round(time.perf_counter() - t0, 1), "build_reports": res}
     args.out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -56,15 +56,15 @@ def _build_reports(res: dict[str, Any], model: Any, plan: Any, smoke: bool) -> N
     import tempfile
     from pathlib import Path
 
-    from benchmarks.build_reports import run_build_reports
-    from benchmarks.run import SHARED_DATA, image_paths
-    from benchmarks.sentences import CORPORA
+    from benchmarks.build_reports import COVID_IMAGES, missing_data, run_build_reports
+    from benchmarks.run import image_paths
 
-    if not (CORPORA["iu_xray_reports"].is_file() and SHARED_DATA.is_dir()):
-        res["build_reports"] = {"status": "skipped: ../shared/data (iu_xray_reports, covid_chestxray) is absent"}
+    missing = missing_data()
+    if missing is not None:
+        res["build_reports"] = {"status": f"skipped: {missing}"}
         return
     with tempfile.TemporaryDirectory() as tmp:
-        res["build_reports"] = run_build_reports(model, image_paths(4 if smoke else 648, Path(tmp)), Path(tmp),
+        res["build_reports"] = run_build_reports(model, image_paths(4 if smoke else COVID_IMAGES, Path(tmp)), Path(tmp),
                                                  plan.batch, plan.encoder_batches, plan.decode_workers,
                                                  rounds=1 if smoke else 2,
                                                  precisions=("fp32",) if smoke else ("bf16",))
