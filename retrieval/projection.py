@@ -9,7 +9,9 @@ Memory and time are bounded past :data:`FIT_LIMIT` vectors: the vector files are
 mean and D x D scatter over row blocks, and UMAP is fitted on a seeded sample of at most :data:`FIT_LIMIT` vectors,
 the others placed by the fitted reducer's ``transform`` block by block. UMAP's neighbours (for the fit and for
 ``transform``) come from an exact FAISS search (:class:`ExactNeighbours`), not from pynndescent, whose numba compile
-cost 20 s in every build process at 4,096 vectors and more (umap-learn switches to it there).
+cost 20 s in every build process at 4,096 vectors and more (umap-learn switches to it there). umap-learn's own numba
+functions, which it compiles afresh in every process (~4 s), keep their machine code in numba's disk cache
+(:func:`retrieval.umap_jit.import_umap`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from cxr_explorer.retrieval.store import names
 from cxr_explorer.retrieval.targets import Target
+from cxr_explorer.retrieval.umap_jit import import_umap
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,8 @@ def umap_coords(vectors: np.ndarray, fit_limit: int = FIT_LIMIT, block: int = TR
     m = len(vectors)
     if m < MIN_UMAP:
         return None
-    try:
-        import umap
-    except ImportError:  # optional dependency: the map offers PCA only
+    umap = import_umap()
+    if umap is None:  # optional dependency: the map offers PCA only
         log.warning("umap-learn is not installed: the bundle stores PCA map coordinates only")
         return None
     sample = fit_sample(m, max(fit_limit, MIN_UMAP))

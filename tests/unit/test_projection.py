@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,46 @@ def test_umap_is_stored_from_min_umap_vectors(tmp_path: Path) -> None:
     assert fitted is not None
     coords, used = fitted
     assert coords.shape == (projection.MIN_UMAP, 2) and np.isfinite(coords).all() and used == projection.MIN_UMAP
+
+
+def test_umap_numba_functions_keep_their_machine_code_on_disk() -> None:
+    """umap-learn compiles most of its numba functions afresh in every process (~4 s of a build's map step)
+    unless their disk cache is turned on; the map step turns it on before its first fit."""
+    pytest.importorskip("umap")
+    from numba.core.registry import CPUDispatcher
+
+    assert projection.umap_coords(unit(projection.MIN_UMAP, 16)) is not None
+    import umap.layouts
+    import umap.umap_
+
+    compiled = [f for m in (umap.umap_, umap.layouts) for f in vars(m).values()
+                if isinstance(f, CPUDispatcher) and f.signatures]  # the ones this process has used
+    assert len(compiled) >= 3 and all(f.stats.cache_path for f in compiled)
+    assert sum(sum(f.stats.cache_hits.values()) + sum(f.stats.cache_misses.values()) for f in compiled) > 0
+
+
+NO_CACHE_FOLDER = """
+import numpy as np
+from numba.core import caching, config
+caching.CacheImpl._locator_classes = [caching.UserProvidedCacheLocator]  # read-only install, no writable home
+from cxr_explorer.retrieval import projection
+coords, used = projection.umap_coords(np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32))
+print(config.CACHE_DIR, coords.shape)
+"""
+
+
+def test_map_step_runs_where_numba_has_no_writable_cache_folder(tmp_path: Path) -> None:
+    """The container's app user can write neither the virtualenv nor a home folder: ``import umap`` raised there
+    (its own ``cache=True`` functions), which stopped the build at its map step. A private temporary folder is used
+    instead, and removed when the process ends."""
+    pytest.importorskip("umap")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"TMPDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", NO_CACHE_FOLDER], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).parents[2])
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder, shape = run.stdout.split()[-3], " ".join(run.stdout.split()[-2:])
+    assert Path(folder).parent == tmp_path and Path(folder).name.startswith("cxr-explorer-numba-")
+    assert shape == "(120, 2)" and not Path(folder).exists()
 
 
 def test_exact_neighbours_are_the_brute_force_cosine_neighbours() -> None:
