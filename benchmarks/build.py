@@ -87,9 +87,8 @@ def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: in
 
     out = tmp / f"bundle-{tag}"
     cfg = BuildConfig(corpus=corpus, out=out, model=model.spec.name, corpus_options=options or CorpusOptions(),
-                      device="cpu",
-                      precision=model.precision, workers=workers, threads=torch.get_num_threads(), batch_size=batch,
-                      limit=limit, progress="none", command="benchmarks.run")
+                      device="cpu", precision=model.precision, workers=workers, threads=torch.get_num_threads(),
+                      batch_size=batch, limit=limit, progress="none", command="benchmarks.run")
     t0 = time.perf_counter()
     summary = run_build(cfg, model=model)
     wall = time.perf_counter() - t0

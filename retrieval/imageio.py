@@ -179,12 +179,17 @@ def _pil_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+def _blank(label: str) -> ImageLoadError:
+    """The error for an image whose pixels all have one value (nothing to remap)."""
+    return ImageLoadError(label, "blank", "image is blank (all pixels have the same value)")
+
+
 def _uint8_remap_table(label: str, lo: int, hi: int) -> np.ndarray:
     """[256] uint8: value v -> hi-ml's remap of v for an image spanning [lo, hi], by exactly :func:`_remap_to_gray`'s
     float64 operations (element by element, so bit-identical to remapping the whole image; values outside [lo, hi]
     never occur and map to 0)."""
     if hi == lo:
-        raise ImageLoadError(label, "blank", "image is blank (all pixels have the same value)")
+        raise _blank(label)
     a = np.arange(lo, hi + 1, dtype=float)
     a -= lo
     a /= hi - lo
@@ -209,7 +214,7 @@ def _remap_to_gray(arr: np.ndarray, label: str) -> Image.Image:
     if not np.isfinite(top):
         raise ImageLoadError(label, "corrupt", "pixel values are not finite")
     if top == 0:
-        raise ImageLoadError(label, "blank", "image is blank (all pixels have the same value)")
+        raise _blank(label)
     a /= top
     a *= 255
     return Image.fromarray(a.astype(np.uint8)).convert("L")
