@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 from PIL import Image, ImageDraw
 
 from benchmarks.common import current_rss_mib, ms_stats
-from cxr_explorer.webapp.settings import BUNDLES_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SEARCH_MS, TARGET_GROUND_MS = 300.0, 150.0
@@ -34,7 +34,7 @@ def synthetic_bundle(root: Path, n: int, seed: int = 0, patches: np.ndarray | No
     """Write an ``n``-item bundle for timing (see the module docstring); ``patches`` [n, 15, 15, 128] float16 (e.g.
     memory-mapped, :mod:`benchmarks.app_scale`) instead of random ones generated in memory."""
     from cxr_explorer.index.decode import thumbnail_jpeg
-    from cxr_explorer.retrieval.bundle_write import write_bundle
+    from cxr_explorer.retrieval.bundle.writer import write_bundle
     from cxr_explorer.retrieval.models import load_model
 
     model = load_model("tiny-random", device="cpu")
@@ -111,7 +111,7 @@ def time_app(bundle: Path, n_queries: int) -> dict[str, Any]:
             at.text_input(key="s_text").set_value(q)
             next(b for b in at.button if b.label == "Search").click()
             search.append(_beyond(at, clock))
-        at.switch_page("views/grounding.py").run()
+        at.switch_page("views/grounding/page.py").run()
         for q in QUERIES[:n_queries]:
             at.text_input(key="g_phrases").set_value(q)
             ground.append(_beyond(at, clock))

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from benchmarks.app import QUERIES, REPO
 from benchmarks.common import current_rss_mib
-from cxr_explorer.retrieval.bundle import Bundle
 
 BLOCK = 2_000
 
@@ -49,8 +49,9 @@ def streamed_patches(path: Path, n: int, seed: int) -> np.ndarray:
 def write_child(root: Path, n: int, umap: bool) -> None:
     """Write the ``n``-item bundle under ``root`` (run in its own process); ``umap=False`` stores PCA map
     coordinates only (Search and Grounding never read the map coordinates)."""
+    from cxr_explorer.retrieval.maps import projection
+
     from benchmarks import app
-    from cxr_explorer.retrieval import projection
 
     if not umap:
         projection.umap_coords = lambda *args, **kw: None  # benchmark-side: this writer process only
@@ -85,7 +86,7 @@ def measure_child(bundle: Path) -> dict[str, Any]:
     at.run()
     step("after_search", t0)
     t0 = time.perf_counter()
-    at.switch_page("views/grounding.py").run()
+    at.switch_page("views/grounding/page.py").run()
     step("grounding_page_opened", t0)
     t0 = time.perf_counter()
     at.text_input(key="g_phrases").set_value(QUERIES[1])
@@ -128,7 +129,7 @@ def run_app_scale(n: int, umap: bool = False) -> dict[str, Any]:
             "rss_over_patch_file": round(final / patches_mib, 3) if patches_mib else None,
             "real_weights_mib": real_weights_mib(),
             "method": "streamlit AppTest in a fresh process (the real app script; patches memory-mapped by "
-                      "cxr_explorer.retrieval.bundle.Bundle.patches); synthetic bundle naming tiny-random; "
+                      "cxr_explorer.retrieval.bundle.reader.Bundle.patches); synthetic bundle naming tiny-random; "
                       "the machine's load at the start is in the results header"}
 
 

@@ -253,8 +253,9 @@ PAIRS_BUNDLE_ENV = "CXR_EXPLORER_BENCH_PAIRS"  # a BioViL-T bundle built with --
 def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
     """The bundles to time: a synthetic ``n_items`` one (built here, map coordinates included) and the covid bundle
     named by ``$CXR_EXPLORER_BENCH_COVID`` when set."""
+    from cxr_explorer.retrieval.bundle.store import has_bundle
+
     from benchmarks.app import synthetic_bundle
-    from cxr_explorer.retrieval.store import has_bundle
 
     out = {f"synthetic-{n_items}": synthetic_bundle(tmp / f"browser-{n_items}", n_items)}
     for name, env in (("covid", COVID_BUNDLE_ENV), ("covid-pairs", PAIRS_BUNDLE_ENV)):
@@ -266,9 +267,8 @@ def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
 
 def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -> dict[str, Any]:
     """Per bundle: the action timings and the concurrent-sessions figures (see the module docstring)."""
+    from cxr_explorer.retrieval.bundle.store import read_manifest
     from playwright.sync_api import sync_playwright
-
-    from cxr_explorer.retrieval.store import read_manifest
 
     if not Path(CHROMIUM).exists():
         return {"status": "skipped", "reason": f"Chromium not found at {CHROMIUM}"}

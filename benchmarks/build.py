@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from cxr_explorer.retrieval.bundle.store import read_manifest
 
 from benchmarks.common import peak_rss_mib, set_precision
-from cxr_explorer.retrieval.store import read_manifest
 
 if TYPE_CHECKING:
     from cxr_explorer.index.corpus import CorpusOptions
@@ -106,7 +106,7 @@ def whole_job_rate(model: Any, corpus: Path, limit: int, batch: int, workers: in
 
 
 def _job_rate_inprocess(model: Any, paths: list[Path], batch: int) -> float:
-    from cxr_explorer.retrieval.imageio import load_image
+    from cxr_explorer.retrieval.inputs.images import load_image
 
     t0 = time.perf_counter()
     done = 0
@@ -119,7 +119,7 @@ def _job_rate_inprocess(model: Any, paths: list[Path], batch: int) -> float:
 
 def report_texts(n: int, model: Any, csv: Path | None) -> list[str]:
     """``n`` report texts that fit the text model (real covid_chestxray notes when present, else synthetic)."""
-    from cxr_explorer.retrieval.text import clean_text
+    from cxr_explorer.retrieval.inputs.text import clean_text
 
     texts: list[str] = []
     if csv is not None and csv.is_file():

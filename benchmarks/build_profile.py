@@ -9,7 +9,7 @@ put on the machine hits both variants alike.
   exactness check in torch, which also made every decode worker import torch) and no text pre-warm (the first
   chunk's texts embedded only at its commit); everything else as ``after``.
 * ``after``: the current job (:func:`index.decode.decode_one`: the uint8 crop straight from PIL, no torch; the
-  first chunk's texts embedded by :func:`index.stages.prewarm_texts` while the decode workers start).
+  first chunk's texts embedded by :func:`index.embed.prewarm_texts` while the decode workers start).
 
 Per job: wall time split by :class:`benchmarks.memory_phases.PhasedSampler` (start-up before the embed loop, the
 embed loop, finalise steps), the manifest's stage timings (decode start-up and waits, image and text model), and
@@ -27,10 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cxr_explorer.index.decode import Decoded, DecodeTask, Failed
+
 from benchmarks.build import encoder_rate, whole_job_rate
 from benchmarks.common import set_precision
 from benchmarks.memory_phases import PhasedSampler
-from cxr_explorer.index.decode import Decoded, DecodeTask, Failed
 
 VARIANTS = ("before", "after")
 
@@ -38,10 +39,9 @@ VARIANTS = ("before", "after")
 def legacy_decode(task: DecodeTask) -> Decoded | Failed:
     """The decoder before this branch (kept here only to time it side by side): same output, via float tensors."""
     import torch
-
     from cxr_explorer.index.decode import thumbnail_jpeg
-    from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
-    from cxr_explorer.retrieval.preprocess import Preprocessing
+    from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
+    from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 
     try:
         loaded = load_image(task.abspath, name=task.label)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cxr_explorer.index.corpus import CorpusOptions
 
 from benchmarks.build import encoder_rate, median, whole_job_rate
 from benchmarks.common import set_precision
 from benchmarks.sentences import CORPORA
-from cxr_explorer.index.corpus import CorpusOptions
 
 COVID_IMAGES = 648  # covid_chestxray's images: one pass of them is the --quick corpus
 OPTIONS = CorpusOptions(image_col="image", text_cols=("findings", "impression"), id_col="id", preset="none")

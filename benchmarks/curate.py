@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from benchmarks.common import current_rss_mib
-from benchmarks.curate_faults import Planted, plant_images, synthetic_faults
 from cxr_explorer.retrieval.curate.base import CurateData, knn
 from cxr_explorer.retrieval.curate.evaluate import score_ranking
 from cxr_explorer.retrieval.curate.labels import check_labels
 from cxr_explorer.retrieval.curate.leakage import check_split_leakage
 from cxr_explorer.retrieval.curate.mismatch import check_mismatch
 from cxr_explorer.retrieval.curate.outliers import check_outliers
+
+from benchmarks.common import current_rss_mib
+from benchmarks.curate_faults import Planted, plant_images, synthetic_faults
 
 K = 10
 
@@ -114,7 +114,7 @@ def covid_planted(model: Any, corpus_dir: Path, tmp: Path, items: int, seed: int
     """
     from cxr_explorer.index.corpus import CorpusOptions
     from cxr_explorer.index.runner import BuildConfig, run_build
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
     from cxr_explorer.retrieval.curate import data_from_bundle
     from cxr_explorer.retrieval.curate.pixels import check_pixels
 

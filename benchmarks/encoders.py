@@ -14,7 +14,6 @@ import statistics
 import time
 
 import torch
-
 from cxr_explorer.retrieval.models.api import VLModel
 from cxr_explorer.retrieval.models.text_model import TextTokenizer
 

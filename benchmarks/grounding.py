@@ -2,7 +2,7 @@
 
 The reference way is hi-ml's ``get_similarity_map_from_raw_data``: decode the image file, preprocess, image forward,
 text encode, map. It is timed as our own equivalent pipeline: our encoders are proven equal to hi-ml 0.2.2's
-(``tests/test_reference_equivalence.py``), so the work done is the same. Both sides use the same image, the same
+(``tests/reference/test_equivalence.py``), so the work done is the same. Both sides use the same image, the same
 phrase, the same model and the same map settings; the text is encoded cold (no cache) on both sides.
 ``cached_text`` additionally times ours when the phrase is already in the engine's query cache (the app's case
 when the user switches images or interpolation with the same phrase).
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from cxr_explorer.retrieval.grounding.maps import similarity_map
 
 from benchmarks.common import ms_stats, time_calls
-from cxr_explorer.retrieval.grounding import similarity_map
 
 PHRASE = "left basilar consolidation"
 TARGET_SPEEDUP = 30.0
@@ -46,8 +46,8 @@ def time_himl(image_path: Path, n: int, interpolation: str) -> dict[str, Any] | 
 def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
                   interpolation: str = "bilinear") -> dict[str, Any]:
     """p50 times of both ways on one image and their ratio ``grounding_speedup`` (reference / ours)."""
-    from cxr_explorer.retrieval.encoder import LRU
-    from cxr_explorer.retrieval.imageio import load_image
+    from cxr_explorer.retrieval.engine.query_cache import LRU
+    from cxr_explorer.retrieval.inputs.images import load_image
 
     pp = model.preprocessing
     loaded = load_image(image_path)
@@ -109,5 +109,5 @@ def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
                                                 and s_cached["p50_ms"] <= TARGET_P50_MS)},
         "reference_note": "reference way = our equivalent of hi-ml get_similarity_map_from_raw_data (decode -> "
                           "preprocess -> image forward -> text -> map); our encoders equal hi-ml's "
-                          "(tests/test_reference_equivalence.py), so it is timed with ours",
+                          "(tests/reference/test_equivalence.py), so it is timed with ours",
     }

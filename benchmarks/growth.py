@@ -2,7 +2,7 @@
 candidate (kept only if recall@10 >= 0.95), and the compact int8 patch store (map error, disk at MIMIC-CXR size).
 
 Vectors are :func:`benchmarks.query.clustered_vectors` (clustered like real embeddings). flat / ivf / hnsw are built
-by :func:`retrieval.bundle_write.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
+by :func:`retrieval.bundle.writer.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
 build takes minutes). Memory = serialised index bytes and the process RSS growth while the index is built and held.
 Build time per corpus size is the ``memory`` section's ``wall_s`` (same command, ``--only growth memory``).
 
@@ -18,11 +18,11 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
+from cxr_explorer.retrieval.bundle.reader import apply_search_params
+from cxr_explorer.retrieval.bundle.store.patch_codec import bytes_per_image, decode_int8, encode_int8
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
 from benchmarks.query import DIM, clustered_vectors, recall_at_10
-from cxr_explorer.retrieval.bundle import apply_search_params
-from cxr_explorer.retrieval.patch_codec import bytes_per_image, decode_int8, encode_int8
 
 MIMIC_IMAGES = 377_110
 RECALL_MIN_PQ = 0.95
@@ -41,7 +41,7 @@ def _ivfpq(x: np.ndarray, nprobe_like: dict[str, Any]) -> tuple[faiss.Index, dic
 
 
 def _one(kind: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray, ivf_params: dict[str, Any]) -> dict[str, Any]:
-    from cxr_explorer.retrieval.bundle_write import build_index
+    from cxr_explorer.retrieval.bundle.writer import build_index
 
     gc.collect()
     rss0 = current_rss_mib()
@@ -84,7 +84,7 @@ def index_growth(sizes: tuple[int, ...], hnsw_max: int) -> dict[str, Any]:
 
 def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     """Max |map(int8 patches) - map(float16 patches)| over phrases and images; disk at MIMIC-CXR size."""
-    from cxr_explorer.retrieval.grounding import grid_maps
+    from cxr_explorer.retrieval.grounding.maps import grid_maps
 
     crop = model.spec.crop
     x = torch.rand((n_images, 3, crop, crop), generator=torch.Generator().manual_seed(3))
@@ -99,7 +99,7 @@ def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     return {"max_map_diff": round(worst, 5), "within_0_01": worst <= 0.01, "images": n_images,
             "phrases": len(texts), f"disk_gb_{MIMIC_IMAGES}_images": {"fp16": round(fp16, 2), "int8": round(int8, 2),
                                                                      "saved": round(fp16 - int8, 2)},
-            "note": "codec retrieval/patch_codec.py; the bundle stores it with `build --patch-store int8`"}
+            "note": "codec retrieval/bundle/store/patch_codec.py; the bundle stores it with `build --patch-store int8`"}
 
 
 def run_growth(model: Any, smoke: bool, full: bool = False) -> dict[str, Any]:

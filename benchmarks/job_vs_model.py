@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from benchmarks.common import seeded_model
 from cxr_explorer.index.runner import BuildConfig, cpu_count, run_build
+from cxr_explorer.retrieval.bundle.store import read_manifest
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.api import pick_device
-from cxr_explorer.retrieval.store import read_manifest
+
+from benchmarks.common import seeded_model
 
 
 def forward_rate(model: VLModel, batch: int, repeats: int = 3) -> float:

@@ -88,7 +88,7 @@ def _model(crop: int) -> Any:
 def child(n: int, folder: Path, chunk_size: int = 1024, crop: int = 480, batch: int = 8) -> dict[str, Any]:
     """Build ``n`` synthetic items in this process; RSS peaks per phase, after each chunk, and overall."""
     from cxr_explorer.index.runner import BuildConfig, run_build
-    from cxr_explorer.retrieval.store import read_manifest
+    from cxr_explorer.retrieval.bundle.store import read_manifest
 
     csv = write_corpus(folder, n)
     model = _model(crop)

@@ -22,13 +22,13 @@ from benchmarks.common import current_rss_mib
 PHASES: tuple[tuple[str, str, str], ...] = (
     ("cxr_explorer.index.runner", "_embed_all", "embed_first_chunk"),
     ("cxr_explorer.index.runner", "finalise_build", "finalise_gather_chunks"),
-    ("cxr_explorer.retrieval.store.parts", "_write_tables", "finalise_tables_vectors"),
-    ("cxr_explorer.retrieval.store.parts", "_write_patches", "finalise_patches"),
-    ("cxr_explorer.retrieval.store.parts", "_write_thumbs", "finalise_thumbnails"),
-    ("cxr_explorer.retrieval.bundle_write", "build_index", "finalise_faiss"),
-    ("cxr_explorer.retrieval.bundle_write", "finalise_extras", "finalise_projections"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_tables", "finalise_tables_vectors"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_patches", "finalise_patches"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_thumbs", "finalise_thumbnails"),
+    ("cxr_explorer.retrieval.bundle.writer", "build_index", "finalise_faiss"),
+    ("cxr_explorer.retrieval.bundle.writer", "finalise_extras", "finalise_projections"),
 )
-SHARED_WITH_COMMIT = ("cxr_explorer.retrieval.store.parts",)
+SHARED_WITH_COMMIT = ("cxr_explorer.retrieval.bundle.store.parts",)
 AFTER: dict[str, str] = {"_write_thumbs": "finalise_write_rest", "finalise_extras": "finalise_manifest_install",
                          "finalise_parts": "reopen_bundle"}
 
@@ -104,7 +104,7 @@ class PhasedSampler:
                 self.missing.append(f"{module}.{attr}")
         finalise = importlib.import_module("cxr_explorer.index.finalise")
         self._wrap(finalise, "finalise_parts", "finalise_write_start", AFTER["finalise_parts"])
-        chunks = importlib.import_module("cxr_explorer.index.chunks")
+        chunks = importlib.import_module("cxr_explorer.index.build_state")
         self._restore.append((chunks.ChunkStore, "commit", chunks.ChunkStore.commit))
         chunks.ChunkStore.commit = self._committed(chunks.ChunkStore.commit)  # type: ignore[method-assign]
         self._thread.start()

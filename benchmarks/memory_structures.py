@@ -54,7 +54,7 @@ def _texts(n: int) -> list[str]:
 
 def _old_cache(texts: list[str]) -> tuple[dict[str, int], np.ndarray]:
     """The text cache before issue 12's memory work: normalised str -> row, vectors in a doubling float32 array."""
-    from cxr_explorer.index.sentences import normalise
+    from cxr_explorer.index.text_cache import normalise
 
     rows: dict[str, int] = {}
     vectors = np.zeros((1024, DIM), np.float32)
@@ -70,7 +70,7 @@ def _old_cache(texts: list[str]) -> tuple[dict[str, int], np.ndarray]:
 
 def _new_cache(texts: list[str]) -> Any:
     """The text cache now (digests in sorted arrays, vectors in an anonymous file), seeded with ``texts``."""
-    from cxr_explorer.index.sentences import TextCache
+    from cxr_explorer.index.text_cache import TextCache
 
     cache = TextCache(DIM, True)
     for start in range(0, len(texts), 4096):
@@ -91,7 +91,7 @@ def _metadata(n: int) -> Any:
 
 def faiss_figures(n: int, sentences_per_item: float = 2.5) -> dict[str, float]:
     """Sizes of the FAISS indexes of an ``n``-item build (the output) and the IVF training sample (overhead)."""
-    from cxr_explorer.retrieval.bundle_write import FLAT_MAX
+    from cxr_explorer.retrieval.bundle.writer import FLAT_MAX
 
     s = int(n * sentences_per_item)
     out = {"images_index_mib": n * DIM * 4 / MIB, "reports_index_mib": n * DIM * 4 / MIB,
@@ -105,7 +105,7 @@ def faiss_figures(n: int, sentences_per_item: float = 2.5) -> dict[str, float]:
 
 def measure(n: int) -> dict[str, Any]:
     """Per structure: held and peak MiB for ``n`` items, and held MiB per 100k items."""
-    from cxr_explorer.index import sentences  # noqa: F401  (imported before tracing: its imports are not the cache)
+    from cxr_explorer.index import text_cache as sentences  # noqa: F401  (imported before tracing: its imports are not the cache)
     from cxr_explorer.index.corpus import read_corpus
 
     rows: dict[str, dict[str, float]] = {}

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from cxr_explorer.retrieval.inputs.text import join_sections, split_sentences
+from cxr_explorer.retrieval.models.fastpath import int8_dynamic
 from scipy.stats import spearmanr
 
 from benchmarks.common import QUERY_PHRASES, seeded_model
-from cxr_explorer.retrieval.models.fastpath import int8_dynamic
-from cxr_explorer.retrieval.text import join_sections, split_sentences
 
 COVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_chestxray"
 Encoder = Callable[[list[str]], np.ndarray]
@@ -48,7 +48,7 @@ def covid_texts(n_reports: int, fits: Callable[[str], bool]) -> tuple[list[str],
 
 def covid_images(model: Any, n: int) -> torch.Tensor:
     """``[n, 3, crop, crop]`` preprocessed covid_chestxray images (sorted by name)."""
-    from cxr_explorer.retrieval.imageio import load_image
+    from cxr_explorer.retrieval.inputs.images import load_image
 
     files = sorted(p for p in (COVID / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     return torch.stack([model.preprocess(load_image(p).image) for p in files])

@@ -1,7 +1,7 @@
 """Query latency per bundle size and index type: text encode, FAISS search, total; recall@10; index memory.
 
 Vectors beyond the corpus size are synthetic but clustered like real embeddings: a few hundred random centres on the
-unit sphere plus Gaussian noise, L2-normalised. Indexes are built with :func:`retrieval.bundle_write.build_index` (the
+unit sphere plus Gaussian noise, L2-normalised. Indexes are built with :func:`retrieval.bundle.writer.build_index` (the
 bundle's own builder and search settings) with the type forced, so the figures are those of a bundle of that size.
 """
 
@@ -41,8 +41,10 @@ def recall_at_10(index: faiss.Index, exact: np.ndarray, queries: np.ndarray) -> 
 def _one_index(kind: str, vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray | None,
                text_s: np.ndarray, text_emb: np.ndarray, n_search: int, model: Any) -> dict[str, Any]:
     """Build one index, time single-query search, recall@10 and a cached repeated query; total = text + search."""
-    from cxr_explorer.retrieval.bundle import apply_search_params  # the engine's own settings, recorded by build_index
-    from cxr_explorer.retrieval.bundle_write import build_index
+    from cxr_explorer.retrieval.bundle.reader import (
+        apply_search_params,  # the engine's own settings, recorded by build_index
+    )
+    from cxr_explorer.retrieval.bundle.writer import build_index
 
     t0 = time.perf_counter()
     index, info = build_index(vectors, kind, use_gpu=False)
@@ -74,7 +76,7 @@ def text_encode_times(model: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cached_query_times(model: Any, index: faiss.Index, n: int) -> np.ndarray:
     """Seconds of a repeated query: the engine's LRU text cache (a hit) + search, ``[n]``."""
-    from cxr_explorer.retrieval.encoder import LRU
+    from cxr_explorer.retrieval.engine.query_cache import LRU
 
     cache: LRU[str, np.ndarray] = LRU(512)
     phrase = QUERY_PHRASES[0]

@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from benchmarks.encoders import query_of_tokens
 from cxr_explorer.retrieval.models.fastpath import M, bf16_matmul_weights, can_pack, int8_dynamic, pack_bf16_linears
 from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
 from cxr_explorer.retrieval.models.text_fast import FastTextTower, fused_qkv
+from torch import nn
+
+from benchmarks.encoders import query_of_tokens
 
 Call = Callable[[], torch.Tensor]
 

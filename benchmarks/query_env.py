@@ -48,12 +48,12 @@ def _child(rounds: int, fp32_as_bf16: bool, warm_up: bool) -> dict[str, Any]:
     """p50 ms per (threads, tower) in this process: the shipped bf16 tower and ``fp32`` on a 16-token query; and the
     first bf16 query's ms in this fresh process (after ``FastTextTower.warm_up`` when ``warm_up``, its seconds too)."""
     import torch
+    from cxr_explorer.retrieval.models.api import text_path_name
+    from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
     from benchmarks.common import seeded_model
     from benchmarks.encoders import query_of_tokens
     from benchmarks.query_profile import interleaved_p50
-    from cxr_explorer.retrieval.models.api import text_path_name
-    from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
     if fp32_as_bf16:
         torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # type: ignore[attr-defined]

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from cxr_explorer.retrieval.models.text_fast import FastTextTower
 from torch import nn
 
 from benchmarks.query_encode import unpacked_fast
-from cxr_explorer.retrieval.models.text_fast import FastTextTower
 
 
 class Int8WeightLinear(nn.Module):

@@ -25,10 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from cxr_explorer.retrieval.models.fastpath import PackedLinear
 from cxr_explorer.retrieval.models.text_fast import FastTextTower
+from torch.profiler import ProfilerActivity, profile
 
 #: op-name substrings -> kind (first match wins; profiler names such as ``mkldnn::_linear_pointwise``).
 OP_KINDS: tuple[tuple[str, str], ...] = (

@@ -1,9 +1,9 @@
 """Distinct-sentence share of real report corpora and the text-encoder calls the build's sentence cache saves.
 
 For each corpus (``../shared/data/iu_xray_reports``, ``covid_chestxray``) the reports are cleaned and planned
-exactly as the index job does (``findings`` + ``impression`` joined, :func:`index.stages._plan`: the report or its
+exactly as the index job does (``findings`` + ``impression`` joined, :func:`index.embed._plan`: the report or its
 windows, plus every sentence), then counted three ways: texts asked for (no dedupe), encoder calls with the old
-per-chunk exact-text dedupe (chunks of 1,024 items), and encoder calls with :class:`index.sentences.TextCache`
+per-chunk exact-text dedupe (chunks of 1,024 items), and encoder calls with :class:`index.text_cache.TextCache`
 (each distinct normalised text once per build). Needs only the tokenizer, no model forward.
 
     .venv/bin/python -m benchmarks.run --only sentences
@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from cxr_explorer.index.sentences import normalise
-from cxr_explorer.index.stages import _plan
+from cxr_explorer.index.embed import _plan
+from cxr_explorer.index.text_cache import normalise
+from cxr_explorer.retrieval.inputs.text import join_sections
 from cxr_explorer.retrieval.models.text_model import TextTokenizer
-from cxr_explorer.retrieval.text import join_sections
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORPORA = {"iu_xray_reports": DATA / "iu_xray_reports" / "reports.csv",
@@ -30,7 +29,7 @@ CHUNK = 1024
 
 @dataclass
 class _Tok:
-    """The one attribute :func:`index.stages._plan` reads from a model."""
+    """The one attribute :func:`index.embed._plan` reads from a model."""
 
     tokenizer: TextTokenizer
 
@@ -73,7 +72,7 @@ def count_calls(reports: list[str], tok: TextTokenizer) -> dict[str, Any]:
 
 def run_sentences(tok: TextTokenizer, limit: int | None = None) -> dict[str, Any]:
     """Counts per corpus present under ../shared/data (first ``limit`` reports; an absent corpus says so)."""
-    out: dict[str, Any] = {"chunk_size": CHUNK, "method": "cxr_explorer.index.stages._plan + index.sentences.normalise"}
+    out: dict[str, Any] = {"chunk_size": CHUNK, "method": "cxr_explorer.index.embed._plan + index.text_cache.normalise"}
     for name, csv in CORPORA.items():
         out[name] = count_calls(corpus_reports(csv)[:limit], tok) if csv.is_file() else {"status": f"absent: {csv}"}
     return out

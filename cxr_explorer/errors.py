@@ -18,12 +18,12 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "cxr_explorer.retrieval.models.registry": ("UnknownModelError",),
     "cxr_explorer.retrieval.models.text_model": ("TextInputError",),
     "cxr_explorer.retrieval.models.weights": ("WeightsChecksumError", "WeightsFormatError", "WeightsNotFoundError"),
-    "cxr_explorer.retrieval.imageio": ("ImageLoadError",),
-    "cxr_explorer.retrieval.filters": ("QueryError",),
-    "cxr_explorer.retrieval.bundle": ("BundleError",),
+    "cxr_explorer.retrieval.inputs.images": ("ImageLoadError",),
+    "cxr_explorer.retrieval.engine.filters": ("QueryError",),
+    "cxr_explorer.retrieval.bundle.reader": ("BundleError",),
     "cxr_explorer.index.presets": ("CorpusError",),
-    "cxr_explorer.index.chunks": ("BuildStateError",),
-    "cxr_explorer.retrieval.store.errors": ("StoreError",),
+    "cxr_explorer.index.build_state": ("BuildStateError",),
+    "cxr_explorer.retrieval.bundle.store.errors": ("StoreError",),
     "cxr_explorer.index.decode": ("DecodeWorkersError",),
 }
 

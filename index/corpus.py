@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from cxr_explorer.index.items import Item, ItemTable
 from cxr_explorer.index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
 from cxr_explorer.index.textfiles import TextStats, read_report_file
-from cxr_explorer.retrieval.imageio import sniff_format
-from cxr_explorer.retrieval.text import join_sections
+from cxr_explorer.retrieval.inputs.images import sniff_format
+from cxr_explorer.retrieval.inputs.text import join_sections
 
 __all__ = ["Corpus", "CorpusError", "CorpusOptions", "Item", "read_corpus"]
 log = logging.getLogger(__name__)

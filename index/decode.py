@@ -53,7 +53,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Failed:
-    """Why a file was skipped: ``reason`` is a short tag (retrieval.imageio.REASONS or decoder-crash/-error)."""
+    """Why a file was skipped: ``reason`` is a short tag (retrieval.inputs.images.REASONS or decoder-crash/-error)."""
 
     reason: str
     detail: str
@@ -116,8 +116,8 @@ def thumbnail_jpeg(image) -> bytes:  # type: ignore[no-untyped-def]
 
 def decode_one(task: DecodeTask) -> Decoded | Failed:
     """Load, preprocess (uint8 crop, no torch) and thumbnail one file; never raises for bad input."""
-    from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
-    from cxr_explorer.retrieval.preprocess import Preprocessing
+    from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
+    from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 
     try:
         loaded = load_image(task.abspath, name=task.label)

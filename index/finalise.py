@@ -1,7 +1,7 @@
 """Finalisation: the committed chunks (plus, for --append, the existing bundle) become one bundle.
 
 Everything is rebuilt into the build area's staging folder and installed as a new version by
-:func:`retrieval.bundle_write.finalise_parts`; the build area (chunks included) is retired only after that install,
+:func:`retrieval.bundle.writer.finalise_parts`; the build area (chunks included) is retired only after that install,
 and a rerun recognises an installed build by its ``build_id``, so a crash at any moment leaves either the chunks or
 the new version (never both counted).
 """
@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from cxr_explorer.index.sentences import text_calls
-from cxr_explorer.retrieval import store
-from cxr_explorer.retrieval.bundle import Bundle
-from cxr_explorer.retrieval.bundle_write import Extra, finalise_parts
+from cxr_explorer.index.text_cache import text_calls
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.retrieval.bundle.store import BuildArea, ChunkStore, Part
+from cxr_explorer.retrieval.bundle.writer import Extra, finalise_parts
 from cxr_explorer.retrieval.models import VLModel
-from cxr_explorer.retrieval.store import BuildArea, ChunkStore, Part
 
 
 def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -> Part:

@@ -17,26 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from cxr_explorer.index.chunks import check_state
+from cxr_explorer.index.build_state import check_state
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed
+from cxr_explorer.index.embed import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
 from cxr_explorer.index.finalise import finalise_build
 from cxr_explorer.index.items import ItemTable
 from cxr_explorer.index.precision import build_precision
 from cxr_explorer.index.priors import PriorLink, PriorOptions, find_priors
 from cxr_explorer.index.progress import Progress
-from cxr_explorer.index.sentences import TextCache, seeded_cache
 from cxr_explorer.index.shards import shard_of
-from cxr_explorer.index.stages import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
 from cxr_explorer.index.temporal import TemporalSummary, run_temporal
-from cxr_explorer.retrieval import store
-from cxr_explorer.retrieval.bundle import Bundle, BundleError
-from cxr_explorer.retrieval.bundle_write import Extra
+from cxr_explorer.index.text_cache import TextCache, seeded_cache
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
+from cxr_explorer.retrieval.bundle.store import names
+from cxr_explorer.retrieval.bundle.writer import Extra
+from cxr_explorer.retrieval.inputs.text import CLEANING, LONG_REPORT_STRATEGY
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
-from cxr_explorer.retrieval.store import names
-from cxr_explorer.retrieval.text import CLEANING, LONG_REPORT_STRATEGY
 
 __all__ = ["BuildConfig", "BuildSummary", "run_build"]
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def _settings(cfg: BuildConfig, corpus: Corpus) -> dict[str, Any]:
             "columns": corpus.columns, "hash_ids": cfg.corpus_options.hash_ids, "index_type": cfg.index_type,
             "chunk_size": cfg.chunk_size, "limit": cfg.limit, "label_sep": cfg.label_sep,
             "text": {"cleaning": CLEANING, "long_report_strategy": LONG_REPORT_STRATEGY, "max_tokens": 512,
-                     "sentence_splitter": "cxr_explorer.retrieval.text.split_sentences (radiology-aware)"}}
+                     "sentence_splitter": "cxr_explorer.retrieval.inputs.text.split_sentences (radiology-aware)"}}
 
 
 def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: ItemTable) -> Bundle | None:

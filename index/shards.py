@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cxr_explorer.retrieval import store
-from cxr_explorer.retrieval.bundle import Bundle, BundleError
-from cxr_explorer.retrieval.bundle_write import finalise_parts
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
+from cxr_explorer.retrieval.bundle.writer import finalise_parts
 
 log = logging.getLogger(__name__)
 

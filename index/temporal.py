@@ -2,7 +2,7 @@
 fused with its prior, stored beside the single-image one (the temporal section, see docs/bundle-format.md).
 
 It runs inside the finalisation of a build, on the staged version before it is installed (a
-:data:`retrieval.bundle_write.Extra`), so an installed version is never modified. Work is committed in chunk files in
+:data:`retrieval.bundle.writer.Extra`), so an installed version is never modified. Work is committed in chunk files in
 the build area (written atomically); a rerun after a crash embeds only the pairs no chunk holds, so each pair is
 embedded exactly once, and pairs of the version being appended to are reused. Problems are recorded per item with a
 reason (``missing``, ``self``, ``bad-order``, ``unreadable``), never fatal. Images without a prior keep BioViL-T's
@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 from cxr_explorer.index.priors import PriorLink, PriorOptions
-from cxr_explorer.retrieval import store
-from cxr_explorer.retrieval.bundle import Bundle
-from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
-from cxr_explorer.retrieval.interval import has_temporal_path
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords, section_files
+from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
 from cxr_explorer.retrieval.models import VLModel
-from cxr_explorer.retrieval.temporal_store import TemporalRecords, section_files
+from cxr_explorer.retrieval.temporal.interval import has_temporal_path
 
 __all__ = ["TemporalSummary", "run_temporal"]
 log = logging.getLogger(__name__)

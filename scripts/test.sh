@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up (with dev tools), install Debian's chromium for the browser tests if it is missing, lint
-# (ruff) and type-check (mypy, files from pyproject.toml), then run pytest. A lint or type error fails the command
-# before any test runs. Extra arguments go to pytest.
+# (ruff) and type-check (mypy through scripts/typecheck.py, which sees the package-dir mapping), then run pytest. A
+# lint or type error fails the command before any test runs. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
@@ -10,5 +10,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
 echo "== ruff" && .venv/bin/ruff check .
-echo "== mypy" && .venv/bin/mypy
+echo "== mypy" && .venv/bin/python scripts/typecheck.py
 exec .venv/bin/python -m pytest "$@"

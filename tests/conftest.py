@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cxr_explorer.retrieval.models import VLModel
+
 from tests.helpers.engine_bundle import build_test_bundle
 from tests.helpers.synthetic import tiny_model as load_tiny_model
 

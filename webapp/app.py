@@ -9,16 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from streamlit.navigation.page import StreamlitPage
-
-from cxr_explorer.retrieval.bundle import BundleError
-from cxr_explorer.retrieval.imageio import ImageLoadError
+from cxr_explorer.retrieval.bundle.reader import BundleError
+from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.registry import UnknownModelError
 from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
 from cxr_explorer.webapp import display, loaders
 from cxr_explorer.webapp.display import RESEARCH_ONLY
 from cxr_explorer.webapp.page_state import link_params
 from cxr_explorer.webapp.version_notice import newer_version_notice
+from streamlit.navigation.page import StreamlitPage
 
 PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
 # as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file
@@ -58,12 +57,14 @@ def main() -> None:
         st.stop()
     st.session_state["bundle_dir"] = bundle_dir
     pages = [
-        st.Page(PAGES_DIR / "search.py", title="Search", icon=":material/search:", default=True),
-        st.Page(PAGES_DIR / "grounding.py", title="Grounding", icon=":material/my_location:"),
-        st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare:"),
-        st.Page(PAGES_DIR / "map.py", title="Map", icon=":material/scatter_plot:"),
-        st.Page(PAGES_DIR / "curate.py", title="Curate", icon=":material/rule:"),
-        st.Page(PAGES_DIR / "about.py", title="About", icon=":material/info:"),
+        st.Page(PAGES_DIR / "search" / "page.py", title="Search", url_path="search", icon=":material/search:",
+                default=True),
+        st.Page(PAGES_DIR / "grounding" / "page.py", title="Grounding", url_path="grounding",
+                icon=":material/my_location:"),
+        st.Page(PAGES_DIR / "compare" / "page.py", title="Compare", url_path="compare", icon=":material/compare:"),
+        st.Page(PAGES_DIR / "map" / "page.py", title="Map", url_path="map", icon=":material/scatter_plot:"),
+        st.Page(PAGES_DIR / "curate" / "page.py", title="Curate", url_path="curate", icon=":material/rule:"),
+        st.Page(PAGES_DIR / "about" / "page.py", title="About", url_path="about", icon=":material/info:"),
     ]
     current = st.navigation(pages, position="hidden")
     nav_links(pages)

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cxr_explorer.retrieval.grounding import maps as grounding
 from PIL import Image
-
-from cxr_explorer.retrieval import grounding
 
 ISOLINE_LEVELS = (0.25, 0.5, 0.75)
 LAYER_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -45,7 +44,7 @@ def grid_to_display(grid: np.ndarray, width: int, height: int, resize: int, crop
     """Upsample an [h, w] grid onto the centre crop of a ``width`` x ``height`` display image; NaN elsewhere.
 
     A scaled copy of the original has the same crop geometry (in proportion), so the reference's
-    :func:`retrieval.grounding.to_image_size` applied at display size places the map where the model looked.
+    :func:`retrieval.grounding.maps.to_image_size` applied at display size places the map where the model looked.
     """
     return grounding.to_image_size(np.asarray(grid, dtype=np.float32), int(width), int(height), resize, crop,
                                    "bilinear")
@@ -164,7 +163,7 @@ def plain_message(exc: BaseException | str, bundle_dir: str | None = None) -> st
 
 
 def open_png(data: bytes) -> Image.Image:
-    """Decode PNG/JPEG bytes produced by this app (never user files: those go through retrieval.imageio)."""
+    """Decode PNG/JPEG bytes produced by this app (never user files: those go through retrieval.inputs.images)."""
     img = Image.open(io.BytesIO(data))
     img.load()
     return img

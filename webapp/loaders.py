@@ -12,14 +12,13 @@ from typing import cast
 import numpy as np
 import pandas as pd
 import streamlit as st
-
-from cxr_explorer.retrieval import grounding
-from cxr_explorer.retrieval.engine import Engine
-from cxr_explorer.retrieval.facets import Facet
-from cxr_explorer.retrieval.filters import cell_text
-from cxr_explorer.retrieval.grounding import ZeroShotScore
-from cxr_explorer.retrieval.projection import StoredMap
-from cxr_explorer.retrieval.targets import Target
+from cxr_explorer.retrieval.bundle.targets import Target
+from cxr_explorer.retrieval.engine.engine import Engine
+from cxr_explorer.retrieval.engine.facets import Facet
+from cxr_explorer.retrieval.engine.filters import cell_text
+from cxr_explorer.retrieval.grounding import maps as grounding
+from cxr_explorer.retrieval.grounding.maps import ZeroShotScore
+from cxr_explorer.retrieval.maps.projection import StoredMap
 from cxr_explorer.webapp import display
 from cxr_explorer.webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
 from cxr_explorer.webapp.settings import engine_options
@@ -163,8 +162,8 @@ def default_prompts() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def upload_display(data: bytes, max_side: int = 640) -> bytes:
-    """An uploaded image decoded by ``retrieval.imageio`` (no DICOM identifiers read) and scaled, as PNG."""
-    from cxr_explorer.retrieval.imageio import load_image
+    """An uploaded image decoded by ``retrieval.inputs.images`` (no DICOM identifiers read) and scaled, as PNG."""
+    from cxr_explorer.retrieval.inputs.images import load_image
 
     return display.png_bytes(display.fit(load_image(data, name="upload").image, max_side))
 

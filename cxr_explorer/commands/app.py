@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cxr_explorer.webapp
 from cxr_explorer.errors import CliError
 from cxr_explorer.webapp.settings import BUNDLES_ENV, DEFAULT_MAX_UPLOAD_MB, DEVICE_ENV, MAX_UPLOAD_ENV, WEIGHTS_ENV
 
-APP_FILE = Path(__file__).resolve().parents[1] / "webapp" / "app.py"  # cxr_explorer/webapp, in a checkout and installed
+APP_FILE = Path(cxr_explorer.webapp.__file__).resolve().parent / "app.py"  # webapp/ in a checkout, installed alike
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +49,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 def check_bundles(dirs: list[str]) -> list[str]:
     """Absolute folders of the bundles, each opened once so a bad one fails here in one line."""
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
 
     out = []
     for d in dirs:
@@ -62,7 +63,7 @@ def check_bundles(dirs: list[str]) -> list[str]:
 def bundles_in(parent: str) -> list[str]:
     """The sub-folders of ``parent`` that open as bundles (sorted, absolute; each opened once, here); a one-line
     error when there are none."""
-    from cxr_explorer.retrieval.bundle import Bundle, BundleError
+    from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
 
     root = Path(parent)
     if not root.is_dir():

@@ -174,7 +174,7 @@ def _run_ray(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary; problems found before any work are one-line errors."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from cxr_explorer.index.chunks import BuildStateError
+    from cxr_explorer.index.build_state import BuildStateError
     from cxr_explorer.index.presets import CorpusError
     from cxr_explorer.index.runner import run_build
 
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            from cxr_explorer.retrieval.store.space import full_disk_message
+            from cxr_explorer.retrieval.bundle.store.space import full_disk_message
             raise CliError(full_disk_message(cfg.out, None, None), exit_code=1) from None
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise CliError(f"cannot write the bundle in {cfg.out}: {exc.strerror}; fix that and rerun the same "

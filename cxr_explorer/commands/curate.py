@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_explorer.errors import CliError
-from cxr_explorer.retrieval.limits import MAX_K
+from cxr_explorer.retrieval.engine.limits import MAX_K
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(path: str) -> Any:
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
 
     if not Path(path).is_dir():
         raise CliError(f"bundle folder {path} does not exist")
@@ -74,7 +74,7 @@ def _prompts(args: argparse.Namespace) -> Any:
     if args.prompts is None:
         return None
     from cxr_explorer.retrieval.curate.prompts import PromptFileError, embed_prompts, read_prompts
-    from cxr_explorer.retrieval.engine import Engine
+    from cxr_explorer.retrieval.engine.engine import Engine
 
     try:
         prompts = read_prompts(args.prompts)

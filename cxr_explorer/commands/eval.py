@@ -90,7 +90,7 @@ def _open_source(args: argparse.Namespace) -> Any:
 
     try:
         if Path(args.source).is_dir():
-            from cxr_explorer.retrieval.engine import Engine
+            from cxr_explorer.retrieval.engine.engine import Engine
 
             engine = Engine.open(args.source, weights_dir=args.weights_dir, device=args.device)
             if args.model is not None and args.model != engine.model.spec.name:
@@ -110,7 +110,7 @@ def _run_task(args: argparse.Namespace) -> dict[str, Any]:
     from cxr_explorer.retrieval.evaluation import datasets, runner
 
     if args.task == "retrieval":
-        from cxr_explorer.retrieval.bundle import Bundle
+        from cxr_explorer.retrieval.bundle.reader import Bundle
 
         if not Path(args.bundle).is_dir():
             raise CliError(f"bundle folder {args.bundle} does not exist")

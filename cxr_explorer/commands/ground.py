@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def overlay_image(image: Image.Image, map_hw: np.ndarray, alpha: float = 0.5) -> Image.Image:
     """The grayscale image in RGBA with the map's RdBu_r heatmap (cosine -1..1) alpha-composited on top."""
-    from cxr_explorer.retrieval.grounding import overlay_rgba
+    from cxr_explorer.retrieval.grounding.maps import overlay_rgba
 
     base = image.convert("L").convert("RGBA")
     heat = Image.fromarray(overlay_rgba(map_hw, vmin=-1.0, vmax=1.0, alpha=alpha), mode="RGBA")
@@ -47,7 +47,7 @@ def overlay_image(image: Image.Image, map_hw: np.ndarray, alpha: float = 0.5) ->
 
 def _decoded(path: str) -> Image.Image:
     """An image file decoded to grayscale like the model sees it (before preprocessing)."""
-    from cxr_explorer.retrieval.imageio import load_image
+    from cxr_explorer.retrieval.inputs.images import load_image
 
     return load_image(path).image
 
@@ -78,7 +78,7 @@ def _check_out(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ground the phrase, write the overlay when --out is given, and print the numbers."""
-    from cxr_explorer.retrieval.filters import QueryError
+    from cxr_explorer.retrieval.engine.filters import QueryError
 
     if not args.text.strip():
         raise CliError("--text is empty")

@@ -43,7 +43,7 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Print the manifest (JSON, or a summary); with --verify exit 1 when a file's checksum differs."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
 
     bundle = Bundle.open(args.bundle)
     bad = bundle.verify() if args.verify else []

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--out {out_dir} exists and is not a folder; give a new folder for the merged bundle")
     from cxr_explorer.index.shards import merge_bundles
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
 
     command = shlex.join(["cxr-explorer", *sys.argv[1:]]) if sys.argv[1:2] == ["merge"] else "cxr-explorer merge ..."
     out = merge_bundles([Path(d) for d in args.shards], Path(args.out), args.allow_partial, args.index_type, command)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cxr_explorer.errors import CliError
-from cxr_explorer.retrieval.limits import MAX_K
-from cxr_explorer.retrieval.targets import TARGETS
+from cxr_explorer.retrieval.bundle.targets import TARGETS
+from cxr_explorer.retrieval.engine.limits import MAX_K
 
 HIT_KEYS = ("rank", "score", "id", "path", "report", "matched_text", "target", "row")
 
@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def open_engine(args: argparse.Namespace) -> Any:
     """Open the bundle and its model; a missing folder is a one-line user error."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines about CPU builds are noise here
-    from cxr_explorer.retrieval.engine import Engine
+    from cxr_explorer.retrieval.engine.engine import Engine
 
     if not Path(args.bundle).is_dir():
         raise CliError(f"bundle folder {args.bundle} does not exist")
@@ -81,7 +81,7 @@ def hit_to_json(hit: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run one query and print its hits."""
-    from cxr_explorer.retrieval.filters import QueryError, parse_where
+    from cxr_explorer.retrieval.engine.filters import QueryError, parse_where
 
     try:
         where = parse_where(args.where)
@@ -136,15 +136,15 @@ def print_table(hits: list[Any], target: str) -> None:
 
 def interval_search(engine: Any, image: str, prior: str, options: dict[str, Any]) -> tuple[list[Any], Any]:
     """Hits ranked by the fused (image + prior) embedding, and the interval-change comparison."""
-    from cxr_explorer.retrieval.engine_temporal import compare_images, search_pair
+    from cxr_explorer.retrieval.temporal.compare import compare_images, search_pair
 
     return search_pair(engine, image, prior, **options), compare_images(engine, image, prior)
 
 
 def id_search(engine: Any, item_id: str, options: dict[str, Any]) -> tuple[list[Any], Any]:
     """A case: with its stored prior (BioViL-T bundle built with priors) the fused embedding, else its own vector."""
-    from cxr_explorer.retrieval.engine_temporal import compare_case, search_case_with_prior, temporal_records
-    from cxr_explorer.retrieval.interval import has_temporal_path
+    from cxr_explorer.retrieval.temporal.compare import compare_case, search_case_with_prior, temporal_records
+    from cxr_explorer.retrieval.temporal.interval import has_temporal_path
 
     records = temporal_records(engine) if has_temporal_path(engine.model) else None
     if records is None or records.prior_of(item_id) is None:

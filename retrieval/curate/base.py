@@ -13,8 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
-
-from cxr_explorer.retrieval.bundle import Bundle
+from cxr_explorer.retrieval.bundle.reader import Bundle
 
 CHUNK = 8192
 """Queries per FAISS call: bounds the memory of one search to CHUNK x k scores."""

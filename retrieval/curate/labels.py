@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, self_knn
 
 SEPARATORS = re.compile(r"[|;]")

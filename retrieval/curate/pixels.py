@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
-
-from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
 
 SIDE = 64
 THUMB_MAX = 256

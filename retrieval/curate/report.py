@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
 from cxr_explorer.retrieval.curate.labels import LabelConfig, check_labels
 from cxr_explorer.retrieval.curate.leakage import LeakageConfig, check_cross_bundle, check_split_leakage

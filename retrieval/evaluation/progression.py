@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 from cxr_explorer.retrieval.evaluation.datasets import AnnotationError, read_csv
 from cxr_explorer.retrieval.evaluation.metrics import bootstrap_ci
-from cxr_explorer.retrieval.imageio import ImageLoadError, load_image
-from cxr_explorer.retrieval.interval import CLASSES, encode_pair, has_temporal_path, interval_change
+from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
+from cxr_explorer.retrieval.temporal.interval import CLASSES, encode_pair, has_temporal_path, interval_change
 
 __all__ = ["ProgressionCase", "evaluate_progression", "macro_accuracy", "read_progression_cases"]
 
@@ -35,7 +34,8 @@ _SYNONYMS = {"improving": "improving", "improved": "improving", "improvement": "
 
 @dataclass(frozen=True)
 class ProgressionCase:
-    """One labelled pair: image paths, the finding and its label (one of :data:`retrieval.interval.CLASSES`)."""
+    """One labelled pair: image paths, the finding and its label (one of
+    :data:`retrieval.temporal.interval.CLASSES`)."""
 
     current: Path
     prior: Path

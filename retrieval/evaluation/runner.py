@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from cxr_explorer.retrieval import grounding
 from cxr_explorer.retrieval.evaluation import classification, metrics
 from cxr_explorer.retrieval.evaluation.datasets import GroundingCase, LabelledImage, scale_boxes
+from cxr_explorer.retrieval.grounding import maps as grounding
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class EmbeddingSource:
     def _row(self, key: str, image: Path) -> int | None:
         if self.engine is None:
             return None
-        from cxr_explorer.retrieval.bundle import BundleError
+        from cxr_explorer.retrieval.bundle.reader import BundleError
 
         try:
             return int(self.engine.cases.row_of(key))
@@ -63,7 +62,7 @@ class EmbeddingSource:
             return cases.stored_patches([row])[0], np.asarray(cases.image_vector(row), np.float32), width, height
         if self._last is not None and self._last[0] == str(image):
             return self._last[1]
-        from cxr_explorer.retrieval.imageio import load_image
+        from cxr_explorer.retrieval.inputs.images import load_image
 
         loaded = load_image(image)
         out = self.model.encode_images(self.model.preprocess(loaded.image).unsqueeze(0))
@@ -105,7 +104,7 @@ def evaluate_grounding(source: EmbeddingSource, cases: Sequence[GroundingCase], 
                        thresholds: Sequence[float] = metrics.DEFAULT_THRESHOLDS, n_boot: int = 1000, seed: int = 0,
                        keep_records: bool = False) -> dict[str, Any]:
     """CNR and mIoU per finding and overall, with bootstrap CIs; missing / unreadable images are listed, skipped."""
-    from cxr_explorer.retrieval.imageio import ImageLoadError
+    from cxr_explorer.retrieval.inputs.images import ImageLoadError
 
     records: list[metrics.GroundingRecord] = []
     rows: list[dict[str, Any]] = []
@@ -143,7 +142,7 @@ def evaluate_zeroshot(source: EmbeddingSource, items: Sequence[LabelledImage],
                       positive: Sequence[str] = grounding.POSITIVE_PNEUMONIA_PROMPTS,
                       negative: Sequence[str] = grounding.NEGATIVE_PNEUMONIA_PROMPTS) -> dict[str, Any]:
     """Prompt-pair zero-shot: predict positive when margin = cos(image, positive) - cos(image, negative) > 0."""
-    from cxr_explorer.retrieval.imageio import ImageLoadError
+    from cxr_explorer.retrieval.inputs.images import ImageLoadError
 
     pos = source.model.embed_texts(list(positive), normalize=False)
     neg = source.model.embed_texts(list(negative), normalize=False)

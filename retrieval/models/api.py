@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from PIL import Image
-
+from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights, can_pack
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings, ImageModel
 from cxr_explorer.retrieval.models.loading import build_tiny, load_image_model, load_text_model
@@ -23,7 +22,7 @@ from cxr_explorer.retrieval.models.registry import ModelSpec, get_spec
 from cxr_explorer.retrieval.models.text_fast import FastTextTower
 from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer
 from cxr_explorer.retrieval.models.weights import resolve_weights
-from cxr_explorer.retrieval.preprocess import Preprocessing
+from PIL import Image
 
 log = logging.getLogger(__name__)
 TextTower = CXRBertModel | FastTextTower

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import CHROME_ARGS, CHROMIUM, DESKTOP, E2E_LABELS, E2E_REPORTS, TIMEOUT_MS, serve
-from tests.webapp import synthetic_bundle
+from tests.helpers import synthetic_bundle
 
 
 @pytest.fixture(scope="session")

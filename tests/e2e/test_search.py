@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import LONG_REPORT, card_ids, main, open_app, search, settle
-from tests.webapp import synthetic_bundle
+from tests.helpers import synthetic_bundle
 
 pytestmark = pytest.mark.browser
 

@@ -126,7 +126,7 @@ def dying_initializer() -> None:
 
 def assert_same_bundle(a: Path, b: Path) -> None:
     """Same ids exactly once, same image/report vectors and patches per id."""
-    from cxr_explorer.retrieval.bundle import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle
 
     x, y = Bundle.open(a), Bundle.open(b)
     assert x.metadata["id"].is_unique and y.metadata["id"].is_unique

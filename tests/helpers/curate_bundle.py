@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.bundle.writer import write_bundle
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from benchmarks.curate_faults import Planted, synthetic_faults
-from cxr_explorer.index.decode import thumbnail_jpeg
-from cxr_explorer.retrieval.bundle_write import write_bundle
 from tests.helpers.synthetic import tiny_model
 
 

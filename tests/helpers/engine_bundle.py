@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from cxr_explorer.index.decode import thumbnail_jpeg
-from cxr_explorer.retrieval.bundle_write import write_bundle
+from cxr_explorer.retrieval.bundle.writer import write_bundle
 from cxr_explorer.retrieval.models import VLModel
+
 from tests.helpers.synthetic import draw_image
 from tests.helpers.synthetic import planted_vectors as _planted
 

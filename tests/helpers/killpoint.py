@@ -83,8 +83,8 @@ def _enospc_on(counter: _Counter, real: Callable[..., Any]) -> Callable[..., Any
 def install(step: str, n: int) -> None:
     """Arm ``step`` to fire the ``n``-th time it happens."""
     from cxr_explorer.index import temporal
-    from cxr_explorer.retrieval import bundle_write
-    from cxr_explorer.retrieval.store import build_area, parts, space, versions
+    from cxr_explorer.retrieval.bundle import writer as bundle_write
+    from cxr_explorer.retrieval.bundle.store import build_area, parts, space, versions
 
     if step == "hold":  # after the n-th chunk commit: say so on stdout and wait (holding the writer lock)
         def hold() -> None:

@@ -11,7 +11,7 @@ PAUSE_S = 1.0
 
 def slow_chunks() -> None:
     """Patch this worker's chunk commit to sleep after each commit."""
-    from cxr_explorer.retrieval.store import build_area
+    from cxr_explorer.retrieval.bundle.store import build_area
 
     real = build_area.commit_chunk
 

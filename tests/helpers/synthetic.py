@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw
-
 from cxr_explorer.retrieval.models import VLModel, load_model
+from PIL import Image, ImageDraw
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 

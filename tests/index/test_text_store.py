@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from cxr_explorer.index.sentences import TextCache, normalise
-from cxr_explorer.index.text_store import DigestIndex, VectorFile, digest
-from cxr_explorer.retrieval.store import Part
+from cxr_explorer.index.text_cache import TextCache, normalise
+from cxr_explorer.index.text_cache_store import DigestIndex, VectorFile, digest
+from cxr_explorer.retrieval.bundle.store import Part
 
 
 def test_digest_is_16_bytes_and_tells_keys_apart() -> None:
@@ -62,7 +61,7 @@ def _sentences_part(texts: list[str], vectors: np.ndarray) -> Part:
 
 def test_cache_vectors_live_in_the_named_file_and_seed_in_blocks(tmp_path: Path, tiny_model,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import cxr_explorer.index.sentences as sentences
+    import cxr_explorer.index.text_cache as sentences
 
     monkeypatch.setattr(sentences, "SEED_BLOCK", 3)
     texts = [f"Finding {i}." for i in range(7)] + ["finding 2", "Finding  3"]  # the last two repeat keys

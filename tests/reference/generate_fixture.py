@@ -280,7 +280,8 @@ def run_float64(name: str, engine: ImageInferenceEngine, images: list[str]) -> N
             "<model>/<image>/patch_f64")
 
 
-GROUNDING_CASES = [  # (width, height, resize, crop, interpolation): the cases tests/unit/test_grounding.py compares
+# (width, height, resize, crop, interpolation): the cases tests/retrieval/grounding/test_maps.py compares
+GROUNDING_CASES = [
     (600, 500, 512, 480, "nearest"), (37, 53, 512, 480, "bicubic"), (640, 480, None, 448, "nearest"),
     (300, 200, None, None, "bilinear")]
 

@@ -1,14 +1,14 @@
-"""Print max |ours - reference| of every output ``tests/test_reference_equivalence.py`` compares (the figures in
+"""Print max |ours - reference| of every output ``tests/reference/test_equivalence.py`` compares (the figures in
 ``README.md`` next to this file). From the repository root:
 ``.venv/bin/python -m tests.reference.measure_differences`` (real-size seeded models on CPU: about a minute)."""
 
 from __future__ import annotations
 
 import torch
+from cxr_explorer.retrieval.grounding.maps import patch_similarity, similarity_map, smooth_grid
+from cxr_explorer.retrieval.inputs.images import load_image
 
-from cxr_explorer.retrieval.grounding import patch_similarity, similarity_map, smooth_grid
-from cxr_explorer.retrieval.imageio import load_image
-from tests import test_reference_equivalence as equivalence
+from tests.reference import test_equivalence as equivalence
 
 
 def measure() -> dict[str, float]:

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
-from cxr_explorer.webapp.settings import BUNDLES_ENV
-from tests.webapp import synthetic_bundle
+from tests.helpers import synthetic_bundle
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 TIMEOUT = 120
@@ -38,7 +38,7 @@ def start(page: str | None = None, params: dict | None = None) -> AppTest:
         at.query_params[key] = value
     at.run()
     if page:
-        at.switch_page(f"views/{page}.py").run()
+        at.switch_page(f"views/{page}/page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -200,7 +200,7 @@ def test_map_page_query_star_and_duplicates(env) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state["last_text_query"] = "pleural effusion"
     at.run()
-    at.switch_page("views/map.py").run()
+    at.switch_page("views/map/page.py").run()
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
     assert any("marks the last text query" in c for c in texts(at.caption))

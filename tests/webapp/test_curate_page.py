@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
 from cxr_explorer.webapp.settings import BUNDLES_ENV
-from tests.webapp import synthetic_bundle
+from streamlit.testing.v1 import AppTest
+
+from tests.helpers import synthetic_bundle
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 
@@ -31,7 +31,7 @@ def env(bundle: Path) -> Iterator[None]:
 def open_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("views/curate.py").run()
+    at.switch_page("views/curate/page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

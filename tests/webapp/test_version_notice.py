@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-from cxr_explorer.retrieval import store
+from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from cxr_explorer.webapp.version_notice import NOTICE
-from tests.webapp import synthetic_bundle
+from streamlit.testing.v1 import AppTest
+
+from tests.helpers import synthetic_bundle
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 
@@ -43,7 +43,7 @@ def test_the_map_shows_the_new_version_after_reload(tmp_path: Path, monkeypatch:
     monkeypatch.setenv(BUNDLES_ENV, str(bundle))
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("views/map.py").run()
+    at.switch_page("views/map/page.py").run()
     at.selectbox(key="m_colour").set_value("labels").run()
     assert not at.exception and "Zeta finding" not in _legend(at)
     synthetic_bundle.build(tmp_path, labels=["Zeta finding"] * 8)  # version 2, new labels

@@ -1,0 +1,181 @@
+"""Writing a bundle version: FAISS indexes, the manifest, and the staged install (:mod:`retrieval.bundle.store`).
+
+:func:`finalise_parts` streams parts (chunks, an earlier version, shard bundles) into a fresh staging folder of the
+bundle's build area, lets the caller add files (the temporal stage) before the manifest is written last, and installs
+the folder as a new immutable version. The caller holds the folder's :class:`retrieval.bundle.store.WriterLock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.extras import extra_columns, finalise_extras
+from cxr_explorer.retrieval.bundle.reader import FORMAT_NAME, FORMAT_VERSION, BundleError
+from cxr_explorer.retrieval.bundle.store import names
+from cxr_explorer.retrieval.bundle.store.parts import Part
+from cxr_explorer.retrieval.bundle.store.patch_store import STORES
+
+__all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "training_sample", "write_bundle"]
+
+FLAT_MAX = 200_000
+ADD_BLOCK = 65_536  # vectors added to a FAISS index per call (32 MiB at D = 128)
+Extra = Callable[[Path, dict[str, Any]], None]
+"""Called with (staging folder, manifest so far) after the data files are staged, before the manifest is written:
+writes more files into the staging folder and adds their manifest entries (and ``files`` checksums)."""
+
+
+def build_index(vectors: np.ndarray, index_type: str = "auto", use_gpu: bool | None = None
+                ) -> tuple[faiss.Index, dict[str, Any]]:
+    """Inner-product index over [M, D] float32 vectors -> (CPU index, {type, count, params}). ``vectors`` may be
+    memory-mapped: they are added ``ADD_BLOCK`` rows at a time (read unmapped), so only the index holds them."""
+    x = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, np.float32)
+    n, d = x.shape
+    kind = index_type
+    if kind == "auto":
+        # Above FLAT_MAX: IVF, not HNSW. On clustered vectors (CXR embeddings cluster tightly) HNSW32/efSearch 128
+        # reached recall@10 0.81 at 100k vs IVF (nprobe = nlist/8) 0.9975 (benchmarks/results/latest.md).
+        kind = "flat" if n <= FLAT_MAX else "ivf"
+    if kind not in ("flat", "hnsw", "ivf"):
+        raise BundleError(f"unknown index type {index_type!r}; use auto, flat, hnsw or ivf")
+    if kind == "ivf" and n == 0:
+        kind = "flat"
+    params: dict[str, Any] = {}
+    if kind == "flat":
+        index: faiss.Index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction, hnsw.hnsw.efSearch = 200, 128
+        index = hnsw
+        params = {"M": 32, "efConstruction": 200, "efSearch": 128}
+    else:
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        params = {"nlist": nlist, "nprobe": min(nlist, max(1, nlist // 8, 16))}
+    gpu = _gpu_available() if use_gpu is None else use_gpu
+    if gpu and kind != "hnsw" and n:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if kind == "ivf":
+        sample = training_sample(x, 256 * params["nlist"])
+        index.train(sample)
+        del sample  # not held while the index fills
+    for start in range(0, n, ADD_BLOCK):
+        index.add(np.ascontiguousarray(store.read_rows(x, start, ADD_BLOCK), dtype=np.float32))
+    if gpu and kind != "hnsw" and n:
+        index = faiss.index_gpu_to_cpu(index)
+    return index, {"type": kind, "count": n, "params": params, "built_on": "gpu" if gpu and kind != "hnsw" else "cpu"}
+
+
+def training_sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    """[min(size, M), D] float32 rows of [M, D] ``vectors`` (the seed-0 permutation's first ``size``, in row order),
+    read ``ADD_BLOCK`` rows at a time: a memory-mapped file is read, never mapped, and no other copy is made."""
+    n, d = vectors.shape
+    chosen = np.sort(np.random.default_rng(0).permutation(n)[:size])
+    out = np.empty((len(chosen), d), np.float32)
+    done = 0
+    for start in range(0, n, ADD_BLOCK):
+        upto = int(np.searchsorted(chosen, start + ADD_BLOCK))
+        if upto > done:
+            block = store.read_rows(vectors, start, ADD_BLOCK)
+            out[done:upto] = block[chosen[done:upto] - start]
+            done = upto
+    return out
+
+
+def _gpu_available() -> bool:
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any], spec: dict[str, Any],
+                preprocessing: dict[str, Any], grid: tuple[int, int], dim: int, build: dict[str, Any],
+                index_type: str, use_gpu: bool | None, build_id: str | None, patch_store: str = "fp16"
+                ) -> dict[str, Any]:
+    """Write every data file of ``parts`` into ``staging``; returns the manifest (not yet written)."""
+    if patch_store not in STORES:
+        raise BundleError(f"unknown patch store {patch_store!r}; use {' or '.join(STORES)}")
+    counts = store.write_parts(staging, parts, grid, dim, patch_store)
+    indexes = {}
+    for target, emb in (("images", names.IMAGE_EMB), ("reports", names.REPORT_EMB),
+                        ("sentences", names.SENTENCE_EMB)):
+        index, indexes[target] = build_index(np.load(staging / emb, mmap_mode="r"), index_type, use_gpu)
+        faiss.write_index(index, str(staging / names.INDEX_FILES[target]))
+        del index  # not held while the next index and the map coordinates are computed
+    skipped = store.read_json(staging / names.SKIPPED_JSON)
+    store.write_skipped_csv(staging / names.SKIPPED_CSV, skipped)
+    meta_cols = extra_columns(staging / names.METADATA)  # the schema only: no rows read
+    extras = finalise_extras(staging, build)  # label separators, map coordinates (files checksummed below)
+    manifest = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
+        "build_id": build_id, "model": identity, "spec": spec, "preprocessing": preprocessing, "dim": dim,
+        "grid_shape": list(grid), "patch_store": patch_store, "metric": "inner_product", "normalised": True,
+        "count": counts["items"], "counts": counts, "indexes": indexes, "metadata_columns": meta_cols,
+        "build": build, "skipped": skipped,
+        "files": store.file_checksums(staging, store.data_files(staging)),
+    }
+    manifest.update(extras)
+    return manifest
+
+
+def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, identity: dict[str, Any],
+                   spec: dict[str, Any], preprocessing: dict[str, Any], grid_shape: Sequence[int], dim: int = 128,
+                   build: dict[str, Any] | None = None, index_type: str = "auto", use_gpu: bool | None = None,
+                   build_id: str | None = None, extra: Extra | None = None, patch_store: str = "fp16") -> int:
+    """Write ``parts`` as the next installed version of the bundle folder ``root``; returns its version number.
+
+    Space for the whole version is reserved first (DiskSpaceError, one line, nothing changed); a full disk during
+    the writes is the same error. The caller holds the writer lock."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    grid = (int(grid_shape[0]), int(grid_shape[1]))
+    staging = store.BuildArea(root).new_staging()
+    need = sum(store.build_area.part_bytes(p) for p in parts) * 2  # data files + indexes and projections
+    store.reserve(root, need)
+    with store.disk_errors(root):
+        manifest = stage_parts(staging, parts, identity=identity, spec=spec, preprocessing=preprocessing, grid=grid,
+                               dim=dim, build=build or {}, index_type=index_type, use_gpu=use_gpu,
+                               build_id=build_id, patch_store=patch_store)
+        if extra is not None:
+            extra(staging, manifest)
+        store.write_json(staging / names.MANIFEST, manifest)
+        number = store.install(root, staging)
+    store.tidy(root)  # older versions no reader holds; the build area when this install was its build
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()  # an empty build area (a merge or write_bundle without state)
+    return number
+
+
+def write_bundle(root: str | os.PathLike[str], *, identity: dict[str, Any], spec: dict[str, Any],
+                 preprocessing: dict[str, Any], grid_shape: Sequence[int], metadata: pd.DataFrame,
+                 sentences: pd.DataFrame, image_emb: np.ndarray, report_emb: np.ndarray, report_rows: np.ndarray,
+                 sentence_emb: np.ndarray, patches: np.ndarray, thumbnails: Sequence[bytes],
+                 skipped: list[dict[str, str]], build: dict[str, Any], index_type: str = "auto") -> Path:
+    """Write a whole bundle from in-memory arrays (tests, small corpora) as the next version of ``root``; shapes as
+    in :class:`Part`.
+
+    ``metadata`` needs ``id`` and ``path``; missing ``image_abspath`` is ``path`` made absolute, missing
+    ``report`` is "" and missing ``sentences`` is gathered from ``sentences`` (row, text).
+    """
+    meta = metadata.copy()
+    if "image_abspath" not in meta.columns:
+        meta["image_abspath"] = [str(Path(p).absolute()) for p in meta["path"]]
+    if "sentences" not in meta.columns:
+        grouped = sentences.groupby("row")["text"].apply(list).to_dict() if len(sentences) else {}
+        meta["sentences"] = [grouped.get(r, []) for r in range(len(meta))]
+    if meta["id"].astype(str).duplicated().any():
+        raise BundleError("write_bundle: metadata ids are not unique")
+    part = Part(meta, image_emb, patches, thumbnails, report_emb, np.asarray(report_rows, np.int64), sentence_emb,
+                sentences, [dict(s) for s in skipped])
+    with store.WriterLock(Path(root), command="write_bundle"):
+        finalise_parts(root, [part], identity=identity, spec=spec, preprocessing=preprocessing,
+                       grid_shape=grid_shape, dim=int(np.asarray(image_emb).shape[1]), build=build,
+                       index_type=index_type)
+    return Path(root)

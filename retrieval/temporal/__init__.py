@@ -1,0 +1,1 @@
+"""Interval change with BioViL-T: prompts and margins (``interval``) and current-vs-prior queries (``compare``)."""

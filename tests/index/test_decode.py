@@ -1,0 +1,126 @@
+"""Decode stage: exact model input, thumbnails, ordered bounded streaming, surviving a crashing decoder."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
+from cxr_explorer.retrieval.inputs.images import load_image
+from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
+from PIL import Image
+
+from tests.helpers.corpora import png_bytes
+
+
+def task(path: Path, crop: int = 480) -> DecodeTask:
+    return DecodeTask(path.name, str(path), path.name, 512, crop)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (700, 300), (20, 900)])
+def test_model_input_is_bit_identical(tmp_path: Path, size: tuple[int, int]) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1, size))
+    result = decode_one(task(path))
+    assert isinstance(result, Decoded) and result.pixels.dtype == np.uint8
+    expected = Preprocessing(512, 480)(load_image(path).image)
+    assert torch.equal(to_model_input([result.pixels])[0], expected)
+    thumb = Image.open(io.BytesIO(result.thumbnail))
+    assert thumb.format == "JPEG" and max(thumb.size) <= 256 and thumb.mode == "L"
+    assert (result.width, result.height) == size
+
+
+def test_bad_file_is_a_failure_not_an_exception(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_text("not an image")
+    result = decode_one(task(tmp_path / "x.png"))
+    assert isinstance(result, Failed) and result.reason == "not-an-image"
+    assert decode_one(task(tmp_path / "none.png")) == Failed("missing", "file does not exist")
+
+
+def crashy(t: DecodeTask) -> Decoded | Failed:
+    """Kills its worker process for files named crash*, like a native decoder crash would."""
+    if t.id.startswith("crash"):
+        os._exit(1)
+    return decode_one(t)
+
+
+def test_pool_keeps_order_and_survives_a_crash(tmp_path: Path) -> None:
+    names = ["crash0.png", "a.png", "b.png", "crash1.png", "c.png", "d.png", "e.png"]
+    for k, name in enumerate(names):
+        (tmp_path / name).write_bytes(png_bytes(k))
+    tasks = [task(tmp_path / n, crop=64) for n in names]
+    with DecodePool(workers=2, prefetch=3, fn=crashy) as pool:
+        results = list(pool.stream(tasks))
+    assert [t.id for t, _ in results] == names
+    kinds = [type(r).__name__ for _, r in results]
+    assert kinds == ["Failed", "Decoded", "Decoded", "Failed", "Decoded", "Decoded", "Decoded"]
+    first, fourth, third = results[0][1], results[3][1], results[2][1]
+    assert isinstance(first, Failed) and isinstance(fourth, Failed) and isinstance(third, Decoded)
+    assert first.reason == fourth.reason == "decoder-crash"
+    inline = list(DecodePool(workers=0, prefetch=1).stream(tasks[1:3]))
+    second_inline = inline[1][1]
+    assert isinstance(second_inline, Decoded)
+    assert np.array_equal(second_inline.pixels, third.pixels)
+
+
+def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts such as Streamlit replace ``__main__``; spawned decoders must not re-run that script."""
+    import sys
+    import types
+
+    script = tmp_path / "host_script.py"
+    script.write_text("raise SystemExit('a decoder imported the host script')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1))
+    with DecodePool(1, prefetch=2) as pool:
+        results = [r for _, r in pool.stream([task(path)])]
+    assert isinstance(results[0], Decoded)
+    assert sys.modules["__main__"] is fake_main
+
+
+def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cxr_explorer.index.decode as decode
+
+    from tests.helpers.corpora import dying_initializer
+
+    monkeypatch.setattr(decode, "_init_worker", dying_initializer)
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1))
+    with DecodePool(1, prefetch=2) as pool, pytest.raises(decode.DecodeWorkersError, match="start-up"):
+        list(pool.stream([task(path)]))
+
+
+def test_sigint_is_ignored_only_while_a_submit_may_spawn_a_worker(tmp_path: Path) -> None:
+    """Children must be born ignoring Ctrl-C, but once the pool holds its workers a submit must not ignore it: a
+    Ctrl-C that came during one was dropped and the build ran on to the end."""
+    import signal
+
+    def handler(*_: object) -> None:
+        return None
+
+    seen: list[object] = []
+    with DecodePool(workers=2, prefetch=2) as pool:
+        assert pool._may_spawn()
+        pool.start()
+        assert not pool._may_spawn()
+        executor = pool._pool()
+        real = executor.submit
+
+        def spy(fn, *args):  # type: ignore[no-untyped-def]
+            seen.append(signal.getsignal(signal.SIGINT))  # the disposition while the submit runs
+            return real(fn, *args)
+
+        executor.submit = spy  # type: ignore[method-assign,assignment]
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            pool._submit_now(os.getpid).result(timeout=60)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert seen == [handler]

@@ -1,0 +1,51 @@
+"""Any text is a query: text over the encoder's limit is embedded as sentence windows, like the job's long reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cxr_explorer.retrieval.engine.engine import Engine
+from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, plan_text
+from cxr_explorer.retrieval.models.text_model import TextInputError
+
+from tests.helpers import synthetic_bundle
+from tests.helpers.synthetic import tiny_model
+
+LONG = " ".join(f"Finding number {i} shows a small nodule in segment {i % 9} of the lung." for i in range(17))
+
+
+def words(text: str) -> int:
+    return len(text.split()) + 2
+
+
+def test_short_text_is_one_window() -> None:
+    plan = plan_text("Small effusion. No pneumothorax.", words, 512)
+    assert plan.windows == ["Small effusion. No pneumothorax."] and len(plan.sentences) == 2
+
+
+def test_long_text_is_packed_into_windows_without_loss() -> None:
+    plan = plan_text(LONG, words, 40)
+    assert len(plan.windows) > 1 and all(words(w) <= 40 for w in plan.windows)
+    assert " ".join(plan.windows) == LONG
+
+
+def test_embed_windows_is_the_renormalised_mean() -> None:
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    out = embed_windows(["a", "b"], lambda ws: vecs[: len(ws)])
+    assert np.allclose(out, [2**-0.5, 2**-0.5])
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return Engine.open(synthetic_bundle.build(tmp_path_factory.mktemp("long")), model=tiny_model())
+
+
+def test_engine_embeds_a_600_token_query_as_the_job_does(engine: Engine) -> None:
+    tok = engine.model.tokenizer
+    assert tok.count_tokens(LONG) > tok.max_length
+    with pytest.raises(TextInputError):
+        engine.model.embed_texts([LONG])
+    plan = plan_text(LONG, tok.count_tokens, tok.max_length)
+    expected = embed_windows(plan.windows, lambda ws: engine.model.embed_texts(ws).numpy())
+    assert np.allclose(engine.text_embedding(LONG), expected, atol=1e-6)
+    assert len(engine.search_text(LONG, k=3)) == 3

@@ -1,0 +1,143 @@
+"""Compare page: a current study beside its prior, the same phrases grounded on both, zero-shot interval change per
+finding (cosines and margins) and the patient's timeline. A corpus case (its stored prior) or two uploads. UI only."""
+
+from __future__ import annotations
+
+import streamlit as st
+from cxr_explorer.retrieval.bundle.reader import BundleError
+from cxr_explorer.retrieval.engine.filters import QueryError
+from cxr_explorer.retrieval.inputs.images import ImageLoadError
+from cxr_explorer.retrieval.models.text_model import TextInputError
+from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp.views.compare import state as compare_state
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+USER_ERRORS = (TextInputError, ImageLoadError, BundleError, QueryError, ValueError)
+MAX_PHRASES = 3
+TIMELINE_MAX = 8
+IMAGE_WIDTH = 360  # px: both images and the table fit a laptop screen; one image fits a phone
+THUMB_WIDTH = 120
+
+engine = loaders.current_engine()
+bundle_dir = loaders.current_bundle_dir()
+cases = compare_state.cases_with_prior(bundle_dir)
+STATE = compare_state.state(cases[0] if cases else "")
+STATE.restore()
+chrome.page_header(engine, "Compare", " Current study beside its prior. Similarities and margins, not probabilities.")
+interval_ok = compare_state.supports_interval(bundle_dir)
+if not interval_ok:
+    st.warning(f"This bundle's model ({engine.model.spec.name}) has no prior-image path: interval change needs a "
+               "BioViL-T bundle. Phrases are still grounded on both images.")
+
+
+def _upload(label: str, key: str) -> bytes | None:
+    upload = st.file_uploader(label, type=UPLOAD_TYPES, key=key)
+    if upload is None:
+        return None
+    data = upload.getvalue()
+    if len(data) > loaders.max_upload_bytes():
+        st.error(f"The {label.split(' (')[0].lower()} is too large ({len(data) / 2**20:.1f} MB).")
+        return None
+    try:
+        loaders.upload_display(data)
+    except ImageLoadError as exc:
+        st.error(f"Cannot read the {label.split(' (')[0].lower()}.")
+        st.text(str(exc))
+        return None
+    return data
+
+
+def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
+    """(current, prior, case id) as rows or upload bytes; None until both images are there."""
+    src = st.radio("Images", compare_state.SOURCES, key="cmp_src", horizontal=True)
+    if src == compare_state.SOURCES[1]:
+        a, b = st.columns(2)
+        with a:
+            current = _upload("Current image (PNG, JPEG or DICOM)", "cmp_up_current")
+        with b:
+            prior = _upload("Prior image", "cmp_up_prior")
+        if current is None or prior is None:
+            st.info("Upload the current image and the prior image of the same patient.")
+            return None
+        return current, prior, None
+    if not cases:
+        st.info("This bundle was built without priors (build with --priors, --prior-col or --patient-col and "
+                "--order-col), or none of its cases has a prior. Use two uploads instead.")
+        return None
+    if st.session_state.get("cmp_case") not in cases:
+        if st.session_state.get("cmp_case"):
+            st.warning(f"No case “{display.md_escape(st.session_state['cmp_case'])}” with a prior in this bundle; "
+                       "showing the first.")
+        st.session_state["cmp_case"] = cases[0]
+    case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="cmp_case")
+    prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
+    return engine.cases.row_of(case_id), engine.cases.row_of(str(prior_id)), case_id
+
+
+def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
+    """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
+    st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases")
+    phrases = [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+    if not phrases:
+        st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
+        return
+    for phrase in phrases:
+        st.text(f"Phrase: {display.snippet(phrase, 80)}")
+        cols = st.columns(2)
+        for col, source, name in ((cols[0], current, "current"), (cols[1], prior, "prior")):
+            try:
+                png, score, _, _ = loaders.grounding_png(bundle_dir, source, phrase, "RdBu_r", 0.5, False,
+                                                         (-1.0, 1.0))
+            except USER_ERRORS as exc:
+                col.error("Cannot ground this phrase:")
+                col.text(str(exc))
+                continue
+            col.image(png, width=IMAGE_WIDTH)
+            col.text(f"{name}: global similarity {score:.3f}")
+
+
+def interval_change(current: int | bytes, prior: int | bytes, case_id: str | None) -> None:
+    """The zero-shot interval change table (improving / stable / worsening per finding)."""
+    st.subheader("Interval change (zero-shot)", anchor=False)
+    try:
+        if case_id is not None:
+            comparison = compare_state.case_comparison(bundle_dir, case_id)
+        else:
+            assert isinstance(current, bytes) and isinstance(prior, bytes)
+            comparison = compare_state.upload_comparison(bundle_dir, current, prior)
+    except USER_ERRORS as exc:
+        st.error("Cannot compare these images:")
+        st.text(str(exc))
+        return
+    st.dataframe(compare_state.changes_frame(comparison), hide_index=True, width="stretch")
+    st.caption("Cosine of the current image fused with its prior (BioViL-T) with each prompt set; margin = best − "
+               "runner-up. They rank pairs; they are not probabilities and not a diagnosis.")
+
+
+def patient_timeline(case_id: str) -> None:
+    """All linked studies of the case's patient, oldest first, current and prior marked."""
+    ids = compare_state.case_timeline(bundle_dir, case_id)
+    prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
+    st.subheader(f"Timeline ({len(ids)} studies, oldest first)", anchor=False)
+    shown = ids[:TIMELINE_MAX]
+    cols = st.columns(len(shown))
+    for col, item in zip(cols, shown, strict=True):
+        row = engine.cases.row_of(item)
+        col.image(loaders.display_image(bundle_dir, row)[0], width=THUMB_WIDTH)
+        mark = "current · " if item == case_id else "prior · " if item == prior_id else ""
+        col.text(mark + display.snippet(item, 40))
+    if len(ids) > TIMELINE_MAX:
+        st.caption(f"{len(ids) - TIMELINE_MAX} later studies not shown.")
+
+
+pair = pick_pair()
+STATE.save()
+if pair is not None:
+    current, prior, case_id = pair
+    grounded_pair(current, prior)
+    st.divider()
+    if interval_ok:
+        interval_change(current, prior, case_id)
+    if case_id is not None:
+        st.divider()
+        patient_timeline(case_id)

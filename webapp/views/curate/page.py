@@ -1,0 +1,168 @@
+"""Curate page: each check's worst cases with thumbnails and evidence, ok / wrong / exclude decisions kept in the
+review file beside the bundle, and the exports (cleaned manifest, exclusion list). UI only: the checks live in
+``retrieval.curate``; state in the URL (``c_*``, webapp/page_state.py), decisions on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import streamlit as st
+from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
+from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp.views.curate import loaders as curate_loaders
+from cxr_explorer.webapp.views.curate import state as curate_state
+
+FIGURES = {
+    "mismatch": ("own_cosine", "rank_image_to_report", "rank_report_to_image", "margin"),
+    "labels": ("labels", "suggested", "self_confidence", "normalised_margin", "zero_shot_margin"),
+    "outliers": ("knn_distance", "robust_z", "percentile"),
+    "pixels": ("hints", "text_share", "lr_symmetry"),
+    "leakage_split": ("other_id", "split", "other_split", "cosine", "report_cosine"),
+}
+COLUMNS = 3
+THUMB_WIDTH = 200
+BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no emoji font is guaranteed offline
+
+engine = loaders.current_engine()
+bundle_dir = loaders.current_bundle_dir()
+meta = engine.cases.metadata
+columns = engine.cases.metadata_columns
+STATE = curate_state.state(columns)
+STATE.restore()
+chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
+                   "probabilities. Decisions are saved beside the bundle, never inside it.")
+reviews = review_dir(bundle_dir)
+
+
+def decide(check: str, case_id: str, decision: str) -> None:
+    """Button callback: append the decision durably to this curator's log."""
+    curator = st.session_state.get("c_curator", "")
+    try:
+        log = st.session_state.get("c_log")
+        if not isinstance(log, ReviewLog) or log.curator != curator or log.directory != reviews:
+            log = st.session_state["c_log"] = ReviewLog(reviews, curator)
+        log.append(check, case_id, decision)
+    except (ReviewError, OSError) as exc:
+        st.session_state["c_error"] = f"Could not save the decision: {exc}"
+
+
+def controls() -> None:
+    """Check, columns, curator, filter."""
+    a, b, c = st.columns([3, 2, 2])
+    a.selectbox("Check", list(curate_state.CHECKS), key="c_check", format_func=lambda c: curate_state.CHECKS[c],
+                on_change=curate_state.reset_page)
+    b.selectbox("Label column", [curate_state.NONE, *columns], key="c_label", on_change=curate_state.reset_page)
+    c.selectbox("Split column", [curate_state.NONE, *columns], key="c_split", on_change=curate_state.reset_page)
+    d, e = st.columns([3, 4])
+    d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
+                 help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
+    e.radio("Show", list(curate_state.SHOW), key="c_show", format_func=lambda v: curate_state.SHOW[v], horizontal=True,
+            on_change=curate_state.reset_page)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def figure_line(row: pd.Series, col: str, k: object) -> str:
+    """``name: value``; a rank past the ``k`` searched neighbours reads ``> k`` (only the k nearest are searched)."""
+    if col.startswith("rank_") and isinstance(k, int) and int(row[col]) > k:
+        return f"{col}: > {k}"
+    return f"{col}: {_fmt(row[col])}"
+
+
+def card(row: pd.Series, check: str, state: dict, can_decide: bool, k: object) -> None:
+    """One case: thumbnail(s), id, figures, evidence and the three decision buttons."""
+    case_id = str(row["id"])
+    with st.container(border=True):
+        if check == "leakage_split":
+            left, right = st.columns(2)
+            left.image(engine.cases.thumbnail_bytes(int(row["row"])), width="stretch", caption="this case")
+            right.image(engine.cases.thumbnail_bytes(int(row["other_row"])), width="stretch", caption="other split")
+        else:
+            st.image(engine.cases.thumbnail_bytes(int(row["row"])), width=THUMB_WIDTH)
+        st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
+        st.text("\n".join(figure_line(row, c, k) for c in FIGURES[check] if c in row.index))
+        if check == "mismatch":
+            st.text(display.snippet(str(meta["report"].iloc[int(row["row"])]), 200) or "(no report)")
+        with st.expander("Evidence"):
+            st.code(json.dumps(json.loads(str(row["evidence"])), indent=1, ensure_ascii=False), language="json",
+                    wrap_lines=True)
+        done = state.get((check, case_id))
+        st.text(f"decision: {BADGE[done.decision]} by {done.curator}" if done else "decision: —")
+        ok, wrong = st.columns(2)  # three side by side are cut to "excl…" in a three-card row
+        for col, decision in ((ok, "ok"), (wrong, "wrong"), (st, "exclude")):
+            col.button(decision, key=f"c_{decision}_{check}_{case_id}", disabled=not can_decide, width="stretch",
+                       type="primary" if done and done.decision == decision else "secondary",
+                       on_click=decide, args=(check, case_id, decision))
+
+
+def cases(table: pd.DataFrame, check: str, state: dict, k: object) -> None:
+    """The filtered, paginated list of cards."""
+    show = st.session_state["c_show"]
+    if show == "flagged":
+        table = table[table["flagged"]]
+    elif show == "open":
+        table = table[[(check, str(i)) not in state for i in table["id"]]]
+    pages = max(1, math.ceil(len(table) / curate_state.PAGE_SIZE))
+    page = min(int(st.session_state["c_page"]), pages)
+    st.session_state["c_page"] = page
+    st.caption(f"{len(table)} cases · {int(table['flagged'].sum())} flagged · page {page} of {pages}")
+    chunk = table.iloc[(page - 1) * curate_state.PAGE_SIZE: page * curate_state.PAGE_SIZE]
+    can_decide = bool(st.session_state.get("c_curator"))
+    if not can_decide:
+        st.info("Type your curator name above to mark cases as ok / wrong / exclude.")
+    for start in range(0, len(chunk), COLUMNS):
+        for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
+            with col:
+                card(row, check, state, can_decide, k)
+    prev, _, nxt = st.columns([1, 3, 1])
+    prev.button("Previous", disabled=page <= 1, width="stretch", key="c_prev",
+                on_click=lambda: st.session_state.update(c_page=page - 1))
+    nxt.button("Next", disabled=page >= pages, width="stretch", key="c_next",
+               on_click=lambda: st.session_state.update(c_page=page + 1))
+
+
+def exports(state: dict, problems: list[str]) -> None:
+    """Excluded count, the two downloads and how to rebuild."""
+    st.subheader("Export")
+    out = excluded(state)
+    st.text(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s); review files "
+            f"in the folder {reviews.name} beside the bundle")
+    if problems:
+        st.warning(f"{len(problems)} unreadable line(s) in the review files were skipped (e.g. a write cut off by a "
+                   "crash); every complete decision is kept.")
+    manifest = cleaned_manifest(meta, columns, set(out))
+    a, b = st.columns(2)
+    a.download_button("Cleaned manifest CSV", manifest.to_csv(index=False).encode(), "cleaned-manifest.csv",
+                      "text/csv", key="c_dl_manifest", on_click="ignore", width="stretch")
+    b.download_button("Exclusion list CSV", exclusion_list(meta, out).to_csv(index=False).encode(),
+                      "exclusions.csv", "text/csv", key="c_dl_excl", on_click="ignore", width="stretch")
+    st.caption("Rebuild from the cleaned manifest with:")
+    st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash", wrap_lines=True)
+
+
+if st.session_state.get("c_curator") and not curate_state.CURATOR.match(st.session_state["c_curator"]):
+    st.error("The curator name may only hold letters, digits, '_', '.' or '-' (up to 40 characters).")
+    st.session_state["c_curator"] = ""
+controls()
+if "c_error" in st.session_state:
+    st.error(st.session_state.pop("c_error"))
+check = st.session_state["c_check"]
+table, thresholds, note = curate_loaders.check_table(bundle_dir, check, curate_state.column("c_label"),
+                                                     curate_state.column("c_split"))
+decisions, problems = read_decisions(reviews)
+state = current(decisions)
+if note:
+    st.info(note)
+else:
+    st.text("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))  # column names: plain text
+    cases(table, check, state, thresholds.get("k"))
+st.divider()
+exports(state, problems)
+STATE.save()  # last: the page number is clamped to the pages there are while the cards are drawn
