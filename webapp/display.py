@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,11 +117,6 @@ def hits_frame(hits: Sequence[Any]) -> pd.DataFrame:
             row.setdefault(col, value)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def frame_json(frame: pd.DataFrame) -> str:
-    """A table as a JSON list of records (UTF-8, indented)."""
-    return json.dumps(json.loads(frame.to_json(orient="records", force_ascii=False)), indent=2, ensure_ascii=False)
 
 
 def meta_line(metadata: dict[str, Any], limit: int = 4) -> str:

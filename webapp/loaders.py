@@ -70,11 +70,6 @@ def facets(bundle_dir: str) -> list[Facet]:
     return _engine_of(bundle_dir).facets()
 
 
-def filter_options(bundle_dir: str) -> dict[str, list[str]]:
-    """Categorical facet column -> its values, most frequent first."""
-    return {f.column: [v for v, _ in f.values] for f in facets(bundle_dir) if f.values}
-
-
 def where_with_ranges(bundle_dir: str, where: dict[str, list[str]], ranges: dict[str, tuple[float, float]]
                       ) -> dict[str, list[str]]:
     """``where`` plus each numeric range as the column's distinct values inside it (the engine's equality filters);

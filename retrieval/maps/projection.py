@@ -32,7 +32,6 @@ from cxr_explorer.retrieval.maps.umap_jit import import_umap
 log = logging.getLogger(__name__)
 
 PROJECTIONS = names.PROJECTIONS
-METHODS = ("PCA", "UMAP")
 MIN_UMAP = 100  # fewer vectors: PCA only (UMAP needs neighbours, and its compile is not worth it)
 NEIGHBOURS = 8
 FIT_LIMIT = 20_000  # UMAP is fitted on at most this many vectors (seeded sample); the rest are transformed
