@@ -38,8 +38,12 @@ def run_checks(data: CurateData, config: CurateConfig | None = None, other: Cura
                prompts: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                progress: Callable[[str], None] | None = None) -> list[CheckResult]:
     """Every registered check whose needs are met (a label column, a split column, thumbnails, a second bundle
-    ``other``) and that ``config`` does not skip, in registry order; ``progress(name)`` before each."""
+    ``other``) and that ``config`` does not skip, in registry order; ``progress(name)`` before each. A name in
+    ``config`` that no registered check has is a ValueError."""
     cfg = config or CurateConfig()
+    unknown = sorted((set(cfg.skip) | set(cfg.settings)) - {spec.name for spec in checks()})
+    if unknown:
+        raise ValueError(f"no curation check named {', '.join(map(repr, unknown))}")
     say = progress or (lambda _name: None)
     inputs = CheckInputs(label_col=cfg.label_col, split_col=cfg.split_col, other=other, prompts=prompts)
     out: list[CheckResult] = []

@@ -47,6 +47,8 @@ def test_run_checks_runs_what_the_inputs_allow(planted: Planted, monkeypatch: py
     assert [r.name for r in results] == ["mismatch", "labels", "leakage_split", "leakage_bundles", "parity"]
     assert results[1].thresholds["k"] == 4 and results[-1].thresholds == {"modulus": 3}
     assert config_dict(config)["settings"]["leakage_split"] == {"k": 5, "min_cosine": 0.95}
+    with pytest.raises(ValueError, match="no curation check named 'pixel'"):
+        run_checks(planted.data, CurateConfig(skip=frozenset({"pixel"})))
 
 
 def test_settings_are_typed_and_tuned_only_where_a_check_takes_the_option() -> None:
