@@ -1,7 +1,7 @@
 """The ``curate`` section: cost of each curation check as a ratio to one exact kNN pass over the same vectors, and
 planted-fault precision@k / recall per check.
 
-Scale: synthetic unit vectors (``benchmarks.curate_faults.synthetic_faults``) at each size; the baseline is one
+Scale: synthetic unit vectors (``tests.helpers.curate_faults.synthetic_faults``) at each size; the baseline is one
 exact FAISS ``IndexFlatIP`` search of every image vector for its k + 1 nearest (the O(N k) pass every vector check
 is built from). Time is the median of ``rounds`` runs; memory is the peak RSS increase during one call, sampled
 every 2 ms. Planted faults: on the synthetic vectors (``kind: synthetic``) and on a covid_chestxray corpus with
@@ -16,22 +16,22 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from cxr_explorer.retrieval.curate.base import CurateData, knn
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, knn
 from cxr_explorer.retrieval.curate.evaluate import score_ranking
-from cxr_explorer.retrieval.curate.labels import check_labels
-from cxr_explorer.retrieval.curate.leakage import check_split_leakage
-from cxr_explorer.retrieval.curate.mismatch import check_mismatch
-from cxr_explorer.retrieval.curate.outliers import check_outliers
+from cxr_explorer.retrieval.curate.registry import CheckInputs, checks
 
 from benchmarks.common import current_rss_mib
-from benchmarks.curate_faults import Planted, plant_images, synthetic_faults
+from tests.helpers.curate_faults import Planted, plant_images, synthetic_faults
 
 K = 10
+INPUTS = CheckInputs(label_col="labels", split_col="split")
+"""The planted corpora's label and split columns."""
 
 
 class PeakRss:
@@ -78,12 +78,16 @@ def _score(table: pd.DataFrame, truth: set[str], exclude: set[str]) -> dict[str,
             "flagged_recall": round(s.flagged_recall, 3), "flagged_precision": round(s.flagged_precision, 3)}
 
 
-def _checks(p: Planted) -> dict[str, tuple[Callable[[], Any], set[str]]]:
-    d = p.data
-    return {"mismatch": (lambda: check_mismatch(d), p.swapped), "labels": (lambda: check_labels(d, "labels"),
-                                                                          p.flipped),
-            "outliers": (lambda: check_outliers(d), p.outliers),
-            "leakage_split": (lambda: check_split_leakage(d, "split"), p.duplicates)}
+def _runs(data: CurateData, truth: dict[str, set[str]]) -> dict[str, tuple[Callable[[], CheckResult], set[str]]]:
+    """Check name -> (a run of the registered check with its default settings, its planted ids), in registry
+    order, for the checks ``truth`` has planted faults for."""
+    return {spec.name: (partial(spec.run_with, data, None, INPUTS), truth[spec.name])
+            for spec in checks() if spec.name in truth}
+
+
+def _checks(p: Planted) -> dict[str, tuple[Callable[[], CheckResult], set[str]]]:
+    return _runs(p.data, {"mismatch": p.swapped, "labels": p.flipped, "outliers": p.outliers,
+                          "leakage_split": p.duplicates})
 
 
 def run_scale(sizes: list[int], rounds: int) -> dict[str, Any]:
@@ -116,7 +120,6 @@ def covid_planted(model: Any, corpus_dir: Path, tmp: Path, items: int, seed: int
     from cxr_explorer.index.runner import BuildConfig, run_build
     from cxr_explorer.retrieval.bundle.reader import Bundle
     from cxr_explorer.retrieval.curate import data_from_bundle
-    from cxr_explorer.retrieval.curate.pixels import check_pixels
 
     rng = np.random.default_rng(seed)
     meta = pd.read_csv(corpus_dir / "reports.csv", dtype=str, keep_default_na=False)
@@ -159,12 +162,9 @@ def covid_planted(model: Any, corpus_dir: Path, tmp: Path, items: int, seed: int
              "leakage_split": {f"dup-{x}" for x in ids[dup]},
              "pixels": {f"planted-{k}" for k in kinds.values()}, "outliers": {f"planted-{k}" for k in kinds.values()}}
     every = set().union(*truth.values())
-    results = {"mismatch": check_mismatch(data), "labels": check_labels(data, "labels"),
-               "outliers": check_outliers(data), "pixels": check_pixels(data),
-               "leakage_split": check_split_leakage(data, "split")}
     kind = "covid, seeded model" if not model.identity.is_real else "covid, real weights"
-    scores = {name: {"kind": kind if name != "pixels" else "covid, model-free",
-                     **_score(results[name].table, truth[name], every)} for name in results}
+    scores = {name: {"kind": kind if name != "pixels" else "covid, model-free", **_score(run().table, fault, every)}
+              for name, (run, fault) in _runs(data, truth).items()}
     return {"items": int(data.count), "build_s": round(build_s, 1), "checks": scores,
             "note": "vector checks use the benchmark's model; with seeded weights their figures are meaningless "
                     "except exact duplicates (identical images give identical vectors); pixel checks need no model"}

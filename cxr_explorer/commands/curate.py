@@ -8,30 +8,55 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxr_explorer.errors import CliError
 from cxr_explorer.retrieval.engine.limits import MAX_K
 
+if TYPE_CHECKING:
+    from cxr_explorer.retrieval.curate.report import CurateConfig
+
 log = logging.getLogger(__name__)
+
+
+class ListChecks(argparse.Action):
+    """``--list-checks``: print every registered check (name, title, what it finds, needs, settings) and exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from dataclasses import asdict
+
+        from cxr_explorer.retrieval.curate import checks
+
+        for spec in checks():
+            needs = ", ".join(sorted(n.value for n in spec.needs)) or "-"
+            settings = ", ".join(f"{k}={v}" for k, v in asdict(spec.settings()).items())
+            print(f"{spec.name:<16} {spec.title}: {spec.help}\n{'':<16} needs: {needs}; settings: {settings}")
+        parser.exit()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     p = sub.add_parser("curate", help="find swapped reports, label noise, outliers and leakage in a bundle",
                        description="Curation checks over a bundle's vectors (O(N k) through FAISS) and thumbnails. "
-                       "Scores are cosine similarities, ranks, margins and neighbour shares, never probabilities.")
+                       "Scores are cosine similarities, ranks, margins and neighbour shares, never probabilities. "
+                       "--list-checks lists the checks with their default settings.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by 'cxr-explorer build'")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report tables and summary")
+    p.add_argument("--list-checks", action=ListChecks, help="list the checks (name, title, needs, settings) and exit")
     p.add_argument("--against", metavar="OTHER", default=None,
                    help="a second bundle (e.g. train): list near-duplicate pairs between the two")
     p.add_argument("--label-col", metavar="COL", default=None, help="label column (multi-label: a|b or a;b)")
     p.add_argument("--split-col", metavar="COL", default=None, help="split column: near-duplicates across splits")
     p.add_argument("--prompts", metavar="JSON", default=None,
                    help="zero-shot prompts per label {label: {positive: [...], negative: [...]}} (loads the model)")
-    p.add_argument("--k", type=int, default=10, help="neighbours per case for the kNN checks (default 10)")
-    p.add_argument("--dup-threshold", type=float, default=0.95,
-                   help="cosine at or above which two images are near-duplicates (default 0.95)")
+    p.add_argument("--k", type=int, default=None,
+                   help="neighbours per case for the kNN checks (default: each check's own, see --list-checks)")
+    p.add_argument("--dup-threshold", type=float, default=None,
+                   help="cosine at or above which two images are near-duplicates (default: see --list-checks)")
     p.add_argument("--no-pixels", action="store_true", help="skip the pixel checks on thumbnails")
     p.add_argument("--weights-dir", default=None, help="model weights folder (only with --prompts)")
     p.set_defaults(func=run)
@@ -45,20 +70,20 @@ def _open(path: str) -> Any:
     return Bundle.open(path)
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from cxr_explorer.retrieval.curate.labels import LabelConfig
-    from cxr_explorer.retrieval.curate.leakage import LeakageConfig
-    from cxr_explorer.retrieval.curate.mismatch import MismatchConfig
-    from cxr_explorer.retrieval.curate.outliers import OutlierConfig
-    from cxr_explorer.retrieval.curate.report import CurateConfig
+def _config(args: argparse.Namespace) -> CurateConfig:
+    """The checks' settings: each check's defaults, with ``--k`` / ``--dup-threshold`` applied where given."""
+    from cxr_explorer.retrieval.curate import CurateConfig, checks
+    from cxr_explorer.retrieval.curate.pixels import SPEC as PIXELS
 
-    if not 1 <= args.k <= MAX_K:
+    if args.k is not None and not 1 <= args.k <= MAX_K:
         raise CliError(f"--k must be from 1 to {MAX_K}, got {args.k}")
-    if not 0.0 < args.dup_threshold <= 1.0:
+    if args.dup_threshold is not None and not 0.0 < args.dup_threshold <= 1.0:
         raise CliError(f"--dup-threshold must be a cosine in (0, 1], got {args.dup_threshold}")
-    return CurateConfig(label_col=args.label_col, split_col=args.split_col, pixels=not args.no_pixels,
-                        mismatch=MismatchConfig(k=args.k), labels=LabelConfig(k=args.k),
-                        outliers=OutlierConfig(k=args.k), leakage=LeakageConfig(min_cosine=args.dup_threshold))
+    given = {name: value for name, value in (("k", args.k), ("dup_threshold", args.dup_threshold))
+             if value is not None}
+    return CurateConfig(label_col=args.label_col, split_col=args.split_col,
+                        skip=frozenset({PIXELS.name} if args.no_pixels else ()),
+                        settings={spec.name: spec.tuned(given) for spec in checks()})
 
 
 def _check_columns(bundle: Any, args: argparse.Namespace) -> None:

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, self_knn
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Need, Tunable, register
 
 SEPARATORS = re.compile(r"[|;]")
 """Multi-label cells are split on ``|`` (the bundle's filter separator) or ``;`` (covid-chestxray)."""
 NO_LABEL = "(none)"
 """The label given to an empty cell, so unlabelled cases take part like any class."""
 EVIDENCE_NEIGHBOURS = 5
+NAME = "labels"
+TITLE = "Label issues"
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def check_labels(data: CurateData, column: str, config: LabelConfig | None = Non
     thresholds: dict[str, float | int | str] = {"k": cfg.k, "max_margin": cfg.max_margin,
                                                 "min_confidence": cfg.min_confidence, "column": column}
     if data.count < 2 or len(names) < 2:
-        return CheckResult("labels", "Label issues", finish_table(pd.DataFrame(), [], []), thresholds,
+        return CheckResult(NAME, TITLE, finish_table(pd.DataFrame(), [], []), thresholds,
                            {"labels": names, "note": "needs at least 2 cases and 2 labels"})
     sims, neigh = self_knn(data.image_index, data.image_vectors, cfg.k)
     p = neighbour_label_share(y, neigh, sims, cfg.prior_weight)
@@ -135,7 +138,7 @@ def check_labels(data: CurateData, column: str, config: LabelConfig | None = Non
         "zero_shot_margin": zs, "zero_shot_label": zs_label,
     })
     table = finish_table(frame, ["severity", "self_confidence"], [False, True])
-    return CheckResult("labels", "Label issues", table, thresholds,
+    return CheckResult(NAME, TITLE, table, thresholds,
                        {"labels": names, "flagged": int(frame["flagged"].sum()),
                         "with_prompts": sorted(prompts) if prompts else []})
 
@@ -147,3 +150,16 @@ def _evidence(i: int, y: np.ndarray, p: np.ndarray, names: list[str], sims: np.n
     near = [{"id": str(ids[j]), "labels": str(cells[j]), "cosine": round(float(s), 4)}
             for s, j in zip(sims[i, :EVIDENCE_NEIGHBOURS], neigh[i, :EVIDENCE_NEIGHBOURS], strict=True) if j >= 0]
     return evidence_json({"neighbour_share": shown, "neighbours": near})
+
+
+def _run(data: CurateData, settings: LabelConfig, inputs: CheckInputs) -> CheckResult:
+    return check_labels(data, str(inputs.label_col), settings, inputs.prompts)
+
+
+SPEC = CheckSpec(
+    name=NAME, title=TITLE, looks_for="label issues",
+    help="labels that disagree with the image neighbourhood (multi-label; with prompts, the zero-shot margin of "
+    "each given label)",
+    columns=("labels", "suggested", "self_confidence", "normalised_margin", "zero_shot_margin"), settings=LabelConfig,
+    run=_run, needs=frozenset({Need.LABEL_COLUMN}), tunables=(Tunable("k", "k"),))
+register(SPEC)

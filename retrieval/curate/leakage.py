@@ -10,6 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn, self_knn
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Need, Tunable, register
+
+SPLIT_NAME, SPLIT_TITLE = "leakage_split", "Leakage across splits"
+BUNDLES_NAME = "leakage_bundles"
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def check_cross_bundle(data: CurateData, other: CurateData, config: LeakageConfi
     table = _pairs_table(data, qi.astype(np.int64), other, labels[qi, hi].astype(np.int64),
                          sims[qi, hi].astype(np.float64), {})
     result = finish_table(table, ["severity"], [False])
-    return CheckResult("leakage_bundles", f"Near-duplicates in {other.name}", result,
+    return CheckResult(BUNDLES_NAME, f"Near-duplicates in {other.name}", result,
                        {"k": cfg.k, "min_cosine": cfg.min_cosine, "other": other.name},
                        {"pairs": int(len(result)), "cases": int(result["id"].nunique()) if len(result) else 0,
                         "other_cases": int(result["other_id"].nunique()) if len(result) else 0})
@@ -76,7 +80,7 @@ def check_split_leakage(data: CurateData, column: str, config: LeakageConfig | N
     split = data.metadata[column].fillna("").astype(str).to_numpy()
     thresholds: dict[str, float | int | str] = {"k": cfg.k, "min_cosine": cfg.min_cosine, "column": column}
     if data.count < 2:
-        return CheckResult("leakage_split", "Leakage across splits", finish_table(pd.DataFrame(), [], []),
+        return CheckResult(SPLIT_NAME, SPLIT_TITLE, finish_table(pd.DataFrame(), [], []),
                            thresholds, {"pairs": 0})
     sims, neigh = self_knn(data.image_index, data.image_vectors, cfg.k)
     qi, hi = np.nonzero((sims >= cfg.min_cosine) & (neigh >= 0))
@@ -94,5 +98,30 @@ def check_split_leakage(data: CurateData, column: str, config: LeakageConfig | N
     table = _pairs_table(data, ra, data, rb, pairs["cos"].to_numpy(),
                          {"split": split[ra], "other_split": split[rb]})
     result = finish_table(table, ["severity"], [False])
-    return CheckResult("leakage_split", "Leakage across splits", result, thresholds,
+    return CheckResult(SPLIT_NAME, SPLIT_TITLE, result, thresholds,
                        {"pairs": int(len(result)), "cases": int(len(set(ra) | set(rb)))})
+
+
+def _run_split(data: CurateData, settings: LeakageConfig, inputs: CheckInputs) -> CheckResult:
+    return check_split_leakage(data, str(inputs.split_col), settings)
+
+
+def _run_bundles(data: CurateData, settings: LeakageConfig, inputs: CheckInputs) -> CheckResult:
+    if inputs.other is None:
+        raise ValueError("the cross-bundle leakage check needs a second bundle")
+    return check_cross_bundle(data, inputs.other, settings)
+
+
+SPLIT_SPEC = CheckSpec(
+    name=SPLIT_NAME, title=SPLIT_TITLE, looks_for="near-duplicates across splits",
+    help="near-duplicate image pairs whose split values differ; the case of the smaller split is the one to review",
+    columns=("other_id", "split", "other_split", "cosine", "report_cosine"), settings=LeakageConfig,
+    run=_run_split, needs=frozenset({Need.SPLIT_COLUMN}), tunables=(Tunable("dup_threshold", "min_cosine"),),
+    pair_caption="other split")
+BUNDLES_SPEC = CheckSpec(
+    name=BUNDLES_NAME, title="Near-duplicates in another bundle", looks_for="near-duplicates in another bundle",
+    help="near-duplicate image pairs between this bundle and a second one (e.g. test against train)",
+    columns=("other_id", "other_bundle", "cosine"), settings=LeakageConfig, run=_run_bundles,
+    needs=frozenset({Need.OTHER_BUNDLE}), tunables=(Tunable("dup_threshold", "min_cosine"),))
+register(SPLIT_SPEC)
+register(BUNDLES_SPEC)

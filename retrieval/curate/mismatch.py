@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Tunable, register
 
+NAME = "mismatch"
+TITLE = "Report-image mismatch"
 TIE = 1e-6
 """Scores within TIE of the own pair's count as ties (identical report texts), not as better matches."""
 
@@ -55,7 +58,7 @@ def check_mismatch(data: CurateData, config: MismatchConfig | None = None) -> Ch
     cfg = config or MismatchConfig()
     thresholds: dict[str, float | int | str] = {"k": cfg.k, "max_rank": cfg.max_rank}
     if data.report_index is None or len(data.report_rows) < 2:
-        return CheckResult("mismatch", "Report-image mismatch", finish_table(pd.DataFrame(), [], []), thresholds,
+        return CheckResult(NAME, TITLE, finish_table(pd.DataFrame(), [], []), thresholds,
                            {"cases_with_report": int(len(data.report_rows)), "note": "fewer than 2 reports"})
     rows = np.asarray(data.report_rows, dtype=np.int64)
     img = np.asarray(data.image_vectors[rows], dtype=np.float32)
@@ -82,5 +85,18 @@ def check_mismatch(data: CurateData, config: MismatchConfig | None = None) -> Ch
         "margin": margin,
     })
     table = finish_table(frame, ["severity"], [False])
-    return CheckResult("mismatch", "Report-image mismatch", table, thresholds,
+    return CheckResult(NAME, TITLE, table, thresholds,
                        {"cases_with_report": int(len(rows)), "flagged": int(frame["flagged"].sum())})
+
+
+def _run(data: CurateData, settings: MismatchConfig, inputs: CheckInputs) -> CheckResult:
+    return check_mismatch(data, settings)
+
+
+SPEC = CheckSpec(
+    name=NAME, title=TITLE, looks_for="swapped or wrong reports",
+    help="swapped or wrong reports: the own report's rank among the image's nearest reports and back, and the "
+    "margin over the best other",
+    columns=("own_cosine", "rank_image_to_report", "rank_report_to_image", "margin"), settings=MismatchConfig,
+    run=_run, tunables=(Tunable("k", "k"),), shows_report=True)
+register(SPEC)

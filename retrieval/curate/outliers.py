@@ -20,8 +20,11 @@ from cxr_explorer.retrieval.curate.base import (
     robust_z,
     self_knn,
 )
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Tunable, register
 
 EVIDENCE_NEIGHBOURS = 3
+NAME = "outliers"
+TITLE = "Outliers (image space)"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def check_outliers(data: CurateData, config: OutlierConfig | None = None,
     cfg = config or OutlierConfig()
     thresholds: dict[str, float | int | str] = {"k": cfg.k, "min_z": cfg.min_z}
     if data.count < 2:
-        return CheckResult("outliers", "Outliers (image space)", finish_table(pd.DataFrame(), [], []), thresholds,
+        return CheckResult(NAME, TITLE, finish_table(pd.DataFrame(), [], []), thresholds,
                            {"note": "needs at least 2 cases"})
     sims, neigh = self_knn(data.image_index, data.image_vectors, cfg.k)
     distance = 1.0 - sims.astype(np.float64).mean(axis=1)
@@ -56,6 +59,19 @@ def check_outliers(data: CurateData, config: OutlierConfig | None = None,
         frame["reference_knn_distance"] = 1.0 - ref_sims.astype(np.float64).mean(axis=1)
         thresholds["reference"] = reference.name
     table = finish_table(frame, ["severity"], [False])
-    return CheckResult("outliers", "Outliers (image space)", table, thresholds,
+    return CheckResult(NAME, TITLE, table, thresholds,
                        {"flagged": int(frame["flagged"].sum()),
                         "median_knn_distance": round(float(np.median(distance)), 6)})
+
+
+def _run(data: CurateData, settings: OutlierConfig, inputs: CheckInputs) -> CheckResult:
+    return check_outliers(data, settings, inputs.other)
+
+
+SPEC = CheckSpec(
+    name=NAME, title=TITLE, short_title="Outliers", looks_for="outliers",
+    help="images far from the corpus: mean cosine distance to the k nearest images and its robust z (with a second "
+    "bundle, the distance to it too)",
+    columns=("knn_distance", "robust_z", "percentile"), settings=OutlierConfig, run=_run,
+    tunables=(Tunable("k", "k"),))
+register(SPEC)

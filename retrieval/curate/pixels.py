@@ -22,9 +22,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Need, register
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
 
+NAME = "pixels"
+TITLE = "Pixel checks (no model)"
 SIDE = 64
 THUMB_MAX = 256
 """Longest side of a bundle thumbnail; a smaller thumbnail is the original image at its own size."""
@@ -171,5 +174,18 @@ def check_pixels(data: CurateData, config: PixelConfig | None = None,
         for part in filter(None, str(h).split("; ")):
             key = part.split(" (")[0] if not part.startswith("view ") else "rare view"
             counts[key] = counts.get(key, 0) + 1
-    return CheckResult("pixels", "Pixel checks (no model)", table, asdict(cfg),
+    return CheckResult(NAME, TITLE, table, asdict(cfg),
                        {"flagged": int(frame["flagged"].sum()), "by_hint": counts})
+
+
+def _run(data: CurateData, settings: PixelConfig, inputs: CheckInputs) -> CheckResult:
+    return check_pixels(data, settings)
+
+
+SPEC = CheckSpec(
+    name=NAME, title=TITLE, short_title="Pixel checks", looks_for="pixel faults",
+    help="model-free hints from each thumbnail: rotated, upside down, inverted, not left-right symmetric, mostly "
+    "blank, tiny, burnt-in text, a rare view",
+    columns=("hints", "text_share", "lr_symmetry"), settings=PixelConfig, run=_run,
+    needs=frozenset({Need.THUMBNAILS}))
+register(SPEC)

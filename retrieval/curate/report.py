@@ -13,54 +13,45 @@ from typing import Any
 
 import numpy as np
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
-from cxr_explorer.retrieval.curate.labels import LabelConfig, check_labels
-from cxr_explorer.retrieval.curate.leakage import LeakageConfig, check_cross_bundle, check_split_leakage
-from cxr_explorer.retrieval.curate.mismatch import MismatchConfig, check_mismatch
-from cxr_explorer.retrieval.curate.outliers import OutlierConfig, check_outliers
-from cxr_explorer.retrieval.curate.pixels import PixelConfig, check_pixels
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, checks
 
 SUMMARY = "summary.json"
-CHECK_NAMES = ("mismatch", "labels", "outliers", "pixels", "leakage_split", "leakage_bundles")
 
 
 @dataclass(frozen=True)
 class CurateConfig:
-    """Which checks run and with what settings; None columns skip the checks that need them."""
+    """Which checks run and with what settings: ``label_col`` / ``split_col`` (None skips the checks that need
+    them), ``skip`` (check names not to run) and ``settings`` (check name -> that check's settings dataclass; a
+    check left out runs with its defaults)."""
 
     label_col: str | None = None
     split_col: str | None = None
-    pixels: bool = True
-    mismatch: MismatchConfig = field(default_factory=MismatchConfig)
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    outliers: OutlierConfig = field(default_factory=OutlierConfig)
-    pixel: PixelConfig = field(default_factory=PixelConfig)
-    leakage: LeakageConfig = field(default_factory=LeakageConfig)
+    skip: frozenset[str] = frozenset()
+    settings: Mapping[str, object] = field(default_factory=dict)
+
+    def settings_of(self, spec: CheckSpec[Any]) -> Any:
+        """The settings ``spec`` runs with under this config."""
+        return spec.settings_from(self.settings.get(spec.name))
 
 
 def run_checks(data: CurateData, config: CurateConfig | None = None, other: CurateData | None = None,
                prompts: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                progress: Callable[[str], None] | None = None) -> list[CheckResult]:
-    """Every check that applies: mismatch (when there are reports), labels (``label_col``), outliers, pixels
-    (thumbnails), split leakage (``split_col``) and cross-bundle leakage (``other``)."""
+    """Every registered check whose needs are met (a label column, a split column, thumbnails, a second bundle
+    ``other``) and that ``config`` does not skip, in registry order; ``progress(name)`` before each. A name in
+    ``config`` that no registered check has is a ValueError."""
     cfg = config or CurateConfig()
+    unknown = sorted((set(cfg.skip) | set(cfg.settings)) - {spec.name for spec in checks()})
+    if unknown:
+        raise ValueError(f"no curation check named {', '.join(map(repr, unknown))}")
     say = progress or (lambda _name: None)
+    inputs = CheckInputs(label_col=cfg.label_col, split_col=cfg.split_col, other=other, prompts=prompts)
     out: list[CheckResult] = []
-    say("mismatch")
-    out.append(check_mismatch(data, cfg.mismatch))
-    if cfg.label_col:
-        say("labels")
-        out.append(check_labels(data, cfg.label_col, cfg.labels, prompts))
-    say("outliers")
-    out.append(check_outliers(data, cfg.outliers, other))
-    if cfg.pixels and data.thumbnail is not None:
-        say("pixels")
-        out.append(check_pixels(data, cfg.pixel))
-    if cfg.split_col:
-        say("leakage_split")
-        out.append(check_split_leakage(data, cfg.split_col, cfg.leakage))
-    if other is not None:
-        say("leakage_bundles")
-        out.append(check_cross_bundle(data, other, cfg.leakage))
+    for spec in checks():
+        if spec.name in cfg.skip or spec.missing(data, inputs):
+            continue
+        say(spec.name)
+        out.append(spec.run_with(data, cfg.settings_of(spec), inputs))
     return out
 
 
@@ -94,5 +85,7 @@ def write_report(out_dir: str | os.PathLike[str], results: list[CheckResult], *,
 
 
 def config_dict(config: CurateConfig) -> dict[str, Any]:
-    """The config as plain JSON-friendly data (for the summary)."""
-    return asdict(config)
+    """The config as plain JSON-friendly data (for the summary): the columns, the skipped checks and every
+    registered check's settings."""
+    return {"label_col": config.label_col, "split_col": config.split_col, "skip": sorted(config.skip),
+            "settings": {spec.name: asdict(config.settings_of(spec)) for spec in checks()}}

@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cxr_explorer.retrieval.bundle.facts import BundleFacts, bundle_facts
@@ -37,6 +37,9 @@ from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
 from cxr_explorer.retrieval.models.precision import query_precision
 from PIL import Image
+
+if TYPE_CHECKING:
+    from cxr_explorer.retrieval.curate.base import CurateData
 
 __all__ = ["NEGATIVE", "POSITIVE", "Case", "Engine", "FilterError", "Grounding", "Hit", "QueryError",
            "SentenceGrounding", "Target", "ZeroShotScore"]
@@ -94,6 +97,13 @@ class Engine:
     def facets(self) -> list[Facet]:
         """Categorical metadata columns with value counts (multi-label cells split), numeric ones as ranges."""
         return metadata_facets(self.cases.metadata, self.cases.metadata_columns, self.cases.label_separators)
+
+    def curate_data(self) -> CurateData:
+        """The bundle's image and report vectors, FAISS indexes, ids, metadata and thumbnails as the curation
+        checks read them (:func:`retrieval.curate.base.data_from_bundle`)."""
+        from cxr_explorer.retrieval.curate import data_from_bundle  # the checks load only where curation is used
+
+        return data_from_bundle(self.bundle)
 
     def newer_version_available(self) -> bool:
         """True when a newer version of the bundle was installed since this engine opened its version."""

@@ -103,3 +103,35 @@ def test_prompts_add_zero_shot_margins(fb: FaultBundle, tmp_path: Path) -> None:
     t = pd.read_parquet(out / "labels.parquet")
     has = t["labels"].str.split("|").map(lambda s: "Effusion" in s)
     assert t.loc[has, "zero_shot_margin"].notna().all() and t.loc[~has, "zero_shot_margin"].isna().all()
+
+
+def test_a_registered_check_runs_with_no_other_edit(fb: FaultBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    spec = curate_bundle.register_parity(monkeypatch)
+    with pytest.raises(SystemExit) as listed:
+        main(["curate", "--list-checks"])
+    assert listed.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == [
+        "mismatch", "labels", "outliers", "pixels", "leakage_split", "leakage_bundles", "parity"]
+    assert f"parity           {spec.title}: {spec.help}" in lines
+    out = tmp_path / "parity"
+    assert main(["curate", str(fb.root), "--no-pixels", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    n = len(fb.planted.data.ids)
+    assert f"parity           {n:>7} rows  {n // 2:>6} flagged   {spec.title}" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["checks"]) == ["mismatch", "outliers", "parity"]
+    assert summary["checks"]["parity"]["thresholds"] == {"modulus": 2}
+    assert summary["config"]["settings"]["parity"] == {"modulus": 2} and summary["config"]["skip"] == ["pixels"]
+    assert (pd.read_parquet(out / "parity.parquet")["threshold_modulus"] == 2).all()
+
+
+def test_options_set_the_settings_of_the_checks_that_take_them(fb: FaultBundle, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    assert main(["curate", str(fb.root), "--split-col", "split", "--k", "7", "--dup-threshold", "0.9",
+                 "--no-pixels", "--out", str(out)]) == 0
+    settings = json.loads((out / "summary.json").read_text())["config"]["settings"]
+    assert settings["mismatch"]["k"] == settings["labels"]["k"] == settings["outliers"]["k"] == 7
+    assert settings["leakage_split"] == {"k": 5, "min_cosine": 0.9}  # --k is for the kNN checks, not the pairs
+    assert settings["mismatch"]["max_rank"] == 5 and settings["pixels"]["blank_std"] == 0.03

@@ -1,6 +1,6 @@
-"""Curation test material: a drawn frontal-CXR phantom and a tiny-random bundle with planted faults.
+"""Curation test material: a drawn frontal-CXR phantom, a tiny-random bundle with planted faults and a dummy check.
 
-The bundle's image and report vectors come from :func:`benchmarks.curate_faults.synthetic_faults` (the tiny model
+The bundle's image and report vectors come from :func:`tests.helpers.curate_faults.synthetic_faults` (the tiny model
 maps every image to almost the same vector), its thumbnails are phantoms, and a few thumbnails carry pixel faults.
 """
 
@@ -11,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from cxr_explorer.index.decode import thumbnail_jpeg
 from cxr_explorer.retrieval.bundle.writer import write_bundle
+from cxr_explorer.retrieval.curate import registry
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, finish_table
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from benchmarks.curate_faults import Planted, synthetic_faults
+from tests.helpers.curate_faults import Planted, synthetic_faults
 from tests.helpers.synthetic import tiny_model
 
 
@@ -81,3 +85,32 @@ def build(root: Path, n: int = 400, rate: float = 0.02) -> FaultBundle:
         patches=np.zeros((n, *grid, data.image_vectors.shape[1]), dtype=np.float16), thumbnails=thumbs,
         skipped=[], build={"command": "tests/helpers/curate_bundle.py"})
     return FaultBundle(bundle, planted, pixel_faults)
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    """The dummy check's one setting."""
+
+    modulus: int = 2
+
+
+def _parity(data: CurateData, settings: ParityConfig, inputs: CheckInputs) -> CheckResult:
+    """Flags the cases whose row is a multiple of ``modulus``, worst (lowest row) first."""
+    rows = np.arange(data.count)
+    frame = pd.DataFrame({"id": data.ids, "row": rows, "severity": (rows % settings.modulus == 0).astype(float),
+                          "flagged": rows % settings.modulus == 0, "evidence": "{}", "parity": rows % 2})
+    return CheckResult(PARITY.name, PARITY.title, finish_table(frame, ["severity"], [False]),
+                       {"modulus": settings.modulus}, {})
+
+
+PARITY = CheckSpec(name="parity", title="Parity (test check)", help="flags every other case", looks_for="parity",
+                   columns=("parity",), settings=ParityConfig, run=_parity)
+"""A check that exists only in tests: registered through :func:`register_parity`, it shows that one registration
+reaches the CLI and the Curate page."""
+
+
+def register_parity(monkeypatch: pytest.MonkeyPatch) -> CheckSpec[ParityConfig]:
+    """Register PARITY through the public ``register`` on a copy of the registry that ``monkeypatch`` puts back."""
+    monkeypatch.setattr(registry, "_CHECKS", dict(registry._CHECKS))
+    registry.register(PARITY)
+    return PARITY

@@ -1,5 +1,5 @@
 """The Curate page headless (AppTest): worst cases with thumbnails, decisions saved beside the bundle and still
-there after a restart, state in the URL, the checks that need a column say so."""
+there after a restart, state in the URL, the checks that need a column say so, the check list is the registry's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import synthetic_bundle
+from tests.helpers import curate_bundle, synthetic_bundle
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 
@@ -79,3 +79,16 @@ def test_bad_curator_name_is_refused(env: None) -> None:
     at.text_input(key="c_curator").set_value("../../etc").run()
     assert any("curator name may only hold" in str(e.value) for e in at.error)
     assert all(b.disabled for b in at.button if b.label == "exclude")
+
+
+def test_the_check_list_is_the_registry(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page()
+    titles = ["Report-image mismatch", "Label issues", "Outliers", "Pixel checks", "Leakage across splits"]
+    assert list(at.selectbox(key="c_check").options) == titles  # a check that needs a second bundle is not offered
+    spec = curate_bundle.register_parity(monkeypatch)
+    at = open_page()
+    assert list(at.selectbox(key="c_check").options) == [*titles, spec.title]
+    at.selectbox(key="c_check").set_value(spec.name).run()
+    assert not at.exception and at.query_params["c_check"] == spec.name
+    assert any(str(t.value) == "Thresholds: modulus = 2" for t in at.text)
+    assert [str(t.value) for t in at.text if str(t.value).startswith("parity: ")][:2] == ["parity: 0", "parity: 0"]

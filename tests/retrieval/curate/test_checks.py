@@ -13,7 +13,7 @@ from cxr_explorer.retrieval.curate.leakage import check_cross_bundle, check_spli
 from cxr_explorer.retrieval.curate.mismatch import check_mismatch
 from cxr_explorer.retrieval.curate.outliers import check_outliers
 
-from benchmarks.curate_faults import synthetic_faults
+from tests.helpers.curate_faults import synthetic_faults
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from cxr_explorer.index.decode import thumbnail_jpeg
 from cxr_explorer.retrieval.curate.pixels import PixelConfig, features, hints
 from PIL import Image
 
-from benchmarks.curate_faults import plant_images
+from tests.helpers.curate_faults import plant_images
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "covid_chestxray"
 pytestmark = [

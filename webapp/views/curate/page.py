@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.registry import CheckSpec
 from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
 from cxr_explorer.webapp import chrome, display, loaders
 from cxr_explorer.webapp.views.curate import loaders as curate_loaders
 from cxr_explorer.webapp.views.curate import state as curate_state
 
-FIGURES = {
-    "mismatch": ("own_cosine", "rank_image_to_report", "rank_report_to_image", "margin"),
-    "labels": ("labels", "suggested", "self_confidence", "normalised_margin", "zero_shot_margin"),
-    "outliers": ("knn_distance", "robust_z", "percentile"),
-    "pixels": ("hints", "text_share", "lr_symmetry"),
-    "leakage_split": ("other_id", "split", "other_split", "cosine", "report_cosine"),
-}
 COLUMNS = 3
 THUMB_WIDTH = 200
 BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no emoji font is guaranteed offline
@@ -30,6 +25,7 @@ engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 meta = engine.cases.metadata
 columns = engine.cases.metadata_columns
+SPECS = curate_state.page_checks()
 STATE = curate_state.state(columns)
 STATE.restore()
 chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
@@ -52,7 +48,8 @@ def decide(check: str, case_id: str, decision: str) -> None:
 def controls() -> None:
     """Check, columns, curator, filter."""
     a, b, c = st.columns([3, 2, 2])
-    a.selectbox("Check", list(curate_state.CHECKS), key="c_check", format_func=lambda c: curate_state.CHECKS[c],
+    a.selectbox("Check", list(SPECS), key="c_check", format_func=lambda c: SPECS[c].page_title,
+                help="\n\n".join(f"**{s.page_title}**: {s.help}" for s in SPECS.values()),
                 on_change=curate_state.reset_page)
     b.selectbox("Label column", [curate_state.NONE, *columns], key="c_label", on_change=curate_state.reset_page)
     c.selectbox("Split column", [curate_state.NONE, *columns], key="c_split", on_change=curate_state.reset_page)
@@ -76,19 +73,20 @@ def figure_line(row: pd.Series, col: str, k: object) -> str:
     return f"{col}: {_fmt(row[col])}"
 
 
-def card(row: pd.Series, check: str, state: dict, can_decide: bool, k: object) -> None:
-    """One case: thumbnail(s), id, figures, evidence and the three decision buttons."""
-    case_id = str(row["id"])
+def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k: object) -> None:
+    """One case: thumbnail(s), id, the check's columns, evidence and the three decision buttons."""
+    case_id, check = str(row["id"]), spec.name
     with st.container(border=True):
-        if check == "leakage_split":
+        if spec.pair_caption:
             left, right = st.columns(2)
             left.image(engine.cases.thumbnail_bytes(int(row["row"])), width="stretch", caption="this case")
-            right.image(engine.cases.thumbnail_bytes(int(row["other_row"])), width="stretch", caption="other split")
+            right.image(engine.cases.thumbnail_bytes(int(row["other_row"])), width="stretch",
+                        caption=spec.pair_caption)
         else:
             st.image(engine.cases.thumbnail_bytes(int(row["row"])), width=THUMB_WIDTH)
         st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
-        st.text("\n".join(figure_line(row, c, k) for c in FIGURES[check] if c in row.index))
-        if check == "mismatch":
+        st.text("\n".join(figure_line(row, c, k) for c in spec.columns if c in row.index))
+        if spec.shows_report:
             st.text(display.snippet(str(meta["report"].iloc[int(row["row"])]), 200) or "(no report)")
         with st.expander("Evidence"):
             st.code(json.dumps(json.loads(str(row["evidence"])), indent=1, ensure_ascii=False), language="json",
@@ -102,9 +100,9 @@ def card(row: pd.Series, check: str, state: dict, can_decide: bool, k: object) -
                        on_click=decide, args=(check, case_id, decision))
 
 
-def cases(table: pd.DataFrame, check: str, state: dict, k: object) -> None:
+def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object) -> None:
     """The filtered, paginated list of cards."""
-    show = st.session_state["c_show"]
+    show, check = st.session_state["c_show"], spec.name
     if show == "flagged":
         table = table[table["flagged"]]
     elif show == "open":
@@ -120,7 +118,7 @@ def cases(table: pd.DataFrame, check: str, state: dict, k: object) -> None:
     for start in range(0, len(chunk), COLUMNS):
         for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
             with col:
-                card(row, check, state, can_decide, k)
+                card(row, spec, state, can_decide, k)
     prev, _, nxt = st.columns([1, 3, 1])
     prev.button("Previous", disabled=page <= 1, width="stretch", key="c_prev",
                 on_click=lambda: st.session_state.update(c_page=page - 1))
@@ -162,7 +160,7 @@ if note:
     st.info(note)
 else:
     st.text("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))  # column names: plain text
-    cases(table, check, state, thresholds.get("k"))
+    cases(table, SPECS[check], state, thresholds.get("k"))
 st.divider()
 exports(state, problems)
 STATE.save()  # last: the page number is clamped to the pages there are while the cards are drawn

@@ -5,15 +5,24 @@ Values are validated against the bundle (check names, metadata columns) when rea
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
+from cxr_explorer.retrieval.curate.registry import CheckSpec, Need, checks
 from cxr_explorer.retrieval.curate.review import CURATOR
 from cxr_explorer.webapp import page_state
 
-CHECKS = {"mismatch": "Report-image mismatch", "labels": "Label issues", "outliers": "Outliers",
-          "pixels": "Pixel checks", "leakage_split": "Leakage across splits"}
+PAGE_NEEDS = frozenset({Need.LABEL_COLUMN, Need.SPLIT_COLUMN, Need.THUMBNAILS})
+"""What the page offers a check: the chosen label and split columns and the bundle's thumbnails (no second
+bundle)."""
 SHOW = {"all": "All, worst first", "flagged": "Flagged only", "open": "Not yet reviewed"}
 PAGE_SIZE = 12
 NONE = "(none)"
+
+
+def page_checks() -> dict[str, CheckSpec[Any]]:
+    """Name -> spec of the registered checks the page can run (in registry order)."""
+    return {spec.name: spec for spec in checks() if spec.needs <= PAGE_NEEDS}
 
 
 def _default_col(columns: list[str], names: tuple[str, ...]) -> str:
@@ -31,8 +40,9 @@ def state(columns: list[str]) -> page_state.PageState:
     ``columns``: check, label and split columns, curator, filter and page; values outside the bundle's checks and
     columns fall back to the defaults."""
     cols = [NONE, *columns]
+    names = list(page_checks())
     return page_state.PageState("curate", (
-        page_state.choice_field("c_check", "c_check", list(CHECKS), "mismatch"),
+        page_state.choice_field("c_check", "c_check", names, names[0]),
         page_state.choice_field("c_label", "c_label", cols,
                                 _default_col(columns, ("labels", "label", "finding", "findings"))),
         page_state.choice_field("c_split", "c_split", cols, _default_col(columns, ("split", "fold", "partition"))),

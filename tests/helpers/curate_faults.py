@@ -3,7 +3,7 @@
 ``synthetic_faults`` draws a labelled, split corpus of unit vectors (images clustered by label, each report a noisy
 copy of its image) and plants: reports swapped between cases, labels flipped, outlier images (random directions)
 and cross-split near-duplicates. ``plant_images`` writes rotated, inverted, blank and non-CXR variants of real
-images. Used by ``benchmarks/curate.py`` and the tests.
+images. Used by the curation tests and ``benchmarks/curate.py``.
 """
 
 from __future__ import annotations
