@@ -1,11 +1,14 @@
 """How any text becomes one vector, for the offline job, the app, the CLI and the API alike.
 
-A text is first put in its encoder form (:func:`encoder_text`: whitespace runs collapsed, ends trimmed; the
-tokenizer cannot tell such spacings apart, except that a trailing ``!?.`` is only stripped at the very end). A text
-longer than the text encoder's limit is embedded the way ``retrieval.inputs.text.LONG_REPORT_STRATEGY`` says:
-consecutive sentences packed into windows of at most the limit (:func:`plan_text`), each window embedded and
-L2-normalised, the mean re-normalised (:func:`mean_renormalised`, also the average of a zero-shot prompt set).
-:func:`normalise` is the key under which texts that embed alike share one encoder call.
+1. :func:`encoder_text`: whitespace runs (tabs, newlines, double spaces) become one space and blank ends go, as the
+   job's report cleaning does; without it a query ending in ``". "`` would keep the full stop that the tokenizer
+   strips only at the very end.
+2. :func:`plan_text`: a text over the encoder's limit is split into windows of consecutive sentences
+   (``retrieval.inputs.text.LONG_REPORT_STRATEGY``); a text that fits is its one window.
+3. Each window is embedded and L2-normalised; :func:`mean_renormalised` combines them (and averages zero-shot prompt
+   sets, whose unnormalised embeddings are averaged before normalising).
+
+:func:`normalise` is the key under which texts that embed alike share one encoder call (the job's text cache).
 """
 
 from __future__ import annotations
