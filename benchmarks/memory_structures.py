@@ -54,7 +54,7 @@ def _texts(n: int) -> list[str]:
 
 def _old_cache(texts: list[str]) -> tuple[dict[str, int], np.ndarray]:
     """The text cache before issue 12's memory work: normalised str -> row, vectors in a doubling float32 array."""
-    from cxr_explorer.index.text_cache import normalise
+    from cxr_explorer.retrieval.inputs.text_embedding import normalise
 
     rows: dict[str, int] = {}
     vectors = np.zeros((1024, DIM), np.float32)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 from cxr_explorer.index.embed import _plan
-from cxr_explorer.index.text_cache import normalise
 from cxr_explorer.retrieval.inputs.text import join_sections
+from cxr_explorer.retrieval.inputs.text_embedding import normalise
 from cxr_explorer.retrieval.models.text_model import TextTokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -1,8 +1,10 @@
 """Embed stage and the chunk buffer: decoded images -> vectors; a chunk's reports -> report and sentence vectors.
 
-Reports are embedded whole when they fit the text encoder (512 tokens); a longer report is embedded as windows of
-consecutive sentences whose L2-normalised embeddings are averaged and re-normalised (``LONG_REPORT_STRATEGY``).
-Every sentence is embedded; a sentence over the limit is split at words. Nothing is truncated or dropped.
+A report is planned and its window vectors combined by the functions that embed a free-text query
+(:mod:`retrieval.inputs.text_embedding`): embedded whole when it fits the text encoder (512 tokens), else as windows
+of consecutive sentences whose L2-normalised embeddings are averaged and re-normalised (``LONG_REPORT_STRATEGY``).
+Every sentence is embedded; a sentence over the limit is split at words. Nothing is truncated or dropped. The window
+and sentence texts of a chunk go to the text encoder together, through the build's dedupe cache (``index.text_cache``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from cxr_explorer.index.corpus import Item
 from cxr_explorer.index.decode import Decoded, to_model_input
 from cxr_explorer.index.text_cache import TextCache
 from cxr_explorer.retrieval.bundle.reader import Part
-from cxr_explorer.retrieval.inputs.text_embedding import plan_text
+from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised, plan_text
 from cxr_explorer.retrieval.models import VLModel
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,8 @@ def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers
         if not mask.any():
             problems.append({"row": str(row), "reason": "report-not-embedded", "detail": "text encoder refused it"})
             continue
-        v = w_emb[mask].mean(axis=0)
         rows.append(row)
-        vecs.append(v / max(float(np.linalg.norm(v)), 1e-12))
+        vecs.append(mean_renormalised(w_emb[mask]))
     keep = [i for i in range(len(sents)) if s_ok[i]]
     table = pd.DataFrame({"row": np.array([sents[i][0] for i in keep], np.int64), "text": [sents[i][1] for i in keep]})
     timers.text_model += time.perf_counter() - start

@@ -5,8 +5,9 @@ and a one-sentence report is its own sentence. :class:`TextCache` maps the *norm
 so that each distinct text is encoded once per build: across chunks, after a resume (the cache is re-seeded from the
 committed chunks' sentence tables) and across ``--append`` (seeded from the existing bundle's sentences).
 
-Normalisation only merges texts the tokenizer cannot tell apart: whitespace runs collapsed, the trailing ``!?.``
-that :class:`retrieval.models.text_model.TextTokenizer` strips anyway, and lower case when the tokenizer lowercases.
+Normalisation (:func:`retrieval.inputs.text_embedding.normalise`, the key queries share) only merges texts the
+tokenizer cannot tell apart: whitespace runs collapsed, the trailing ``!?.`` that
+:class:`retrieval.models.text_model.TextTokenizer` strips anyway, and lower case when the tokenizer lowercases.
 Cache entries never go stale: a vector depends only on the text, the model and the precision, which a build may not
 change (``index.build_state.SETTINGS_THAT_MATTER``).
 
@@ -29,6 +30,7 @@ from cxr_explorer.index.text_cache_store import DigestIndex, VectorFile, digest
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import ChunkStore, Part
 from cxr_explorer.retrieval.bundle.store.parts import read_rows
+from cxr_explorer.retrieval.inputs.text_embedding import normalise
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.text_model import TextInputError
 
@@ -37,12 +39,6 @@ log = logging.getLogger(__name__)
 #: short sentences in batches of up to the build's ``text_batch`` texts.
 TOKEN_BUDGET = 4096
 SEED_BLOCK = 65_536  # sentence rows per block when seeding from a part (32 MiB of vectors at D = 128)
-
-
-def normalise(text: str, lower: bool) -> str:
-    """The cache key of ``text``: whitespace collapsed, trailing ``!?.`` dropped, lower-cased if ``lower``."""
-    key = " ".join(text.split()).rstrip("!?.").rstrip()
-    return key.lower() if lower else key
 
 
 def token_batches(lengths: Sequence[int], max_rows: int, max_tokens: int = TOKEN_BUDGET) -> list[list[int]]:

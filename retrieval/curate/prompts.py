@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 
 
 class PromptFileError(ValueError):
@@ -54,8 +55,5 @@ def read_prompts(path: str | os.PathLike[str]) -> list[LabelPrompts]:
 def embed_prompts(prompts: Sequence[LabelPrompts], embed: Callable[[list[str]], np.ndarray]
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{label: (positive [D], negative [D])}: ``embed(texts)`` -> unnormalised [P, D], averaged, L2-normalised."""
-    def one(texts: tuple[str, ...]) -> np.ndarray:
-        mean = np.asarray(embed(list(texts)), dtype=np.float32).mean(axis=0)
-        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-
-    return {p.label: (one(p.positive), one(p.negative)) for p in prompts}
+    return {p.label: (mean_renormalised(embed(list(p.positive))), mean_renormalised(embed(list(p.negative))))
+            for p in prompts}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import numpy as np
 import torch
 from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
-from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, plan_text
+from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, encoder_text, mean_renormalised, plan_text
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -108,21 +108,20 @@ class QueryEncoder:
         self._prompts: LRU[tuple[str, ...], torch.Tensor] = LRU(prompt_cache)
 
     def text_embedding(self, text: str) -> np.ndarray:
-        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached, read-only); a text over the encoder's limit
-        is embedded as sentence windows (:mod:`retrieval.inputs.text_embedding`)."""
+        """L2-normalised [D] float32 embedding of ``text`` (LRU-cached by its encoder form, read-only), planned and
+        combined as the offline job embeds reports (:mod:`retrieval.inputs.text_embedding`): windows of sentences
+        when over the encoder's limit."""
+        key = encoder_text(text)
 
         def compute() -> np.ndarray:
             tok = self.model.tokenizer
-            plan = plan_text(text, tok.count_tokens, tok.max_length) if text.strip() else None
+            plan = plan_text(key, tok.count_tokens, tok.max_length)
             with self.lock:
-                if plan is None or len(plan.windows) == 1:
-                    emb = self.model.embed_texts([text])[0].numpy().astype(np.float32)
-                else:  # longer than the encoder takes: sentence windows, as the offline job embeds long reports
-                    emb = embed_windows(plan.windows, lambda ws: self.model.embed_texts(ws).numpy())
+                emb = embed_windows(plan.windows, lambda ws: self.model.embed_texts(ws).numpy())
             emb.setflags(write=False)
             return emb
 
-        return self._texts.get_or_compute(text, compute)
+        return self._texts.get_or_compute(key, compute)
 
     def encode_upload(self, image: ImageInput) -> UploadEncoding:
         """Decode, preprocess and encode an image once; cached by content hash (a few entries)."""
@@ -156,3 +155,12 @@ class QueryEncoder:
                 return self.model.embed_texts(list(key), normalize=False)
 
         return self._prompts.get_or_compute(key, compute)
+
+    def prompt_set_embeddings(self, sets: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """One [D] float32 vector per prompt set: the L2-normalised mean of its unnormalised prompt embeddings (as
+        hi-ml's ``get_similarity_score``); all prompts in one forward, cached as one prompt set."""
+        if any(not prompts for prompts in sets):
+            raise ValueError("a prompt set needs at least one prompt")
+        emb = self.prompt_embeddings([p for prompts in sets for p in prompts]).numpy()
+        bounds = np.cumsum([0, *(len(prompts) for prompts in sets)])
+        return [mean_renormalised(emb[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

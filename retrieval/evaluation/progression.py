@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.evaluation.datasets import AnnotationError, read_csv
 from cxr_explorer.retrieval.evaluation.metrics import bootstrap_ci
 from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
@@ -113,6 +114,7 @@ def evaluate_progression(model: Any, cases: Sequence[ProgressionCase], n_boot: i
     """Predict each case's class (best zero-shot cosine) and summarise per finding and overall."""
     if not has_temporal_path(model):
         raise ValueError(f"model {model.spec.name!r} has no prior-image path; progression needs biovil-t")
+    encoder = QueryEncoder(model)
     pairs: dict[tuple[Path, Path], torch.Tensor | str] = {}
     rows: list[_Row] = []
     skipped: list[dict[str, str]] = []
@@ -129,7 +131,7 @@ def evaluate_progression(model: Any, cases: Sequence[ProgressionCase], n_boot: i
             skipped.append({"current": str(case.current), "finding": case.finding, "reason": "unreadable",
                             "detail": emb})
             continue
-        (change,) = interval_change(model, emb, (case.finding,))
+        (change,) = interval_change(encoder, emb, (case.finding,))
         rows.append(_Row(case.finding, CLASSES.index(case.label), CLASSES.index(change.predicted)))
     per: dict[str, Any] = {}
     for finding in sorted({r.finding for r in rows}):

@@ -24,6 +24,7 @@ from math import ceil, floor
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 from PIL import Image
 from scipy import ndimage
 
@@ -192,24 +193,16 @@ def grid_maps(patches: torch.Tensor, text: torch.Tensor, sigma: float = DEFAULT_
     return smooth_grid(patch_similarity(patches, text).numpy(), sigma=sigma)
 
 
-def prompt_text_embedding(prompt_embeddings_unnormalised: torch.Tensor) -> torch.Tensor:
-    """Mean of ``[P, D]`` (or one ``[D]``) unnormalised prompt embeddings, then L2-normalised: ``[D]``."""
-    prompts = prompt_embeddings_unnormalised
-    if prompts.dim() == 1:
-        prompts = prompts.unsqueeze(0)
-    if prompts.dim() != 2 or prompts.shape[0] == 0:
-        raise ValueError(f"prompt embeddings must have shape [P, D] with P >= 1, got {tuple(prompts.shape)}")
-    return F.normalize(prompts.mean(dim=0), dim=0, p=2)
-
-
 def global_prompt_score(image_global: torch.Tensor, prompt_embeddings_unnormalised: torch.Tensor) -> float:
-    """Cosine similarity of an L2-normalised ``[D]`` global image embedding with a prompt set ``[P, D]``.
+    """Cosine similarity of an L2-normalised ``[D]`` global image embedding with a prompt set ``[P, D]`` (or one
+    ``[D]``).
 
-    Mirrors ``get_similarity_score_from_raw_data``: the prompt embeddings are averaged *before* normalisation.
+    Mirrors ``get_similarity_score_from_raw_data``: the prompt embeddings are averaged *before* normalisation
+    (:func:`retrieval.inputs.text_embedding.mean_renormalised`).
     """
-    with torch.no_grad():
-        text = prompt_text_embedding(prompt_embeddings_unnormalised)
-        return float((image_global.reshape(-1) @ text).item())
+    prompts = prompt_embeddings_unnormalised.detach().cpu().float()
+    text = mean_renormalised(prompts.unsqueeze(0).numpy() if prompts.dim() == 1 else prompts.numpy())
+    return float(image_global.detach().cpu().float().reshape(-1).numpy() @ text)
 
 
 def zero_shot_margin(

@@ -66,8 +66,7 @@ def _encode(engine: Engine, current: ImageInput, prior: ImageInput | None) -> np
 
 
 def _changes(engine: Engine, emb: np.ndarray, findings: tuple[str, ...]) -> list[IntervalChange]:
-    with engine.encoder.lock:
-        return interval_change(engine.model, torch.from_numpy(np.array(emb, np.float32)), findings)
+    return interval_change(engine.encoder, torch.from_numpy(np.array(emb, np.float32)), findings)
 
 
 def compare_images(engine: Engine, current: ImageInput, prior: ImageInput | None,

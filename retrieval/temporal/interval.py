@@ -9,12 +9,11 @@ similarities and margins (best minus runner-up), never probabilities.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from cxr_explorer.retrieval.grounding.maps import prompt_text_embedding
+from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings
 from PIL import Image
@@ -69,38 +68,16 @@ def encode_pair(model: VLModel, current: Image.Image, prior: Image.Image | None)
     return model.encode_images(x, prev)
 
 
-class _PromptCache:
-    """Per model (weakly held), the unnormalised-average text embedding [D] of every (finding, class) prompt set."""
-
-    def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[VLModel, dict[tuple[str, str], torch.Tensor]] = \
-            weakref.WeakKeyDictionary()
-
-    def get(self, model: VLModel, finding: str) -> dict[str, torch.Tensor]:
-        cache = self._cache.setdefault(model, {})
-        missing = [c for c in CLASSES if (finding, c) not in cache]
-        if missing:
-            prompts = interval_prompts(finding)
-            emb = model.embed_texts([p for c in missing for p in prompts[c]], normalize=False)
-            start = 0
-            for c in missing:
-                n = len(prompts[c])
-                cache[(finding, c)] = prompt_text_embedding(emb[start:start + n])
-                start += n
-        return {c: cache[(finding, c)] for c in CLASSES}
-
-
-_PROMPTS = _PromptCache()
-
-
-def interval_change(model: VLModel, global_emb: torch.Tensor, findings: Sequence[str] = FINDINGS
+def interval_change(encoder: QueryEncoder, global_emb: torch.Tensor, findings: Sequence[str] = FINDINGS
                     ) -> list[IntervalChange]:
-    """Zero-shot interval change per finding for one L2-normalised global embedding ``[D]`` (or ``[1, D]``)."""
-    image = global_emb.reshape(-1).float()
+    """Zero-shot interval change per finding for one L2-normalised global embedding ``[D]`` (or ``[1, D]``); each
+    finding's prompt sets are embedded in one forward of ``encoder``'s model and cached by it."""
+    image = global_emb.detach().cpu().float().reshape(-1).numpy()
     out = []
     for finding in findings:
-        texts = _PROMPTS.get(model, finding)
-        scores = {c: float(image @ texts[c]) for c in CLASSES}
+        prompts = interval_prompts(finding)
+        texts = encoder.prompt_set_embeddings([prompts[c] for c in CLASSES])
+        scores = {c: float(image @ text) for c, text in zip(CLASSES, texts, strict=True)}
         ranked = sorted(CLASSES, key=lambda c: -scores[c])
         out.append(IntervalChange(finding, scores, ranked[0], scores[ranked[0]] - scores[ranked[1]]))
     return out

@@ -23,6 +23,7 @@ from cxr_explorer.retrieval.bundle.store import BuildArea, current_version
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.retrieval.engine.filters import QueryError
+from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.temporal.compare import compare_case, compare_images, search_pair, timeline
@@ -183,7 +184,7 @@ def test_interval_scores_average_unnormalised_prompts() -> None:
 
     model = tiny_t()
     emb = torch.nn.functional.normalize(torch.randn(128, generator=torch.Generator().manual_seed(0)), dim=0)
-    (change,) = interval_change(model, emb, ("pleural effusion",))
+    (change,) = interval_change(QueryEncoder(model), emb, ("pleural effusion",))
     prompts = interval_prompts("pleural effusion")
     assert prompts["worsening"][0] == "Worsening pleural effusion" and len(set(prompts["stable"])) == 4
     for cls in CLASSES:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cxr_explorer.index.text_cache import TextCache, normalise
+from cxr_explorer.index.text_cache import TextCache
 from cxr_explorer.index.text_cache_store import DigestIndex, VectorFile, digest
 from cxr_explorer.retrieval.bundle.store import Part
+from cxr_explorer.retrieval.inputs.text_embedding import normalise
 
 
 def test_digest_is_16_bytes_and_tells_keys_apart() -> None:

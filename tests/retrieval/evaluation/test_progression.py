@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.evaluation.progression import _acc, macro_accuracy, read_progression_cases
 from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.models import load_model
@@ -41,6 +42,7 @@ def test_wide_format_and_unknown_labels(tmp_path: Path) -> None:
 
 def test_eval_progression_on_known_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = load_model("tiny-random-t", device="cpu")
+    encoder = QueryEncoder(model)
     for i in range(5):
         draw_image(10 + i, 90, 100).save(tmp_path / f"i{i}.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
@@ -49,7 +51,7 @@ def test_eval_progression_on_known_answers(tmp_path: Path, capsys: pytest.Captur
     for finding in ("pneumonia", "edema"):
         for n, (cur, prior) in enumerate(pairs):
             emb = encode_pair(model, load_image(tmp_path / cur).image, load_image(tmp_path / prior).image)
-            (change,) = interval_change(model, emb.global_emb[0], (finding,))
+            (change,) = interval_change(encoder, emb.global_emb[0], (finding,))
             wrong = next(c for c in CLASSES if c != change.predicted)
             rows.append({"current": cur, "prior": prior, "finding": finding,
                          "label": change.predicted if n < 3 or finding == "edema" else wrong})
