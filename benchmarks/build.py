@@ -34,7 +34,7 @@ import torch
 from cxr_explorer.index.corpus import CorpusOptions
 from cxr_explorer.retrieval.bundle.store import read_manifest
 
-from benchmarks.common import peak_rss_mib, set_precision
+from benchmarks.common import peak_rss_mib
 from benchmarks.sentences import CORPORA
 
 
@@ -189,11 +189,11 @@ def run_build(model: Any, paths: list[Path], reports_csv: Path | None, batch: in
                            "reports": len(texts), "report_tokens_mean": round(float(np.mean(tokens)), 1),
                            "decode_workers": workers, "precisions": {}}
     for precision in precisions:
-        set_precision(model, precision)
+        model.precision = precision
         out["precisions"][precision], mode = _precision_rounds(model, paths, texts, batch, n_batches, workers,
                                                                corpus, tmp, rounds, precision)
         out["image_stage_mode"] = mode
-    set_precision(model, "fp32")
+    model.precision = "fp32"
     out["build_ratio"] = out["precisions"]["fp32"]["build_ratio"] if "fp32" in out["precisions"] else None
     for precision, row in out["precisions"].items():  # whole-job time / (image-model + text-model time)
         out[f"build_overhead_{precision}"] = row.get("build_overhead")
@@ -238,7 +238,7 @@ def run_build_reports(model: Any, images: list[Path], tmp: Path, batch: int = 1,
                            "corpus": "iu_xray_reports rows with text i=0..n-1 (findings, impression), each with "
                                      "covid_chestxray image i mod images", "precisions": {}}
     for precision in precisions:
-        set_precision(model, precision)
+        model.precision = precision
         ratios, jobs, enc = [], [], []
         for r in range(rounds):
             before = encoder_rate(model, batch, n_batches)
@@ -255,7 +255,7 @@ def run_build_reports(model: Any, images: list[Path], tmp: Path, batch: int = 1,
             "text_share_of_model": median([j[1]["text_share_of_model"] for j in jobs]),
             "image_model_share_cap": median([1 - j[1]["text_share_of_model"] for j in jobs]),
             "text_encoder": jobs[-1][1]["text_encoder"], "job": jobs[-1][1]}
-    set_precision(model, "fp32")
+    model.precision = "fp32"
     return out
 
 

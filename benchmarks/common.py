@@ -143,11 +143,6 @@ def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "c
     return VLModel(spec, image.eval(), text.eval(), tok, identity, torch.device(device), precision)  # type: ignore[arg-type]
 
 
-def set_precision(model: Any, precision: str) -> None:
-    """Switch a ``VLModel`` between fp32 and bf16 autocast in place (the weights stay fp32, as load_model does)."""
-    model.precision = precision
-
-
 QUERY_PHRASES: tuple[str, ...] = (
     "left lower lobe consolidation", "right pleural effusion", "cardiomegaly", "no evidence of pneumothorax",
     "bilateral patchy opacities", "mild pulmonary edema", "left basilar atelectasis", "right upper lobe pneumonia",
