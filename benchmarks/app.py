@@ -1,20 +1,36 @@
-"""App timings through the running app (Streamlit's AppTest, in process): the server-side time of a new text search
-and of a grounding update beyond the text encoder's own time, and the process RSS with the bundle loaded.
+"""The app through Streamlit's AppTest (the real app script): its speed (``app``) and its memory at scale
+(``app_scale``).
 
-The bundle is synthetic (clustered unit vectors, random fp16 patch grids, one shared 512 px image) and names the
+``app``, in process: the server-side time of a new text search and of a grounding update beyond the text encoder's
+own time (measured and subtracted, as the targets are stated beyond it), and the process RSS with the bundle loaded.
+
+``app_scale``: a child process writes an N-item bundle (its [N, 15, 15, 128] float16 patches, 5.8 GB at 100k,
+generated block by block into a memory-mapped .npy and streamed into the bundle); a second, fresh child runs the app
+and reads its RSS at each step: Python + Streamlit imported, the app's first run (Engine, FAISS indexes, metadata
+loaded; patches memory-mapped), one text search, the Grounding page opened, one grounding phrase. That bundle stores
+PCA map coordinates only (Search and Grounding never read them). ``real_weights_mib``: the fp32 parameter bytes of
+the real-size BioViL, which the real weights add to the tiny model's.
+
+Both bundles are synthetic (clustered unit vectors, random fp16 patch grids, one shared 512 px image) and name the
 ``tiny-random`` model: the engine, FAISS, patch memory-map, heatmaps, PNG overlays and page rendering are the real
-ones; the text encoder's time is measured and subtracted, as the targets are stated beyond it.
+ones.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from PIL import Image, ImageDraw
 
@@ -32,7 +48,7 @@ QUERIES = ["left pleural effusion", "right lower lobe pneumonia", "cardiomegaly 
 
 def synthetic_bundle(root: Path, n: int, seed: int = 0, patches: np.ndarray | None = None) -> Path:
     """Write an ``n``-item bundle for timing (see the module docstring); ``patches`` [n, 15, 15, 128] float16 (e.g.
-    memory-mapped, :mod:`benchmarks.app_scale`) instead of random ones generated in memory."""
+    memory-mapped, :func:`streamed_patches`) instead of random ones generated in memory."""
     from cxr_explorer.index.decode import thumbnail_jpeg
     from cxr_explorer.retrieval.bundle.writer import write_bundle
     from cxr_explorer.retrieval.models import load_model
@@ -130,3 +146,114 @@ def run_app(tmp: Path, n_items: int, n_queries: int) -> dict[str, Any]:
            "method": "streamlit AppTest in process; text-encoder time (VLModel.embed_texts) subtracted; synthetic "
                      "bundle naming tiny-random"}
     return out
+
+
+BLOCK = 2_000
+
+
+def streamed_patches(path: Path, n: int, seed: int) -> np.ndarray:
+    """A ``[n, 15, 15, 128]`` float16 .npy at ``path`` filled block by block; returned memory-mapped (read-only)."""
+    rng = np.random.default_rng(seed)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, 15, 15, 128))
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        out[start:start + m] = rng.standard_normal((m, 15, 15, 128), dtype=np.float32).astype(np.float16)
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
+def write_child(root: Path, n: int) -> None:
+    """Write the ``n``-item bundle under ``root`` with PCA map coordinates only (run in its own process)."""
+    from cxr_explorer.retrieval.maps import projection
+
+    projection.umap_coords = lambda *args, **kw: None  # benchmark-side: this writer process only
+    patches = streamed_patches(root / "patches-tmp.npy", n, seed=1)
+    synthetic_bundle(root, n, patches=patches)
+    (root / "patches-tmp.npy").unlink()
+
+
+def measure_child(bundle: Path) -> dict[str, Any]:
+    """RSS (MiB) of this process at each step of the app flow, and the step's seconds."""
+    steps: dict[str, Any] = {}
+
+    def step(name: str, t0: float) -> None:
+        steps[name] = {"rss_mib": round(current_rss_mib(), 1), "s": round(time.perf_counter() - t0, 2)}
+
+    t0 = time.perf_counter()
+    from streamlit.testing.v1 import AppTest
+
+    step("python_streamlit_imported", t0)
+    os.environ[BUNDLES_ENV] = str(bundle)
+    at = AppTest.from_file(str(REPO / "webapp" / "app.py"), default_timeout=900)
+    t0 = time.perf_counter()
+    at.run()
+    step("app_opened_on_bundle", t0)
+    t0 = time.perf_counter()
+    at.text_input(key="s_text").set_value(QUERIES[0])
+    next(b for b in at.button if b.label == "Search").click()
+    at.run()
+    step("after_search", t0)
+    t0 = time.perf_counter()
+    at.switch_page("views/grounding/page.py").run()
+    step("grounding_page_opened", t0)
+    t0 = time.perf_counter()
+    at.text_input(key="g_phrases").set_value(QUERIES[1])
+    at.run()
+    step("after_grounding", t0)
+    errors = [str(e.value)[:200] for e in at.exception]
+    return {"steps": steps, "errors": errors}
+
+
+def real_weights_mib() -> float:
+    """fp32 parameter bytes of the real-size BioViL (ResNet-50 + BERT-base + heads), MiB."""
+    from benchmarks.common import seeded_model
+
+    model = seeded_model("biovil")
+    n = sum(p.numel() for m in (model.image_model, model.text_model) for p in m.parameters())
+    return round(n * 4 / 2**20, 1)
+
+
+def run_app_scale(n: int) -> dict[str, Any]:
+    """Write the bundle (PCA map only), then measure the app in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "benchmarks.app", "--write", str(root), str(n)], check=True,
+                       capture_output=True, text=True)
+        write_s = time.perf_counter() - t0
+        bundle = root / "bundle"
+        with Bundle.open(bundle) as opened:
+            patches = opened.patches()  # [N, h, w, D] float16, memory-mapped (nothing read)
+            patches_mib = patches.nbytes / 2**20 if isinstance(patches, np.ndarray) else None
+        disk = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 2**20
+        out = subprocess.run([sys.executable, "-m", "benchmarks.app", "--measure", str(bundle)], check=True,
+                             capture_output=True, text=True)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    final = res["steps"]["after_grounding"]["rss_mib"]
+    return {"items": n, "map": "PCA only (UMAP not fitted)",
+            "bundle_write_s": round(write_s, 1), "bundle_disk_mib": round(disk, 1),
+            "patches_file_mib": round(patches_mib, 1) if patches_mib else None, **res,
+            "rss_mib_after_search_and_grounding": final,
+            "rss_over_patch_file": round(final / patches_mib, 3) if patches_mib else None,
+            "real_weights_mib": real_weights_mib(),
+            "method": "streamlit AppTest in a fresh process (the real app script; patches memory-mapped by "
+                      "cxr_explorer.retrieval.bundle.reader.Bundle.patches); synthetic bundle naming tiny-random; "
+                      "the machine's load at the start is in the results header"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.app")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--write", nargs=2, metavar=("ROOT", "N"))
+    g.add_argument("--measure", metavar="BUNDLE")
+    args = p.parse_args(argv)
+    if args.write:
+        write_child(Path(args.write[0]), int(args.write[1]))
+    else:
+        print(json.dumps(measure_child(Path(args.measure))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

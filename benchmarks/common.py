@@ -26,12 +26,9 @@ def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (or platform.processor())."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
 
 
 def gpu_name() -> str | None:
@@ -144,11 +141,6 @@ def seeded_model(name: str = "biovil", precision: str = "fp32", device: str = "c
     image, text, tok = build_seeded(spec, realistic_vocab(), f"bench-{name}")
     identity = ModelIdentity(name, "benchmark-seeded", None, False, "benchmark-seeded", False, (SEEDED_NOTE,))
     return VLModel(spec, image.eval(), text.eval(), tok, identity, torch.device(device), precision)  # type: ignore[arg-type]
-
-
-def set_precision(model: Any, precision: str) -> None:
-    """Switch a ``VLModel`` between fp32 and bf16 autocast in place (the weights stay fp32, as load_model does)."""
-    model.precision = precision
 
 
 QUERY_PHRASES: tuple[str, ...] = (

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import gpu_name, ms_stats, seeded_model, set_precision, time_calls
+from benchmarks.common import gpu_name, ms_stats, seeded_model, time_calls
 from benchmarks.query import clustered_vectors
 
 
@@ -72,7 +72,7 @@ def gpu_build(model: Any, corpus: Path | None, limit: int, tmp: Path) -> dict[st
 
     if corpus is None or not corpus.is_dir():
         return {"status": "skipped: covid_chestxray absent"}
-    set_precision(model, "bf16")
+    model.precision = "bf16"
     workers = max(1, cpu_count() - 1)
     rate, info = whole_job_rate(model, corpus, limit, 64, workers, tmp, "gpu-bf16")
     return {"precision": "bf16", "batch": 64, "decode_workers": workers, "job_items_per_s": round(rate, 2), **info}
@@ -88,7 +88,7 @@ def run_gpu(model_name: str, batch: int, n_batches: int, faiss_sizes: list[int],
     model = seeded_model(model_name, device="cuda")
     out: dict[str, Any] = {"available": True, "gpu": gpu_name(), "batch": batch, "encoder_images_per_s": {}}
     for precision in ("fp32", "bf16"):
-        set_precision(model, precision)
+        model.precision = precision
         out["encoder_images_per_s"][precision] = round(_gpu_encoder_rate(model, batch, n_batches), 2)
     out["faiss"] = {str(n): _faiss_gpu_vs_cpu(n) for n in faiss_sizes}
     with tempfile.TemporaryDirectory() as tmp:

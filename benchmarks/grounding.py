@@ -10,8 +10,6 @@ when the user switches images or interpolation with the same phrase).
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,6 @@ from benchmarks.common import ms_stats, time_calls
 PHRASE = "left basilar consolidation"
 TARGET_SPEEDUP = 30.0
 TARGET_P50_MS = 80.0
-
-
-REF_PYTHON = Path(__file__).resolve().parents[1] / ".venv-ref" / "bin" / "python"
-
-
-def time_himl(image_path: Path, n: int, interpolation: str) -> dict[str, Any] | None:
-    """p50/p95 of hi-ml's own ``get_similarity_map_from_raw_data`` on the image; None without ``.venv-ref``."""
-    if not REF_PYTHON.exists():
-        return None
-    script = Path(__file__).with_name("himl_grounding.py")
-    try:
-        out = subprocess.run([str(REF_PYTHON), str(script), str(image_path), PHRASE, str(n), interpolation],
-                             capture_output=True, text=True, timeout=900, check=True)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, json.JSONDecodeError, IndexError) as exc:
-        return {"error": f"hi-ml timing failed: {type(exc).__name__}"}
-    return {**ms_stats(result.pop("times_s")), **result}
 
 
 def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
@@ -89,8 +70,6 @@ def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
     t_cached = time_calls(ours_cached, n_ours, warmup=1)
     s_ours, s_ref, s_cached = ms_stats(t_ours), ms_stats(t_ref), ms_stats(t_cached)
     speedup = s_ref["p50_ms"] / s_ours["p50_ms"]
-    himl = time_himl(image_path, max(3, n_ref // 2), interpolation)
-    himl_speedup = round(himl["p50_ms"] / s_ours["p50_ms"], 2) if himl and "p50_ms" in himl else None
     return {
         "image": image_path.name, "width": width, "height": height, "phrase": PHRASE,
         "interpolation": interpolation, "ours": s_ours, "reference_way": s_ref, "ours_cached_text": s_cached,
@@ -99,12 +78,8 @@ def run_grounding(model: Any, image_path: Path, n_ours: int, n_ref: int,
         "grounding_speedup_paired_median": round(float(np.median(paired)), 2),
         "grounding_speedup_cached_text": round(s_ref["p50_ms"] / s_cached["p50_ms"], 2),
         "max_abs_map_difference": round(max_diff, 5),
-        "himl_reference": himl or {"note": "not measured: .venv-ref (hi-ml 0.2.2) is absent on this machine"},
-        "grounding_speedup_vs_himl": himl_speedup,
         "target": {"speedup_min": TARGET_SPEEDUP, "ours_p50_ms_max": TARGET_P50_MS,
                    "met": bool(speedup >= TARGET_SPEEDUP and s_ours["p50_ms"] <= TARGET_P50_MS),
-                   "met_vs_himl": bool(himl_speedup is not None and himl_speedup >= TARGET_SPEEDUP
-                                       and s_ours["p50_ms"] <= TARGET_P50_MS),
                    "met_with_cached_text": bool(s_ref["p50_ms"] / s_cached["p50_ms"] >= TARGET_SPEEDUP
                                                 and s_cached["p50_ms"] <= TARGET_P50_MS)},
         "reference_note": "reference way = our equivalent of hi-ml get_similarity_map_from_raw_data (decode -> "

@@ -1,5 +1,5 @@
-"""Growth: single-query latency, recall@10 and memory of each index type at 10k / 100k / 1M vectors, IVF-PQ as a
-candidate (kept only if recall@10 >= 0.95), and the compact int8 patch store (map error, disk at MIMIC-CXR size).
+"""Growth: single-query latency, recall@10 and memory of each index type at 10k / 100k / 1M vectors, and the
+compact int8 patch store (map error, disk at MIMIC-CXR size).
 
 Vectors are :func:`benchmarks.query.clustered_vectors` (clustered like real embeddings). flat / ivf / hnsw are built
 by :func:`retrieval.bundle.writer.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
@@ -19,47 +19,29 @@ import faiss
 import numpy as np
 import torch
 from cxr_explorer.retrieval.bundle.reader import apply_search_params
-from cxr_explorer.retrieval.bundle.store.patch_codec import bytes_per_image, decode_int8, encode_int8
+from cxr_explorer.retrieval.bundle.store.patch_codec import decode_int8, encode_int8
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
 from benchmarks.query import DIM, clustered_vectors, recall_at_10
 
 MIMIC_IMAGES = 377_110
-RECALL_MIN_PQ = 0.95
 
 
-def _ivfpq(x: np.ndarray, nprobe_like: dict[str, Any]) -> tuple[faiss.Index, dict[str, Any]]:
-    """IVF-PQ with the IVF index's nlist/nprobe and 32 sub-quantisers of 8 bits (32 bytes a vector)."""
-    n = len(x)
-    nlist = int(nprobe_like.get("nlist", max(1, int(4 * np.sqrt(n)))))
-    index = faiss.index_factory(DIM, f"IVF{nlist},PQ32", faiss.METRIC_INNER_PRODUCT)
-    index.train(x[: min(n, 256 * nlist)])
-    index.add(x)
-    nprobe = int(nprobe_like.get("nprobe", max(1, nlist // 8)))
-    faiss.extract_index_ivf(index).nprobe = nprobe
-    return index, {"nlist": nlist, "nprobe": nprobe, "m": 32}
-
-
-def _one(kind: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray, ivf_params: dict[str, Any]) -> dict[str, Any]:
+def _one(kind: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray) -> dict[str, Any]:
     from cxr_explorer.retrieval.bundle.writer import build_index
 
     gc.collect()
     rss0 = current_rss_mib()
     t0 = time.perf_counter()
-    if kind == "ivfpq":
-        index, params = _ivfpq(x, ivf_params)
-    else:
-        index, info = build_index(x, kind, use_gpu=False)
-        params = info["params"]
-        apply_search_params(index, params)
+    index, info = build_index(x, kind, use_gpu=False)
+    params = info["params"]
+    apply_search_params(index, params)
     build_s = time.perf_counter() - t0
     search = time_calls(lambda i: index.search(q[i % len(q)][None], 10), 100, warmup=3)
     row: dict[str, Any] = {"params": params, "build_s": round(build_s, 1), "search": ms_stats(search),
                            "recall_at_10": round(recall_at_10(index, exact, q), 4),
                            "index_mib": round(faiss.serialize_index(index).size / 2**20, 1),
                            "rss_growth_mib": round(current_rss_mib() - rss0, 1)}
-    if kind == "ivfpq":
-        row["kept"] = row["recall_at_10"] >= RECALL_MIN_PQ
     return row
 
 
@@ -74,9 +56,8 @@ def index_growth(sizes: tuple[int, ...], hnsw_max: int) -> dict[str, Any]:
         _, exact = flat.search(q, 10)
         del flat
         rows: dict[str, Any] = {}
-        kinds = ["flat", "ivf", "ivfpq"] + (["hnsw"] if n <= hnsw_max else [])
-        for kind in kinds:
-            rows[kind] = _one(kind, x, q, exact, rows.get("ivf", {}).get("params", {}))
+        for kind in ["flat", "ivf"] + (["hnsw"] if n <= hnsw_max else []):
+            rows[kind] = _one(kind, x, q, exact)
         out[str(n)] = rows
         del x
     return out
@@ -90,12 +71,13 @@ def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     x = torch.rand((n_images, 3, crop, crop), generator=torch.Generator().manual_seed(3))
     patches = model.encode_images(x).patches.numpy().astype(np.float16)
     texts = model.embed_texts(list(QUERY_PHRASES))
-    decoded = torch.from_numpy(decode_int8(*encode_int8(patches)))
+    encoded = encode_int8(patches)
+    decoded = torch.from_numpy(decode_int8(*encoded))
     ref16 = torch.from_numpy(patches.astype(np.float32))
     worst = max(float(np.abs(grid_maps(decoded, t) - grid_maps(ref16, t)).max()) for t in texts)
-    grid = (int(patches.shape[1]), int(patches.shape[2]))
-    dim = int(patches.shape[3])
-    fp16, int8 = (bytes_per_image(grid, dim, c) * MIMIC_IMAGES / 1e9 for c in (False, True))
+    # bytes per image of the codec's own arrays (int8 values + their scales) against the float16 patches
+    fp16, int8 = (nbytes / n_images * MIMIC_IMAGES / 1e9 for nbytes in (patches.nbytes,
+                                                                        sum(a.nbytes for a in encoded)))
     return {"max_map_diff": round(worst, 5), "within_0_01": worst <= 0.01, "images": n_images,
             "phrases": len(texts), f"disk_gb_{MIMIC_IMAGES}_images": {"fp16": round(fp16, 2), "int8": round(int8, 2),
                                                                      "saved": round(fp16 - int8, 2)},

@@ -7,28 +7,10 @@ items, including finalisation. The quick run uses :data:`QUICK_CROP` (32 px: a 1
 build in minutes on 2 cores; every per-item byte but the patches is real-size); ``--full`` adds 1k and 10k at the real
 480 px crop (15 x 15 x 128 patches: the real bytes of the chunk being filled).
 
-A sampler thread reads the process's RSS every 50 ms; the peak is kept per phase (:mod:`benchmarks.memory_phases`):
-embedding of the first chunk, embedding of the later chunks (flat means these two are equal), then finalise's
-gather, tables and vectors, patch file, thumbnails, FAISS indexes, map projections (PCA/UMAP) and the reopen.
-After each committed chunk the RSS is recorded too (``rss_after_chunk_mib``); ``phase_peak_growth_mib_per_100k_*``
-is each phase's peak growth between the 10k and the 100k build, per 100k items (0 = flat).
-
-Found (2026-12-01, 32 px, loaded 2-core machine): before the fixes of issue 12 the 100k build peaked at 2,464 MiB in
-the map step (UMAP fitted on all vectors, 174 s), with the gathered chunk vectors, their concatenated copies and a
-full metadata read held around it; chunk vectors memory-mapped and streamed, FAISS fed in blocks, metadata read by
-schema and UMAP fitted on at most 20,000 vectors brought it to 1,646 MiB (2026-12-02 run, machine loaded). Then
-(2026-12-02) the corpus-sized structures, measured alone per 100k items (``benchmarks.memory_structures``): the
-text cache 156 MiB held (str keys + a doubling [n, 128] array; 275 MiB peak) -> 5 MiB (16-byte digests in sorted
-arrays, vectors in ``_build/text-cache.f32``); the corpus listing 48 MiB (an Item per row, 83 MiB while read) ->
-13 MiB (Arrow columns) and dropped before finalisation; the metadata/sentence tables written part by part, not
-concatenated; the IVF training sample (122 MiB for 250k sentence vectors) read by block instead of through a memory
-map (whose pages, another 122 MiB, counted in RSS) and freed before the index fills. Peak RSS now 974 / 1,145 / 1,345
-MiB at 1k / 10k / 100k (before: 1,082 / 1,282 / 1,646; same loaded machine, runs partly overlapping); while embedding,
-the later chunks peak at the first chunk's level (-8 MiB at 100k; before +264). What is left corpus-sized: the
-largest FAISS index while it is built (it IS the output: reported apart as ``largest_output_held_mib``), the IVF
-training sample of an index over 200k vectors (up to 256 x nlist rows, 122 MiB for 250k, freed before it fills), the
-gathered chunks' tables through finalisation (~25 MiB per 100k items) and the map step's UMAP fit, which grows up to
-its 20,000-vector cap (so from 10k to 20k items) and is flat past it.
+A sampler thread reads the process's RSS every 50 ms; the peak is kept per phase (:class:`PhasedSampler`), and
+after each committed chunk (``rss_after_chunk_mib``); ``phase_peak_growth_mib_per_100k_*`` is each phase's peak growth
+between the 10k and the 100k build, per 100k items (0 = flat). The largest FAISS index is the job's output: reported
+apart (``largest_output_held_mib``) and subtracted (``peak_minus_largest_output_mib``).
 
     .venv/bin/python -m benchmarks.run --only memory          # 1k, 10k and 100k items at 32 px
     .venv/bin/python -m benchmarks.run --full --only memory   # and 1k, 10k at the real 480 px
@@ -38,22 +20,142 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
 import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.memory_phases import PhasedSampler
+from benchmarks.common import current_rss_mib
 
 QUICK_CROP = 32  # the smallest input tiny-random takes (1 x 1 patch grid): 100k items in minutes on 2 cores
 QUICK_SIZES = (1_000, 10_000, 100_000)
 REPORTS = ("No acute cardiopulmonary process.", "Heart size is normal. Lungs are clear.",
            "Small left pleural effusion. No pneumothorax.", "Mild cardiomegaly with pulmonary vascular congestion.")
+
+
+#: (module, attribute, phase entered when it is called); the order is the order a build runs them in.
+PHASES: tuple[tuple[str, str, str], ...] = (
+    ("cxr_explorer.index.runner", "_embed_all", "embed_first_chunk"),
+    ("cxr_explorer.index.runner", "finalise_build", "finalise_gather_chunks"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_tables", "finalise_tables_vectors"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_patches", "finalise_patches"),
+    ("cxr_explorer.retrieval.bundle.store.parts", "_write_thumbs", "finalise_thumbnails"),
+    ("cxr_explorer.retrieval.bundle.writer", "build_index", "finalise_faiss"),
+    ("cxr_explorer.retrieval.bundle.writer", "finalise_extras", "finalise_projections"),
+)
+SHARED_WITH_COMMIT = ("cxr_explorer.retrieval.bundle.store.parts",)
+AFTER: dict[str, str] = {"_write_thumbs": "finalise_write_rest", "finalise_extras": "finalise_manifest_install",
+                         "finalise_parts": "reopen_bundle"}
+
+
+class PhasedSampler:
+    """RSS peaks (MiB) and seconds per phase, RSS after each committed chunk (benchmark-side instrumentation only).
+
+    Phases are marked by wrapping the build's own functions for the duration of the ``with`` block (restored on
+    exit; production code has no hooks): the embed loop, each chunk commit, and finalisation's steps (the file
+    writers a chunk commit shares with finalisation count as finalise phases only once finalising began). A function
+    the build no longer has is listed in ``missing`` instead of failing the run."""
+
+    def __init__(self, every_s: float = 0.05) -> None:
+        self.every_s = every_s
+        self.phase = "startup"
+        self.peaks: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.after_chunk: list[float] = []
+        self.missing: list[str] = []
+        self.finalising = False
+        self._since = time.perf_counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._restore: list[tuple[Any, str, Any]] = []
+
+    def set_phase(self, phase: str) -> None:
+        """Enter ``phase`` (the RSS right now counts in the phase being left and in the new one)."""
+        self.finalising = self.finalising or phase.startswith("finalise_")
+        with self._lock:
+            now, rss = time.perf_counter(), current_rss_mib()
+            self._note(rss)
+            self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + now - self._since
+            self.phase, self._since = phase, now
+            self._note(rss)
+
+    def _note(self, rss: float) -> None:
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._note(current_rss_mib())
+            time.sleep(self.every_s)
+
+    def _wrap(self, owner: Any, attr: str, phase: str, after: str | None) -> None:
+        original = getattr(owner, attr)
+
+        @functools.wraps(original)
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            if owner.__name__ in SHARED_WITH_COMMIT and not self.finalising:  # a chunk commit writes them too
+                return original(*args, **kw)
+            self.set_phase(phase)
+            try:
+                return original(*args, **kw)
+            finally:
+                if after:
+                    self.set_phase(after)
+
+        setattr(owner, attr, wrapped)
+        self._restore.append((owner, attr, original))
+
+    def _committed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def commit(store: Any, *args: Any, **kw: Any) -> Any:
+            out = original(store, *args, **kw)
+            self.after_chunk.append(round(current_rss_mib(), 1))
+            if self.phase == "embed_first_chunk":
+                self.set_phase("embed_later_chunks")
+            return out
+        return commit
+
+    def __enter__(self) -> PhasedSampler:
+        for module, attr, phase in PHASES:
+            mod = importlib.import_module(module)
+            if hasattr(mod, attr):
+                self._wrap(mod, attr, phase, AFTER.get(attr))
+            else:
+                self.missing.append(f"{module}.{attr}")
+        finalise = importlib.import_module("cxr_explorer.index.finalise")
+        self._wrap(finalise, "finalise_parts", "finalise_write_start", AFTER["finalise_parts"])
+        chunks = importlib.import_module("cxr_explorer.index.build_state")
+        self._restore.append((chunks.ChunkStore, "commit", chunks.ChunkStore.commit))
+        chunks.ChunkStore.commit = self._committed(chunks.ChunkStore.commit)  # type: ignore[method-assign]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.set_phase("done")
+        self._stop.set()
+        self._thread.join()
+        for owner, attr, original in reversed(self._restore):
+            setattr(owner, attr, original)
+
+    def rounded_peaks(self) -> dict[str, float]:
+        return {k: round(v, 1) for k, v in self.peaks.items() if k != "done"}
+
+    def rounded_seconds(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in self.seconds.items()}
+
+    def later_over_first(self) -> float | None:
+        """Peak RSS while embedding the later chunks minus the first chunk's (MiB); None with one chunk."""
+        first, later = self.peaks.get("embed_first_chunk"), self.peaks.get("embed_later_chunks")
+        return round(later - first, 1) if first is not None and later is not None else None
 
 
 def write_corpus(folder: Path, n: int) -> Path:
@@ -123,14 +225,6 @@ def largest_output_mib(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"output": f"{name} index", "mib": round(sizes.get(name, 0.0), 1)}
 
 
-def structures(n: int) -> dict[str, Any]:
-    """Per corpus-sized structure, MiB held for ``n`` items, measured alone in a fresh process
-    (:mod:`benchmarks.memory_structures`)."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.memory_structures", str(n)], capture_output=True,
-                         text=True, check=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def phase_growth(rows: dict[str, Any], lo: int, hi: int) -> dict[str, float]:
     """Per phase: peak RSS at ``hi`` items minus at ``lo`` items, as MiB per 100,000 items (0 = flat)."""
     a, b = rows[str(lo)]["phase_peak_rss_mib"], rows[str(hi)]["phase_peak_rss_mib"]
@@ -156,7 +250,6 @@ def run_sizes(sizes: tuple[int, ...], chunk_size: int, crop: int) -> dict[str, A
     return {"sizes": rows, "crop": crop, "peak_growth_mib_per_1000_items": round(per_k, 2),
             "peak_minus_largest_output_growth_mib_per_1000_items": round(overhead_k, 2),
             "peak_minus_largest_output_mib": {n: r["peak_minus_largest_output_mib"] for n, r in rows.items()},
-            "structures": structures(sizes[-1]),
             f"phase_peak_growth_mib_per_100k_items_{past}_to_{sizes[-1]}": phase_growth(rows, past, sizes[-1])}
 
 

@@ -1,19 +1,20 @@
-"""Is bf16 (and int8 for the text encoder) safe? Cosine to fp32 per embedding kind and search agreement.
+"""Is bf16 safe? Cosine to fp32 per embedding kind and search agreement.
 
-One model, the same weights in every variant: fp32 is the reference; ``bf16`` is the model switched to bf16 (what a
-``--precision auto`` build computes on a native-bf16 CPU); ``int8`` is the text tower dynamically quantised (queries
-only). On covid_chestxray (first ``images`` images, first ``reports`` reports and their sentences):
+One model, the same weights in both: fp32 is the reference; ``bf16`` is the model switched to bf16 (what a
+``--precision auto`` build computes on a native-bf16 CPU, and the shipped bf16 query path). On covid_chestxray (first
+``images`` images, first ``reports`` reports and their sentences):
 
 * cosine of each bf16 embedding to its fp32 one: image global, image patch, report, sentence, query (min / median);
 * search agreement, per corpus kind (images, reports, sentences): each query phrase ranks the corpus with fp32
-  queries against fp32 vectors (reference) and with the variant's queries against the variant's vectors (bf16), or
-  against the fp32 vectors (int8 queries on an fp32 bundle); recall@10 = |top-10 ∩ reference top-10| / 10 and
-  Spearman rank correlation of the scores over the whole corpus, means over queries.
+  queries against fp32 vectors (reference) and with bf16 queries against bf16 vectors (a bf16 bundle), or against
+  the fp32 vectors (``shipped_query_variant``: bf16 queries, one at a time, on an fp32 bundle); recall@10 =
+  |top-10 ∩ reference top-10| / 10 and Spearman rank correlation of the scores over the whole corpus, means over
+  queries.
 
     .venv/bin/python -m benchmarks.precision [--weights-dir DIR] [--images 64] [--reports 200]
 
 Without ``--weights-dir`` the model is the seeded real-size BioViL (benchmarks.common.SEEDED_NOTE); with it, the
-real released weights (the same script, as the issue asks).
+real released weights.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import numpy as np
 import pandas as pd
 import torch
 from cxr_explorer.retrieval.inputs.text import join_sections, split_sentences
-from cxr_explorer.retrieval.models.fastpath import int8_dynamic
 from scipy.stats import spearmanr
 
 from benchmarks.common import QUERY_PHRASES, seeded_model
@@ -79,18 +79,6 @@ def _texts(model: Any, texts: list[str], batch: int = 32) -> np.ndarray:
     return np.concatenate([model.embed_texts(texts[i:i + batch]).numpy() for i in range(0, len(texts), batch)])
 
 
-def int8_encoder(model: Any) -> Encoder:
-    """Queries through a dynamically quantised int8 copy of ``model``'s text tower ([B] -> [B, D] normalised)."""
-    tower = int8_dynamic(model.text_model)
-
-    def encode(texts: list[str]) -> np.ndarray:
-        ids, mask = model.tokenizer(texts)
-        with torch.inference_mode():
-            return torch.nn.functional.normalize(tower.project(ids, mask).float(), dim=1).numpy()
-
-    return encode
-
-
 def run_precision(model: Any, n_images: int, n_reports: int) -> dict[str, Any]:
     """The cosine and agreement tables for ``model`` (fp32 weights; switched to bf16 for the variant)."""
     if not COVID.is_dir():
@@ -114,36 +102,23 @@ def run_precision(model: Any, n_images: int, n_reports: int) -> dict[str, Any]:
     out["cosine_bf16_vs_fp32"] = {k: _cos(f[k], b[k]) for k in f}
     kinds = ("image", "report", "sentence")
     out["search_bf16_vs_fp32"] = {k: agreement(f["query"], f[k], b["query"], b[k]) for k in kinds}
-    q8 = int8_encoder(model)(queries)
-    out["cosine_int8_query_vs_fp32"] = _cos(f["query"], q8)
-    out["search_int8_queries_vs_fp32"] = {k: agreement(f["query"], f[k], q8, f[k]) for k in kinds}
-    out["search_query_variants_vs_fp32"] = query_variants(model, queries, f, kinds)
-    from benchmarks.query_encode import shipped_variant
-
-    shipped = shipped_variant(model.device)  # the variant the bf16 query path runs here: its row above
-    out["shipped_query_variant"] = {"name": shipped, **out["search_query_variants_vs_fp32"].get(shipped, {})}
+    out["shipped_query_variant"] = shipped_queries(model, queries, f, kinds)
     return out
 
 
-def query_variants(model: Any, queries: list[str], f: dict[str, np.ndarray], kinds: tuple[str, ...]
-                   ) -> dict[str, Any]:
-    """Each ``benchmarks.query_encode`` variant's queries, one at a time, against the fp32 corpus vectors ``f``:
-    cosine to the fp32 query, recall@10 / Spearman per kind, and ``usable`` = recall@10 >= 0.99 for every kind."""
-    from benchmarks.query_encode import encoder, towers
-
-    out: dict[str, Any] = {}
-    for name, (tower, autocast) in towers(model).items():
-        if name in ("fp32", "bf16-autocast"):  # the reference, and bit-identical to bf16
-            continue
-        rows = []
-        for text in queries:
-            ids, mask = model.tokenizer([text])
-            rows.append(torch.nn.functional.normalize(encoder(tower, autocast, ids, mask)(), dim=1).numpy())
-        q = np.concatenate(rows)
-        search = {k: agreement(f["query"], f[k], q, f[k]) for k in kinds}
-        out[name] = {"cosine_query": _cos(f["query"], q), "search": search,
-                     "usable": all(v["recall_at_10"] >= 0.99 for v in search.values())}
-    return out
+def shipped_queries(model: Any, queries: list[str], f: dict[str, np.ndarray], kinds: tuple[str, ...]
+                    ) -> dict[str, Any]:
+    """The shipped bf16 query path (``VLModel.text_path``), one query at a time, against the fp32 corpus vectors
+    ``f``: cosine to the fp32 query, recall@10 / Spearman per kind, ``usable`` = recall@10 >= 0.99 for every kind."""
+    model.precision = "bf16"
+    try:
+        name = model.text_path
+        q = np.concatenate([model.embed_texts([text]).numpy() for text in queries])
+    finally:
+        model.precision = "fp32"
+    search = {k: agreement(f["query"], f[k], q, f[k]) for k in kinds}
+    return {"name": name, "cosine_query": _cos(f["query"], q), "search": search,
+            "usable": all(v["recall_at_10"] >= 0.99 for v in search.values())}
 
 
 def main(argv: list[str] | None = None) -> int:

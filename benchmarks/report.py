@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from benchmarks.scale import scale_markdown
+from benchmarks.browser import GOALS_MS
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -58,17 +59,6 @@ def query_table(q: dict[str, Any]) -> list[str]:
     return lines
 
 
-def himl_lines(g: dict[str, Any]) -> list[str]:
-    """The row and ratio of hi-ml's own call, when it was measured."""
-    h = g.get("himl_reference", {})
-    if "p50_ms" not in h:
-        return [f"| hi-ml 0.2.2 get_similarity_map_from_raw_data | {h.get('note') or h.get('error')} | |"]
-    return [f"| hi-ml 0.2.2 get_similarity_map_from_raw_data (its own code, same image) | {h['p50_ms']} | "
-            f"{h['p95_ms']} |", "",
-            f"grounding_speedup_vs_himl = {g['grounding_speedup_vs_himl']}x "
-            f"({'met' if g['target'].get('met_vs_himl') else 'NOT met'} against the 30x target)"]
-
-
 def grounding_lines(g: dict[str, Any]) -> list[str]:
     t = g["target"]
     return [
@@ -77,7 +67,6 @@ def grounding_lines(g: dict[str, Any]) -> list[str]:
         f"| ours, phrase already cached | {g['ours_cached_text']['p50_ms']} | {g['ours_cached_text']['p95_ms']} |",
         f"| reference way: decode + preprocess + image forward + text + map | {g['reference_way']['p50_ms']} | "
         f"{g['reference_way']['p95_ms']} |",
-        *himl_lines(g),
         "", f"grounding_speedup = {g['grounding_speedup']}x (ratio of p50s; median of per-round ratios "
         f"{g['grounding_speedup_paired_median']}x) (cold text; target >= {t['speedup_min']}x with ours "
         f"p50 <= {t['ours_p50_ms_max']} ms: {'met' if t['met'] else 'NOT met'}); with the phrase cached "
@@ -99,6 +88,40 @@ def app_lines(app: dict[str, Any]) -> list[str]:
             f"{app['method']}."]
 
 
+def _verdict(name: str, ms: float) -> str:
+    goal = GOALS_MS.get(name)
+    return "" if goal is None else f" (goal {goal}: {'met' if ms <= goal else 'NOT met'})"
+
+
+def browser_lines(b: dict[str, Any]) -> list[str]:
+    """Per bundle: each browser action's p50/p95 (benchmarks/browser.py), the CPU of a search and its floor for the
+    concurrent sessions, and the concurrent sessions from Chromium pages and from protocol clients."""
+    if "status" in b:
+        return [f"{b['status']}: {b.get('reason', '')}"]
+    out: list[str] = []
+    for name, r in b.items():
+        acts, cost = dict(r["actions"]), r["search_cost"]
+        failed = acts.pop("failed", {})
+        out += [f"### {name} ({r['items']:,} items, model {r['model']})", "",
+                "| action (input -> page idle) | p50 ms | p95 ms | n | failed | Playwright p50 ms |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {a}{_verdict(a, v['p50_ms'])} | {v['p50_ms']:.0f} | {v['p95_ms']:.0f} | {v['n']} | "
+                f"{failed.get(a, 0)} | {v.get('driver_p50_ms', '-')} |" for a, v in acts.items()]
+        out += [f"| {a} | - | - | 0 | {n} | - |" for a, n in failed.items() if a not in acts]
+        out += ["", f"CPU per search ({cost['searches']} searches): Chromium's processes {cost['browser_cpu_ms']} ms, "
+                f"the server {cost['server_cpu_ms']} ms, the Playwright driver {cost['driver_cpu_ms']} ms; so "
+                f"{cost['sessions']} searches at once with their browsers on these {cost['cores']} cores take at least "
+                f"{cost['floor_ms']:.0f} ms."]
+        for key, what in (("concurrent", "Chromium pages (rendering on the server's cores)"),
+                          ("concurrent_protocol", "protocol clients (the server's whole work, nothing rendered)")):
+            c = r[key]
+            out += ["", f"{c['sessions']} concurrent sessions from {what}, {c.get('n', 0)} searches: p50 "
+                    f"{c.get('p50_ms', 0):.0f} ms, p95 {c.get('p95_ms', 0):.0f} ms"
+                    f"{_verdict('concurrent', c.get('p95_ms', 1e9))}, errors {c['errors']}"]
+        out.append("")
+    return out
+
+
 def priors_lines(p: dict[str, Any]) -> list[str]:
     """Build rate of the same covid subset without and with priors (benchmarks/priors.py)."""
     if p.get("status") == "skipped":
@@ -110,6 +133,17 @@ def priors_lines(p: dict[str, Any]) -> list[str]:
             f"{_fmt(w.get('pairs_per_s'), 3)} |", "",
             f"{p['items']} covid_chestxray images, model {p['model']}; with/without wall ratio "
             f"**{_fmt(p['priors_cost_ratio'])}**."]
+
+
+def scale_markdown(res: dict[str, Any]) -> list[str]:
+    """Markdown blocks of the scale sections present in ``res`` (their JSON, compactly)."""
+    from benchmarks.run import SCALE_SECTIONS
+
+    out: list[str] = []
+    for name in SCALE_SECTIONS:
+        if name in res:
+            out += [f"## {name}", "", "```json", json.dumps(res[name], indent=1), "```", ""]
+    return out
 
 
 def to_markdown(res: dict[str, Any]) -> str:
@@ -131,7 +165,7 @@ def to_markdown(res: dict[str, Any]) -> str:
 
         out += ["## Curate", "", *curate_lines(res["curate"]), ""]
     if "browser" in res:
-        from benchmarks.browser_timing import browser_lines
+
 
         out += ["## Browser (headless Chromium)", "", *browser_lines(res["browser"]), ""]
     gpu = res.get("gpu", {})

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SEEDED_NOTE, machine, peak_rss_mib, seeded_model
-from benchmarks.scale import DEFAULT_SCALE, SCALE_SECTIONS, run_scale_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
 SECTIONS = ("build", "query", "grounding", "app", "browser", "gpu", "priors", "curate")
-"""The sections every mode runs by default (priors not in --smoke); the scale sections (benchmarks/scale.py) are
-added by --quick (DEFAULT_SCALE) and --full (all); ``--only`` picks any."""
+"""The sections every mode runs by default (priors not in --smoke); the scale sections (minutes each, their JSON
+printed as is) are added by --quick (DEFAULT_SCALE) and --full (all); ``--only`` picks any."""
+SCALE_SECTIONS = ("sentences", "build_reports", "precision", "query_encode", "growth", "memory", "app_scale")
+DEFAULT_SCALE = ("sentences", "build_reports", "query_encode", "memory", "app_scale")
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,6 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             res["grounding_speedup"] = g["grounding_speedup"]
             res["grounding_ours_p50_ms"] = g["ours_p50_ms"]
             res["grounding_reference_p50_ms"] = g["reference_p50_ms"]
-            res["grounding_speedup_vs_himl"] = g["grounding_speedup_vs_himl"]
         if "query" in sections:
             kinds = {n: ["flat", "ivf"] + (["hnsw"] if n <= plan.hnsw_max else []) for n in plan.sizes}
             res["query"] = run_query(model, list(plan.sizes), kinds, plan.n_text, plan.n_search, plan.n_recall)
@@ -140,7 +140,7 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
             from benchmarks.browser import bundles_for, run_browser
 
             res["browser"] = run_browser(bundles_for(tmp, plan.app_items), repeats=5 if mode != "smoke" else 2)
-    run_scale_sections(res, model, plan, sections)  # issue 12: sentences, precision, query_encode, growth, memory
+    run_scale_sections(res, model, plan, sections)
     if "gpu" in sections and mode != "smoke":
         res["gpu"] = run_gpu(plan.model, plan.batch, plan.encoder_batches, [100_000, 1_000_000], SHARED_DATA)
     else:
@@ -155,22 +155,59 @@ def run(mode: str, sections: set[str]) -> dict[str, Any]:
     return res
 
 
-def check_finite(res: dict[str, Any]) -> list[str]:
-    """Names of numeric figures that are NaN or infinite (should be none)."""
-    bad: list[str] = []
+def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set[str]) -> None:
+    """Run the scale sections named in ``sections`` into ``res`` (the smoke plan keeps them small)."""
+    smoke = plan.model == "tiny-random"
+    if "sentences" in sections:
+        from benchmarks.sentences import run_sentences
 
-    def walk(x: Any, path: str) -> None:
-        if isinstance(x, dict):
-            for k, v in x.items():
-                walk(v, f"{path}.{k}")
-        elif isinstance(x, list):
-            for i, v in enumerate(x):
-                walk(v, f"{path}[{i}]")
-        elif isinstance(x, float) and not math.isfinite(x):
-            bad.append(path)
+        res["sentences"] = run_sentences(model.tokenizer, 300 if smoke else None)
+    if "build_reports" in sections:
+        _build_reports(res, model, plan, smoke)
+    if "query_encode" in sections:
+        from benchmarks.query_encode import run_query_encode
 
-    walk(res, "")
-    return bad
+        res["query_encode"] = run_query_encode(model, rounds=3 if smoke else 15)
+    if "precision" in sections:
+        from benchmarks.precision import run_precision
+
+        res["precision"] = run_precision(model, 4 if smoke else 64, 10 if smoke else 200)
+    if "growth" in sections:
+        from benchmarks.growth import run_growth
+
+        res["growth"] = run_growth(model, smoke, full=plan.sizes[-1] >= 1_000_000)
+    if "memory" in sections:
+        from benchmarks.memory import run_memory
+
+        res["memory"] = run_memory(smoke, full=plan.sizes[-1] >= 1_000_000)
+    if "app_scale" in sections:
+        from benchmarks.app import run_app_scale
+
+        res["app_scale"] = run_app_scale(300 if smoke else 100_000)  # the app's RSS at 100k
+
+
+def _build_reports(res: dict[str, Any], model: Any, plan: Any, smoke: bool) -> None:
+    """The build_reports section: the whole job on covid images + IU report texts (every covid image; 4 in smoke)."""
+    from benchmarks.build import COVID_IMAGES, missing_data, run_build_reports
+
+    missing = missing_data()
+    if missing is not None:
+        res["build_reports"] = {"status": f"skipped: {missing}"}
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        res["build_reports"] = run_build_reports(model, image_paths(4 if smoke else COVID_IMAGES, Path(tmp)), Path(tmp),
+                                                 plan.batch, plan.encoder_batches, plan.decode_workers,
+                                                 rounds=1 if smoke else 2,
+                                                 precisions=("fp32",) if smoke else ("bf16",))
+
+
+def check_finite(x: Any, path: str = "") -> list[str]:
+    """Names of the numeric figures in ``x`` that are NaN or infinite (should be none)."""
+    if isinstance(x, dict):
+        return [bad for k, v in x.items() for bad in check_finite(v, f"{path}.{k}")]
+    if isinstance(x, list):
+        return [bad for i, v in enumerate(x) for bad in check_finite(v, f"{path}[{i}]")]
+    return [path] if isinstance(x, float) and not math.isfinite(x) else []
 
 
 def main(argv: list[str] | None = None) -> int:

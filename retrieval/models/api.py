@@ -29,17 +29,6 @@ TextTower = CXRBertModel | FastTextTower
 """A text encoder with ``project(ids, mask)``: the plain tower, or its lean bf16 CPU forward (``text_fast``)."""
 
 
-def text_path_name(tower: TextTower, precision: Precision) -> str:
-    """The name of the forward ``tower`` runs at ``precision`` (the row names of ``benchmarks.query_encode``): fp32;
-    bf16 (Linears cast once); bf16-fast / bf16-fused-gelu / bf16-fused (:mod:`retrieval.models.text_fast` with
-    fusion none / gelu / all)."""
-    if precision == "fp32":
-        return "fp32"
-    if isinstance(tower, FastTextTower):
-        return {"none": "bf16-fast", "gelu": "bf16-fused-gelu", "all": "bf16-fused"}[tower.fusion]
-    return "bf16"
-
-
 @dataclass(frozen=True)
 class ModelIdentity:
     """What a bundle records about the model that embedded it, and what the query side checks."""
@@ -110,8 +99,8 @@ class VLModel:
         shares the embeddings and LayerNorms with ``tower`` and copies nothing else), else Linears cast to bf16."""
         if can_pack(self.device):
             fast = FastTextTower(tower)
-            log.info("bf16 text path: %s (oneDNN packed Linears, GELU in the matmul); warmed up in %.2f s",
-                     text_path_name(fast, "bf16"), fast.warm_up())
+            log.info("bf16 text path: bf16-fused-gelu (oneDNN packed Linears, GELU in the matmul); warmed up in %.2f s",
+                     fast.warm_up())
             return fast
         log.info("bf16 text path: bf16 (Linears cast once; no oneDNN packed bf16 Linear on this CPU or torch)")
         return bf16_matmul_weights(tower, in_place)
@@ -124,9 +113,11 @@ class VLModel:
 
     @property
     def text_path(self) -> str:
-        """The text forward queries run now (:func:`text_path_name`): fp32, bf16 or bf16-fused-gelu (or another
-        ``text_fast`` fusion)."""
-        return text_path_name(self.towers()[1], self.precision)
+        """The text forward queries run now: ``fp32``, ``bf16`` (Linears cast once) or ``bf16-fused-gelu`` (the lean
+        forward of :mod:`retrieval.models.text_fast`, packed Linears with the GELU in its matmul)."""
+        if self.precision == "fp32":
+            return "fp32"
+        return "bf16-fused-gelu" if isinstance(self.towers()[1], FastTextTower) else "bf16"
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:

@@ -41,18 +41,6 @@ def bf16_matmul_weights(module: M, in_place: bool = False) -> M:
     return out
 
 
-def int8_dynamic(module: M) -> M:
-    """A deep copy with Linear layers dynamically quantised to int8 (CPU only; weights int8, activations per call).
-
-    Tried for the query path (``benchmarks.query_encode``): used only where it keeps recall@10 >= 0.99 vs fp32.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notice (torchao); the API is still supported
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {nn.Linear}, dtype=torch.qint8)
-
-
 class PackedLinear(nn.Module):
     """A Linear in bf16 whose weight [out, in] is held in oneDNN's packed layout (CPU only; inference only).
 
@@ -77,12 +65,6 @@ class PackedLinear(nn.Module):
         post-op, applied to the fp32 accumulator before the one rounding to bf16, where ``F.gelu(self(x))`` rounds
         twice and makes a second pass over the activations)."""
         return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "gelu", [], "none")
-
-    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """[..., in] and a residual [..., out] -> x W^T + b + residual [..., out] bf16 (oneDNN's binary-add post-op:
-        the residual sum in the matmul's epilogue, in bf16)."""
-        return torch.ops.mkldnn._linear_pointwise.binary(x.to(torch.bfloat16), residual.to(torch.bfloat16),
-                                                          self.weight, self.bias, "add")
 
 
 def can_pack(device: torch.device) -> bool:

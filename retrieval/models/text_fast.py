@@ -8,15 +8,11 @@ forward computes the same function with fewer, larger calls:
 * no work whose result is thrown away: the embedding needs only the last layer's [CLS] row, so that layer's attention
   output, LayerNorms and feed-forward run on one row per text (keys and values still come from every token);
 * no mask at all when no text in the batch is padded (one query), a boolean key mask otherwise;
-* ``fusion`` (:data:`Fusion`): ``gelu`` (the default, what the query path runs) computes the feed-forward GELU in
-  its matmul's epilogue (:meth:`PackedLinear.gelu`: on the fp32 accumulator, one bf16 rounding instead of two, no
-  separate pass); ``all`` also runs both residual sums as post-ops (:meth:`PackedLinear.add`) with a bf16 hidden
-  state between layers (no add or cast passes at all, but the residual stream is rounded to bf16, which moved
-  search results more than bf16 does: ``benchmarks.precision``); ``none``: the previous forward. ``none`` and
-  ``all`` are benchmark rows (``benchmarks.query_encode``).
+* the feed-forward GELU computed in its matmul's epilogue (:meth:`PackedLinear.gelu`: on the fp32 accumulator, one
+  bf16 rounding instead of two, no separate pass).
 
-A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from memory, not by arithmetic
-(``benchmarks.query_profile``): everything here removes work around those matmuls, none of it can remove the matmuls.
+A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from memory, not by arithmetic: everything
+here removes work around those matmuls, none of it can remove the matmuls.
 
 Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.project`` up to bf16 rounding
 (``tests/retrieval/models/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied;
@@ -27,7 +23,7 @@ the Linears
 from __future__ import annotations
 
 import time
-from typing import Literal, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +31,6 @@ from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linea
 from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
 from torch import nn
 from transformers.models.bert.modeling_bert import BertCrossAttention, BertEmbeddings, BertLayer, BertSelfAttention
-
-Fusion = Literal["none", "gelu", "all"]
-"""What :class:`FastBertLayer` computes in its matmuls' epilogues (module docstring)."""
-FUSIONS: tuple[Fusion, ...] = ("none", "gelu", "all")
 
 
 def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
@@ -54,12 +46,9 @@ def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:
 class FastBertLayer(nn.Module):
     """One post-LayerNorm BERT layer: fused packed qkv, SDPA, packed output and feed-forward Linears."""
 
-    def __init__(self, layer: BertLayer, heads: int, fusion: Fusion = "gelu") -> None:
+    def __init__(self, layer: BertLayer, heads: int) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
         self.heads = heads
-        self.fusion: Fusion = fusion
         self.qkv = PackedLinear(fused_qkv(layer.attention.self))
         self.attn_out = PackedLinear(layer.attention.output.dense)
         self.attn_norm = layer.attention.output.LayerNorm
@@ -77,25 +66,18 @@ class FastBertLayer(nn.Module):
             q, h = q[:, :, :1], h[:, :1]
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         ctx = ctx.transpose(1, 2).reshape(b, h.shape[1], width)
-        if self.fusion == "all":  # bf16 in, bf16 out: GELU and residual sums in the matmuls' epilogues
-            a = self.attn_norm(self.attn_out.add(ctx, h))
-            return self.ffn_norm(self.ffn_out.add(self.ffn_in.gelu(a), a))
         a = self.attn_norm(self.attn_out(ctx) + h)  # bf16 matmul output + fp32 residual: fp32
-        f = self.ffn_in.gelu(a) if self.fusion == "gelu" else F.gelu(self.ffn_in(a))
-        return self.ffn_norm(self.ffn_out(f) + a)
+        return self.ffn_norm(self.ffn_out(self.ffn_in.gelu(a)) + a)
 
 
 class FastTextTower(nn.Module):
-    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU).
+    """Inference-only stand-in for a :class:`CXRBertModel` with ``project`` and ``forward`` (bf16 autocast, CPU)."""
 
-    ``fusion``: what runs in the matmuls' epilogues (:data:`Fusion`, module docstring)."""
-
-    def __init__(self, tower: CXRBertModel, fusion: Fusion = "gelu") -> None:
+    def __init__(self, tower: CXRBertModel) -> None:
         super().__init__()
         bert = tower.bert
-        self.fusion: Fusion = fusion
         self.embeddings: BertEmbeddings = bert.embeddings
-        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads, fusion)
+        self.layers = nn.ModuleList(FastBertLayer(cast(BertLayer, layer), tower.config.num_attention_heads)
                                     for layer in bert.encoder.layer)
         self.cls_projection_head: BertProjectionHead = pack_bf16_linears(tower.cls_projection_head)
 
@@ -111,7 +93,6 @@ class FastTextTower(nn.Module):
         """Token ids [B, T] and mask [B, T] -> unnormalised projected [CLS] embeddings [B, P]."""
         key_mask = None if bool(attention_mask.all()) else attention_mask.bool()[:, None, None, :]
         h = self._embed(input_ids)
-        h = h.to(torch.bfloat16) if self.fusion == "all" else h
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h, key_mask, cls_only=i == last)

@@ -1,6 +1,7 @@
 """The browser benchmark's measuring itself (not its speed): on a small synthetic bundle every action is timed in
 real Chromium without failures, each time runs from the user's input to an idle page after the run (so it is
-positive and never longer than what the driver saw), and both kinds of concurrent sessions finish without errors."""
+positive and never longer than what the driver saw), a search's CPU is read per process kind with its floor, and both
+kinds of concurrent sessions finish without errors."""
 
 from __future__ import annotations
 
@@ -30,18 +31,14 @@ def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
     (out,) = (r for r in json.loads(proc.stdout).values() if isinstance(r, dict))
     actions = out["actions"]
     assert actions.pop("failed") == {}
-    assert {"new_search", "filter_change", "open_case", "ground_one_phrase", "map_open_pca", "search_to_map",
-            "map_to_search", "search_map_search"} <= set(actions)
+    assert {"new_search", "ground_one_phrase", "map_open_pca", "search_to_map", "map_to_search",
+            "search_map_search"} <= set(actions)
     for name, r in actions.items():
         assert r["n"] == 2 and r["p50_ms"] > 0, name
-        split = r.get("split_p50")
-        if split:  # the summed round trip has none
-            assert split["server_ms"] > 0 and split["render_ms"] >= 0, (name, split)
-            assert r["p50_ms"] <= split["driver_ms"] + 0.1, (name, r["p50_ms"], split)  # input inside it; 0.1: rounding
+        if name != "search_map_search":  # the summed round trip has no driver span of its own
+            assert r["p50_ms"] <= r["driver_p50_ms"] + 0.1, (name, r)  # input inside the driver's span; 0.1: rounding
     assert out["concurrent"]["errors"] == 0 and out["concurrent"]["n"] == 4
     assert out["concurrent_protocol"]["errors"] == 0 and out["concurrent_protocol"]["n"] == 4
-    assert out["search_server_alone"]["errors"] == 0 and out["search_server_alone"]["n"] == 2
     cost = out["search_cost"]
-    assert cost["browser_cpu_ms"] > 0 and cost["server_cpu_ms"] > 0 and cost["main_js_app"] > 0, cost
-    assert cost["main_busy_ms"] >= cost["main_js_app"] + cost["main_style"], cost
+    assert cost["browser_cpu_ms"] > 0 and cost["server_cpu_ms"] > 0, cost
     assert cost["floor_ms"] >= cost["sessions"] * cost["browser_cpu_ms"] / cost["cores"] - 0.1, cost

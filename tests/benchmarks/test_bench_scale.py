@@ -1,4 +1,4 @@
-"""The issue-12 benchmark sections run end to end in --smoke mode and write their figures."""
+"""The scale benchmark sections run end to end in --smoke mode and write their figures."""
 
 from __future__ import annotations
 
@@ -19,19 +19,16 @@ def test_scale_sections_smoke(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     qe = res["query_encode"]["threads"]
     assert set(qe) == {"1", "2"} and all(r["fp32"]["ratio_to_fp32"] == 1.0 for r in qe.values())
-    assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("fp32", "bf16", "bf16-autocast", "int8"))
     shipped = res["query_encode"]["query_path"]["bf16_variant"]
+    assert shipped in ("bf16", "bf16-fused-gelu")  # the packed lean forward where the CPU has native bf16
+    assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in ("fp32", shipped, "tokenize", "query-path"))
+    assert res["query_encode"]["cosine_to_fp32"][shipped] > 0.99
     assert res["precision"]["shipped_query_variant"]["name"] == shipped
-    if shipped == "bf16-fused-gelu":  # a native-bf16 CPU: the shipped tower, a user's whole encode and the profile
-        assert all(r[k]["p50_ms"] > 0 for r in qe.values() for k in (shipped, "tokenize", "query-path",
-                                                                        "matmul-floor"))
-        profile = res["query_encode"]["profile"]["threads"]
-        assert set(profile) == {"1", "2"} and all(r["ops_ms"]["matmul"] > 0 for r in profile.values())
     for name, row in res["sentences"].items():
         if isinstance(row, dict) and "texts_asked" in row:
             assert row["calls_per_build_cache"] <= row["calls_per_chunk_dedupe"] <= row["texts_asked"], name
     growth = res["growth"]["indexes"]["2000"]
-    assert growth["flat"]["recall_at_10"] == 1.0 and "kept" in growth["ivfpq"]
+    assert growth["flat"]["recall_at_10"] == 1.0 and set(growth) == {"flat", "ivf", "hnsw"}
     assert res["growth"]["patch_store"]["max_map_diff"] < 0.05
     sizes = res["memory"]["sizes"]
     assert [int(n) for n in sizes] == [40, 120] and all(r["items"] == int(n) for n, r in sizes.items())
@@ -48,7 +45,7 @@ def test_scale_sections_smoke(tmp_path: Path) -> None:
 def test_radiology_manifest_pairs_report_rows_with_cycled_images(tmp_path: Path) -> None:
     import pandas as pd
 
-    from benchmarks.build_reports import paired_manifest
+    from benchmarks.build import paired_manifest
 
     iu = tmp_path / "iu.csv"
     pd.DataFrame({"findings": ["Clear lungs.", None, "Small effusion.", "No pneumothorax.", "Stable."],

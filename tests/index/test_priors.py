@@ -30,6 +30,7 @@ from cxr_explorer.retrieval.temporal.compare import compare_case, compare_images
 from cxr_explorer.retrieval.temporal.interval import CLASSES, FINDINGS, encode_pair, interval_change
 
 from cxr_explorer.cli import main
+from tests.helpers.seeded_models import real_size_model
 from tests.helpers.synthetic import draw_image
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "covid_chestxray"
@@ -287,10 +288,8 @@ def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
     """Two real covid patients through the build with priors found by patient and day, on the real-size BioViL-T
     architecture (seeded weights: real shapes, 448 px crops, the temporal ViT pooler): every stored fused embedding
     equals a direct current+prior forward of the same two files."""
-    from benchmarks.common import seeded_model
-
     subset = _two_covid_patients(tmp_path / "reports.csv")
-    model = seeded_model("biovil-t")
+    model = real_size_model("biovil-t")
     out = tmp_path / "b"
     run_build(BuildConfig(corpus=tmp_path / "reports.csv", out=out, model="biovil-t", workers=0, threads=2,
                           progress="none", precision="fp32", corpus_options=CorpusOptions(preset="covid_chestxray"),

@@ -12,7 +12,6 @@ from cxr_explorer.retrieval.models.fastpath import (
     PackedLinear,
     bf16_matmul_weights,
     can_pack,
-    int8_dynamic,
     pack_bf16_linears,
 )
 from cxr_explorer.retrieval.models.text_fast import FastTextTower
@@ -35,7 +34,7 @@ def test_pre_cast_weights_are_bit_identical_to_autocast() -> None:
     assert torch.equal(_autocast_reference(cast.project, ids, mask).float(), ref_text)
     model.precision = "bf16"  # an fp32 model switched to bf16 uses cast copies
     got = model.embed_texts(["small left pleural effusion", "no pneumothorax"], normalize=False)
-    if isinstance(model.towers()[1], FastTextTower):  # its fused forward keeps a bf16 hidden state: close, not equal
+    if isinstance(model.towers()[1], FastTextTower):  # GELU in its matmul rounds once: close, not equal
         assert torch.allclose(got, ref_text, atol=0.06, rtol=0)  # test_text_fast.FUSED_ATOL
     else:
         assert torch.equal(got, ref_text)
@@ -53,17 +52,6 @@ def test_loaded_as_bf16_casts_in_place_and_refuses_fp32() -> None:
     model.precision = "fp32"
     with pytest.raises(RuntimeError, match="loaded in bf16"):
         model.embed_texts(["no effusion"])
-
-
-def test_int8_copy_quantises_linear_layers_only() -> None:
-    model = load_model("tiny-random", device="cpu")
-    q = int8_dynamic(model.text_model)
-    assert any("quantized" in type(m).__module__ for m in q.modules())
-    assert not any(type(m) is torch.nn.Linear for m in q.modules())
-    ids, mask = model.tokenizer(["no effusion"])
-    with torch.inference_mode():
-        a, b = model.text_model(ids, mask), q(ids, mask)
-    assert float((a * b).sum()) > 0.9  # close to fp32, not equal
 
 
 needs_packing = pytest.mark.skipif(not can_pack(torch.device("cpu")),
