@@ -1,5 +1,5 @@
 """Growth: single-query latency, recall@10 and memory of each index type at 10k / 100k / 1M vectors, IVF-PQ as a
-candidate (kept only if recall@10 >= 0.95), and the compact int8 patch store (map error, disk at MIMIC-CXR size).
+candidate (kept only if recall@10 >= 0.95), and the compact int8 patch store (map error).
 
 Vectors are :func:`benchmarks.query.clustered_vectors` (clustered like real embeddings). flat / ivf / hnsw are built
 by :func:`retrieval.bundle.writer.build_index` with the bundle's own search settings; HNSW at 1M only in ``--full`` (its
@@ -19,12 +19,11 @@ import faiss
 import numpy as np
 import torch
 from cxr_explorer.retrieval.bundle.reader import apply_search_params
-from cxr_explorer.retrieval.bundle.store.patch_codec import bytes_per_image, decode_int8, encode_int8
+from cxr_explorer.retrieval.bundle.store.patch_store import decode_int8, encode_int8
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
 from benchmarks.query import DIM, clustered_vectors, recall_at_10
 
-MIMIC_IMAGES = 377_110
 RECALL_MIN_PQ = 0.95
 
 
@@ -83,7 +82,7 @@ def index_growth(sizes: tuple[int, ...], hnsw_max: int) -> dict[str, Any]:
 
 
 def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
-    """Max |map(int8 patches) - map(float16 patches)| over phrases and images; disk at MIMIC-CXR size."""
+    """Max |map(int8 patches) - map(float16 patches)| over phrases and images."""
     from cxr_explorer.retrieval.grounding.maps import grid_maps
 
     crop = model.spec.crop
@@ -93,13 +92,9 @@ def patch_store(model: Any, n_images: int = 8) -> dict[str, Any]:
     decoded = torch.from_numpy(decode_int8(*encode_int8(patches)))
     ref16 = torch.from_numpy(patches.astype(np.float32))
     worst = max(float(np.abs(grid_maps(decoded, t) - grid_maps(ref16, t)).max()) for t in texts)
-    grid = (int(patches.shape[1]), int(patches.shape[2]))
-    dim = int(patches.shape[3])
-    fp16, int8 = (bytes_per_image(grid, dim, c) * MIMIC_IMAGES / 1e9 for c in (False, True))
     return {"max_map_diff": round(worst, 5), "within_0_01": worst <= 0.01, "images": n_images,
-            "phrases": len(texts), f"disk_gb_{MIMIC_IMAGES}_images": {"fp16": round(fp16, 2), "int8": round(int8, 2),
-                                                                     "saved": round(fp16 - int8, 2)},
-            "note": "codec retrieval/bundle/store/patch_codec.py; the bundle stores it with `build --patch-store int8`"}
+            "phrases": len(texts),
+            "note": "codec retrieval/bundle/store/patch_store.py; the bundle stores it with `build --patch-store int8`"}
 
 
 def run_growth(model: Any, smoke: bool, full: bool = False) -> dict[str, Any]:

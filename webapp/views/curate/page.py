@@ -29,7 +29,7 @@ BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no e
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 meta = engine.cases.metadata
-columns = engine.cases.metadata_columns
+columns = engine.facts.metadata_columns
 STATE = curate_state.state(columns)
 STATE.restore()
 chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
@@ -82,10 +82,10 @@ def card(row: pd.Series, check: str, state: dict, can_decide: bool, k: object) -
     with st.container(border=True):
         if check == "leakage_split":
             left, right = st.columns(2)
-            left.image(engine.cases.thumbnail_bytes(int(row["row"])), width="stretch", caption="this case")
-            right.image(engine.cases.thumbnail_bytes(int(row["other_row"])), width="stretch", caption="other split")
+            left.image(engine.cases.thumbnail(int(row["row"])), width="stretch", caption="this case")
+            right.image(engine.cases.thumbnail(int(row["other_row"])), width="stretch", caption="other split")
         else:
-            st.image(engine.cases.thumbnail_bytes(int(row["row"])), width=THUMB_WIDTH)
+            st.image(engine.cases.thumbnail(int(row["row"])), width=THUMB_WIDTH)
         st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
         st.text("\n".join(figure_line(row, c, k) for c in FIGURES[check] if c in row.index))
         if check == "mismatch":
