@@ -15,6 +15,7 @@ import pytest
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import WriterBusyError, WriterLock, versions
+
 from tests.retrieval.bundle.test_bundle import make_arrays, write
 
 REPO = Path(__file__).resolve().parents[3]
