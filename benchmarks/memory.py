@@ -50,11 +50,11 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("cxr_explorer.retrieval.bundle.store.parts", "_write_patches", "finalise_patches"),
     ("cxr_explorer.retrieval.bundle.store.parts", "_write_thumbs", "finalise_thumbnails"),
     ("cxr_explorer.retrieval.bundle.writer", "build_index", "finalise_faiss"),
-    ("cxr_explorer.retrieval.bundle.writer", "finalise_extras", "finalise_projections"),
+    ("cxr_explorer.retrieval.maps.projection", "write_projections", "finalise_projections"),
 )
 SHARED_WITH_COMMIT = ("cxr_explorer.retrieval.bundle.store.parts",)
-AFTER: dict[str, str] = {"_write_thumbs": "finalise_write_rest", "finalise_extras": "finalise_manifest_install",
-                         "finalise_parts": "reopen_bundle"}
+AFTER: dict[str, str] = {"_write_thumbs": "finalise_write_rest", "write_projections": "finalise_manifest_install",
+                         "write_version": "reopen_bundle"}
 
 
 class PhasedSampler:
@@ -132,7 +132,7 @@ class PhasedSampler:
             else:
                 self.missing.append(f"{module}.{attr}")
         finalise = importlib.import_module("cxr_explorer.index.finalise")
-        self._wrap(finalise, "finalise_parts", "finalise_write_start", AFTER["finalise_parts"])
+        self._wrap(finalise, "write_version", "finalise_write_start", AFTER["write_version"])
         chunks = importlib.import_module("cxr_explorer.index.build_state")
         self._restore.append((chunks.ChunkStore, "commit", chunks.ChunkStore.commit))
         chunks.ChunkStore.commit = self._committed(chunks.ChunkStore.commit)  # type: ignore[method-assign]

@@ -151,8 +151,9 @@ class ChunkBuffer:
         meta["sentences"] = text.sentence_lists if self.items else []
         emb = np.concatenate(self.image_emb) if self.image_emb else np.zeros((0, dim), np.float32)
         patches = np.concatenate(self.patches) if self.patches else np.zeros((0, *grid, dim), np.float16)
-        part = Part(meta, emb, patches, self.thumbnails, text.report_emb, text.report_rows, text.sentence_emb,
-                    text.sentences, self.skipped, self.covered)
+        part = Part(metadata=meta, image_emb=emb, patches=patches, thumbnails=self.thumbnails,
+                    report_emb=text.report_emb, report_rows=text.report_rows, sentence_emb=text.sentence_emb,
+                    sentences=text.sentences, skipped=self.skipped, covered=self.covered)
         return part, text.windowed
 
 

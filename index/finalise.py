@@ -1,7 +1,7 @@
 """Finalisation: the committed chunks (plus, for --append, the existing bundle) become one bundle.
 
 Everything is rebuilt into the build area's staging folder and installed as a new version by
-:func:`retrieval.bundle.writer.finalise_parts`; the build area (chunks included) is retired only after that install,
+:func:`retrieval.bundle.writer.write_version`; the build area (chunks included) is retired only after that install,
 and a rerun recognises an installed build by its ``build_id``, so a crash at any moment leaves either the chunks or
 the new version (never both counted).
 """
@@ -17,16 +17,17 @@ from cxr_explorer.index.text_cache import text_calls
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import BuildArea, ChunkStore, Part
-from cxr_explorer.retrieval.bundle.writer import Extra, finalise_parts
+from cxr_explorer.retrieval.bundle.writer import Step, write_version
 from cxr_explorer.retrieval.models import VLModel
 
 
 def skips_only(skipped: list[dict[str, str]], grid: tuple[int, int], dim: int) -> Part:
     """A part that indexes nothing and records ``skipped`` (rows rejected while reading the corpus)."""
     empty = np.zeros((0, dim), np.float32)
-    return Part(pd.DataFrame(columns=["id", "path", "image_abspath", "report", "sentences"]), empty,
-                np.zeros((0, *grid, dim), np.float16), [], empty, np.zeros(0, np.int64), empty,
-                pd.DataFrame({"row": np.zeros(0, np.int64), "text": []}), skipped, [])
+    return Part(metadata=pd.DataFrame(columns=list(store.BASE_COLUMNS)), image_emb=empty,
+                patches=np.zeros((0, *grid, dim), np.float16), thumbnails=[], report_emb=empty,
+                report_rows=np.zeros(0, np.int64), sentence_emb=empty,
+                sentences=pd.DataFrame({"row": np.zeros(0, np.int64), "text": []}), skipped=skipped, covered=[])
 
 
 def _key(s: dict[str, str]) -> tuple[str, ...]:
@@ -61,15 +62,16 @@ def build_record(parts: list[Part], settings: dict[str, Any]) -> dict[str, Any]:
 
 def finalise_build(area: BuildArea, model: VLModel, grid: tuple[int, int], base: Bundle | None,
                    corpus_skips: list[dict[str, str]], settings: dict[str, Any], index_type: str,
-                   extra: Extra | None = None, patch_store: str = "fp16") -> Bundle:
-    """Install the finished version, retire the build area and return the new version opened."""
+                   steps: dict[str, Step] | None = None, patch_store: str = "fp16") -> Bundle:
+    """Install the finished version (with the build's own derived-file ``steps``, e.g. the temporal stage), retire
+    the build area and return the new version opened."""
     dim = model.spec.joint_dim
     parts = gather_parts(base, area.chunks, corpus_skips, grid, dim)
     state = area.state() or {}
-    finalise_parts(area.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
-                   preprocessing=model.preprocessing.to_dict(), grid_shape=grid, dim=dim,
-                   build=build_record(parts, settings), index_type=index_type, build_id=state.get("build_id"),
-                   extra=extra, patch_store=patch_store)
+    write_version(area.root, parts, identity=model.identity.to_dict(), spec=model.spec.to_dict(),
+                  preprocessing=model.preprocessing.to_dict(), grid_shape=grid, dim=dim,
+                  build=build_record(parts, settings), index_type=index_type, build_id=state.get("build_id"),
+                  steps=steps, patch_store=patch_store)
     if base is not None:
         base.close()
     area.retire()

@@ -32,7 +32,7 @@ from cxr_explorer.index.text_cache import TextCache, seeded_cache
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
 from cxr_explorer.retrieval.bundle.store import names
-from cxr_explorer.retrieval.bundle.writer import Extra
+from cxr_explorer.retrieval.bundle.writer import Derived, Step
 from cxr_explorer.retrieval.inputs.text import CLEANING, LONG_REPORT_STRATEGY
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
@@ -270,16 +270,17 @@ class _Job:
     pending: Sequence[Item]  # handed to the embed loop and dropped after it: finalisation does not hold the listing
     temporal: TemporalSummary | None = None
 
-    def extra(self, model: VLModel) -> Extra | None:
-        """The temporal stage as a finalisation step (files and manifest entries into the staged version)."""
+    def steps(self, model: VLModel) -> dict[str, Step]:
+        """The build's own derived-file steps: the temporal stage when priors are asked for (its files and manifest
+        entry go into the staged version)."""
         links, priors = self.links, self.cfg.priors
         if links is None or priors is None:
-            return None
+            return {}
 
-        def temporal(staging: Path, manifest: dict[str, Any]) -> None:
-            self.temporal = run_temporal(staging, manifest, model, links, priors, self.area.temporal_chunks,
-                                         self.base)
-        return temporal
+        def temporal(staging: Path, manifest: dict[str, Any]) -> Derived:
+            self.temporal, derived = run_temporal(staging, model, links, priors, self.area.temporal_chunks, self.base)
+            return derived
+        return {"temporal": temporal}
 
     def run(self, model: VLModel | None, device: torch.device, corpus_skips: list[dict[str, str]],
             settings: dict[str, Any]) -> tuple[Bundle, int, float | None]:
@@ -312,7 +313,7 @@ class _Job:
                "append": base is not None}
         patch_store = cfg.patch_store or (base.manifest.get("patch_store") if base is not None else None) or "fp16"
         bundle = finalise_build(self.area, model, grid, base, corpus_skips, {**settings, "last_run": run},
-                                cfg.index_type, self.extra(model), patch_store)
+                                cfg.index_type, self.steps(model), patch_store)
         return bundle, indexed, rate
 
 

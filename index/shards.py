@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
-from cxr_explorer.retrieval.bundle.writer import finalise_parts
+from cxr_explorer.retrieval.bundle.writer import write_version
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,10 @@ def merge_bundles(dirs: Sequence[Path], out: Path, allow_partial: bool = False, 
                 return out
             area = store.BuildArea(out)
             build_id = area.write_state({"command": command, "merged_from": merged_from})
-            finalise_parts(out, [b.as_part() for b in bundles], identity=first["model"], spec=first["spec"],
-                           preprocessing=first["preprocessing"], grid_shape=first["grid_shape"], dim=first["dim"],
-                           build=build, index_type=index_type, build_id=build_id,
-                           patch_store=str(first.get("patch_store") or "fp16"))
+            write_version(out, [b.as_part() for b in bundles], identity=first["model"], spec=first["spec"],
+                          preprocessing=first["preprocessing"], grid_shape=first["grid_shape"], dim=first["dim"],
+                          build=build, index_type=index_type, build_id=build_id,
+                          patch_store=str(first.get("patch_store") or "fp16"))
             area.retire()
     finally:
         for b in bundles:

@@ -1,8 +1,8 @@
 """The temporal stage of a BioViL-T build: each indexed image with a prior gets the embedding of the current image
 fused with its prior, stored beside the single-image one (the temporal section, see docs/bundle-format.md).
 
-It runs inside the finalisation of a build, on the staged version before it is installed (a
-:data:`retrieval.bundle.writer.Extra`), so an installed version is never modified. Work is committed in chunk files in
+It runs inside the finalisation of a build, on the staged version before it is installed (a derived-file
+:data:`retrieval.bundle.writer.Step`), so an installed version is never modified. Work is committed in chunk files in
 the build area (written atomically); a rerun after a crash embeds only the pairs no chunk holds, so each pair is
 embedded exactly once, and pairs of the version being appended to are reused. Problems are recorded per item with a
 reason (``missing``, ``self``, ``bad-order``, ``unreadable``), never fatal. Images without a prior keep BioViL-T's
@@ -25,6 +25,7 @@ from cxr_explorer.index.priors import PriorLink, PriorOptions
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords, section_files
+from cxr_explorer.retrieval.bundle.writer import Derived
 from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.temporal.interval import has_temporal_path
@@ -143,9 +144,9 @@ def _embed_pending(folder: Path, model: VLModel, paths: dict[str, str], todo: li
     return embedded
 
 
-def _finalise(staging: Path, manifest: dict[str, Any], rows: list[dict[str, str]], vectors: dict[str, np.ndarray],
-              dim: int, prior: PriorOptions, embedded: bool) -> dict[str, int]:
-    """Write the temporal section into the staged version and record it (and its checksums) in ``manifest``."""
+def _write_section(staging: Path, rows: list[dict[str, str]], vectors: dict[str, np.ndarray], dim: int,
+                   prior: PriorOptions, embedded: bool) -> tuple[dict[str, int], Derived]:
+    """Write the temporal section into the staged version; (counts by status, its manifest entry and files)."""
     emb_row: list[int] = []
     mat: list[np.ndarray] = []
     for r in rows:
@@ -163,18 +164,17 @@ def _finalise(staging: Path, manifest: dict[str, Any], rows: list[dict[str, str]
     counts = table["status"].value_counts().to_dict()
     by_status = {k: int(counts[k]) for k in sorted(counts)}
     files = [str(p.relative_to(staging)) for p in (pairs_path, emb_path)]
-    manifest["temporal"] = {"priors": prior.describe(), "embedded": embedded, "files": files, "by_status": by_status,
-                            "paired_embedded": len(mat), "embedding": "global embedding of the current image fused "
-                            "with its prior (BioViL-T MultiImageEncoder), L2-normalised, float32"}
-    manifest["files"].update(store.file_checksums(staging, files))
-    return by_status
+    entry = {"priors": prior.describe(), "embedded": embedded, "files": files, "by_status": by_status,
+             "paired_embedded": len(mat), "embedding": "global embedding of the current image fused with its prior "
+             "(BioViL-T MultiImageEncoder), L2-normalised, float32"}
+    return by_status, Derived({"temporal": entry}, files)
 
 
-def run_temporal(staging: Path, manifest: dict[str, Any], model: VLModel, links: dict[str, PriorLink],
-                 prior: PriorOptions, chunks: Path, base: Bundle | None = None, chunk_size: int | None = None
-                 ) -> TemporalSummary:
+def run_temporal(staging: Path, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions, chunks: Path,
+                 base: Bundle | None = None, chunk_size: int | None = None) -> tuple[TemporalSummary, Derived]:
     """Record every indexed image of the staged version's prior and, for BioViL-T, embed each (current, prior) pair
-    exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused)."""
+    exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused); returns the
+    summary and the section's manifest entry and files."""
     part = store.read_part(staging)
     ids = part.metadata["id"].astype(str).tolist()
     rows0 = _initial(ids, part.skipped, links)
@@ -187,5 +187,5 @@ def run_temporal(staging: Path, manifest: dict[str, Any], model: VLModel, links:
     rate = now / (time.perf_counter() - t0) if now else None
     records, vectors = _read_done(base, chunks)
     rows = [records.get(r["id"], r) for r in rows0]
-    by_status = _finalise(staging, manifest, rows, vectors, model.spec.joint_dim, prior, embedded)
-    return TemporalSummary(by_status, now, rate, embedded)
+    by_status, derived = _write_section(staging, rows, vectors, model.spec.joint_dim, prior, embedded)
+    return TemporalSummary(by_status, now, rate, embedded), derived

@@ -69,7 +69,7 @@ def main() -> None:
     current = st.navigation(pages, position="hidden")
     nav_links(pages)
     st.sidebar.divider()
-    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.cases.count} cases · "
+    st.sidebar.caption(f"Bundle **{display.md_escape(Path(bundle_dir).name)}** · {engine.facts.count} cases · "
                        f"model {display.md_escape(engine.facts.model_name)}")
     st.sidebar.caption(RESEARCH_ONLY)
     newer_version_notice(bundle_dir, engine)

@@ -7,6 +7,7 @@ configuration, never from the URL or a form) plus plain query values.
 
 from __future__ import annotations
 
+import io
 from typing import cast
 
 import numpy as np
@@ -23,6 +24,7 @@ from cxr_explorer.webapp import display
 from cxr_explorer.webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
 from cxr_explorer.webapp.settings import engine_options
 from cxr_explorer.webapp.settings import max_upload_bytes as max_upload_bytes
+from PIL import Image
 
 THUMB_SIDE = 256
 
@@ -106,7 +108,7 @@ def grounded_thumbnails(bundle_dir: str, rows: tuple[int, ...], text: str, cmap:
     pp = eng.grounder.preprocessing
     out = []
     for row, grid in zip(rows, grids, strict=True):
-        thumb = eng.thumbnail(row)
+        thumb = _thumbnail_image(eng, row)
         heat = display.grid_to_display(grid, thumb.width, thumb.height, pp.resize, pp.crop)
         out.append(display.png_bytes(display.compose(thumb, heat, -vmax, vmax, cmap, alpha)))
     return out, -vmax, vmax
@@ -117,11 +119,18 @@ def display_image(bundle_dir: str, row: int, max_side: int = 640) -> tuple[bytes
     """The case's original image scaled to ``max_side`` as PNG; (thumbnail, False) when the original is unreadable."""
     eng = _engine_of(bundle_dir)
     try:
-        img = eng.full_image(row)
+        img = eng.cases.full_image(row)
         ok = True
     except Exception:  # moved or unreadable original: the stored thumbnail still shows the case
-        img, ok = eng.thumbnail(row), False
+        img, ok = _thumbnail_image(eng, row), False
     return display.png_bytes(display.fit(img, max_side)), ok
+
+
+def _thumbnail_image(eng: Engine, row: int) -> Image.Image:
+    """The stored thumbnail of case ``row`` decoded (JPEG, longest side <= 256)."""
+    img = Image.open(io.BytesIO(eng.cases.thumbnail(row)))
+    img.load()
+    return img
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

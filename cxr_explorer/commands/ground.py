@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             row = engine.row_of(args.id)
             grounding = engine.grounder.ground_case(row, args.text, interpolation=args.interpolation)
             source: dict[str, Any] = {"id": str(args.id), "row": row, "path": str(engine.cases.image_path(row))}
-            image = partial(engine.full_image, row)
+            image = partial(engine.cases.full_image, row)
         else:
             grounding = engine.grounder.ground_image(args.image, args.text, interpolation=args.interpolation)
             source = {"image": str(args.image)}

@@ -28,7 +28,8 @@ class BundleFacts:
     """The manifest facts of one bundle.
 
     ``model`` is the manifest's model record (name, revision, image_md5, is_real, verified, ...); ``counts`` what
-    was stored (items, reports, sentences, ...); ``map_methods`` the 2-D maps stored per target (e.g.
+    was stored (items, reports, sentences, ...); ``metadata_columns`` the user metadata columns (filterable), in
+    corpus order; ``map_methods`` the 2-D maps stored per target (e.g.
     ``{"images": ["PCA", "UMAP"]}``); ``build`` the build record (command, precision, timings).
     """
 
@@ -44,6 +45,7 @@ class BundleFacts:
     skipped: list[dict[str, str]]
     build: dict[str, Any]
     map_methods: dict[str, list[str]]
+    metadata_columns: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -63,4 +65,5 @@ def bundle_facts(bundle: Bundle) -> BundleFacts:
         counts=dict(manifest.get("counts", {"items": manifest.get("count")})), indexes=indexes,
         skipped=list(bundle.skipped), build=dict(manifest.get("build") or {}),
         map_methods={str(k): list(v) for k, v in manifest.get("projections", {}).get("methods", {}).items()},
+        metadata_columns=bundle.metadata_columns,
     )

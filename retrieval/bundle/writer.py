@@ -1,8 +1,15 @@
-"""Writing a bundle version: FAISS indexes, the manifest, and the staged install (:mod:`retrieval.bundle.store`).
+"""Writing a bundle version: FAISS indexes, derived files, the manifest, and the staged install
+(:mod:`retrieval.bundle.store`).
 
-:func:`finalise_parts` streams parts (chunks, an earlier version, shard bundles) into a fresh staging folder of the
-bundle's build area, lets the caller add files (the temporal stage) before the manifest is written last, and installs
-the folder as a new immutable version. The caller holds the folder's :class:`retrieval.bundle.store.WriterLock`.
+:func:`write_version` streams parts (chunks, an earlier version, shard bundles) into a fresh staging folder of the
+bundle's build area, runs the derived-file steps on the staged data files (:data:`DERIVED`, then the caller's own,
+e.g. a build's temporal stage), writes the manifest last, and installs the folder as a new immutable version. The
+caller holds the folder's :class:`retrieval.bundle.store.WriterLock`.
+
+Every file of a version beyond the data files of its parts is made by a :data:`Step`: a function of the staging folder
+(and the manifest so far) that writes its files there and returns a :class:`Derived` (its manifest entries and the
+files to checksum). Adding such a file is its name in :mod:`retrieval.bundle.store.names`, a step registered in
+:data:`DERIVED` (or passed to :func:`write_version` by the job that owns it) with the reader that reads it, and a test.
 """
 
 from __future__ import annotations
@@ -11,27 +18,70 @@ import contextlib
 import datetime as dt
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from cxr_explorer.retrieval.bundle import store
-from cxr_explorer.retrieval.bundle.extras import extra_columns, finalise_extras
 from cxr_explorer.retrieval.bundle.reader import FORMAT_NAME, FORMAT_VERSION, BundleError
 from cxr_explorer.retrieval.bundle.store import names
 from cxr_explorer.retrieval.bundle.store.parts import Part
 from cxr_explorer.retrieval.bundle.store.patch_store import STORES
 
-__all__ = ["FLAT_MAX", "Extra", "build_index", "finalise_parts", "training_sample", "write_bundle"]
+__all__ = ["DERIVED", "FLAT_MAX", "Derived", "Step", "build_index", "training_sample", "write_bundle",
+           "write_version"]
 
 FLAT_MAX = 200_000
 ADD_BLOCK = 65_536  # vectors added to a FAISS index per call (32 MiB at D = 128)
-Extra = Callable[[Path, dict[str, Any]], None]
-"""Called with (staging folder, manifest so far) after the data files are staged, before the manifest is written:
-writes more files into the staging folder and adds their manifest entries (and ``files`` checksums)."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What a derived-file step added to a staged version: its manifest entries (top-level keys) and the files it
+    wrote, relative to the staging folder (checksummed into the manifest's ``files``)."""
+
+    entries: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+
+
+Step = Callable[[Path, dict[str, Any]], Derived]
+"""A derived-file step: (staging folder holding the version's data files, manifest so far) -> :class:`Derived`.
+Runs after the data files and indexes are staged, before the manifest is written."""
+
+
+def _metadata_columns(metadata: Path) -> list[str]:
+    """The metadata columns of a metadata.parquet beyond the base ones, from its schema (no rows are read)."""
+    return [c for c in pq.read_schema(metadata).names
+            if c not in store.BASE_COLUMNS and not c.startswith("__index_level_")]
+
+
+def label_separators(staging: Path, manifest: dict[str, Any]) -> Derived:
+    """``label_separators``: the build's ``label_sep`` for the metadata columns whose cells contain it, else ``;`` /
+    ``|`` detected (:func:`retrieval.engine.facets.detect_separators`). No file."""
+    from cxr_explorer.retrieval.engine.facets import detect_separators
+
+    path = staging / names.METADATA
+    columns = pd.read_parquet(path, columns=_metadata_columns(path))  # not the big base columns
+    given = manifest.get("build", {}).get("label_sep") or None
+    return Derived({"label_separators": detect_separators(columns, given)})
+
+
+def projections(staging: Path, manifest: dict[str, Any]) -> Derived:
+    """``projections``: the 2-D map coordinates of the image and report vectors (``projections.npz``,
+    :func:`retrieval.maps.projection.write_projections`)."""
+    from cxr_explorer.retrieval.maps.projection import write_projections
+
+    entry = write_projections(staging)
+    return Derived({"projections": entry}, [names.PROJECTIONS])
+
+
+DERIVED: dict[str, Step] = {"label_separators": label_separators, "projections": projections}
+"""The derived-file steps of every version (a build, an ``--append``, a ``merge``), run in this order."""
 
 
 def build_index(vectors: np.ndarray, index_type: str = "auto", use_gpu: bool | None = None
@@ -99,7 +149,7 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
                 preprocessing: dict[str, Any], grid: tuple[int, int], dim: int, build: dict[str, Any],
                 index_type: str, use_gpu: bool | None, build_id: str | None, patch_store: str = "fp16"
                 ) -> dict[str, Any]:
-    """Write every data file of ``parts`` into ``staging``; returns the manifest (not yet written)."""
+    """Write every data file of ``parts`` and the FAISS indexes into ``staging``; returns the manifest so far."""
     if patch_store not in STORES:
         raise BundleError(f"unknown patch store {patch_store!r}; use {' or '.join(STORES)}")
     counts = store.write_parts(staging, parts, grid, dim, patch_store)
@@ -111,9 +161,8 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
         del index  # not held while the next index and the map coordinates are computed
     skipped = store.read_json(staging / names.SKIPPED_JSON)
     store.write_skipped_csv(staging / names.SKIPPED_CSV, skipped)
-    meta_cols = extra_columns(staging / names.METADATA)  # the schema only: no rows read
-    extras = finalise_extras(staging, build)  # label separators, map coordinates (files checksummed below)
-    manifest = {
+    meta_cols = _metadata_columns(staging / names.METADATA)  # the schema only: no rows read
+    return {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
         "build_id": build_id, "model": identity, "spec": spec, "preprocessing": preprocessing, "dim": dim,
         "grid_shape": list(grid), "patch_store": patch_store, "metric": "inner_product", "normalised": True,
@@ -121,18 +170,26 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
         "build": build, "skipped": skipped,
         "files": store.file_checksums(staging, store.data_files(staging)),
     }
-    manifest.update(extras)
-    return manifest
 
 
-def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, identity: dict[str, Any],
-                   spec: dict[str, Any], preprocessing: dict[str, Any], grid_shape: Sequence[int], dim: int = 128,
-                   build: dict[str, Any] | None = None, index_type: str = "auto", use_gpu: bool | None = None,
-                   build_id: str | None = None, extra: Extra | None = None, patch_store: str = "fp16") -> int:
+def derive_files(staging: Path, manifest: dict[str, Any], steps: Mapping[str, Step]) -> None:
+    """Run ``steps`` in order on the staged version; each one's entries and file checksums go into ``manifest``."""
+    for step in steps.values():
+        derived = step(staging, manifest)
+        manifest.update(derived.entries)
+        manifest["files"].update(store.file_checksums(staging, derived.files))
+
+
+def write_version(root: str | os.PathLike[str], parts: Sequence[Part], *, identity: dict[str, Any],
+                  spec: dict[str, Any], preprocessing: dict[str, Any], grid_shape: Sequence[int], dim: int = 128,
+                  build: dict[str, Any] | None = None, index_type: str = "auto", use_gpu: bool | None = None,
+                  build_id: str | None = None, steps: Mapping[str, Step] | None = None,
+                  patch_store: str = "fp16") -> int:
     """Write ``parts`` as the next installed version of the bundle folder ``root``; returns its version number.
 
-    Space for the whole version is reserved first (DiskSpaceError, one line, nothing changed); a full disk during
-    the writes is the same error. The caller holds the writer lock."""
+    The derived files of :data:`DERIVED` are made, then those of ``steps`` (the caller's own, e.g. a build's temporal
+    stage). Space for the whole version is reserved first (DiskSpaceError, one line, nothing changed); a full disk
+    during the writes is the same error. The caller holds the writer lock."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     grid = (int(grid_shape[0]), int(grid_shape[1]))
@@ -143,8 +200,7 @@ def finalise_parts(root: str | os.PathLike[str], parts: Sequence[Part], *, ident
         manifest = stage_parts(staging, parts, identity=identity, spec=spec, preprocessing=preprocessing, grid=grid,
                                dim=dim, build=build or {}, index_type=index_type, use_gpu=use_gpu,
                                build_id=build_id, patch_store=patch_store)
-        if extra is not None:
-            extra(staging, manifest)
+        derive_files(staging, manifest, {**DERIVED, **(steps or {})})
         store.write_json(staging / names.MANIFEST, manifest)
         number = store.install(root, staging)
     store.tidy(root)  # older versions no reader holds; the build area when this install was its build
@@ -172,10 +228,11 @@ def write_bundle(root: str | os.PathLike[str], *, identity: dict[str, Any], spec
         meta["sentences"] = [grouped.get(r, []) for r in range(len(meta))]
     if meta["id"].astype(str).duplicated().any():
         raise BundleError("write_bundle: metadata ids are not unique")
-    part = Part(meta, image_emb, patches, thumbnails, report_emb, np.asarray(report_rows, np.int64), sentence_emb,
-                sentences, [dict(s) for s in skipped])
+    part = Part(metadata=meta, image_emb=image_emb, patches=patches, thumbnails=thumbnails, report_emb=report_emb,
+                report_rows=np.asarray(report_rows, np.int64), sentence_emb=sentence_emb, sentences=sentences,
+                skipped=[dict(s) for s in skipped])
     with store.WriterLock(Path(root), command="write_bundle"):
-        finalise_parts(root, [part], identity=identity, spec=spec, preprocessing=preprocessing,
-                       grid_shape=grid_shape, dim=int(np.asarray(image_emb).shape[1]), build=build,
-                       index_type=index_type)
+        write_version(root, [part], identity=identity, spec=spec, preprocessing=preprocessing,
+                      grid_shape=grid_shape, dim=int(np.asarray(image_emb).shape[1]), build=build,
+                      index_type=index_type)
     return Path(root)

@@ -1,13 +1,14 @@
 """Read access to a bundle's items by row, as the engine, the grounder and the app's pages need it.
 
-A :class:`CaseStore` wraps one open :class:`retrieval.bundle.reader.Bundle`: item rows and ids, metadata, thumbnails,
-stored image vectors and patch embeddings, original image sizes, and the FAISS-position-to-row maps. It holds no
-model, so a grounder or a page can use it without loading one.
+A :class:`CaseStore` wraps one open :class:`retrieval.bundle.reader.Bundle`: the item table, items by row (rows
+checked), thumbnails, stored image vectors and patch embeddings, original image sizes, and the FAISS-position-to-row
+maps. It holds no model, so a grounder or a page can use it without loading one. What the bundle says about itself
+(counts, model, columns) is :mod:`retrieval.bundle.facts`; ids are resolved to rows by the bundle
+(:meth:`retrieval.bundle.reader.Bundle.row_of`, through :meth:`retrieval.engine.engine.Engine.row_of`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.engine.search import json_value
 from cxr_explorer.retrieval.inputs.images import load_image
-from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 from PIL import Image
 
 _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # plain raster formats only, as retrieval.inputs.images
@@ -54,51 +54,24 @@ class CaseStore:
     # ----- the whole table -----------------------------------------------------------------------------------------
 
     @property
-    def count(self) -> int:
-        """Number of items."""
-        return self._bundle.count
-
-    @property
     def metadata(self) -> pd.DataFrame:
-        """The item table, one row per item in row order (id, report, sentences, user columns, ...)."""
+        """The item table [N], one row per item in row order (id, report, sentences, user columns, ...): the
+        bundle's, for the pages (which reach the bundle only through the engine)."""
         return self._bundle.metadata
-
-    @property
-    def metadata_columns(self) -> list[str]:
-        """The user metadata columns (filterable), in bundle order."""
-        return list(self._bundle.metadata_columns)
-
-    @property
-    def label_separators(self) -> dict[str, str]:
-        """Column -> separator of its multi-label cells (e.g. ``;``)."""
-        return self._bundle.label_separators
 
     @property
     def ids(self) -> list[str]:
         """Item ids as text, in row order."""
         return self.metadata["id"].astype(str).tolist()
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """The image preprocessing the stored embeddings were made with (resize, centre crop)."""
-        return self._bundle.preprocessing
-
-    @property
-    def grid_shape(self) -> tuple[int, int]:
-        """(h, w) of the stored patch grid."""
-        return self._bundle.grid_shape
-
     # ----- one item ------------------------------------------------------------------------------------------------
 
     def check_row(self, row: int) -> int:
         """``row`` as an int, or a QueryError when it is outside the bundle."""
-        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= int(row) < self.count:
-            raise QueryError(f"row {row!r} is outside the bundle (0..{self.count - 1})")
+        count = self._bundle.count
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= int(row) < count:
+            raise QueryError(f"row {row!r} is outside the bundle (0..{count - 1})")
         return int(row)
-
-    def row_of(self, item_id: str) -> int:
-        """The row of an item id (an unknown id raises BundleError naming it)."""
-        return self._bundle.row_of(item_id)
 
     def metadata_of(self, row: int) -> dict[str, Any]:
         """The user metadata columns of item ``row`` as JSON-friendly values."""
@@ -119,15 +92,10 @@ class CaseStore:
         """The absolute image path recorded at build time."""
         return self._bundle.image_path(self.check_row(row))
 
-    def thumbnail_bytes(self, row: int) -> bytes:
-        """The stored thumbnail of item ``row`` (JPEG, longest side <= 256)."""
+    def thumbnail(self, row: int) -> bytes:
+        """The stored thumbnail of item ``row``: JPEG bytes, longest side <= 256 (PIL decodes it where pixels are
+        needed)."""
         return self._bundle.thumbnail(self.check_row(row))
-
-    def thumbnail(self, row: int) -> Image.Image:
-        """The stored thumbnail of item ``row`` as a PIL image."""
-        img = Image.open(io.BytesIO(self.thumbnail_bytes(row)))
-        img.load()
-        return img
 
     def full_image(self, row: int) -> Image.Image:
         """The original image of item ``row``, decoded (grayscale "L") from the path recorded in the bundle."""
@@ -149,7 +117,7 @@ class CaseStore:
             if np.array_equal(ids, np.arange(len(ids))):
                 self._row_vectors = vecs
             else:
-                out = np.zeros((self.count, vecs.shape[1]), dtype=np.float32)
+                out = np.zeros((self._bundle.count, vecs.shape[1]), dtype=np.float32)
                 out[ids] = vecs
                 self._row_vectors = out
         return self._row_vectors
@@ -157,6 +125,11 @@ class CaseStore:
     def image_vector(self, row: int) -> np.ndarray:
         """Stored global image embedding [D] float32 of item ``row``."""
         return np.array(self.row_vectors()[self.check_row(row)], dtype=np.float32)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """(h, w) of the stored patch grid (of each row :meth:`stored_patches` returns)."""
+        return self._bundle.grid_shape
 
     def stored_patches(self, rows: Sequence[int]) -> np.ndarray:
         """Stored patch embeddings of ``rows`` as float32 [n, h, w, D]."""

@@ -36,7 +36,6 @@ from cxr_explorer.retrieval.maps.projection import StoredMap, load_map
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
 from cxr_explorer.retrieval.models.precision import query_precision
-from PIL import Image
 
 if TYPE_CHECKING:
     from cxr_explorer.retrieval.curate.base import CurateData
@@ -96,7 +95,7 @@ class Engine:
 
     def facets(self) -> list[Facet]:
         """Categorical metadata columns with value counts (multi-label cells split), numeric ones as ranges."""
-        return metadata_facets(self.cases.metadata, self.cases.metadata_columns, self.cases.label_separators)
+        return metadata_facets(self.bundle.metadata, self.bundle.metadata_columns, self.bundle.label_separators)
 
     def curate_data(self) -> CurateData:
         """The bundle's image and report vectors, FAISS indexes, ids, metadata and thumbnails as the curation
@@ -106,7 +105,8 @@ class Engine:
         return data_from_bundle(self.bundle)
 
     def newer_version_available(self) -> bool:
-        """True when a newer version of the bundle was installed since this engine opened its version."""
+        """True when a newer version of the bundle was installed since this engine opened its version (the app's
+        live check: its pages reach the bundle only through the engine)."""
         return self.bundle.newer_version_available()
 
     def stored_map(self, target: Target, method: str) -> StoredMap | None:
@@ -125,8 +125,9 @@ class Engine:
         return self.encoder.image_embedding(image)
 
     def row_of(self, row_or_id: int | str) -> int:
-        """An item row from a row number or an item id (unknown ids raise BundleError naming the id)."""
-        return self.cases.row_of(row_or_id) if isinstance(row_or_id, str) else self.cases.check_row(row_or_id)
+        """An item row from a row number (checked: QueryError outside the bundle) or an item id (unknown ids raise
+        BundleError naming the id)."""
+        return self.bundle.row_of(row_or_id) if isinstance(row_or_id, str) else self.cases.check_row(row_or_id)
 
     # ----- search --------------------------------------------------------------------------------------------------
 
@@ -180,10 +181,10 @@ class Engine:
 
     def _allowed(self, target: Target, where: WhereInput | None) -> np.ndarray | None:
         """Bool mask [M] over FAISS positions that pass ``where`` (None when there is no filter)."""
-        clauses = normalize_where(where, self.cases.metadata_columns)
+        clauses = normalize_where(where, self.bundle.metadata_columns)
         if not clauses:
             return None
-        item_mask = where_mask(self.cases.metadata, clauses, self.cases.label_separators)
+        item_mask = where_mask(self.bundle.metadata, clauses, self.bundle.label_separators)
         return item_mask[self.cases.position_rows(target)]
 
     def _postprocess(self, cands: engine_search.Candidates, rows_of: np.ndarray, exclude_row: int | None,
@@ -202,7 +203,7 @@ class Engine:
     def _hit(self, rank: int, score: float, position: int, target: Target) -> Hit:
         """Build a Hit for a FAISS position of ``target``."""
         row = int(self.cases.position_rows(target)[position])
-        meta = self.cases.metadata.iloc[row]
+        meta = self.bundle.metadata.iloc[row]
         report = str(meta.get("report") or "")
         if target == "sentences":
             matched = self.cases.sentence_text(int(self.cases.position_ids(target)[position]))
@@ -229,14 +230,6 @@ class Engine:
         """One bundle item by row number or id."""
         return self.cases.case(self.row_of(row_or_id))
 
-    def thumbnail(self, row: int) -> Image.Image:
-        """The stored thumbnail of item ``row`` (longest side <= 256) as a PIL image."""
-        return self.cases.thumbnail(row)
-
-    def full_image(self, row: int) -> Image.Image:
-        """The original image of item ``row``, decoded (grayscale "L") from the path recorded in the bundle."""
-        return self.cases.full_image(row)
-
     def duplicates(self, threshold: float = 0.95, max_pairs: int = 100_000, neighbours: int = 10) -> list[list[int]]:
         """Groups of item rows whose image vectors are near-duplicates (cosine >= threshold), largest first.
 
@@ -248,7 +241,7 @@ class Engine:
         rows = self.cases.position_rows("images")
         pairs = engine_search.near_duplicate_pairs(index, self.bundle.vectors("images"), rows, float(threshold),
                                                    neighbours, max_pairs, self._index_lock)
-        return engine_search.connected_groups(self.cases.count, pairs)
+        return engine_search.connected_groups(self.bundle.count, pairs)
 
 
 def check_model(bundle: Bundle, model: VLModel) -> None:

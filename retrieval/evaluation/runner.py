@@ -48,7 +48,7 @@ class EmbeddingSource:
         from cxr_explorer.retrieval.bundle.reader import BundleError
 
         try:
-            return int(self.engine.cases.row_of(key))
+            return int(self.engine.row_of(key))
         except BundleError:  # an unknown id: look the image up by path, else it is not in the bundle
             return self._paths.get(str(Path(image).resolve()))
 

@@ -55,9 +55,10 @@ def _sentences_part(texts: list[str], vectors: np.ndarray) -> Part:
     """A part of one item whose sentence table is ``texts`` with ``vectors`` [S, D]."""
     dim = vectors.shape[1]
     empty = np.zeros((0, dim), np.float32)
-    return Part(pd.DataFrame({"id": ["a"], "path": ["a.png"]}), np.zeros((1, dim), np.float32),
-                np.zeros((1, 1, 1, dim), np.float16), [b""], empty, np.zeros(0, np.int64), vectors,
-                pd.DataFrame({"row": np.zeros(len(texts), np.int64), "text": texts}))
+    return Part(metadata=pd.DataFrame({"id": ["a"], "path": ["a.png"]}), image_emb=np.zeros((1, dim), np.float32),
+                patches=np.zeros((1, 1, 1, dim), np.float16), thumbnails=[b""], report_emb=empty,
+                report_rows=np.zeros(0, np.int64), sentence_emb=vectors,
+                sentences=pd.DataFrame({"row": np.zeros(len(texts), np.int64), "text": texts}))
 
 
 def test_cache_vectors_live_in_the_named_file_and_seed_in_blocks(tmp_path: Path, tiny_model,

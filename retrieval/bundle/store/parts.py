@@ -26,7 +26,6 @@ from cxr_explorer.retrieval.bundle.store.names import (
     PATCH_SCALES,
     PATCHES,
     PATCHES_INT8,
-    PROJECTIONS,
     REPORT_EMB,
     REPORT_ROWS,
     SENTENCE_EMB,
@@ -70,7 +69,7 @@ class ThumbStore(Sequence[bytes]):
                 yield fh.read(int(length))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Part:
     """n items, r reports and s sentences; ``report_rows``/``sentences.row`` index this part's items.
 
@@ -78,6 +77,7 @@ class Part:
     patches [n, h, w, D] float16 (may be a memmap); thumbnails n JPEG bytes; report_emb [r, D] float32;
     report_rows [r] int64; sentence_emb [s, D] float32; sentences [s] (row, text); skipped: dicts of SKIPPED_FIELDS;
     covered: ids of every corpus item the part accounts for (indexed and skipped); stats: counters of the job.
+    Built by keyword only.
     """
 
     metadata: pd.DataFrame
@@ -305,9 +305,9 @@ def file_checksums(folder: Path, names: Sequence[str]) -> dict[str, dict[str, An
 
 
 def data_files(folder: Path) -> list[str]:
-    """Every data file of a finished bundle in ``folder`` except the manifest."""
+    """Every data file of a staged version in ``folder`` (the parts' files and the FAISS indexes); the derived files
+    (:data:`retrieval.bundle.writer.DERIVED`) and the manifest are not among them."""
     patches = [PATCHES_INT8, PATCH_SCALES] if is_int8(folder) else [PATCHES]
     names = [METADATA, SENTENCES, IMAGE_EMB, REPORT_EMB, REPORT_ROWS, SENTENCE_EMB, *patches, THUMBS, THUMBS_INDEX,
              SKIPPED_JSON, COVERED, SKIPPED_CSV, *INDEX_FILES.values()]
-    optional = [n for n in (PART_STATS, PROJECTIONS) if (folder / n).exists()]
-    return names + optional
+    return names + ([PART_STATS] if (folder / PART_STATS).exists() else [])

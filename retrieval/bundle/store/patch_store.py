@@ -1,8 +1,13 @@
-"""The compact patch store of a bundle version (``build --patch-store int8``): int8 codes plus one float16 scale per
-patch vector (:mod:`retrieval.bundle.store.patch_codec`), read back transparently as float32 patches.
+"""The compact patch store of a bundle version (``build --patch-store int8``): its codec and its files.
+
+A bundle stores patch embeddings ``[N, h, w, D]`` as float16 (2 bytes per value) unless built with
+``--patch-store int8``: then :func:`encode_int8` keeps each patch vector as ``round(127 * v / max|v|)`` int8 plus its
+float16 scale ``max|v| / 127``, ``D + 2`` bytes per patch instead of ``2 D`` (130 vs 256 bytes at D = 128, 49%
+smaller), read back transparently as float32 patches (:class:`Int8Patches`). Grounding maps from decoded patches stay
+within 0.01 of the float16 maps (``benchmarks.growth`` measures the maximum difference on real-size embeddings).
 
 Files: ``patches_int8.npy`` [N, h, w, D] int8 and ``patch_scales.npy`` [N, h, w] float16, both written block by
-block with plain writes (no memory map) and memory-mapped read-only on reading.
+block with plain writes (no memory map) and memory-mapped read-only on reading (docs/bundle-format.md).
 """
 
 from __future__ import annotations
@@ -13,9 +18,23 @@ from typing import Any
 
 import numpy as np
 from cxr_explorer.retrieval.bundle.store.names import PATCH_SCALES, PATCHES_INT8
-from cxr_explorer.retrieval.bundle.store.patch_codec import decode_int8, encode_int8
 
 STORES = ("fp16", "int8")
+
+
+def encode_int8(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[..., D]`` float patches -> (int8 codes ``[..., D]``, float16 scales ``[...]``); a zero vector keeps 0s."""
+    x = np.asarray(patches, np.float32)
+    peak = np.abs(x).max(axis=-1)
+    scale = (peak / 127.0).astype(np.float16)
+    safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
+    codes = np.clip(np.rint(x / safe[..., None]), -127, 127).astype(np.int8)
+    return codes, scale
+
+
+def decode_int8(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(int8 ``[..., D]``, float16 ``[...]``) -> float32 ``[..., D]`` patches (not re-normalised)."""
+    return codes.astype(np.float32) * scales.astype(np.float32)[..., None]
 
 
 class Int8Patches:

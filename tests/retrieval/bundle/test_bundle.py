@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from cxr_explorer.retrieval.bundle.reader import FORMAT_VERSION, Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, versions
-from cxr_explorer.retrieval.bundle.writer import build_index, finalise_parts, write_bundle
+from cxr_explorer.retrieval.bundle.writer import build_index, write_bundle, write_version
 from PIL import Image
 
 D, GRID = 128, (3, 3)
@@ -159,17 +159,18 @@ def test_build_index_bad_type() -> None:
         build_index(np.zeros((1, D), np.float32), "lsh")
 
 
-def test_finalise_parts_offsets(tmp_path: Path) -> None:
+def test_write_version_offsets(tmp_path: Path) -> None:
     parts = []
     for k in range(2):
         a = make_arrays(5, seed=k, prefix=f"p{k}-")
         meta = a["metadata"].assign(image_abspath="/x", sentences=[[]] * 5)
-        parts.append(Part(meta, a["image_emb"], a["patches"], a["thumbnails"], a["report_emb"], a["report_rows"],
-                          a["sentence_emb"], a["sentences"], a["skipped"]))
+        parts.append(Part(metadata=meta, image_emb=a["image_emb"], patches=a["patches"], thumbnails=a["thumbnails"],
+                          report_emb=a["report_emb"], report_rows=a["report_rows"], sentence_emb=a["sentence_emb"],
+                          sentences=a["sentences"], skipped=a["skipped"]))
     root = tmp_path / "b"
     with WriterLock(root):
-        assert finalise_parts(root, parts, identity=IDENTITY, spec={}, preprocessing={"resize": 512, "crop": 480},
-                              grid_shape=GRID) == 1
+        assert write_version(root, parts, identity=IDENTITY, spec={}, preprocessing={"resize": 512, "crop": 480},
+                             grid_shape=GRID) == 1
     b = Bundle.open(root)
     assert b.count == 10 and b.metadata["id"].iloc[5] == "p1-0"
     np.testing.assert_array_equal(b.ids("reports"), np.r_[parts[0].report_rows, parts[1].report_rows + 5])

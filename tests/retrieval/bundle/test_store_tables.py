@@ -14,9 +14,10 @@ from cxr_explorer.retrieval.bundle.store.parts import Part, _write_tables
 def _part(meta: dict[str, list[object]], sentences: list[tuple[int, str]]) -> Part:
     n = len(meta["id"])
     vec = np.zeros((n, 4), np.float32)
-    return Part(pd.DataFrame(meta), vec, np.zeros((n, 1, 1, 4), np.float16), [b""] * n, vec,
-                np.arange(n, dtype=np.int64), np.zeros((len(sentences), 4), np.float32),
-                pd.DataFrame({"row": [r for r, _ in sentences], "text": [t for _, t in sentences]}))
+    return Part(metadata=pd.DataFrame(meta), image_emb=vec, patches=np.zeros((n, 1, 1, 4), np.float16),
+                thumbnails=[b""] * n, report_emb=vec, report_rows=np.arange(n, dtype=np.int64),
+                sentence_emb=np.zeros((len(sentences), 4), np.float32),
+                sentences=pd.DataFrame({"row": [r for r, _ in sentences], "text": [t for _, t in sentences]}))
 
 
 def test_parts_with_other_columns_and_no_sentences_read_back_as_one_table(tmp_path: Path) -> None:

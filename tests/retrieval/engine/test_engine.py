@@ -6,6 +6,7 @@ ranking assertions stay exact. The grounder alone is tested in ``test_grounder.p
 from __future__ import annotations
 
 import copy
+import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -185,10 +186,18 @@ def test_case_and_images(engine: Engine) -> None:
     case = engine.case(3)
     assert case.id == "case3" and case.report == REPORTS[3] and case.metadata["labels"] == "Cardiomegaly|Edema"
     assert engine.case("case3") == case
-    assert max(engine.thumbnail(3).size) <= 256
-    assert engine.full_image(3).size == SIZES[3] and engine.full_image(3).mode == "L"
+    assert max(Image.open(io.BytesIO(engine.cases.thumbnail(3))).size) <= 256
+    assert engine.cases.full_image(3).size == SIZES[3] and engine.cases.full_image(3).mode == "L"
     with pytest.raises(QueryError):
         engine.case(99)
+    with pytest.raises(QueryError):  # the one thumbnail accessor checks the row like every item accessor
+        engine.cases.thumbnail(99)
+    assert engine.row_of("case3") == 3 == engine.row_of(3)
+
+
+def test_the_pages_read_counts_and_columns_from_the_facts(engine: Engine) -> None:
+    assert engine.facts.count == len(SIZES) == len(engine.cases.ids)
+    assert engine.facts.metadata_columns == ["sex", "labels", "width", "height"] == engine.bundle.metadata_columns
 
 
 def test_page_facts(engine: Engine) -> None:

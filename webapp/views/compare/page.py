@@ -71,7 +71,7 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
         st.session_state["cmp_case"] = cases[0]
     case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="cmp_case")
     prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
-    return engine.cases.row_of(case_id), engine.cases.row_of(str(prior_id)), case_id
+    return engine.row_of(case_id), engine.row_of(str(prior_id)), case_id
 
 
 def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
@@ -122,7 +122,7 @@ def patient_timeline(case_id: str) -> None:
     shown = ids[:TIMELINE_MAX]
     cols = st.columns(len(shown))
     for col, item in zip(cols, shown, strict=True):
-        row = engine.cases.row_of(item)
+        row = engine.row_of(item)
         col.image(loaders.display_image(bundle_dir, row)[0], width=THUMB_WIDTH)
         mark = "current · " if item == case_id else "prior · " if item == prior_id else ""
         col.text(mark + display.snippet(item, 40))

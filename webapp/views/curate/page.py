@@ -24,7 +24,7 @@ BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no e
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
 meta = engine.cases.metadata
-columns = engine.cases.metadata_columns
+columns = engine.facts.metadata_columns
 SPECS = curate_state.page_checks()
 STATE = curate_state.state(columns)
 STATE.restore()
@@ -79,11 +79,11 @@ def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k:
     with st.container(border=True):
         if spec.pair_caption:
             left, right = st.columns(2)
-            left.image(engine.cases.thumbnail_bytes(int(row["row"])), width="stretch", caption="this case")
-            right.image(engine.cases.thumbnail_bytes(int(row["other_row"])), width="stretch",
+            left.image(engine.cases.thumbnail(int(row["row"])), width="stretch", caption="this case")
+            right.image(engine.cases.thumbnail(int(row["other_row"])), width="stretch",
                         caption=spec.pair_caption)
         else:
-            st.image(engine.cases.thumbnail_bytes(int(row["row"])), width=THUMB_WIDTH)
+            st.image(engine.cases.thumbnail(int(row["row"])), width=THUMB_WIDTH)
         st.text(f"#{row['rank']}  {case_id}  {'flagged' if row['flagged'] else ''}")
         st.text("\n".join(figure_line(row, c, k) for c in spec.columns if c in row.index))
         if spec.shows_report:

@@ -35,7 +35,7 @@ def pick_source() -> tuple[int | bytes | None, str]:
     src = st.radio("Image", ["Corpus case", "Upload"], key="g_source", horizontal=True)
     if src == "Corpus case":
         case_id = st.selectbox("Case", ids, key="g_case")
-        row = engine.cases.row_of(case_id)
+        row = engine.row_of(case_id)
         return row, engine.case(row).report
     upload = st.file_uploader("Image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="g_upload")
     if upload is not None:

@@ -17,7 +17,7 @@ def hover_thumbs(bundle_dir: str) -> tuple[str, ...]:
     """Small JPEG data URIs of the first :data:`MAX_HOVER_THUMBS` cases of the bundle (by case row), made once per
     bundle from the stored thumbnails."""
     eng = loaders._engine_of(bundle_dir)
-    return tuple(thumb_uri(eng.cases.thumbnail_bytes(r)) for r in range(min(eng.cases.count, MAX_HOVER_THUMBS)))
+    return tuple(thumb_uri(eng.cases.thumbnail(r)) for r in range(min(eng.facts.count, MAX_HOVER_THUMBS)))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -22,7 +22,7 @@ default_colour = min(categorical, key=lambda c: (categorical[c] < 2, categorical
 STATE = page_state.PageState("map", (
     page_state.choice_field("m_target", "emb", ITEM_TARGETS, "images"),
     page_state.choice_field("m_method", "proj", ("PCA", "UMAP"), "PCA"),
-    page_state.choice_field("m_colour", "colour", ["", *engine.cases.metadata_columns], default_colour),
+    page_state.choice_field("m_colour", "colour", ["", *engine.facts.metadata_columns], default_colour),
     page_state.float_field("m_dup_t", "dup", 0.95, 0.8, 1.0),
 ))
 STATE.restore()
@@ -38,7 +38,7 @@ def selection_panel(rows: list[int]) -> None:
     for i, row in enumerate(rows[:MAX_THUMBS]):
         with cols[i % 6]:
             case_id = str(meta["id"].iloc[row])
-            display.image(engine.cases.thumbnail_bytes(row), f"Chest X-ray {case_id}")
+            display.image(engine.cases.thumbnail(row), f"Chest X-ray {case_id}")
             st.text(case_id)
     table = pd.DataFrame([{"id": str(meta["id"].iloc[r]), "row": r, **engine.case(r).metadata,
                            "report": str(meta["report"].iloc[r])} for r in rows])
@@ -59,14 +59,14 @@ def duplicates_panel() -> None:
         cols[0].text(f"{len(g)} cases\n" + "\n".join(str(meta["id"].iloc[r]) for r in g[:8]))
         for col, row in zip(cols[1:], g[:8], strict=False):
             with col:
-                display.image(engine.cases.thumbnail_bytes(row), f"Chest X-ray {meta['id'].iloc[row]}")
+                display.image(engine.cases.thumbnail(row), f"Chest X-ray {meta['id'].iloc[row]}")
 
 
 a, b, c = st.columns(3)
 target = a.radio("Embeddings", ITEM_TARGETS, key="m_target", horizontal=True)
 method = b.radio("Projection", ["PCA", "UMAP"], key="m_method", horizontal=True,
                  help="Both are computed by the offline job and stored in the bundle.")
-colour = c.selectbox("Colour by", ["", *engine.cases.metadata_columns], key="m_colour",
+colour = c.selectbox("Colour by", ["", *engine.facts.metadata_columns], key="m_colour",
                      format_func=lambda v: "(none)" if not v else f"{v} ({categorical[v]} values)"
                      if v in categorical else v)
 em = loaders.embedding_map(bundle_dir, target, method)

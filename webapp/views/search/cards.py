@@ -64,7 +64,7 @@ def image_grid(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None
         for col, i in zip(cols, range(start, min(start + GRID_COLUMNS, len(hits))), strict=False):
             hit = hits[i]
             with col.container(border=True, gap="small"):
-                image = overlays[i] if overlays is not None else engine.cases.thumbnail_bytes(hit.row)
+                image = overlays[i] if overlays is not None else engine.cases.thumbnail(hit.row)
                 hover = " · ".join(x for x in (display.meta_line(hit.metadata, 8),
                                                display.snippet(hit.matched_text or hit.report, 300)) if x)
                 facets = facet_line(hit.metadata, columns) or display.meta_line(hit.metadata) or "(no metadata)"
@@ -80,7 +80,7 @@ def text_list(engine: Engine, hits: Sequence[Any], overlays: list[bytes] | None)
     for i, hit in enumerate(hits):
         with st.container(border=True, gap="small"):
             left, right = st.columns([1, 9], gap="small")
-            image = overlays[i] if overlays is not None else engine.cases.thumbnail_bytes(hit.row)
+            image = overlays[i] if overlays is not None else engine.cases.thumbnail(hit.row)
             with left:
                 display.image(image, _alt(hit))
             with right:
@@ -149,7 +149,7 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
         if st.session_state.pop(RERUN_APP, False):
             st.rerun(scope="app")  # the dialog is a fragment: an action in it reruns only it, unless asked
         try:
-            row = engine.cases.row_of(case_id)
+            row = engine.row_of(case_id)
         except Exception as exc:  # an unknown id from a link: say so in plain words
             st.error(display.plain_message(exc, bundle_dir))
             return
