@@ -22,6 +22,7 @@ from cxr_explorer.retrieval.bundle.facts import BundleFacts, bundle_facts
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords
 from cxr_explorer.retrieval.bundle.targets import TARGETS, Target
+from cxr_explorer.retrieval.curate.base import CurateData, data_from_bundle
 from cxr_explorer.retrieval.engine import search as engine_search
 from cxr_explorer.retrieval.engine.cases import Case, CaseStore
 from cxr_explorer.retrieval.engine.facets import Facet
@@ -90,6 +91,10 @@ class Engine:
     def temporal(self) -> TemporalRecords | None:
         """The bundle's temporal section (priors, fused embeddings), or None when it was built without priors."""
         return TemporalRecords.open(self.bundle.folder)
+
+    def curate_data(self) -> CurateData:
+        """The bundle's vectors, indexes, ids, metadata and thumbnails as the curation checks read them."""
+        return data_from_bundle(self.bundle)
 
     def facets(self) -> list[Facet]:
         """Categorical metadata columns with value counts (multi-label cells split), numeric ones as ranges."""

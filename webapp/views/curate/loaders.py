@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from cxr_explorer.retrieval.curate import data_from_bundle
 from cxr_explorer.retrieval.curate.labels import check_labels
 from cxr_explorer.retrieval.curate.leakage import check_split_leakage
 from cxr_explorer.retrieval.curate.mismatch import check_mismatch
@@ -19,8 +18,7 @@ def check_table(bundle_dir: str, check: str, label_col: str | None, split_col: s
     """(table worst first, thresholds, note) of one check; the note says why a check does not apply.
 
     ``cache_resource``: the page only reads the table (filters make new frames), so no copy per rerun."""
-    bundle = loaders.engine(bundle_dir, *loaders.engine_options()).bundle
-    data = data_from_bundle(bundle)
+    data = loaders.engine(bundle_dir, *loaders.engine_options()).curate_data()
     if check == "labels" and label_col is None:
         return pd.DataFrame(), {}, "Choose a label column to look for label issues."
     if check == "leakage_split" and split_col is None:
