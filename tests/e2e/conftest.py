@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import CHROME_ARGS, CHROMIUM, DESKTOP, E2E_LABELS, E2E_REPORTS, TIMEOUT_MS, serve
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.synthetic import tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CXR_EXPLORER_CHROMIUM)")
     root = tmp_path_factory.mktemp("e2e")
-    bundle = synthetic_bundle.build(root, reports=E2E_REPORTS, labels=E2E_LABELS)
+    bundle = model_bundle(root, tiny_model(), APP_CASES, reports=E2E_REPORTS, labels=E2E_LABELS)
     second = root / "second"
     shutil.copytree(bundle, second)
     with serve([bundle, second], root / "server.log") as url:

@@ -14,7 +14,8 @@ import pytest
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.synthetic import draw_image, tiny_model
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 TIMEOUT = 120
@@ -22,7 +23,7 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_bundle.build(tmp_path_factory.mktemp("webapp"))
+    return model_bundle(tmp_path_factory.mktemp("webapp"), tiny_model(), APP_CASES)
 
 
 @pytest.fixture()
@@ -66,7 +67,7 @@ def search_text(at: AppTest, query: str) -> AppTest:
 
 def png(size: tuple[int, int] = (90, 100), seed: int = 5) -> bytes:
     buf = io.BytesIO()
-    synthetic_bundle.draw_image(seed, *size).save(buf, format="PNG")
+    draw_image(seed, *size).save(buf, format="PNG")
     return buf.getvalue()
 
 

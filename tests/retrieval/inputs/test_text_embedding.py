@@ -8,7 +8,7 @@ from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, plan_text
 from cxr_explorer.retrieval.models.text_model import TextInputError
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model
 
 LONG = " ".join(f"Finding number {i} shows a small nodule in segment {i % 9} of the lung." for i in range(17))
@@ -37,7 +37,7 @@ def test_embed_windows_is_the_renormalised_mean() -> None:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    return Engine.open(synthetic_bundle.build(tmp_path_factory.mktemp("long")), model=tiny_model())
+    return Engine.open(model_bundle(tmp_path_factory.mktemp("long"), tiny_model(), APP_CASES), model=tiny_model())
 
 
 def test_engine_embeds_a_600_token_query_as_the_job_does(engine: Engine) -> None:

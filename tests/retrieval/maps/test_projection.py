@@ -12,7 +12,8 @@ import pytest
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.maps import projection
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.synthetic import tiny_model
 
 
 def unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -41,7 +42,7 @@ def test_neighbour_placement_lands_on_a_duplicate() -> None:
 
 
 def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> None:
-    bundle = synthetic_bundle.build(tmp_path)
+    bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
     opened = Bundle.open(bundle)
     manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
