@@ -19,7 +19,7 @@ import pytest
 from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation><meta type="rr"/><uId id="CXR{n}"/>
@@ -112,7 +112,7 @@ def test_demo_offline_without_weights_says_how(tmp_path: Path, capsys: pytest.Ca
 def _demo_without_network(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``cxr-explorer demo`` in a fresh process whose hub and Open-i hosts are a closed local port."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "cxr_explorer", "demo", "--no-app", "--cache-dir",
                            str(tmp_path / "cache"), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)

@@ -17,8 +17,7 @@ from cxr_explorer.index.runner import BuildConfig
 from cxr_explorer.retrieval.bundle import store
 
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
 
 
 def test_slurm_array_and_merge_under_fake_sbatch(tmp_path: Path, build) -> None:

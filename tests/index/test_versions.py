@@ -14,8 +14,8 @@ from cxr_explorer.retrieval.engine.engine import Engine
 
 from cxr_explorer.cli import main
 from tests.helpers.corpora import write_good_csv
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--model", "tiny-random", "--workers", "0", "--threads", "1", "--progress", "none"]
 
 

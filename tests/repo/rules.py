@@ -10,7 +10,8 @@ import ast
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 NAMESPACE = "cxr_explorer"
 MAPPED = ("retrieval", "index", "webapp")
 """Top-level folders installed as ``cxr_explorer.<folder>`` (setuptools package-dir)."""
@@ -22,17 +23,17 @@ Checker = Callable[[str, str], list[str]]
 
 
 def module_name(path: Path) -> str:
-    """Dotted name of a file under ROOT (``retrieval/engine/engine.py`` -> ``cxr_explorer.retrieval.engine.engine``;
+    """Dotted name of a file under REPO (``retrieval/engine/engine.py`` -> ``cxr_explorer.retrieval.engine.engine``;
     a package's ``__init__.py`` keeps its ``__init__`` so that relative imports resolve alike for every file)."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts and parts[0] in MAPPED:
         parts.insert(0, NAMESPACE)
     return ".".join(parts)
 
 
 def python_files(*trees: str) -> list[Path]:
-    """Every ``.py`` file under the given top-level folders of ROOT (virtual environments left out)."""
-    return sorted(p for tree in trees for p in (ROOT / tree).rglob("*.py") if ".venv" not in p.parts)
+    """Every ``.py`` file under the given top-level folders of REPO (virtual environments left out)."""
+    return sorted(p for tree in trees for p in (REPO / tree).rglob("*.py") if ".venv" not in p.parts)
 
 
 def imported_modules(source: str, module: str) -> Iterator[tuple[int, str]]:
@@ -112,6 +113,6 @@ def violations(checker: Checker, *trees: str) -> list[str]:
     """``checker`` run over every file of ``trees``, as ``path:line: what``."""
     out = []
     for path in python_files(*trees):
-        rel = path.relative_to(ROOT)
+        rel = path.relative_to(REPO)
         out += [f"{rel}:{hit}" for hit in checker(path.read_text(encoding="utf-8"), module_name(path))]
     return out

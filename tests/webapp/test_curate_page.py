@@ -12,9 +12,10 @@ from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model
 
-APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
+APP = str(APP_SCRIPT)
 
 
 @pytest.fixture(scope="module")

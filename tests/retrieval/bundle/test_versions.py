@@ -17,8 +17,7 @@ from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import WriterBusyError, WriterLock, versions
 
 from tests.helpers.bundles import random_arrays, write_test_bundle
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers.paths import REPO
 
 
 def test_a_reader_keeps_its_version_while_a_newer_one_is_installed(tmp_path: Path) -> None:

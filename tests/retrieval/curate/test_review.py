@@ -23,7 +23,8 @@ from cxr_explorer.retrieval.curate.review import (
     review_dir,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers.paths import REPO
+
 WRITER = """
 import sys
 from cxr_explorer.retrieval.curate.review import ReviewLog

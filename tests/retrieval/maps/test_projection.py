@@ -13,6 +13,7 @@ from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.maps import projection
 
 from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import REPO
 from tests.helpers.synthetic import tiny_model
 
 
@@ -97,7 +98,7 @@ def test_map_step_runs_where_numba_has_no_writable_cache_folder(tmp_path: Path) 
     pytest.importorskip("umap")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"TMPDIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", NO_CACHE_FOLDER], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).parents[3])
+                         timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     folder, shape = run.stdout.split()[-3], " ".join(run.stdout.split()[-2:])
     assert Path(folder).parent == tmp_path and Path(folder).name.startswith("cxr-explorer-numba-")

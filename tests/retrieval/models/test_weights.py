@@ -15,9 +15,8 @@ from cxr_explorer.retrieval.models import build_model, load_model
 from cxr_explorer.retrieval.models.registry import UnknownModelError, get_spec
 from cxr_explorer.retrieval.models.weights import WeightsFormatError, WeightsNotFoundError, read_state_dict
 
+from tests.helpers.paths import REPO
 from tests.helpers.released_layout import small_spec, write_hf_cache, write_repo_dir
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_unknown_model_lists_valid_names() -> None:
@@ -97,8 +96,8 @@ except (WeightsChecksumError, WeightsNotFoundError) as exc:
 
 
 def _run_offline(hf_home: Path, name: str, md5: str) -> dict:
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, name, md5], env=env, cwd=ROOT, capture_output=True,
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, name, md5], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
