@@ -91,6 +91,7 @@ print(config.CACHE_DIR, coords.shape)
 """
 
 
+@pytest.mark.slow  # a fresh process compiles umap-learn with numba
 def test_map_step_runs_where_numba_has_no_writable_cache_folder(tmp_path: Path) -> None:
     """The container's app user can write neither the virtualenv nor a home folder: ``import umap`` raised there
     (its own ``cache=True`` functions), which stopped the build at its map step. A private temporary folder is used

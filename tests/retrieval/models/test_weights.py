@@ -102,6 +102,7 @@ def _run_offline(hf_home: Path, name: str, md5: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> None:
     spec = small_spec()
     snapshot = write_hf_cache(spec, tmp_path / "hf")
@@ -113,6 +114,7 @@ def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> Non
     assert result["identity"]["revision"] == "v1.1"
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_hf_cache_refuses_wrong_checksum(tmp_path: Path) -> None:
     write_hf_cache(small_spec(), tmp_path / "hf")
     released = get_spec("biovil").image_md5
@@ -122,6 +124,7 @@ def test_offline_hf_cache_refuses_wrong_checksum(tmp_path: Path) -> None:
     assert released in result["message"] and "md5" in result["message"]
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_without_cache_says_how_to_get_weights(tmp_path: Path) -> None:
     result = _run_offline(tmp_path / "empty", "biovil", "0" * 32)
     assert result["error"] == "WeightsNotFoundError"
