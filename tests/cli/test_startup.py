@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.paths import REPO
 
 _PROBE = """
@@ -26,6 +28,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+@pytest.mark.slow  # three fresh Python processes
 def test_version_and_help_import_no_model_code() -> None:
     for argv in (["--version"], ["--help"], ["build", "--help"], ["search", "--help"]):
         result = _cli(*argv)

@@ -166,6 +166,7 @@ def test_image_upload_search_and_bad_upload(env) -> None:
     assert at.error and not card_titles(at)
 
 
+@pytest.mark.slow  # phrase, report and zero-shot groundings through the page
 def test_grounding_page_phrases_report_zero_shot(env) -> None:
     at = start("grounding")
     assert any("global similarity" in m for m in texts(at.text))

@@ -21,6 +21,7 @@ def _notices(at: AppTest) -> list[str]:
     return [str(e.value) for e in at.sidebar.info if str(e.value) == NOTICE]
 
 
+@pytest.mark.slow  # writes the bundle twice and reruns the app
 def test_newer_version_notice_and_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
     monkeypatch.setenv(BUNDLES_ENV, str(bundle))
@@ -39,6 +40,7 @@ def _legend(at: AppTest) -> str:
     return " ".join(str(el.proto.body) for el in at.get("html"))
 
 
+@pytest.mark.slow  # writes the bundle twice and reruns the app
 def test_the_map_shows_the_new_version_after_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cache derived from the engine follows the reload (the Map's points are cached resources)."""
     bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
