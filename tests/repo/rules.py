@@ -116,3 +116,30 @@ def violations(checker: Checker, *trees: str) -> list[str]:
         rel = path.relative_to(REPO)
         out += [f"{rel}:{hit}" for hit in checker(path.read_text(encoding="utf-8"), module_name(path))]
     return out
+
+
+BROWSER_MODULES = ("playwright", "benchmarks.browser")
+"""Imports that mean a test drives Chromium."""
+
+
+def _module_marks(tree: ast.Module) -> set[str]:
+    """Marker names in the module-level ``pytestmark`` (``pytest.mark.NAME`` anywhere in its value)."""
+    marks = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            for sub in ast.walk(node.value):
+                if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Attribute)
+                        and sub.value.attr == "mark"):
+                    marks.add(sub.attr)
+    return marks
+
+
+def unmarked_browser_tests(source: str, module: str) -> list[str]:
+    """A test module that imports playwright or the browser benchmark without ``browser`` in its ``pytestmark``
+    (``tests/e2e`` is marked by its conftest, so it is left out)."""
+    if not module.rpartition(".")[2].startswith("test_") or _within(module, "tests.e2e"):
+        return []
+    tree = ast.parse(source)
+    hits = sorted({line for line, name in imported_modules(source, module)
+                   if any(_within(name, b) for b in BROWSER_MODULES)})
+    return [] if not hits or "browser" in _module_marks(tree) else [f"{hits[0]}: drives Chromium, no browser mark"]

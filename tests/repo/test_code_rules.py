@@ -80,3 +80,16 @@ def test_alias_rule_catches_a_planted_alias() -> None:
               "import torch.nn.functional as F\n")
     assert rules.single_letter_aliases(source, "tests.x") == ["1: cxr_explorer.retrieval.grounding as G",
                                                               "2: numpy as N"]
+
+
+def test_every_chromium_test_is_marked_browser() -> None:
+    found = rules.violations(rules.unmarked_browser_tests, "tests")
+    assert found == [], 'add pytestmark = [pytest.mark.browser, ...]:\n' + "\n".join(found)
+
+
+def test_browser_rule_catches_an_unmarked_module() -> None:
+    driving = "import pytest\nfrom benchmarks.browser import CHROMIUM\n"
+    assert rules.unmarked_browser_tests(driving, "tests.benchmarks.test_x") == ["2: drives Chromium, no browser mark"]
+    marked = driving + "pytestmark = [pytest.mark.slow, pytest.mark.browser]\n"
+    assert rules.unmarked_browser_tests(marked, "tests.benchmarks.test_x") == []
+    assert rules.unmarked_browser_tests(driving, "tests.e2e.test_x") == []  # marked by tests/e2e/conftest.py
