@@ -39,6 +39,9 @@ IDENTITY: dict[str, Any] = {"name": "tiny-random", "revision": None, "image_md5"
 SPEC: dict[str, Any] = {"name": "tiny-random"}
 PREPROCESSING: dict[str, Any] = {"resize": 512, "crop": 480}
 BUILD: dict[str, Any] = {"command": "cxr-explorer build c.csv --out b"}
+ARRAY_NAMES = ("metadata", "sentences", "image_emb", "report_emb", "report_rows", "sentence_emb", "patches",
+               "thumbnails", "skipped")
+"""The arrays of a bundle, as :func:`write_test_bundle` takes them."""
 SKIPPED_ONE = [{"id": "bad", "path": "images/bad.png", "reason": "corrupt", "detail": "cannot decode"}]
 
 
@@ -83,10 +86,6 @@ def write_test_bundle(root: Path, *, identity: Mapping[str, Any] = IDENTITY, spe
     full = arrays if set(arrays) >= set(ARRAY_NAMES) else {**random_arrays(), **arrays}
     return write_bundle(root, identity=dict(identity), spec=dict(spec), preprocessing=dict(preprocessing),
                         grid_shape=grid_shape, build=dict(build), index_type=index_type, **full)
-
-
-ARRAY_NAMES = ("metadata", "sentences", "image_emb", "report_emb", "report_rows", "sentence_emb", "patches",
-               "thumbnails", "skipped")
 
 
 @dataclass(frozen=True)
