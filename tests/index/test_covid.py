@@ -16,6 +16,7 @@ from tests.helpers.paths import COVID_CORPUS
 LIMIT = 200
 pytestmark = [
     pytest.mark.shared_data,
+    pytest.mark.slow,  # builds the first 200 items of the covid corpus
     pytest.mark.skipif(not COVID_CORPUS.is_dir(),
                        reason=f"shared corpus not found at {COVID_CORPUS} (../shared/data relative to the repo root); "
                        "this test needs the covid_chestxray corpus"),

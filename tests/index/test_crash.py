@@ -18,6 +18,8 @@ from tests.helpers.corpora import assert_same_bundle, write_good_csv
 from tests.helpers.paths import REPO
 from tests.helpers.processes import alive, children
 
+pytestmark = pytest.mark.slow  # every test runs a build in a fresh process and kills it
+
 FLAGS = ["--model", "tiny-random", "--chunk-size", "2", "--workers", "0", "--threads", "1", "--precision", "fp32",
          "--progress", "none"]
 
