@@ -143,3 +143,14 @@ def unmarked_browser_tests(source: str, module: str) -> list[str]:
     hits = sorted({line for line, name in imported_modules(source, module)
                    if any(_within(name, b) for b in BROWSER_MODULES)})
     return [] if not hits or "browser" in _module_marks(tree) else [f"{hits[0]}: drives Chromium, no browser mark"]
+
+
+def repo_from_file_path(source: str, module: str) -> list[str]:
+    """``Path(__file__)...parents[N]``: tests find the repository through ``tests.helpers.paths`` (a file's own folder,
+    ``Path(__file__).parent``, is fine)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "parents"
+                and any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(node.value))):
+            found.add(node.lineno)
+    return [f"{line}: Path(__file__).parents[...]" for line in sorted(found)]

@@ -93,3 +93,16 @@ def test_browser_rule_catches_an_unmarked_module() -> None:
     marked = driving + "pytestmark = [pytest.mark.slow, pytest.mark.browser]\n"
     assert rules.unmarked_browser_tests(marked, "tests.benchmarks.test_x") == []
     assert rules.unmarked_browser_tests(driving, "tests.e2e.test_x") == []  # marked by tests/e2e/conftest.py
+
+
+def test_tests_find_the_repository_in_one_place() -> None:
+    owners = {"tests/helpers/paths.py", "tests/reference/generate_fixture.py"}  # the latter runs in its own venv
+    found = [hit for hit in rules.violations(rules.repo_from_file_path, "tests") if hit.split(":")[0] not in owners]
+    assert found == [], "use tests.helpers.paths (REPO, SHARED_DATA, ...):\n" + "\n".join(found)
+
+
+def test_path_rule_catches_a_planted_parents() -> None:
+    source = ("from pathlib import Path\nREPO = Path(__file__).resolve().parents[2]\nHERE = Path(__file__).parent\n"
+              "DATA = Path(__file__).parents[3].parent / 'shared'\n")
+    assert rules.repo_from_file_path(source, "tests.x.test_y") == ["2: Path(__file__).parents[...]",
+                                                                  "4: Path(__file__).parents[...]"]
