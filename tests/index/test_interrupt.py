@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers.paths import REPO
@@ -24,6 +25,7 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # a build in a fresh process, interrupted
 def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -129,6 +129,7 @@ def test_timeline_follows_prior_links(pairs_bundle: Path) -> None:
     assert timeline(engine, "c0") == ["c0"]
 
 
+@pytest.mark.slow  # a build in a fresh process, killed, then run again
 def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path) -> None:
     """A build killed (a real SIGKILL) after its first temporal chunk: nothing is installed, and the same command
     embeds only the other pairs, each once, with the vectors of an uninterrupted build."""
@@ -201,6 +202,7 @@ def test_cli_search_with_prior(pairs_bundle: Path, capsys: pytest.CaptureFixture
     assert main(["search", str(pairs_bundle), "--text", "effusion", "--prior", str(root / "a2.png")]) != 0
 
 
+@pytest.mark.slow  # a build with a decode worker process
 def test_single_image_model_has_no_temporal_path(tmp_path: Path) -> None:
     csv = _write_corpus(tmp_path / "c")
     out = tmp_path / "b"
