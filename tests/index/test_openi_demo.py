@@ -90,6 +90,7 @@ def test_fetch_failure_is_a_clear_error(tmp_path: Path) -> None:
         fetch_openi(tmp_path, max_images=2, base_url="http://127.0.0.1:9", timeout=2)
 
 
+@pytest.mark.slow  # downloads from the local server and builds
 def test_demo_command_builds_a_bundle(openi_server: str, tmp_path: Path) -> None:
     pytest.importorskip("cxr_explorer.commands.build")
     from cxr_explorer.cli import main

@@ -102,6 +102,7 @@ def pairs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bundle"
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_build_stores_fused_embeddings_and_reasons(pairs_bundle: Path) -> None:
     opened = Bundle.open(pairs_bundle)
     section = opened.manifest["temporal"]
@@ -123,6 +124,7 @@ def test_build_stores_fused_embeddings_and_reasons(pairs_bundle: Path) -> None:
     assert np.abs(records.embedding("a2") - single[1]).max() > 1e-4  # fused differs from the single-image one
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_timeline_follows_prior_links(pairs_bundle: Path) -> None:
     engine = Engine.open(pairs_bundle, model=tiny_t())
     assert timeline(engine, "a5") == ["a0", "a2", "a5", "a5b"]
@@ -157,6 +159,7 @@ def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path)
         np.testing.assert_allclose(ea, eb, atol=1e-5)
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_compare_case_and_uploads_agree(pairs_bundle: Path) -> None:
     engine = Engine.open(pairs_bundle, model=tiny_t())
     root = pairs_bundle.parent / "c"
@@ -190,6 +193,7 @@ def test_interval_scores_average_unnormalised_prompts() -> None:
         assert change.scores[cls] == pytest.approx(direct, abs=1e-6)
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_cli_search_with_prior(pairs_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = pairs_bundle.parent / "c"
     assert main(["search", str(pairs_bundle), "--image", str(root / "a5.png"), "--prior", str(root / "a2.png"),

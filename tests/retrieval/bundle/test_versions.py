@@ -57,6 +57,7 @@ def test_an_orphan_newer_than_current_is_never_read_and_is_removed(tmp_path: Pat
     assert versions.listed(root) == [2] and store.current_version(root) == 2
 
 
+@pytest.mark.slow  # a fresh Python process holds the lock
 def test_a_second_writer_is_refused_naming_the_first(tmp_path: Path) -> None:
     root = tmp_path / "b"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
