@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cxr_explorer.retrieval.models import VLModel
 
-from tests.helpers.engine_bundle import build_test_bundle
+from tests.helpers.bundles import ENGINE_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model as load_tiny_model
 
 
@@ -37,6 +37,6 @@ def build(tiny_model: VLModel) -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def engine_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_model: VLModel) -> Path:
-    """The small engine bundle of :mod:`tests.helpers.engine_bundle` (7 cases, planted image vectors), built once;
+    """The small engine bundle (:data:`tests.helpers.bundles.ENGINE_CASES`: 7 cases, planted image vectors), built once;
     tests only read it."""
-    return build_test_bundle(tmp_path_factory.mktemp("engine"), tiny_model)
+    return model_bundle(tmp_path_factory.mktemp("engine"), tiny_model, ENGINE_CASES)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.browser import CHROMIUM
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not found at {CHROMIUM}")]
 
 
 def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:

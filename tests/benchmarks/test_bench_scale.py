@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
+
+from tests.helpers.paths import REPO
 
 
+@pytest.mark.slow  # runs six benchmark sections in a fresh process
 def test_scale_sections_smoke(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "sentences", "query_encode",

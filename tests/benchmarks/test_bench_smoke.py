@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
+
+from tests.helpers.paths import REPO
 
 
 def _positive(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow  # runs the whole smoke benchmark in a fresh process
 def test_smoke_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)], cwd=REPO,

@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 from cxr_explorer.cli import main
-from tests.helpers.engine_bundle import REPORTS, SIZES
+from tests.helpers.bundles import ENGINE_CASES
 from tests.helpers.synthetic import tiny_model
+
+REPORTS, SIZES = ENGINE_CASES.reports, ENGINE_CASES.sizes
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+
+from tests.helpers.paths import REPO
 
 _PROBE = """
 import sys
@@ -22,10 +24,11 @@ raise SystemExit(code)
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _PROBE, *argv], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", _PROBE, *argv], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
 
 
+@pytest.mark.slow  # three fresh Python processes
 def test_version_and_help_import_no_model_code() -> None:
     for argv in (["--version"], ["--help"], ["build", "--help"], ["search", "--help"]):
         result = _cli(*argv)

@@ -4,7 +4,8 @@ tiny-random bundles built for these tests, and a fresh browser context per test 
 The e2e bundle differs from the AppTest one where the browser tests need it: ``;``-separated labels, a report that
 is a Markdown/HTML payload, and a report of about 600 tokens (over the text encoder's 512). Screenshots, when a test
 takes one, go to pytest's temporary folder, never into the repository. Plain helpers and constants (the server,
-Chromium's path and options, the hostile report) live in ``tests/e2e/helpers.py``.
+Chromium's path and options, the hostile report) live in ``tests/e2e/helpers.py``. Every test here carries the
+``browser`` marker, so ``-m "not browser"`` leaves them out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import CHROME_ARGS, CHROMIUM, DESKTOP, E2E_LABELS, E2E_REPORTS, TIMEOUT_MS, serve
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.synthetic import tiny_model
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test collected from this folder ``browser`` (pytest calls this hook with the whole session's
+    items, so it picks this folder's by path)."""
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +38,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CXR_EXPLORER_CHROMIUM)")
     root = tmp_path_factory.mktemp("e2e")
-    bundle = synthetic_bundle.build(root, reports=E2E_REPORTS, labels=E2E_LABELS)
+    bundle = model_bundle(root, tiny_model(), APP_CASES, reports=E2E_REPORTS, labels=E2E_LABELS)
     second = root / "second"
     shutil.copytree(bundle, second)
     with serve([bundle, second], root / "server.log") as url:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES
 
 CHROMIUM = os.environ.get("CXR_EXPLORER_CHROMIUM", "/usr/bin/chromium")
 CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,10 +28,10 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 HOSTILE = "[Click here](https://evil.example/login) <img src=x onerror=alert(1)> **bold** www.evil.example."
 LONG_REPORT = " ".join(f"Finding number {i} shows a small nodule in segment {i % 9} of the lung." for i in range(17))
-E2E_REPORTS = list(synthetic_bundle.REPORTS)
+E2E_REPORTS = list(APP_CASES.reports)
 E2E_REPORTS[4] = HOSTILE
 E2E_REPORTS[6] = LONG_REPORT
-E2E_LABELS = [lab.replace("|", ";") for lab in synthetic_bundle.LABELS]
+E2E_LABELS = [lab.replace("|", ";") for lab in APP_CASES.labels]
 E2E_LABELS[6] += ";Pleural effusion with adjacent compressive atelectasis"  # a long value: a wide Map tooltip
 
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import LONG_REPORT, card_ids, main, open_app, search, settle
-from tests.helpers import synthetic_bundle
+from tests.helpers.synthetic import draw_image
 
 pytestmark = pytest.mark.browser
 
@@ -102,7 +102,7 @@ def test_ground_this_case_carries_the_query(page, app_server) -> None:
 def test_upload_searches_and_is_kept_for_the_session(page, app_server, tmp_path) -> None:
     url, _ = app_server
     upload = tmp_path / "upload.png"
-    synthetic_bundle.draw_image(99, 120, 100).save(upload)
+    draw_image(99, 120, 100).save(upload)
     open_app(page, url, expect_text="Type a query")
     main(page).locator('[data-testid="stButtonGroup"]').get_by_text("Image", exact=True).click()
     page.locator('input[type="file"]').set_input_files(str(upload))

@@ -124,6 +124,7 @@ def test_misspecified_corpus_fails_fast(tmp_path: Path, capsys: pytest.CaptureFi
     assert not BuildArea(tmp_path / "b").chunks.committed()
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_user_error_has_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "cxr_explorer", "build", str(tmp_path / "nope.csv"), "--out",
                            str(tmp_path / "b"), "--model", "tiny-random"], capture_output=True, text=True, timeout=120)

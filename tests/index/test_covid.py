@@ -11,20 +11,22 @@ import pytest
 from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from cxr_explorer.cli import main
+from tests.helpers.paths import COVID_CORPUS
 
 LIMIT = 200
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "covid_chestxray"
 pytestmark = [
     pytest.mark.shared_data,
-    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared corpus not found at {SHARED} (../shared/data relative "
-                       "to the repo root); this test needs the covid_chestxray corpus"),
+    pytest.mark.slow,  # builds the first 200 items of the covid corpus
+    pytest.mark.skipif(not COVID_CORPUS.is_dir(),
+                       reason=f"shared corpus not found at {COVID_CORPUS} (../shared/data relative to the repo root); "
+                       "this test needs the covid_chestxray corpus"),
 ]
 
 
 @pytest.fixture(scope="module")
 def covid_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("covid") / "bundle"
-    assert main(["build", str(SHARED), "--out", str(out), "--model", "tiny-random", "--progress", "none",
+    assert main(["build", str(COVID_CORPUS), "--out", str(out), "--model", "tiny-random", "--progress", "none",
                  "--limit", str(LIMIT)]) == 0
     return out
 

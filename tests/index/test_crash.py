@@ -15,9 +15,11 @@ from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from cxr_explorer.cli import main
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
+from tests.helpers.paths import REPO
 from tests.helpers.processes import alive, children
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test runs a build in a fresh process and kills it
+
 FLAGS = ["--model", "tiny-random", "--chunk-size", "2", "--workers", "0", "--threads", "1", "--precision", "fp32",
          "--progress", "none"]
 

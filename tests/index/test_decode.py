@@ -48,6 +48,7 @@ def crashy(t: DecodeTask) -> Decoded | Failed:
     return decode_one(t)
 
 
+@pytest.mark.slow  # starts decode worker processes (and restarts crashed ones)
 def test_pool_keeps_order_and_survives_a_crash(tmp_path: Path) -> None:
     names = ["crash0.png", "a.png", "b.png", "crash1.png", "c.png", "d.png", "e.png"]
     for k, name in enumerate(names):
@@ -85,6 +86,7 @@ def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest
     assert sys.modules["__main__"] is fake_main
 
 
+@pytest.mark.slow  # starts decode worker processes (and restarts crashed ones)
 def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cxr_explorer.index.decode as decode
 

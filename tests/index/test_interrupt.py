@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
 
 
 def _group_alive(pgid: int) -> bool:
@@ -24,6 +25,7 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # a build in a fresh process, interrupted
 def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -31,7 +33,7 @@ def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path: Path) -> None:
     for k in range(400):  # not blank (blank images are skipped at once and the build ends before the Ctrl-C)
         Image.fromarray(((ramp + k) % 251).astype(np.uint8)).save(corpus / f"x{k:03d}.png")
     proc = subprocess.Popen([sys.executable, "-m", "cxr_explorer", "build", str(corpus), "--out", str(tmp_path / "b"),
-                             "--model", "tiny-random", "--workers", "2", "--progress", "log"], cwd=ROOT,
+                             "--model", "tiny-random", "--workers", "2", "--progress", "log"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     lines = []

@@ -19,7 +19,7 @@ import pytest
 from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation><meta type="rr"/><uId id="CXR{n}"/>
@@ -90,6 +90,7 @@ def test_fetch_failure_is_a_clear_error(tmp_path: Path) -> None:
         fetch_openi(tmp_path, max_images=2, base_url="http://127.0.0.1:9", timeout=2)
 
 
+@pytest.mark.slow  # downloads from the local server and builds
 def test_demo_command_builds_a_bundle(openi_server: str, tmp_path: Path) -> None:
     pytest.importorskip("cxr_explorer.commands.build")
     from cxr_explorer.cli import main
@@ -112,7 +113,7 @@ def test_demo_offline_without_weights_says_how(tmp_path: Path, capsys: pytest.Ca
 def _demo_without_network(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``cxr-explorer demo`` in a fresh process whose hub and Open-i hosts are a closed local port."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "cxr_explorer", "demo", "--no-app", "--cache-dir",
                            str(tmp_path / "cache"), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)

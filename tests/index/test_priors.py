@@ -30,11 +30,9 @@ from cxr_explorer.retrieval.temporal.compare import compare_case, compare_images
 from cxr_explorer.retrieval.temporal.interval import CLASSES, FINDINGS, encode_pair, interval_change
 
 from cxr_explorer.cli import main
+from tests.helpers.paths import COVID_CORPUS, REPO
 from tests.helpers.seeded_models import real_size_model
 from tests.helpers.synthetic import draw_image
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "covid_chestxray"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=1)
@@ -106,6 +104,7 @@ def pairs_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bundle"
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_build_stores_fused_embeddings_and_reasons(pairs_bundle: Path) -> None:
     opened = Bundle.open(pairs_bundle)
     section = opened.manifest["temporal"]
@@ -127,12 +126,14 @@ def test_build_stores_fused_embeddings_and_reasons(pairs_bundle: Path) -> None:
     assert np.abs(records.embedding("a2") - single[1]).max() > 1e-4  # fused differs from the single-image one
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_timeline_follows_prior_links(pairs_bundle: Path) -> None:
     engine = Engine.open(pairs_bundle, model=tiny_t())
     assert timeline(engine, "a5") == ["a0", "a2", "a5", "a5b"]
     assert timeline(engine, "c0") == ["c0"]
 
 
+@pytest.mark.slow  # a build in a fresh process, killed, then run again
 def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path) -> None:
     """A build killed (a real SIGKILL) after its first temporal chunk: nothing is installed, and the same command
     embeds only the other pairs, each once, with the vectors of an uninterrupted build."""
@@ -160,6 +161,7 @@ def test_temporal_stage_resumes_exactly_once(pairs_bundle: Path, tmp_path: Path)
         np.testing.assert_allclose(ea, eb, atol=1e-5)
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_compare_case_and_uploads_agree(pairs_bundle: Path) -> None:
     engine = Engine.open(pairs_bundle, model=tiny_t())
     root = pairs_bundle.parent / "c"
@@ -193,6 +195,7 @@ def test_interval_scores_average_unnormalised_prompts() -> None:
         assert change.scores[cls] == pytest.approx(direct, abs=1e-6)
 
 
+@pytest.mark.slow  # reads the BioViL-T pairs bundle, built once per module
 def test_cli_search_with_prior(pairs_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = pairs_bundle.parent / "c"
     assert main(["search", str(pairs_bundle), "--image", str(root / "a5.png"), "--prior", str(root / "a2.png"),
@@ -205,6 +208,7 @@ def test_cli_search_with_prior(pairs_bundle: Path, capsys: pytest.CaptureFixture
     assert main(["search", str(pairs_bundle), "--text", "effusion", "--prior", str(root / "a2.png")]) != 0
 
 
+@pytest.mark.slow  # a build with a decode worker process
 def test_single_image_model_has_no_temporal_path(tmp_path: Path) -> None:
     csv = _write_corpus(tmp_path / "c")
     out = tmp_path / "b"
@@ -218,14 +222,15 @@ def test_single_image_model_has_no_temporal_path(tmp_path: Path) -> None:
         compare_images(engine, tmp_path / "c" / "a2.png", tmp_path / "c" / "a0.png")
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
+@pytest.mark.shared_data
+@pytest.mark.skipif(not COVID_CORPUS.is_dir(), reason=f"../shared/data is absent ({COVID_CORPUS})")
 def test_covid_pairs_found_by_patient_and_day() -> None:
     """Preset pairing on the real covid corpus (no build): 164 patients with 2+ images."""
-    corpus = read_corpus(SHARED)
+    corpus = read_corpus(COVID_CORPUS)
     links = find_priors(corpus, PriorOptions(preset="covid_chestxray"))
     by = pd.Series([v.status for v in links.values()]).value_counts().to_dict()
     assert by["paired"] > 150 and by["bad-order"] > 0 and set(by) <= {"paired", "no-prior", "bad-order"}
-    meta = pd.read_csv(SHARED / "reports.csv", dtype=str, keep_default_na=False).set_index("image_id")
+    meta = pd.read_csv(COVID_CORPUS / "reports.csv", dtype=str, keep_default_na=False).set_index("image_id")
     for link in [v for v in links.values() if v.status == "paired"][:50]:
         cur, prior = meta.loc[link.id], meta.loc[link.prior_id]
         assert cur["patient_id"] == prior["patient_id"]
@@ -235,17 +240,18 @@ def test_covid_pairs_found_by_patient_and_day() -> None:
 def _two_covid_patients(csv_path: Path) -> pd.DataFrame:
     """The covid rows of the first two patients with two or more dated studies, written to ``csv_path`` with
     absolute image paths (the rows are returned)."""
-    table = pd.read_csv(SHARED / "reports.csv", dtype=str, keep_default_na=False)
+    table = pd.read_csv(COVID_CORPUS / "reports.csv", dtype=str, keep_default_na=False)
     days = table["study_id"].str.extract(r"_d(\d+)$")[0]
     ok = table[days.notna()]
     patients = ok.groupby("patient_id")["study_id"].nunique().loc[lambda n: n >= 2].index[:2]
     subset = ok[ok["patient_id"].isin(patients)].copy()
-    subset["image_file"] = [str(SHARED / f) for f in subset["image_file"]]
+    subset["image_file"] = [str(COVID_CORPUS / f) for f in subset["image_file"]]
     subset.to_csv(csv_path, index=False)
     return subset
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
+@pytest.mark.shared_data
+@pytest.mark.skipif(not COVID_CORPUS.is_dir(), reason=f"../shared/data is absent ({COVID_CORPUS})")
 def test_covid_subset_build_with_preset_priors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`build --preset covid_chestxray --priors auto` on two real patients (tiny-random-t): pairs by patient + day."""
     subset = _two_covid_patients(tmp_path / "reports.csv")
@@ -283,7 +289,8 @@ def test_mimic_preset_orders_by_study_date_and_time(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/data is absent ({SHARED})")
+@pytest.mark.shared_data
+@pytest.mark.skipif(not COVID_CORPUS.is_dir(), reason=f"../shared/data is absent ({COVID_CORPUS})")
 def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
     """Two real covid patients through the build with priors found by patient and day, on the real-size BioViL-T
     architecture (seeded weights: real shapes, 448 px crops, the temporal ViT pooler): every stored fused embedding

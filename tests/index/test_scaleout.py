@@ -17,10 +17,10 @@ from cxr_explorer.index.runner import BuildConfig
 from cxr_explorer.retrieval.bundle import store
 
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
-
+@pytest.mark.slow  # shard builds in fresh processes under the fake sbatch
 def test_slurm_array_and_merge_under_fake_sbatch(tmp_path: Path, build) -> None:
     corpus = write_good_csv(tmp_path, 10)
     build(corpus, tmp_path / "single", precision="fp32")
@@ -40,6 +40,7 @@ def test_slurm_array_and_merge_under_fake_sbatch(tmp_path: Path, build) -> None:
     assert_same_bundle(tmp_path / "single", tmp_path / "bundles" / "all")
 
 
+@pytest.mark.slow  # shard builds in fresh processes under the fake sbatch
 def test_fake_sbatch_refuses_a_merge_after_a_failed_shard(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -71,6 +72,7 @@ def _kill_one_shard_worker(out: Path, stop: threading.Event, killed: list[int]) 
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # starts Ray and kills one of its workers
 def test_ray_runner_survives_a_killed_worker(tmp_path: Path, build) -> None:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements-dev.txt)")
     from cxr_explorer.index.ray_runner import run_ray_build, shard_dir

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.engine.engine import Engine
 
 from cxr_explorer.cli import main
 from tests.helpers.corpora import write_good_csv
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--model", "tiny-random", "--workers", "0", "--threads", "1", "--progress", "none"]
 
 
@@ -26,6 +27,7 @@ def _answers(engine: Engine) -> tuple[list[tuple[str, float]], np.ndarray, list[
             np.array(b.patches(), np.float32))
 
 
+@pytest.mark.slow  # an append in a fresh process
 def test_an_open_engine_keeps_its_version_during_a_concurrent_append(tmp_path: Path, build, tiny_model) -> None:
     first = write_good_csv(tmp_path, 4, "first.csv")
     out = tmp_path / "b"

@@ -88,6 +88,7 @@ def test_inputs_cover_large_high_bit_depth_downscaling() -> None:
     assert large and set(large) & set(META["float64_images"])
 
 
+@pytest.mark.slow  # seeds the text model before it tokenises
 def test_tokenisation_matches_reference() -> None:
     _, tok = text_parts()
     ids, mask = tok(META["phrases"])
@@ -98,6 +99,7 @@ def test_tokenisation_matches_reference() -> None:
     assert np.array_equal(mask.numpy(), FIX["text/extra_attention_mask"])
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 def test_text_embeddings_match_reference() -> None:
     model = vl_model("biovil")
     assert maxdiff(model.embed_texts(META["phrases"]), FIX["text/embeddings"]) <= ATOL
@@ -106,6 +108,7 @@ def test_text_embeddings_match_reference() -> None:
                    FIX["text/positive_embeddings_unnorm"]) <= ATOL
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 @pytest.mark.parametrize("key", list(MODELS))
 @pytest.mark.parametrize("image_name", META["images"])
 def test_image_outputs_match_reference(key: str, image_name: str) -> None:
@@ -128,6 +131,7 @@ def test_image_outputs_match_reference(key: str, image_name: str) -> None:
     assert abs(global_prompt_score(emb.global_emb[0], neg) - float(FIX[f"{prefix}/score_neg"])) <= ATOL
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 @pytest.mark.parametrize("key", list(MODELS))
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
 def test_similarity_map_matches_reference(key: str, interpolation: str) -> None:
@@ -173,6 +177,7 @@ def _temporal_forward(image: ImageModel, cur: torch.Tensor, prior: torch.Tensor)
     return out.global_emb[0], out.patches[0], captured[0][0]
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 @pytest.mark.parametrize(("current", "prior"), PAIRS)
 def test_temporal_outputs_match_reference(current: str, prior: str) -> None:
     """BioViL-T with a prior image: the product path (``VLModel.encode_images(x, previous)``) and the pooler itself."""
@@ -196,6 +201,7 @@ def image_model_f64(key: str) -> ImageModel:
     return image.double().eval()
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 @pytest.mark.parametrize(("current", "prior"), PAIRS)
 def test_temporal_outputs_match_reference_in_float64(current: str, prior: str) -> None:
     """Both sides in float64 (same weights, same inputs): agreement to 1e-10 proves the maths identical."""
@@ -208,6 +214,7 @@ def test_temporal_outputs_match_reference_in_float64(current: str, prior: str) -
     assert maxdiff(patches, FIX[f"{p}/patch_f64"]) <= ATOL_F64
 
 
+@pytest.mark.slow  # real-size seeded model forwards
 @pytest.mark.parametrize("key", list(MODELS))
 @pytest.mark.parametrize("image_name", META["float64_images"])
 def test_single_image_outputs_match_reference_in_float64(key: str, image_name: str) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import cxr_explorer
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {"app", "page"}  # Streamlit scripts (webapp/app.py, views/*/page.py): they draw when imported
 IMPORT_ALL = f"""
 import importlib, pkgutil, sys, cxr_explorer
@@ -32,23 +32,23 @@ print(len(names))
 
 
 def package_dirs() -> dict[str, str]:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     return dict(config["tool"]["setuptools"]["package-dir"])
 
 
 def tracked(pattern: str = "*") -> set[str]:
-    out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["git", "ls-files", pattern], cwd=REPO, capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
 
 def test_no_symlinks_are_tracked() -> None:
-    modes = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    modes = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     links = [line.split()[-1] for line in modes.splitlines() if line.startswith("120000")]
     assert links == []
 
 
 def test_the_version_is_written_once() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cxr_explorer.__version__"}
 
@@ -58,15 +58,15 @@ def test_every_package_folder_is_mapped() -> None:
     assert mapping == {"cxr_explorer": "cxr_explorer", "cxr_explorer.retrieval": "retrieval",
                        "cxr_explorer.index": "index", "cxr_explorer.webapp": "webapp"}
     for folder in mapping.values():
-        for sub in (ROOT / folder).rglob("*"):
+        for sub in (REPO / folder).rglob("*"):
             if sub.is_dir() and sub.name != "__pycache__" and any(sub.glob("*.py")):
-                assert (sub / "__init__.py").is_file(), f"{sub.relative_to(ROOT)} lacks __init__.py"
+                assert (sub / "__init__.py").is_file(), f"{sub.relative_to(REPO)} lacks __init__.py"
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], check=True,
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], check=True,
                    capture_output=True, cwd=out)
     return out
 

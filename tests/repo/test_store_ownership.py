@@ -10,8 +10,9 @@ from pathlib import Path
 
 from cxr_explorer.retrieval.bundle.store import names
 
-ROOT = Path(__file__).resolve().parents[2]
-OWNER = ROOT / "retrieval" / "bundle" / "store"
+from tests.helpers.paths import REPO
+
+OWNER = REPO / "retrieval" / "bundle" / "store"
 FORMAT_TESTS = {"tests/retrieval/bundle/test_bundle.py",
                 "tests/retrieval/bundle/test_versions.py", "tests/repo/test_store_ownership.py"}
 GENERIC = {names.TEMPORAL_DIR}  # also a manifest key and an everyday word: its files are named instead
@@ -55,8 +56,8 @@ def offenders(path: Path, owned: set[str]) -> list[str]:
 def python_files() -> list[Path]:
     files = []
     for top in ("retrieval", "index", "webapp", "cxr_explorer", "benchmarks", "tests", "scripts"):
-        for path in (ROOT / top).rglob("*.py"):
-            rel = str(path.relative_to(ROOT))
+        for path in (REPO / top).rglob("*.py"):
+            rel = str(path.relative_to(REPO))
             if OWNER in path.parents or rel in FORMAT_TESTS:
                 continue
             files.append(path)

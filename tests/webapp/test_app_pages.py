@@ -14,15 +14,17 @@ import pytest
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import APP_SCRIPT
+from tests.helpers.synthetic import draw_image, tiny_model
 
-APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
+APP = str(APP_SCRIPT)
 TIMEOUT = 120
 
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_bundle.build(tmp_path_factory.mktemp("webapp"))
+    return model_bundle(tmp_path_factory.mktemp("webapp"), tiny_model(), APP_CASES)
 
 
 @pytest.fixture()
@@ -66,7 +68,7 @@ def search_text(at: AppTest, query: str) -> AppTest:
 
 def png(size: tuple[int, int] = (90, 100), seed: int = 5) -> bytes:
     buf = io.BytesIO()
-    synthetic_bundle.draw_image(seed, *size).save(buf, format="PNG")
+    draw_image(seed, *size).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -164,6 +166,7 @@ def test_image_upload_search_and_bad_upload(env) -> None:
     assert at.error and not card_titles(at)
 
 
+@pytest.mark.slow  # phrase, report and zero-shot groundings through the page
 def test_grounding_page_phrases_report_zero_shot(env) -> None:
     at = start("grounding")
     assert any("global similarity" in m for m in texts(at.text))

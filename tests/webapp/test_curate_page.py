@@ -11,14 +11,17 @@ from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import curate_bundle, synthetic_bundle
+from tests.helpers import curate_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import APP_SCRIPT
+from tests.helpers.synthetic import tiny_model
 
-APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
+APP = str(APP_SCRIPT)
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_bundle.build(tmp_path_factory.mktemp("curate_page"))
+    return model_bundle(tmp_path_factory.mktemp("curate_page"), tiny_model(), APP_CASES)
 
 
 @pytest.fixture()

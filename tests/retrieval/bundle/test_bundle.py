@@ -12,47 +12,12 @@ import pandas as pd
 import pytest
 from cxr_explorer.retrieval.bundle.reader import FORMAT_VERSION, Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, versions
-from cxr_explorer.retrieval.bundle.writer import build_index, write_bundle, write_version
+from cxr_explorer.retrieval.bundle.writer import build_index, write_version
 from PIL import Image
 
-D, GRID = 128, (3, 3)
-IDENTITY = {"name": "tiny-random", "revision": None, "image_md5": None, "verified": False}
+from tests.helpers.bundles import DIM, GRID, IDENTITY, random_arrays, unit_vectors, write_test_bundle
 
-
-def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    x = rng.normal(size=shape).astype(np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def jpeg(value: int) -> bytes:
-    buf = pyio.BytesIO()
-    Image.new("L", (8, 6), value).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def make_arrays(n: int = 5, seed: int = 0, prefix: str = "img") -> dict:
-    rng = np.random.default_rng(seed)
-    reports = ["No effusion. Heart normal." if i % 2 == 0 else "" for i in range(n)]
-    sentences = pd.DataFrame([(i, s) for i, r in enumerate(reports) if r for s in ("No effusion.", "Heart normal.")],
-                             columns=["row", "text"])
-    report_rows = np.array([i for i, r in enumerate(reports) if r], np.int64)
-    meta = pd.DataFrame({"id": [f"{prefix}{i}" for i in range(n)],
-                         "path": [f"images/{prefix}{i}.png" for i in range(n)],
-                         "report": reports, "view": [["PA", "AP"][i % 2] for i in range(n)],
-                         "age": [30 + i for i in range(n)]})
-    return dict(metadata=meta, sentences=sentences, image_emb=unit(rng, n, D),
-                report_emb=unit(rng, len(report_rows), D),
-                report_rows=report_rows, sentence_emb=unit(rng, len(sentences), D),
-                patches=unit(rng, n, *GRID, D).astype(np.float16), thumbnails=[jpeg(10 * i) for i in range(n)],
-                skipped=[{"id": "bad", "path": "images/bad.png", "reason": "corrupt", "detail": "cannot decode"}])
-
-
-def write(root: Path, **kw) -> Path:
-    arrays = make_arrays()
-    arrays.update(kw)
-    return write_bundle(root, identity=IDENTITY, spec={"name": "tiny-random"},
-                        preprocessing={"resize": 512, "crop": 480}, grid_shape=GRID,
-                        build={"command": "cxr-explorer build c.csv --out b"}, **arrays)
+D = DIM
 
 
 def vdir(root: Path) -> Path:
@@ -63,8 +28,8 @@ def vdir(root: Path) -> Path:
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    arrays = make_arrays()
-    b = Bundle.open(write(tmp_path / "b"), expect_model="tiny-random")
+    arrays = random_arrays()
+    b = Bundle.open(write_test_bundle(tmp_path / "b"), expect_model="tiny-random")
     assert b.count == 5 and b.model_name == "tiny-random" and b.grid_shape == GRID
     assert b.preprocessing.crop == 480 and b.metadata_columns == ["view", "age"]
     assert list(b.metadata["id"]) == [f"img{i}" for i in range(5)]
@@ -92,7 +57,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_unknown_id_and_target(tmp_path: Path) -> None:
-    b = Bundle.open(write(tmp_path / "b"))
+    b = Bundle.open(write_test_bundle(tmp_path / "b"))
     with pytest.raises(BundleError, match="nope"):
         b.row_of("nope")
     with pytest.raises(BundleError, match="unknown search target"):
@@ -100,7 +65,7 @@ def test_unknown_id_and_target(tmp_path: Path) -> None:
 
 
 def test_model_mismatch_refused(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     with pytest.raises(BundleError, match=r"built with model 'tiny-random', not 'biovil'.*cxr-explorer build c.csv"):
         Bundle.open(root, expect_model="biovil")
     b = Bundle.open(root)
@@ -110,7 +75,7 @@ def test_model_mismatch_refused(tmp_path: Path) -> None:
 
 
 def test_format_version_refused(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     manifest = json.loads((vdir(root) / "manifest.json").read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     (vdir(root) / "manifest.json").write_text(json.dumps(manifest))
@@ -124,7 +89,7 @@ def test_missing_unfinished_and_damaged(tmp_path: Path) -> None:
     (tmp_path / "_build" / "chunks").mkdir(parents=True)
     with pytest.raises(BundleError, match="unfinished"):
         Bundle.open(tmp_path)
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     with open(vdir(root) / "image_emb.npy", "ab") as fh:
         fh.write(b"x")
     with pytest.raises(BundleError, match="damaged bundle .*: image_emb.npy is missing or has the wrong size"):
@@ -132,20 +97,21 @@ def test_missing_unfinished_and_damaged(tmp_path: Path) -> None:
 
 
 def test_no_reports_no_sentences(tmp_path: Path) -> None:
-    arrays = make_arrays(3)
+    arrays = random_arrays(3)
     arrays["metadata"]["report"] = ""
     empty = np.zeros((0, D), np.float32)
-    root = write(tmp_path / "b", metadata=arrays["metadata"], sentences=pd.DataFrame({"row": [], "text": []}),
-                 image_emb=arrays["image_emb"], patches=arrays["patches"], thumbnails=arrays["thumbnails"],
-                 report_emb=empty, report_rows=np.zeros(0, np.int64), sentence_emb=empty, skipped=[])
+    root = write_test_bundle(tmp_path / "b", metadata=arrays["metadata"],
+                             sentences=pd.DataFrame({"row": [], "text": []}), image_emb=arrays["image_emb"],
+                             patches=arrays["patches"], thumbnails=arrays["thumbnails"], report_emb=empty,
+                             report_rows=np.zeros(0, np.int64), sentence_emb=empty, skipped=[])
     b = Bundle.open(root)
     assert b.count == 3 and len(b.ids("reports")) == 0 and b.index("sentences").ntotal == 0
-    assert b.index("reports").search(unit(np.random.default_rng(0), 1, D), 3)[1].tolist() == [[-1, -1, -1]]
+    assert b.index("reports").search(unit_vectors(np.random.default_rng(0), 1, D), 3)[1].tolist() == [[-1, -1, -1]]
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_build_index_finds_itself(kind: str) -> None:
-    x = unit(np.random.default_rng(1), 400, D)
+    x = unit_vectors(np.random.default_rng(1), 400, D)
     index, info = build_index(x, kind, use_gpu=False)
     assert info["type"] == kind and info["count"] == 400
     if kind == "ivf":
@@ -162,7 +128,7 @@ def test_build_index_bad_type() -> None:
 def test_write_version_offsets(tmp_path: Path) -> None:
     parts = []
     for k in range(2):
-        a = make_arrays(5, seed=k, prefix=f"p{k}-")
+        a = random_arrays(5, seed=k, prefix=f"p{k}-")
         meta = a["metadata"].assign(image_abspath="/x", sentences=[[]] * 5)
         parts.append(Part(metadata=meta, image_emb=a["image_emb"], patches=a["patches"], thumbnails=a["thumbnails"],
                           report_emb=a["report_emb"], report_rows=a["report_rows"], sentence_emb=a["sentence_emb"],
@@ -197,14 +163,14 @@ def _flip_byte(path: Path, at: int) -> None:
 @pytest.mark.parametrize("name", ["images.faiss", "image_emb.npy", "metadata.parquet", "report_rows.npy"])
 def test_a_flipped_byte_is_refused_on_open(tmp_path: Path, name: str) -> None:
     """Same size, other bytes: the open-time checksum names the file instead of ranking corrupted vectors."""
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     _flip_byte(vdir(root) / name, (vdir(root) / name).stat().st_size // 2)
     with pytest.raises(BundleError, match=f"damaged bundle .*: {name} differs from its checksum in the manifest"):
         Bundle.open(root)
 
 
 def test_a_manifest_without_required_keys_is_one_line(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     manifest = json.loads((vdir(root) / "manifest.json").read_text())
     del manifest["model"], manifest["count"]
     (vdir(root) / "manifest.json").write_text(json.dumps(manifest))
@@ -220,7 +186,7 @@ def test_damaged_headers_of_large_files_fail_in_one_line_when_read(tmp_path: Pat
     """Files above the open-time checksum size are read lazily: a damaged header is a BundleError naming the
     file and ``info --verify``, not a FAISS/numpy/arrow traceback."""
     monkeypatch.setattr("cxr_explorer.retrieval.bundle.reader.QUICK_VERIFY_BYTES", 0)
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     for at in range(0, 8):
         _flip_byte(vdir(root) / name, at)
     bundle = Bundle.open(root)

@@ -16,11 +16,12 @@ from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, names
 from cxr_explorer.retrieval.bundle.writer import DERIVED, Derived, write_version
 
-from tests.retrieval.bundle.test_bundle import GRID, IDENTITY, make_arrays, vdir
+from tests.helpers.bundles import GRID, IDENTITY, random_arrays
+from tests.retrieval.bundle.test_bundle import vdir
 
 
 def _part(n: int = 5) -> Part:
-    a = make_arrays(n)
+    a = random_arrays(n)
     meta = a["metadata"].assign(image_abspath="/x", sentences=[[]] * n,
                                 labels=["Edema|Effusion" if i % 2 else "Edema" for i in range(n)])
     return Part(metadata=meta, image_emb=a["image_emb"], patches=a["patches"], thumbnails=a["thumbnails"],
@@ -63,7 +64,7 @@ def test_a_jobs_own_step_is_installed_checksummed_and_verified(tmp_path: Path) -
 
 
 def test_parts_are_built_by_keyword_only() -> None:
-    a = make_arrays(1)
+    a = random_arrays(1)
     with pytest.raises(TypeError):
         Part(a["metadata"], a["image_emb"], a["patches"], a["thumbnails"], a["report_emb"],  # type: ignore[misc]
              a["report_rows"], a["sentence_emb"], a["sentences"])

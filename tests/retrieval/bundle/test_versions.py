@@ -16,18 +16,17 @@ from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import WriterBusyError, WriterLock, versions
 
-from tests.retrieval.bundle.test_bundle import make_arrays, write
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers.bundles import random_arrays, write_test_bundle
+from tests.helpers.paths import REPO
 
 
 def test_a_reader_keeps_its_version_while_a_newer_one_is_installed(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     old = Bundle.open(root)
     v1 = (old.vectors("images").copy(), old.metadata["id"].tolist(), np.asarray(old.patches()).copy())
     assert old.version == 1 and not old.newer_version_available()
-    new_arrays = make_arrays(7, seed=3, prefix="new")
-    write(root, **new_arrays)  # version 2 while version 1 is held
+    new_arrays = random_arrays(7, seed=3, prefix="new")
+    write_test_bundle(root, **new_arrays)  # version 2 while version 1 is held
     assert old.newer_version_available() and store.current_version(root) == 2
     assert versions.listed(root) == [1, 2], "a held version must not be removed"
     np.testing.assert_array_equal(old.vectors("images"), v1[0])  # still version 1, every file of it
@@ -45,7 +44,7 @@ def test_a_reader_keeps_its_version_while_a_newer_one_is_installed(tmp_path: Pat
 
 
 def test_an_orphan_newer_than_current_is_never_read_and_is_removed(tmp_path: Path) -> None:
-    root = write(tmp_path / "b")
+    root = write_test_bundle(tmp_path / "b")
     orphan = versions.folder_of(root, 2)
     orphan.mkdir()
     (orphan / "manifest.json").write_text(json.dumps({"format": "garbage"}))
@@ -54,10 +53,11 @@ def test_an_orphan_newer_than_current_is_never_read_and_is_removed(tmp_path: Pat
     with WriterLock(root):
         pass
     assert versions.listed(root) == [1]
-    write(root)
+    write_test_bundle(root)
     assert versions.listed(root) == [2] and store.current_version(root) == 2
 
 
+@pytest.mark.slow  # a fresh Python process holds the lock
 def test_a_second_writer_is_refused_naming_the_first(tmp_path: Path) -> None:
     root = tmp_path / "b"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "

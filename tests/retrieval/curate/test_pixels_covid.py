@@ -12,12 +12,13 @@ from cxr_explorer.retrieval.curate.pixels import PixelConfig, features, hints
 from PIL import Image
 
 from tests.helpers.curate_faults import plant_images
+from tests.helpers.paths import COVID_CORPUS
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "covid_chestxray"
 pytestmark = [
     pytest.mark.shared_data,
-    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared corpus not found at {SHARED} (../shared/data relative "
-                       "to the repo root); this test needs the covid_chestxray corpus"),
+    pytest.mark.skipif(not COVID_CORPUS.is_dir(),
+                       reason=f"shared corpus not found at {COVID_CORPUS} (../shared/data relative to the repo root); "
+                       "this test needs the covid_chestxray corpus"),
 ]
 EXPECTED = {"rotated": "rotated 90 degrees?", "upside-down": "upside down?", "inverted": "inverted intensities?",
             "blank": "mostly blank"}
@@ -30,8 +31,8 @@ def _thumb_features(path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_planted_pixel_faults_on_real_frontal_images(tmp_path: Path) -> None:
-    meta = pd.read_csv(SHARED / "reports.csv")
-    frontal = [SHARED / f for f in meta.loc[meta["view"] == "PA", "image_file"]]
+    meta = pd.read_csv(COVID_CORPUS / "reports.csv")
+    frontal = [COVID_CORPUS / f for f in meta.loc[meta["view"] == "PA", "image_file"]]
     clean = [f for f in frontal if not hints(_thumb_features(f), PixelConfig(), None)][:5]
     assert len(clean) == 5
     kinds = plant_images(clean, tmp_path)

@@ -23,7 +23,8 @@ from cxr_explorer.retrieval.curate.review import (
     review_dir,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers.paths import REPO
+
 WRITER = """
 import sys
 from cxr_explorer.retrieval.curate.review import ReviewLog
@@ -65,6 +66,7 @@ def test_bad_curator_and_decision(tmp_path: Path) -> None:
         ReviewLog(tmp_path, "ana").append("labels", "a", "delete")
 
 
+@pytest.mark.slow  # two fresh Python processes
 def test_two_concurrent_sessions_lose_no_decision(tmp_path: Path) -> None:
     """Two processes of the same curator append to the same file at once: every decision is there, intact."""
     procs = [_writer(tmp_path, "ana", s, 300) for s in ("s1", "s2")]

@@ -1,7 +1,6 @@
-"""Tests for :mod:`retrieval.engine.engine` on the small engine bundle of :mod:`tests.helpers.engine_bundle` (PLANTED
-image
-vectors, row 6 a near-copy of row 0) and the ``tiny-random`` model. Search maths only depends on stored vectors, so
-ranking assertions stay exact. The grounder alone is tested in ``test_grounder.py``."""
+"""Tests for :mod:`retrieval.engine.engine` on the small engine bundle (:data:`tests.helpers.bundles.ENGINE_CASES`:
+PLANTED image vectors, row 6 a near-copy of row 0) and the ``tiny-random`` model. Search maths only depends on stored
+vectors, so ranking assertions stay exact. The grounder alone is tested in ``test_grounder.py``."""
 
 from __future__ import annotations
 
@@ -23,8 +22,10 @@ from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 from cxr_explorer.retrieval.models import VLModel
 from PIL import Image
 
-from tests.helpers.engine_bundle import REPORTS, SIZES, build_test_bundle
+from tests.helpers.bundles import ENGINE_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model
+
+REPORTS, SIZES = ENGINE_CASES.reports, ENGINE_CASES.sizes
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_ground_case_matches_similarity_map(engine: Engine) -> None:
 
 
 def test_ground_case_reads_size_from_file_without_metadata(tmp_path: Path) -> None:
-    eng = Engine.open(build_test_bundle(tmp_path, tiny_model(), sizes_in_metadata=False), model=tiny_model())
+    eng = Engine.open(model_bundle(tmp_path, tiny_model(), ENGINE_CASES, sizes_in_metadata=False), model=tiny_model())
     assert eng.grounder.ground_case(1, "effusion").map.shape == (SIZES[1][1], SIZES[1][0])
     case = eng.case("case1")
     assert (case.width, case.height) == SIZES[1] and case.sentences == ["Right lower lobe consolidation.",

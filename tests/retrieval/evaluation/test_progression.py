@@ -40,6 +40,7 @@ def test_wide_format_and_unknown_labels(tmp_path: Path) -> None:
     assert skipped[0]["reason"] == "unknown-label" and "'maybe'" in skipped[0]["detail"]
 
 
+@pytest.mark.slow  # tiny BioViL-T forwards over 5 image pairs, then the eval command with a bootstrap
 def test_eval_progression_on_known_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = load_model("tiny-random-t", device="cpu")
     encoder = QueryEncoder(model)

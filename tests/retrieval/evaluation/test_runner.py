@@ -3,7 +3,6 @@ test_metrics.py): synthetic maps with hand-computed answers, tiny-random smoke r
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 from cxr_explorer.retrieval.bundle.reader import Bundle
-from cxr_explorer.retrieval.bundle.writer import write_bundle
 from cxr_explorer.retrieval.evaluation import datasets, runner
 from PIL import Image
 
 from cxr_explorer.cli import main
+from tests.helpers.bundles import jpeg, write_test_bundle
 
 D_EMB = 128
 
@@ -174,12 +173,6 @@ def test_labels_reader_rules(tmp_path: Path) -> None:
         datasets.binarise(pd.Series(["yes"]), None, None)
 
 
-def _jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", (8, 8), 100).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 def _paired_bundle(root: Path, n: int = 12) -> Path:
     rng = np.random.default_rng(0)
     img = rng.normal(size=(n, D_EMB)).astype(np.float32)
@@ -190,11 +183,10 @@ def _paired_bundle(root: Path, n: int = 12) -> Path:
                          "report": [f"report {i}" for i in range(n)],
                          "finding": ["effusion;edema" if i % 3 == 0 else "normal" for i in range(n)]})
     patches = np.zeros((n, 2, 2, D_EMB), np.float16)
-    return write_bundle(root, identity={"name": "tiny-random", "revision": None, "image_md5": None},
-                        spec={"name": "tiny-random"}, preprocessing={"resize": 512, "crop": 480}, grid_shape=(2, 2),
-                        metadata=meta, sentences=pd.DataFrame({"row": [], "text": []}), image_emb=img,
-                        report_emb=rep, report_rows=np.arange(n), sentence_emb=np.zeros((0, D_EMB), np.float32),
-                        patches=patches, thumbnails=[_jpeg()] * n, skipped=[], build={}, index_type="flat")
+    return write_test_bundle(root, grid_shape=(2, 2), build={}, index_type="flat", metadata=meta,
+                             sentences=pd.DataFrame({"row": [], "text": []}), image_emb=img, report_emb=rep,
+                             report_rows=np.arange(n), sentence_emb=np.zeros((0, D_EMB), np.float32),
+                             patches=patches, thumbnails=[jpeg(100, (8, 8))] * n, skipped=[])
 
 
 def test_retrieval_paired_bundle(tmp_path: Path) -> None:

@@ -15,8 +15,10 @@ from cxr_explorer.retrieval.grounding import maps as grounding
 from cxr_explorer.retrieval.grounding.grounder import Grounder
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 
-from tests.helpers.engine_bundle import SIZES
+from tests.helpers.bundles import ENGINE_CASES
 from tests.helpers.synthetic import tiny_model
+
+SIZES = ENGINE_CASES.sizes
 
 
 def test_grounds_an_image_with_the_encoder_alone(engine_bundle: Path) -> None:

@@ -6,7 +6,6 @@ import importlib.util
 import io
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from cxr_explorer.retrieval.grounding import maps as grounding
 from PIL import Image
 from scipy import ndimage
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.helpers.paths import REPO
 
 
 def _unit(*shape: int, seed: int = 0) -> torch.Tensor:

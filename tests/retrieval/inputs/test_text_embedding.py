@@ -18,7 +18,7 @@ from cxr_explorer.retrieval.inputs.text_embedding import (
 )
 from cxr_explorer.retrieval.models.text_model import TextInputError
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model
 
 LONG = " ".join(f"Finding number {i} shows a small nodule in segment {i % 9} of the lung." for i in range(17))
@@ -78,7 +78,7 @@ def test_curated_prompt_sets_are_the_renormalised_mean() -> None:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    return Engine.open(synthetic_bundle.build(tmp_path_factory.mktemp("long")), model=tiny_model())
+    return Engine.open(model_bundle(tmp_path_factory.mktemp("long"), tiny_model(), APP_CASES), model=tiny_model())
 
 
 def test_engine_embeds_a_600_token_query_as_the_job_does(engine: Engine) -> None:

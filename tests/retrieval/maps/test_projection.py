@@ -12,7 +12,9 @@ import pytest
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.maps import projection
 
-from tests.helpers import synthetic_bundle
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import REPO
+from tests.helpers.synthetic import tiny_model
 
 
 def unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -41,7 +43,7 @@ def test_neighbour_placement_lands_on_a_duplicate() -> None:
 
 
 def test_bundle_stores_projections_in_manifest_and_checksums(tmp_path: Path) -> None:
-    bundle = synthetic_bundle.build(tmp_path)
+    bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
     opened = Bundle.open(bundle)
     manifest = opened.manifest
     assert manifest["projections"]["methods"] == {"images": ["PCA"], "reports": ["PCA"]}  # 8 items: no UMAP
@@ -89,6 +91,7 @@ print(config.CACHE_DIR, coords.shape)
 """
 
 
+@pytest.mark.slow  # a fresh process compiles umap-learn with numba
 def test_map_step_runs_where_numba_has_no_writable_cache_folder(tmp_path: Path) -> None:
     """The container's app user can write neither the virtualenv nor a home folder: ``import umap`` raised there
     (its own ``cache=True`` functions), which stopped the build at its map step. A private temporary folder is used
@@ -96,7 +99,7 @@ def test_map_step_runs_where_numba_has_no_writable_cache_folder(tmp_path: Path) 
     pytest.importorskip("umap")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"TMPDIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", NO_CACHE_FOLDER], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).parents[3])
+                         timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     folder, shape = run.stdout.split()[-3], " ".join(run.stdout.split()[-2:])
     assert Path(folder).parent == tmp_path and Path(folder).name.startswith("cxr-explorer-numba-")

@@ -15,9 +15,8 @@ from cxr_explorer.retrieval.models import build_model, load_model
 from cxr_explorer.retrieval.models.registry import UnknownModelError, get_spec
 from cxr_explorer.retrieval.models.weights import WeightsFormatError, WeightsNotFoundError, read_state_dict
 
+from tests.helpers.paths import REPO
 from tests.helpers.released_layout import small_spec, write_hf_cache, write_repo_dir
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_unknown_model_lists_valid_names() -> None:
@@ -97,12 +96,13 @@ except (WeightsChecksumError, WeightsNotFoundError) as exc:
 
 
 def _run_offline(hf_home: Path, name: str, md5: str) -> dict:
-    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, name, md5], env=env, cwd=ROOT, capture_output=True,
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, name, md5], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> None:
     spec = small_spec()
     snapshot = write_hf_cache(spec, tmp_path / "hf")
@@ -114,6 +114,7 @@ def test_offline_hf_cache_loads_through_the_download_path(tmp_path: Path) -> Non
     assert result["identity"]["revision"] == "v1.1"
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_hf_cache_refuses_wrong_checksum(tmp_path: Path) -> None:
     write_hf_cache(small_spec(), tmp_path / "hf")
     released = get_spec("biovil").image_md5
@@ -123,6 +124,7 @@ def test_offline_hf_cache_refuses_wrong_checksum(tmp_path: Path) -> None:
     assert released in result["message"] and "md5" in result["message"]
 
 
+@pytest.mark.slow  # a fresh Python process loads torch and transformers
 def test_offline_without_cache_says_how_to_get_weights(tmp_path: Path) -> None:
     result = _run_offline(tmp_path / "empty", "biovil", "0" * 32)
     assert result["error"] == "WeightsNotFoundError"
