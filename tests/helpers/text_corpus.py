@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tests.helpers.corpora import png_bytes
+from tests.helpers.paths import REPO
 
 _ANATOMY = ("apex", "hilum", "base", "costophrenic angle", "mediastinum", "hemidiaphragm", "fissure", "lingula")
 _FINDINGS = ("nodule", "opacity", "calcified granuloma", "band of atelectasis", "cavity", "bulla", "scar")
@@ -72,7 +73,7 @@ def stored_vectors(bundle: Path) -> dict[str, np.ndarray]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         arrays: dict[str, Any] = stored_vectors(build_text_bundle(Path(tmp)))
-    np.savez(Path(__file__).resolve().parents[1] / "index" / "text_vectors.npz", **arrays)
+    np.savez(REPO / "tests" / "index" / "text_vectors.npz", **arrays)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ast
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 PRODUCT = ("retrieval", "index", "webapp", "cxr_explorer")
 MAX_SHARE = 0.20
 

@@ -21,12 +21,18 @@ def _notices(at: AppTest) -> list[str]:
     return [str(e.value) for e in at.sidebar.info if str(e.value) == NOTICE]
 
 
-@pytest.mark.slow  # writes the bundle twice and reruns the app
-def test_newer_version_notice_and_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, AppTest]:
+    """A fresh bundle (version 1) and the app run once on it."""
     bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
     monkeypatch.setenv(BUNDLES_ENV, str(bundle))
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
+    return bundle, at
+
+
+@pytest.mark.slow  # writes the bundle twice and reruns the app
+def test_newer_version_notice_and_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle, at = _serve(tmp_path, monkeypatch)
     assert not at.exception and _notices(at) == []
     model_bundle(tmp_path, tiny_model(), APP_CASES)  # version 2 while the app holds version 1
     assert store.current_version(bundle) == 2
@@ -43,10 +49,7 @@ def _legend(at: AppTest) -> str:
 @pytest.mark.slow  # writes the bundle twice and reruns the app
 def test_the_map_shows_the_new_version_after_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cache derived from the engine follows the reload (the Map's points are cached resources)."""
-    bundle = model_bundle(tmp_path, tiny_model(), APP_CASES)
-    monkeypatch.setenv(BUNDLES_ENV, str(bundle))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
+    bundle, at = _serve(tmp_path, monkeypatch)
     at.switch_page("views/map/page.py").run()
     at.selectbox(key="m_colour").set_value("labels").run()
     assert not at.exception and "Zeta finding" not in _legend(at)
