@@ -2,7 +2,7 @@
 
 For each corpus (``../shared/data/iu_xray_reports``, ``covid_chestxray``) the reports are cleaned and planned
 exactly as the index job does (``findings`` + ``impression`` joined, :func:`index.embed._plan`: the report or its
-windows, plus every sentence), then counted three ways: texts asked for (no dedupe), encoder calls with the old
+windows, plus every sentence), then counted three ways: texts asked for (no dedupe), encoder calls with a
 per-chunk exact-text dedupe (chunks of 1,024 items), and encoder calls with :class:`index.text_cache.TextCache`
 (each distinct normalised text once per build). Needs only the tokenizer, no model forward.
 

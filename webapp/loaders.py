@@ -46,7 +46,7 @@ def reload_engine(bundle_dir: str) -> None:
     points and thumbnails, curation tables, comparisons), so the next call opens the bundle's current version. The old
     Engine's bundle is released when the last session using it lets go (it is not closed here: another session may
     still be reading it). Other bundles' engines are reopened on their next use (one model load)."""
-    del bundle_dir  # every cache is cleared: a partial clear left the Map drawing the old version's points
+    del bundle_dir  # every cache is cleared: caches keyed by folder would otherwise keep the held version's data
     st.cache_resource.clear()
     st.cache_data.clear()
 

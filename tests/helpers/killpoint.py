@@ -83,7 +83,7 @@ def _enospc_on(counter: _Counter, real: Callable[..., Any]) -> Callable[..., Any
 def install(step: str, n: int) -> None:
     """Arm ``step`` to fire the ``n``-th time it happens."""
     from cxr_explorer.index import temporal
-    from cxr_explorer.retrieval.bundle import writer as bundle_write
+    from cxr_explorer.retrieval.bundle import writer
     from cxr_explorer.retrieval.bundle.store import build_area, parts, space, versions
 
     if step == "hold":  # after the n-th chunk commit: say so on stdout and wait (holding the writer lock)
@@ -104,7 +104,7 @@ def install(step: str, n: int) -> None:
     elif step == "chunk-commit":  # right after the n-th chunk is renamed into place, before anything else
         _wrap(build_area, "commit_chunk", n, after=_die)
     elif step == "finalise":  # staging: data files written, the n-th FAISS index being built
-        _wrap(bundle_write, "build_index", n, before=lambda *a, **k: _die())
+        _wrap(writer, "build_index", n, before=lambda *a, **k: _die())
     elif step == "install":  # renamed to versions/N, CURRENT not yet flipped
         _wrap(versions, "write_current", n, before=lambda *a, **k: _die())
     elif step == "after-install":  # CURRENT flipped, build area (chunks) not yet retired

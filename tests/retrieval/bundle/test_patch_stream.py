@@ -36,14 +36,14 @@ def test_vectors_stream_into_one_file(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_faiss_index_from_a_memory_map_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxr_explorer.retrieval.bundle import writer as bundle_write
+    from cxr_explorer.retrieval.bundle import writer
 
     x = np.random.default_rng(2).normal(size=(500, 16)).astype(np.float32)
     np.save(tmp_path / "v.npy", x)
-    monkeypatch.setattr(bundle_write, "ADD_BLOCK", 128)
+    monkeypatch.setattr(writer, "ADD_BLOCK", 128)
     for kind in ("flat", "ivf"):
-        mapped, _ = bundle_write.build_index(np.load(tmp_path / "v.npy", mmap_mode="r"), kind, use_gpu=False)
-        whole, _ = bundle_write.build_index(x, kind, use_gpu=False)
+        mapped, _ = writer.build_index(np.load(tmp_path / "v.npy", mmap_mode="r"), kind, use_gpu=False)
+        whole, _ = writer.build_index(x, kind, use_gpu=False)
         assert mapped.ntotal == whole.ntotal == 500
         d1, i1 = mapped.search(x[:20], 5)
         d2, i2 = whole.search(x[:20], 5)

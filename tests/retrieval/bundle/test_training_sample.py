@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cxr_explorer.retrieval.bundle import writer as bundle_write
+from cxr_explorer.retrieval.bundle import writer
 from cxr_explorer.retrieval.bundle.writer import training_sample
 
 
 @pytest.mark.parametrize("size", [7, 64, 500])
 def test_sample_is_the_seeded_rows_in_order_across_blocks(tmp_path: Path, size: int,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bundle_write, "ADD_BLOCK", 10)  # many blocks, some with no sampled row
+    monkeypatch.setattr(writer, "ADD_BLOCK", 10)  # many blocks, some with no sampled row
     x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
     np.save(tmp_path / "v.npy", x)
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
