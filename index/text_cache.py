@@ -106,11 +106,6 @@ class TextCache:
         """Close (and remove) the vector file."""
         self._vectors.close()
 
-    @property
-    def index_bytes(self) -> int:
-        """Bytes of the digest index's sorted arrays (the vectors are on disk)."""
-        return self._index.nbytes
-
     def key(self, text: str) -> bytes:
         """The cache key of ``text``: the 16-byte digest of its normalised form (:func:`normalise`)."""
         return digest(normalise(text, self.lower))
