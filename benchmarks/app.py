@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cxr_explorer.retrieval.bundle.reader import Bundle
-from cxr_explorer.webapp.settings import BUNDLES_ENV
 from PIL import Image, ImageDraw
 
 from benchmarks.common import current_rss_mib, ms_stats
+from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SEARCH_MS, TARGET_GROUND_MS = 300.0, 150.0

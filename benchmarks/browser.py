@@ -308,9 +308,8 @@ def concurrent(results: list[tuple[list[float], int]]) -> dict[str, Any]:
 def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
     """A synthetic ``n_items`` bundle (built here, map coordinates included) and the covid bundle named by
     ``$CXR_EXPLORER_BENCH_COVID`` when set."""
-    from cxr_explorer.retrieval.bundle.store import has_bundle
-
     from benchmarks.app import synthetic_bundle
+    from cxr_explorer.retrieval.bundle.store import has_bundle
 
     out = {f"synthetic-{n_items}": synthetic_bundle(tmp / f"browser-{n_items}", n_items)}
     given = os.environ.get(COVID_BUNDLE_ENV)
@@ -319,8 +318,9 @@ def bundles_for(tmp: Path, n_items: int) -> dict[str, Path]:
 
 def run_browser(bundles: dict[str, Path], repeats: int = 5, sessions: int = 8) -> dict[str, Any]:
     """Per bundle: the action timings, the search cost and the concurrent sessions (module docstring)."""
-    from cxr_explorer.retrieval.bundle.store import read_manifest
     from playwright.sync_api import sync_playwright
+
+    from cxr_explorer.retrieval.bundle.store import read_manifest
 
     if not Path(CHROMIUM).exists():
         return {"status": "skipped", "reason": f"Chromium not found at {CHROMIUM}"}

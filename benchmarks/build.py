@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from cxr_explorer.index.corpus import CorpusOptions
-from cxr_explorer.retrieval.bundle.store import read_manifest
 
 from benchmarks.common import peak_rss_mib
 from benchmarks.sentences import CORPORA
+from cxr_explorer.index.corpus import CorpusOptions
+from cxr_explorer.retrieval.bundle.store import read_manifest
 
 
 def median(xs: list[float]) -> float:

@@ -108,6 +108,7 @@ def realistic_vocab(size: int = 30522) -> OrderedDict[str, int]:
     from collections import Counter
 
     import pandas as pd
+
     from cxr_explorer.retrieval.models.loading import tiny_vocab
 
     base = list(tiny_vocab())

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.common import current_rss_mib
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, knn
 from cxr_explorer.retrieval.curate.evaluate import score_ranking
 from cxr_explorer.retrieval.curate.registry import CheckInputs, checks
-
-from benchmarks.common import current_rss_mib
 from tests.helpers.curate_faults import Planted, plant_images, synthetic_faults
 
 K = 10

@@ -49,10 +49,10 @@ def _faiss_gpu_vs_cpu(n: int, n_queries: int = 200) -> dict[str, Any]:
 def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
     """The bundle's own IVF index (retrieval.bundle.writer.build_index) on the GPU: single-query latency, recall@10."""
     import faiss
-    from cxr_explorer.retrieval.bundle.reader import apply_search_params
-    from cxr_explorer.retrieval.bundle.writer import build_index
 
     from benchmarks.query import recall_at_10
+    from cxr_explorer.retrieval.bundle.reader import apply_search_params
+    from cxr_explorer.retrieval.bundle.writer import build_index
 
     cpu, info = build_index(x, "ivf", use_gpu=False)
     apply_search_params(cpu, info["params"])
@@ -66,9 +66,8 @@ def _ivf_gpu(x: np.ndarray, q: np.ndarray, res: Any) -> dict[str, Any]:
 
 def gpu_build(model: Any, corpus: Path | None, limit: int, tmp: Path) -> dict[str, Any]:
     """Whole-job items/s on the GPU at bf16, batch 64, decode workers = cores - 1 (index.runner.run_build)."""
-    from cxr_explorer.index.runner import cpu_count
-
     from benchmarks.build import whole_job_rate
+    from cxr_explorer.index.runner import cpu_count
 
     if corpus is None or not corpus.is_dir():
         return {"status": "skipped: covid_chestxray absent"}

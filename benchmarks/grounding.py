@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from cxr_explorer.retrieval.grounding.maps import similarity_map
 
 from benchmarks.common import ms_stats, time_calls
+from cxr_explorer.retrieval.grounding.maps import similarity_map
 
 PHRASE = "left basilar consolidation"
 TARGET_SPEEDUP = 30.0

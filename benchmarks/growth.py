@@ -18,11 +18,11 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
-from cxr_explorer.retrieval.bundle.reader import apply_search_params
-from cxr_explorer.retrieval.bundle.store.patch_store import decode_int8, encode_int8
 
 from benchmarks.common import QUERY_PHRASES, current_rss_mib, ms_stats, time_calls
 from benchmarks.query import DIM, clustered_vectors, recall_at_10
+from cxr_explorer.retrieval.bundle.reader import apply_search_params
+from cxr_explorer.retrieval.bundle.store.patch_store import decode_int8, encode_int8
 
 MIMIC_IMAGES = 377_110
 

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from cxr_explorer.retrieval.inputs.text import join_sections, split_sentences
 from scipy.stats import spearmanr
 
 from benchmarks.common import QUERY_PHRASES, seeded_model
+from cxr_explorer.retrieval.inputs.text import join_sections, split_sentences
 
 COVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "covid_chestxray"
 Encoder = Callable[[list[str]], np.ndarray]

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
 from cxr_explorer.retrieval.models.precision import native_bf16, query_precision
 from cxr_explorer.retrieval.models.text_model import TextTokenizer
 

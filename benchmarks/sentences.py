@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from cxr_explorer.index.embed import _plan
 from cxr_explorer.retrieval.inputs.text import join_sections
 from cxr_explorer.retrieval.inputs.text_embedding import normalise

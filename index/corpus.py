@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from cxr_explorer.index.items import Item, ItemTable
 from cxr_explorer.index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
 from cxr_explorer.index.textfiles import TextStats, read_report_file

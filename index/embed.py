@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+
 from cxr_explorer.index.corpus import Item
 from cxr_explorer.index.decode import Decoded, to_model_input
 from cxr_explorer.index.text_cache import TextCache

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.models.precision import Precision, resolve_precision
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from cxr_explorer.index.textfiles import NotUtf8Error, TextStats, read_csv_text, read_report_file
 
 __all__ = ["PRESETS", "CorpusError", "PresetTable", "detect_preset", "load_preset", "read_csv"]

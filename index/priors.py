@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, make_id
 from cxr_explorer.index.presets import CorpusError, load_preset, read_csv
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from cxr_explorer.index.build_state import check_state
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed

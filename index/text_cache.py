@@ -12,9 +12,9 @@ Cache entries never go stale: a vector depends only on the text, the model and t
 change (``index.build_state.SETTINGS_THAT_MATTER``).
 
 Memory: the cache holds 24 bytes per distinct text (a 16-byte digest of the key and its row,
-:mod:`index.text_cache_store`);
-its vectors are in a file in the build's work folder (``_build/text-cache.f32``, rewritten by each run's seeding)
-and read back by row, so a build's memory does not grow with the corpus's distinct sentences.
+:mod:`index.text_cache_store`); its vectors are in a file in the build's work folder (``_build/text-cache.f32``,
+rewritten by each run's seeding) and read back by row, so a build's memory does not grow with the corpus's distinct
+sentences.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cxr_explorer.index.text_cache_store import DigestIndex, VectorFile, digest
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import ChunkStore, Part
@@ -76,9 +77,8 @@ class TextCache:
     """Normalised text -> L2-normalised [D] float32 vector, filled by :meth:`embed` and :meth:`seed`.
 
     Keyed by the 16-byte digest of the normalised text (:class:`index.text_cache_store.DigestIndex`, 24 bytes per
-    distinct
-    text); the vectors live in an append-only file (:class:`index.text_cache_store.VectorFile`: ``path``, e.g. in the
-    build's work folder, or an anonymous temporary file), read back by row. Close it (or use it in ``with``)."""
+    distinct text); the vectors live in an append-only file (:class:`index.text_cache_store.VectorFile`: ``path``, e.g.
+    in the build's work folder, or an anonymous temporary file), read back by row. Close it (or use it in ``with``)."""
 
     def __init__(self, dim: int, lower: bool, path: Path | None = None) -> None:
         self.dim = dim

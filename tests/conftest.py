@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cxr_explorer.retrieval.models import VLModel
 
+from cxr_explorer.retrieval.models import VLModel
 from tests.helpers.bundles import ENGINE_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model as load_tiny_model
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.registry import UnknownModelError
@@ -17,7 +19,6 @@ from cxr_explorer.webapp import display, loaders
 from cxr_explorer.webapp.display import RESEARCH_ONLY
 from cxr_explorer.webapp.page_state import link_params
 from cxr_explorer.webapp.version_notice import newer_version_notice
-from streamlit.navigation.page import StreamlitPage
 
 PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
 # as its own multipage app to the first browser that opens a page link on a fresh server, skipping this file

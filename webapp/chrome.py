@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.webapp import display, loaders
 from cxr_explorer.webapp.display import RESEARCH_ONLY

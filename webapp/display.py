@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cxr_explorer.retrieval.grounding import maps as grounding
 from PIL import Image
+
+from cxr_explorer.retrieval.grounding import maps as grounding
 
 ISOLINE_LEVELS = (0.25, 0.5, 0.75)
 LAYER_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.engine.engine import Engine
 
 MAX_NAME = 60

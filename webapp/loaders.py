@@ -13,6 +13,8 @@ from typing import cast
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
+
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.retrieval.engine.facets import Facet
@@ -24,7 +26,6 @@ from cxr_explorer.webapp import display
 from cxr_explorer.webapp.settings import bundle_dirs as bundle_dirs  # the pages read the server's settings through here
 from cxr_explorer.webapp.settings import engine_options
 from cxr_explorer.webapp.settings import max_upload_bytes as max_upload_bytes
-from PIL import Image
 
 THUMB_SIDE = 256
 

@@ -4,6 +4,7 @@ pages keep answering from the version they opened until the user loads the new o
 from __future__ import annotations
 
 import streamlit as st
+
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.webapp import loaders
 

@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.store import names, versions
 from cxr_explorer.retrieval.bundle.store.parts import Part, ThumbStore

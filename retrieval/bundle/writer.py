@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import FORMAT_NAME, FORMAT_VERSION, BundleError
 from cxr_explorer.retrieval.bundle.store import names

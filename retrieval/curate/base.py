@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 
 CHUNK = 8192

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from cxr_explorer.retrieval.curate.review import Decision
 
 BUILD_HINT = "cxr-explorer build {csv} --id-col id --text-col report --out NEW_BUNDLE_DIR --model MODEL"

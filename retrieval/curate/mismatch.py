@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table, knn
 from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Tunable, register
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.curate.base import (
     CheckResult,
     CurateData,

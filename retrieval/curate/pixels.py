@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
-from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Need, register
 from PIL import Image
 from scipy.ndimage import maximum_filter, minimum_filter
+
+from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, evidence_json, finish_table
+from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, Need, register
 
 NAME = "pixels"
 TITLE = "Pixel checks (no model)"

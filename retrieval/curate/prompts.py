@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 
 

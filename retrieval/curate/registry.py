@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
+
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
 
 if TYPE_CHECKING:

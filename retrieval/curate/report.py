@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
 from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, checks
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.engine.search import json_value
 from cxr_explorer.retrieval.inputs.images import load_image
-from PIL import Image
 
 _HEADER_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # plain raster formats only, as retrieval.inputs.images
 

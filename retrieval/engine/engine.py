@@ -1,12 +1,10 @@
 """The query engine: search a bundle by text, image or case, ground phrases, score prompts, find duplicates.
 
 An :class:`Engine` is composed of a :class:`retrieval.engine.query_cache.QueryEncoder` (the model, its lock and the
-query
-caches), a :class:`retrieval.engine.cases.CaseStore` (the bundle's items by row) and a
-:class:`retrieval.grounding.grounder.Grounder`
-built from both (``engine.grounder``: grounding and zero-shot of cases and images). One Engine is shared by the CLI
-and every app session: FAISS searches and model forwards run under locks, and the caches are thread-safe. Scores
-are cosine similarities in [-1, 1], never probabilities.
+query caches), a :class:`retrieval.engine.cases.CaseStore` (the bundle's items by row) and a
+:class:`retrieval.grounding.grounder.Grounder` built from both (``engine.grounder``: grounding and zero-shot of cases
+and images). One Engine is shared by the CLI and every app session: FAISS searches and model forwards run under locks,
+and the caches are thread-safe. Scores are cosine similarities in [-1, 1], never probabilities.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from cxr_explorer.retrieval.bundle.facts import BundleFacts, bundle_facts
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords

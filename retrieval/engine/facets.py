@@ -3,9 +3,8 @@
 A column is offered as a facet unless it looks like an identifier, a url or licence, a pixel size, or free text (many
 long distinct values). Categorical columns give ``(value, count)`` pairs, multi-label cells (``COVID-19;ARDS``)
 counted per label, with :data:`retrieval.engine.filters.EMPTY` for missing cells; numeric columns with many distinct
-values
-give a (min, max) range. Separators are detected (``;`` or ``|``) or given at build time and recorded in the manifest
-under ``label_separators`` (column -> separator).
+values give a (min, max) range. Separators are detected (``;`` or ``|``) or given at build time and recorded in the
+manifest under ``label_separators`` (column -> separator).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.engine.filters import EMPTY, cell_text
 
 __all__ = ["SEPARATOR_CANDIDATES", "Facet", "detect_separator", "detect_separators", "facets"]

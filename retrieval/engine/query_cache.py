@@ -2,8 +2,7 @@
 
 A :class:`QueryEncoder` owns the model lock and the caches; the engine's search and the
 :class:`retrieval.grounding.grounder.Grounder` share one encoder (as hi-ml's ``ImageTextInferenceEngine`` holds a text
-and an
-image inference engine), so a phrase or an upload is encoded once whichever asks first.
+and an image inference engine), so a phrase or an upload is encoded once whichever asks first.
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
 from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, encoder_text, mean_renormalised, plan_text
-from PIL import Image
 
 if TYPE_CHECKING:
     from cxr_explorer.retrieval.models import VLModel

@@ -15,6 +15,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.engine.limits import MAX_K
 

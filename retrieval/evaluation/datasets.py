@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.evaluation.metrics import Box
 
 MSCXR_COLUMNS = ("label_text", "category_name", "x", "y", "w", "h")

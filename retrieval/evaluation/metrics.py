@@ -23,9 +23,8 @@ paper but is second-hand. The mIoU thresholds {0.1, ..., 0.5} are from our notes
 
 Our decision (not from the papers): NaN pixels, i.e. those outside the model's centre crop (see
 :func:`retrieval.grounding.maps.to_image_size`), are EXCLUDED from both A and Abar and from both sides of the IoU,
-because
-the model never saw them; the paper evaluates on the model's crop. A metric whose region is empty after this exclusion
-is NaN.
+because the model never saw them; the paper evaluates on the model's crop. A metric whose region is empty after this
+exclusion is NaN.
 """
 
 from __future__ import annotations

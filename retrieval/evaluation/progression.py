@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
 from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.evaluation.datasets import AnnotationError, read_csv
 from cxr_explorer.retrieval.evaluation.metrics import bootstrap_ci

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from cxr_explorer.retrieval.evaluation import classification, metrics
 from cxr_explorer.retrieval.evaluation.datasets import GroundingCase, LabelledImage, scale_boxes
 from cxr_explorer.retrieval.grounding import maps as grounding

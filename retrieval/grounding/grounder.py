@@ -1,12 +1,10 @@
 """Phrase grounding and zero-shot scoring of images and of bundle cases.
 
 A :class:`Grounder` is composed of a :class:`retrieval.engine.query_cache.QueryEncoder` (the model, its lock and the
-text /
-upload / prompt caches) and, optionally, a :class:`retrieval.engine.cases.CaseStore` (stored patch embeddings, image
-vectors
-and original sizes of a bundle's items): with the encoder alone it grounds images (paths, bytes, PIL), with a store
-it also grounds bundle cases from their STORED patches (no image forward). Case methods take an item row, image
-methods an image; nothing guesses which one a value is. All maths comes from :mod:`retrieval.grounding.maps`.
+text / upload / prompt caches) and, optionally, a :class:`retrieval.engine.cases.CaseStore` (stored patch embeddings,
+image vectors and original sizes of a bundle's items): with the encoder alone it grounds images (paths, bytes, PIL),
+with a store it also grounds bundle cases from their STORED patches (no image forward). Case methods take an item row,
+image methods an image; nothing guesses which one a value is. All maths comes from :mod:`retrieval.grounding.maps`.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from cxr_explorer.retrieval.engine.cases import CaseStore
 from cxr_explorer.retrieval.engine.query_cache import ImageInput, QueryEncoder
 from cxr_explorer.retrieval.grounding import maps as grounding

@@ -24,9 +24,10 @@ from math import ceil, floor
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 from PIL import Image
 from scipy import ndimage
+
+from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 
 DEFAULT_SIGMA = 1.5
 """Gaussian smoothing of the patch grid used by the reference (``sigma=(1.5, 1.5)``)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from cxr_explorer.retrieval.inputs.text import fit_sentences, pack_windows, split_sentences
 
 __all__ = ["TextPlan", "embed_windows", "encoder_text", "mean_renormalised", "normalise", "plan_text"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from cxr_explorer.retrieval.bundle.store import names
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.maps.umap_jit import import_umap

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 from cxr_explorer.retrieval.models.fastpath import bf16_matmul_weights, can_pack
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings, ImageModel
@@ -22,7 +24,6 @@ from cxr_explorer.retrieval.models.registry import ModelSpec, get_spec
 from cxr_explorer.retrieval.models.text_fast import FastTextTower
 from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer
 from cxr_explorer.retrieval.models.weights import resolve_weights
-from PIL import Image
 
 log = logging.getLogger(__name__)
 TextTower = CXRBertModel | FastTextTower

@@ -5,15 +5,13 @@ Under ``torch.autocast(dtype=bfloat16)`` every ``Linear``/``Conv2d`` casts its f
 as much as the bf16 matmuls save (a 16-token query: autocast 1.03x the fp32 time, pre-cast weights 0.52x, measured
 side by side by ``benchmarks.query_encode``). Casting those weights once gives the very same bf16 operands, so the
 outputs are bit-identical to autocast with fp32 weights (``tests/retrieval/models/test_fastpath.py``). LayerNorm,
-embeddings and
-BatchNorm stay fp32, as autocast keeps them.
+embeddings and BatchNorm stay fp32, as autocast keeps them.
 
 On a CPU, a bf16 ``Linear`` still pays a weight reorder per call: oneDNN's AMX/AVX512-BF16 kernels read weights in
 a blocked layout, and ``F.linear`` hands them the plain one. :func:`pack_bf16_linears` reorders each Linear weight
 once (:class:`PackedLinear`, oneDNN's packed-weight linear, the op inductor's weight prepacking emits): the same bf16
 operands and, on this CPU, bit-identical outputs (``tests/retrieval/models/test_fastpath.py`` allows 1e-2 absolute for
-other
-kernels), in less time than the plain bf16 tower (``benchmarks.query_encode``).
+other kernels), in less time than the plain bf16 tower (``benchmarks.query_encode``).
 """
 
 from __future__ import annotations

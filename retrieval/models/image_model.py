@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from cxr_explorer.retrieval.models.registry import ModelSpec
 from cxr_explorer.retrieval.models.resnet import ResNet
 from cxr_explorer.retrieval.models.transformer import VisionTransformerPooler
-from torch import nn
 
 
 class ImageEncoder(nn.Module):

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+
 from cxr_explorer.retrieval.models.image_model import ImageModel
 from cxr_explorer.retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec, TextDims
 from cxr_explorer.retrieval.models.released import (

@@ -15,9 +15,9 @@ A 16-token query is bound by streaming the 170 MB of bf16 Linear weights from me
 here removes work around those matmuls, none of it can remove the matmuls.
 
 Run under bf16 autocast like the plain tower; the result equals ``CXRBertModel.project`` up to bf16 rounding
-(``tests/retrieval/models/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied;
-the Linears
-(and the small projection head) are packed bf16 copies, so a model loaded in bf16 drops the plain tower's Linears.
+(``tests/retrieval/models/test_text_fast.py``). The tower's embeddings and their LayerNorms are shared, not copied; the
+Linears (and the small projection head) are packed bf16 copies, so a model loaded in bf16 drops the plain tower's
+Linears.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
-from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linears
-from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
 from torch import nn
 from transformers.models.bert.modeling_bert import BertCrossAttention, BertEmbeddings, BertLayer, BertSelfAttention
+
+from cxr_explorer.retrieval.models.fastpath import PackedLinear, pack_bf16_linears
+from cxr_explorer.retrieval.models.text_model import BertProjectionHead, CXRBertModel
 
 
 def fused_qkv(attention: BertSelfAttention | BertCrossAttention) -> nn.Linear:

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from cxr_explorer.retrieval.models.registry import TextDims
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizer
+
+from cxr_explorer.retrieval.models.registry import TextDims
 
 
 class TextInputError(ValueError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from cxr_explorer.retrieval.models.registry import (
     TEXT_FILES_OPTIONAL,
     TEXT_FILES_REQUIRED,

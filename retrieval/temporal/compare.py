@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords
 from cxr_explorer.retrieval.engine.engine import Engine, Hit, Target
 from cxr_explorer.retrieval.engine.filters import QueryError, WhereInput
@@ -23,7 +25,6 @@ from cxr_explorer.retrieval.temporal.interval import (
     has_temporal_path,
     interval_change,
 )
-from PIL import Image
 
 __all__ = ["Comparison", "compare_case", "compare_images", "search_pair", "temporal_records", "timeline"]
 

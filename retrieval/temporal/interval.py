@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.image_model import ImageEmbeddings
-from PIL import Image
 
 __all__ = ["CLASSES", "FINDINGS", "IntervalChange", "NoTemporalPathError", "encode_pair", "interval_change",
            "interval_prompts"]

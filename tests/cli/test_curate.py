@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cxr_explorer.retrieval.curate.evaluate import score_ranking
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.curate.evaluate import score_ranking
 from tests.helpers import curate_bundle
 from tests.helpers.curate_bundle import PIXEL_HINTS, FaultBundle
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import cxr_explorer.retrieval.engine.engine
 import numpy as np
 import pytest
 from PIL import Image
 
+import cxr_explorer.retrieval.engine.engine
 from cxr_explorer.cli import main
 from tests.helpers.bundles import ENGINE_CASES
 from tests.helpers.synthetic import tiny_model

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.curate.review import ReviewLog, read_decisions, review_dir
-
 from tests.e2e.helpers import CHROMIUM, TIMEOUT_MS, free_port, own_pages, settle, wait_healthy
 from tests.helpers import curate_bundle
 

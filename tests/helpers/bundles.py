@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
+
 from cxr_explorer.index.decode import thumbnail_jpeg
 from cxr_explorer.retrieval.bundle.writer import write_bundle
 from cxr_explorer.retrieval.inputs.text import split_sentences
 from cxr_explorer.retrieval.inputs.text_embedding import embed_windows, plan_text
 from cxr_explorer.retrieval.models import VLModel
-from PIL import Image
-
 from tests.helpers.synthetic import draw_image, planted_vectors
 
 DIM, GRID = 128, (3, 3)

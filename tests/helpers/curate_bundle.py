@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
 from cxr_explorer.index.decode import thumbnail_jpeg
 from cxr_explorer.retrieval.bundle.writer import write_bundle
 from cxr_explorer.retrieval.curate import registry
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData, finish_table
 from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
-
 from tests.helpers.curate_faults import Planted, synthetic_faults
 from tests.helpers.synthetic import tiny_model
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageOps
+
 from cxr_explorer.retrieval.bundle.writer import build_index
 from cxr_explorer.retrieval.curate.base import CurateData
-from PIL import Image, ImageOps
 
 REPORT_NOISE = 0.5
 """Norm of the noise that makes a report vector from its image vector (cosine of a pair about 0.9)."""

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from cxr_explorer.retrieval.models.image_model import ImageModel
 from cxr_explorer.retrieval.models.loading import tiny_vocab
 from cxr_explorer.retrieval.models.registry import ModelSpec, TextDims, get_spec

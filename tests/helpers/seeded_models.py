@@ -8,6 +8,7 @@ image side and every layer width are real-size; the text tower's embedding table
 from __future__ import annotations
 
 import torch
+
 from cxr_explorer.retrieval.models.api import ModelIdentity, VLModel
 from cxr_explorer.retrieval.models.loading import build_seeded, tiny_vocab
 from cxr_explorer.retrieval.models.registry import get_spec

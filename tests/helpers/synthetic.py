@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
-from cxr_explorer.retrieval.models import VLModel, load_model
 from PIL import Image, ImageDraw
+
+from cxr_explorer.retrieval.models import VLModel, load_model
 
 
 @lru_cache(maxsize=1)

@@ -50,7 +50,6 @@ def write_text_corpus(root: Path) -> Path:
 def build_text_bundle(root: Path) -> Path:
     """Build :func:`write_text_corpus` with tiny-random at fp32, in-process; returns the bundle folder."""
     from cxr_explorer.index.runner import BuildConfig, run_build
-
     from tests.helpers.synthetic import tiny_model
 
     out = root / "bundle"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cxr_explorer.cli import main
 from cxr_explorer.index.runner import BuildConfig, run_build
 from cxr_explorer.index.shards import merge_bundles, parse_shard, shard_of
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError
-
-from cxr_explorer.cli import main
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cxr_explorer.retrieval.bundle.reader import Bundle
-from cxr_explorer.retrieval.bundle.store import BuildArea
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.retrieval.bundle.store import BuildArea
 from tests.helpers.corpora import GOOD, LONG_REPORT, write_good_csv, write_hostile_csv
 
 EXPECTED_REASONS = {

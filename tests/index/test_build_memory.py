@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cxr_explorer.index import runner
 from cxr_explorer.retrieval.bundle.store import BuildArea, names
-
 from tests.helpers.corpora import write_good_csv
 
 

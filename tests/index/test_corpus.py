@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from cxr_explorer.index.corpus import CorpusOptions, looks_identifying, make_id, read_corpus
 from cxr_explorer.index.presets import CorpusError, detect_preset, mimic_sections
-
 from tests.helpers.corpora import png_bytes
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from cxr_explorer.cli import main
 from cxr_explorer.index.corpus import read_corpus
 from cxr_explorer.index.presets import CorpusError
 from cxr_explorer.index.textfiles import sniff_delimiter
 from cxr_explorer.retrieval.bundle.reader import Bundle
-
-from cxr_explorer.cli import main
 from tests.helpers.corpora import png_bytes
 
 ROWS = [("images/a.png", "Small left effusion, no pneumothorax.", "PA"),

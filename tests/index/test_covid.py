@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle.reader import Bundle
 from tests.helpers.paths import COVID_CORPUS
 
 LIMIT = 200

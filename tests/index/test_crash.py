@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from cxr_explorer.retrieval.bundle import store
-from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.bundle.reader import Bundle
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 from tests.helpers.paths import REPO
 from tests.helpers.processes import alive, children

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed, decode_one, to_model_input
 from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
-from PIL import Image
-
 from tests.helpers.corpora import png_bytes
 
 
@@ -89,7 +89,6 @@ def test_pool_ignores_a_replaced_main_module(tmp_path: Path, monkeypatch: pytest
 @pytest.mark.slow  # starts decode worker processes (and restarts crashed ones)
 def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cxr_explorer.index.decode as decode
-
     from tests.helpers.corpora import dying_initializer
 
     monkeypatch.setattr(decode, "_init_worker", dying_initializer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cxr_explorer.index import items as items_module
 from cxr_explorer.index.items import Item, ItemTable
 

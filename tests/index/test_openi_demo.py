@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
 from PIL import Image
 
+from cxr_explorer.index.openi import DownloadError, fetch_openi, parse_report_xml
 from tests.helpers.paths import REPO
 
 XML = """<?xml version="1.0" encoding="utf-8"?>

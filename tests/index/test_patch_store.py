@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store.patch_store import Int8Patches
 from cxr_explorer.retrieval.engine.engine import Engine
-
 from tests.helpers.corpora import write_good_csv
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import torch
+
 from cxr_explorer.index.runner import BuildConfig, run_build
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.retrieval.models.precision import cpu_flags, native_bf16, query_precision, resolve_precision
-
 from tests.helpers.corpora import write_good_csv
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n"

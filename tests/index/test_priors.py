@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from cxr_explorer.cli import main
 from cxr_explorer.index.corpus import CorpusOptions, read_corpus
 from cxr_explorer.index.presets import CorpusError
 from cxr_explorer.index.priors import PriorOptions, covid_day, find_priors, parse_order
@@ -28,8 +30,6 @@ from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.temporal.compare import compare_case, compare_images, search_pair, timeline
 from cxr_explorer.retrieval.temporal.interval import CLASSES, FINDINGS, encode_pair, interval_change
-
-from cxr_explorer.cli import main
 from tests.helpers.paths import COVID_CORPUS, REPO
 from tests.helpers.seeded_models import real_size_model
 from tests.helpers.synthetic import draw_image

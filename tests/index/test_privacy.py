@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from cxr_explorer.retrieval.bundle.reader import Bundle
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle.reader import Bundle
 from tests.helpers.corpora import IDENTIFIERS, dicom_bytes, png_bytes
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from cxr_explorer.index.build_state import BuildStateError
 from cxr_explorer.retrieval.bundle.reader import BundleError
-
 from tests.helpers.corpora import write_good_csv
 
 

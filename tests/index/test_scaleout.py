@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from cxr_explorer.index.runner import BuildConfig
 from cxr_explorer.retrieval.bundle import store
-
 from tests.helpers.corpora import assert_same_bundle, write_good_csv
 from tests.helpers.paths import REPO
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cxr_explorer.index import runner
 from cxr_explorer.index.text_cache import TextCache, token_batches
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.inputs.text_embedding import normalise
-
 from tests.helpers.corpora import write_good_csv
 
 

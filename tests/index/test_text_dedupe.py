@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cxr_explorer.index.embed import Timers, embed_reports
 from cxr_explorer.retrieval.models import load_model
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from cxr_explorer.index.text_cache import TextCache
 from cxr_explorer.index.text_cache_store import DigestIndex, VectorFile, digest
 from cxr_explorer.retrieval.bundle.store import Part

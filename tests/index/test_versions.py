@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cxr_explorer.retrieval.bundle import store
-from cxr_explorer.retrieval.engine.engine import Engine
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle import store
+from cxr_explorer.retrieval.engine.engine import Engine
 from tests.helpers.corpora import write_good_csv
 from tests.helpers.paths import REPO
 

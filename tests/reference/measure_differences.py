@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 import torch
+
 from cxr_explorer.retrieval.grounding.maps import patch_similarity, similarity_map, smooth_grid
 from cxr_explorer.retrieval.inputs.images import load_image
-
 from tests.reference import test_equivalence as equivalence
 
 

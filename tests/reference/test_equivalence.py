@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from cxr_explorer.retrieval.grounding.maps import global_prompt_score, patch_similarity, similarity_map, smooth_grid
 from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.models.api import ModelIdentity, VLModel

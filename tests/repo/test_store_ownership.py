@@ -1,7 +1,6 @@
 """One owner per format: only ``retrieval/bundle/store/`` spells the name of a bundle's file or folder. Everything else
 (index job, engine, app, CLI, benchmarks, tests) goes through :mod:`retrieval.bundle.store` and :class:`Bundle`;
-dedicated
-format tests of the store are the exception."""
+dedicated format tests of the store are the exception."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import ast
 from pathlib import Path
 
 from cxr_explorer.retrieval.bundle.store import names
-
 from tests.helpers.paths import REPO
 
 OWNER = REPO / "retrieval" / "bundle" / "store"

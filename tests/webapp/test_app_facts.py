@@ -4,6 +4,7 @@ from the model registry."""
 from __future__ import annotations
 
 import pytest
+
 from cxr_explorer.retrieval.engine.limits import MAX_K, MAX_PAGE_SIZE, last_page
 from cxr_explorer.retrieval.models.cards import released_cards
 from cxr_explorer.retrieval.models.registry import REGISTRY

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
-from cxr_explorer.webapp.settings import BUNDLES_ENV
 from streamlit.testing.v1 import AppTest
 
+from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
+from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.helpers import curate_bundle
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT

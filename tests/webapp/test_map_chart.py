@@ -4,6 +4,7 @@ rows, which broke the Map of a 10k bundle), the query star is a row of the table
 from __future__ import annotations
 
 import numpy as np
+
 from cxr_explorer.webapp.views.map.chart import BOX, PICK, MapPoints, spec_and_table
 
 

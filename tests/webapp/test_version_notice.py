@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from cxr_explorer.webapp.version_notice import NOTICE
-from streamlit.testing.v1 import AppTest
-
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model

@@ -2,8 +2,7 @@
 
 Writers (index job, merge, tests' ``write_bundle``) go through :class:`WriterLock`, :class:`BuildArea` /
 :class:`ChunkStore` and :func:`install`; readers through :class:`retrieval.bundle.reader.Bundle` (which holds one
-installed
-version) or :func:`read_manifest`. Layout, install protocol and crash guarantees: docs/bundle-format.md.
+installed version) or :func:`read_manifest`. Layout, install protocol and crash guarantees: docs/bundle-format.md.
 """
 
 from __future__ import annotations

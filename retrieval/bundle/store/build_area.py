@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cxr_explorer.retrieval.bundle.store import space, versions
 from cxr_explorer.retrieval.bundle.store.names import (
     BUILD_AREA,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.bundle.store.names import (
     COVERED,
     IMAGE_EMB,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from cxr_explorer.retrieval.bundle.store.names import PATCH_SCALES, PATCHES_INT8
 
 STORES = ("fp16", "int8")

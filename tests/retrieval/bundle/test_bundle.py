@@ -10,11 +10,11 @@ import faiss
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+
 from cxr_explorer.retrieval.bundle.reader import FORMAT_VERSION, Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, versions
 from cxr_explorer.retrieval.bundle.writer import build_index, write_version
-from PIL import Image
-
 from tests.helpers.bundles import DIM, GRID, IDENTITY, random_arrays, unit_vectors, write_test_bundle
 
 D = DIM

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, names
 from cxr_explorer.retrieval.bundle.writer import DERIVED, Derived, write_version
-
 from tests.helpers.bundles import GRID, IDENTITY, random_arrays
 from tests.retrieval.bundle.test_bundle import vdir
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from cxr_explorer.retrieval.bundle.store.patch_store import decode_int8, encode_int8
 from cxr_explorer.retrieval.grounding.maps import grid_maps
 

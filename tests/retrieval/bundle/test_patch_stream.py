@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.bundle.store import parts
 from cxr_explorer.retrieval.bundle.store.parts import read_rows
 

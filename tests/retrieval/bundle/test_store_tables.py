@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
 from cxr_explorer.retrieval.bundle.store import names
 from cxr_explorer.retrieval.bundle.store.parts import Part, _write_tables
 

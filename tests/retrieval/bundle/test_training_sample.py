@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.bundle import writer
 from cxr_explorer.retrieval.bundle.writer import training_sample
 

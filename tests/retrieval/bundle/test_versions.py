@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store import WriterBusyError, WriterLock, versions
-
 from tests.helpers.bundles import random_arrays, write_test_bundle
 from tests.helpers.paths import REPO
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from cxr_explorer.retrieval.bundle.writer import build_index
 from cxr_explorer.retrieval.curate.base import CurateData, self_knn
 from cxr_explorer.retrieval.curate.evaluate import score_ranking
@@ -12,7 +13,6 @@ from cxr_explorer.retrieval.curate.labels import check_labels, confidence_and_ma
 from cxr_explorer.retrieval.curate.leakage import check_cross_bundle, check_split_leakage
 from cxr_explorer.retrieval.curate.mismatch import check_mismatch
 from cxr_explorer.retrieval.curate.outliers import check_outliers
-
 from tests.helpers.curate_faults import synthetic_faults
 
 

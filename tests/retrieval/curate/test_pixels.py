@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from cxr_explorer.index.decode import thumbnail_jpeg
 from cxr_explorer.retrieval.bundle.writer import build_index
 from cxr_explorer.retrieval.curate.base import CurateData
 from cxr_explorer.retrieval.curate.pixels import PixelConfig, check_pixels, features, hints, rare_views
-
 from tests.helpers.curate_bundle import PIXEL_FAULTS, PIXEL_HINTS, phantom
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cxr_explorer.index.decode import thumbnail_jpeg
-from cxr_explorer.retrieval.curate.pixels import PixelConfig, features, hints
 from PIL import Image
 
+from cxr_explorer.index.decode import thumbnail_jpeg
+from cxr_explorer.retrieval.curate.pixels import PixelConfig, features, hints
 from tests.helpers.curate_faults import plant_images
 from tests.helpers.paths import COVID_CORPUS
 

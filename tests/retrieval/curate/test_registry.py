@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
 from cxr_explorer.retrieval.curate import CurateConfig, run_checks
 from cxr_explorer.retrieval.curate.labels import LabelConfig
 from cxr_explorer.retrieval.curate.leakage import LeakageConfig
 from cxr_explorer.retrieval.curate.registry import CheckInputs, Need, checks, get, register
 from cxr_explorer.retrieval.curate.report import config_dict
-
 from tests.helpers.curate_bundle import ParityConfig, register_parity
 from tests.helpers.curate_faults import Planted, synthetic_faults
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from cxr_explorer.index.corpus import CorpusOptions, read_corpus
 from cxr_explorer.retrieval.curate.export import cleaned_manifest, exclusion_list
 from cxr_explorer.retrieval.curate.review import (
@@ -22,7 +23,6 @@ from cxr_explorer.retrieval.curate.review import (
     read_decisions,
     review_dir,
 )
-
 from tests.helpers.paths import REPO
 
 WRITER = """

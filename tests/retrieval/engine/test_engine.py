@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine import search as engine_search
 from cxr_explorer.retrieval.engine.engine import Engine, QueryError
@@ -20,8 +22,6 @@ from cxr_explorer.retrieval.engine.filters import FilterError
 from cxr_explorer.retrieval.grounding import maps as grounding
 from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 from cxr_explorer.retrieval.models import VLModel
-from PIL import Image
-
 from tests.helpers.bundles import ENGINE_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model
 

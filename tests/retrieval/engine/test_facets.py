@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from cxr_explorer.retrieval.engine.facets import detect_separator, detect_separators, facets
 from cxr_explorer.retrieval.engine.filters import EMPTY, where_mask
 

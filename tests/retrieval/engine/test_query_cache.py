@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.grounding.maps import global_prompt_score
 from cxr_explorer.retrieval.inputs.text_embedding import mean_renormalised
 from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.temporal.interval import CLASSES, interval_change, interval_prompts
-
 from tests.helpers.synthetic import tiny_model
 
 

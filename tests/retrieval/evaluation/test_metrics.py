@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.evaluation import classification, metrics
 
 # 4x4 map with a hot 2x2 block at rows 1-2, columns 1-2, i.e. the box (x=1, y=1, w=2, h=2)

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from cxr_explorer.cli import main
 from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.evaluation.progression import _acc, macro_accuracy, read_progression_cases
 from cxr_explorer.retrieval.inputs.images import load_image
 from cxr_explorer.retrieval.models import load_model
 from cxr_explorer.retrieval.temporal.interval import CLASSES, encode_pair, interval_change
-
-from cxr_explorer.cli import main
 from tests.helpers.synthetic import draw_image
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cxr_explorer.retrieval.bundle.reader import Bundle
-from cxr_explorer.retrieval.evaluation import datasets, runner
 from PIL import Image
 
 from cxr_explorer.cli import main
+from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.retrieval.evaluation import datasets, runner
 from tests.helpers.bundles import jpeg, write_test_bundle
 
 D_EMB = 128

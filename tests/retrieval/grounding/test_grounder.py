@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.engine.cases import CaseStore
 from cxr_explorer.retrieval.engine.query_cache import QueryEncoder
 from cxr_explorer.retrieval.grounding import maps as grounding
 from cxr_explorer.retrieval.grounding.grounder import Grounder
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
-
 from tests.helpers.bundles import ENGINE_CASES
 from tests.helpers.synthetic import tiny_model
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from cxr_explorer.retrieval.grounding import maps as grounding
 from PIL import Image
 from scipy import ndimage
 
+from cxr_explorer.retrieval.grounding import maps as grounding
 from tests.helpers.paths import REPO
 
 

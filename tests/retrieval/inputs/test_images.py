@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from cxr_explorer.retrieval.inputs.images import REASONS, ImageLoadError, LoadedImage, load_image, sniff_format
 from PIL import Image, ImageFile
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless
+
+from cxr_explorer.retrieval.inputs.images import REASONS, ImageLoadError, LoadedImage, load_image, sniff_format
 
 IDENTIFIERS = ("Doe", "Jane", "PID-12345")
 RNG = np.random.default_rng(1234)

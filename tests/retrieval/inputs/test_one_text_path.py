@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cxr_explorer.retrieval.engine.engine import Engine
 
+from cxr_explorer.retrieval.engine.engine import Engine
 from tests.helpers.synthetic import tiny_model
 from tests.helpers.text_corpus import REPORTS, build_text_bundle, stored_vectors
 

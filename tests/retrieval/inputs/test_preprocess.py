@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from cxr_explorer.retrieval.inputs.preprocess import Preprocessing, preprocess_batch
 from PIL import Image
+
+from cxr_explorer.retrieval.inputs.preprocess import Preprocessing, preprocess_batch
 
 RNG = np.random.default_rng(7)
 

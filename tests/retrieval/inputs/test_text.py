@@ -7,6 +7,7 @@ import math
 import re
 
 import pytest
+
 from cxr_explorer.retrieval.inputs.text import clean_text, fit_sentences, join_sections, pack_windows, split_sentences
 
 

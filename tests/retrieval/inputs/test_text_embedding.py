@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cxr_explorer.index.embed import Timers, embed_reports
 from cxr_explorer.retrieval.curate.prompts import LabelPrompts, embed_prompts
 from cxr_explorer.retrieval.engine.engine import Engine
@@ -17,7 +18,6 @@ from cxr_explorer.retrieval.inputs.text_embedding import (
     plan_text,
 )
 from cxr_explorer.retrieval.models.text_model import TextInputError
-
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.synthetic import tiny_model
 

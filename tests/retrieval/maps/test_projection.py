@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.maps import projection
-
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import REPO
 from tests.helpers.synthetic import tiny_model

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from cxr_explorer.retrieval.models import load_model
 from cxr_explorer.retrieval.models.fastpath import (
     PackedLinear,

@@ -6,12 +6,13 @@ import logging
 
 import pytest
 import torch
+from PIL import Image
+
 from cxr_explorer.retrieval.models import get_spec, list_models, load_model
 from cxr_explorer.retrieval.models.api import pick_device
 from cxr_explorer.retrieval.models.image_model import ImageModel
 from cxr_explorer.retrieval.models.text_model import TextInputError
 from cxr_explorer.retrieval.models.transformer import VisionTransformerPooler
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

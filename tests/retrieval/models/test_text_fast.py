@@ -7,6 +7,7 @@ from typing import cast
 
 import pytest
 import torch
+
 from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.fastpath import PackedLinear, can_pack, pack_bf16_linears
 from cxr_explorer.retrieval.models.text_fast import FastBertLayer, FastTextTower

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from cxr_explorer.retrieval.models import build_model, load_model
 from cxr_explorer.retrieval.models.registry import UnknownModelError, get_spec
 from cxr_explorer.retrieval.models.weights import WeightsFormatError, WeightsNotFoundError, read_state_dict
-
 from tests.helpers.paths import REPO
 from tests.helpers.released_layout import small_spec, write_hf_cache, write_repo_dir
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.models.cards import released_cards
 from cxr_explorer.webapp import chrome, display, loaders
 

@@ -4,6 +4,7 @@ finding (cosines and margins) and the patient's timeline. A corpus case (its sto
 from __future__ import annotations
 
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.temporal.compare import Comparison, compare_case, compare_images, temporal_records, timeline
 from cxr_explorer.retrieval.temporal.interval import has_temporal_path
 from cxr_explorer.webapp import loaders, page_state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.curate.registry import CheckInputs, get
 from cxr_explorer.webapp import loaders
 

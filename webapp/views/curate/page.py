@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
 from cxr_explorer.retrieval.curate.registry import CheckSpec
 from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+
 from cxr_explorer.retrieval.curate.registry import CheckSpec, Need, checks
 from cxr_explorer.retrieval.curate.review import CURATOR
 from cxr_explorer.webapp import page_state

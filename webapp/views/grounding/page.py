@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError

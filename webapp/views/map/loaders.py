@@ -7,6 +7,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.webapp import loaders
 from cxr_explorer.webapp.views.map.chart import MAX_HOVER_THUMBS, MapPoints, spec_and_table, thumb_uri
@@ -40,9 +41,8 @@ def map_points(bundle_dir: str, target: str, method: str, colour: str) -> MapPoi
 def chart_spec(bundle_dir: str, target: str, method: str, colour: str,
                query: tuple[str, float, float] | None) -> tuple[dict[str, Any], pd.DataFrame]:
     """:func:`webapp.views.map.chart.spec_and_table` for one view and query position ``(text, x, y)``, once per view
-    (Altair's
-    build and validation were most of the page's script time on every rerun). Call it only where :func:`map_points`
-    has the map."""
+    (Altair's build and validation were most of the page's script time on every rerun). Call it only where
+    :func:`map_points` has the map."""
     points = map_points(bundle_dir, target, method, colour)
     assert points is not None  # the page checks map_points first
     star = None if query is None else (query[0], np.array(query[1:], dtype=np.float32))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.targets import ITEM_TARGETS
 from cxr_explorer.retrieval.models.text_model import TextInputError
 from cxr_explorer.webapp import chrome, display, exports, loaders, page_state

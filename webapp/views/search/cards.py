@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+
 from cxr_explorer.retrieval.engine.engine import Engine
 from cxr_explorer.webapp import display, loaders
 from cxr_explorer.webapp.views.grounding import state as grounding_state

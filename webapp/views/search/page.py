@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError

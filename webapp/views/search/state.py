@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
+
 from cxr_explorer.retrieval.bundle.targets import TARGETS
 from cxr_explorer.retrieval.engine.limits import MAX_K, MAX_PAGE_SIZE, last_page
 from cxr_explorer.webapp import page_state
