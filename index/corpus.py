@@ -21,6 +21,7 @@ import pandas as pd
 from cxr_explorer.index.items import Item, ItemTable
 from cxr_explorer.index.presets import CorpusError, PresetTable, detect_preset, load_preset, read_csv
 from cxr_explorer.index.textfiles import TextStats, read_report_file
+from cxr_explorer.retrieval.bundle.store.parts import BASE_COLUMNS
 from cxr_explorer.retrieval.inputs.images import sniff_format
 from cxr_explorer.retrieval.inputs.text import join_sections
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("image_path", "path", "image_file", "filename", "file", "image", "img_path", "filepath",
                  "file_path", "dicom_path", "jpg_path", "png_path")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
-RESERVED = ("id", "path", "image_abspath", "report", "sentences")
+RESERVED = BASE_COLUMNS  # the bundle's own columns: a corpus column of that name is kept as corpus_<name>
 _PHI_PARTS = re.compile(r"patient|subject|birth|accession|mrn|ssn|social_security")
 _PHI_NAMES = frozenset({"name", "dob", "address", "phone", "email", "first_name", "last_name", "surname",
                         "given_name", "family_name", "telephone", "zip", "postcode"})
