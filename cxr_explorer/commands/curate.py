@@ -109,6 +109,21 @@ def _prompts(args: argparse.Namespace) -> Any:
     return embed_prompts(prompts, lambda texts: engine.encoder.prompt_embeddings(texts).numpy())
 
 
+def _review_lines(bundle_root: Path) -> None:
+    """One line on the curators' review files beside the bundle (if any), then each line skipped in them."""
+    from cxr_explorer.retrieval.curate.review import current, read_decisions, review_dir
+
+    folder = review_dir(bundle_root)
+    if not folder.is_dir():
+        return
+    decisions, problems = read_decisions(folder)
+    state = current(decisions)
+    print(f"review: {len(state)} current decision(s) by {len({d.curator for d in state.values()})} curator(s) in "
+          f"{folder.name}" + (f"; {len(problems)} bad line(s) skipped:" if problems else ""))
+    for line in problems:
+        print(f"  {line}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the checks and write the report folder; prints one line per check."""
     from cxr_explorer.retrieval.curate import data_from_bundle, run_checks, write_report
@@ -132,4 +147,5 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.name:<16} {len(r.table):>7} rows  {r.flagged:>6} flagged   {r.title}")
     print(f"wrote {summary.parent} (one parquet + CSV per check, summary.json)")
+    _review_lines(Path(bundle.root))
     return 0

@@ -23,7 +23,18 @@ from pathlib import Path
 SUFFIX = ".review"
 DECISIONS = ("ok", "wrong", "exclude", "clear")
 """``clear`` withdraws an earlier decision."""
-CURATOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+EFFECTS = {
+    "ok": "a false alarm: the case stays in the cleaned manifest; listed as ok in the decision list",
+    "wrong": "a real problem to fix at the source (e.g. its label or report): the case stays in the cleaned "
+             "manifest and is listed as wrong, with your note, in the decision list",
+    "exclude": "left out of the cleaned manifest and listed, with your note, in the exclusion and decision lists",
+}
+"""What each decision does to the exports (the Curate page shows these lines)."""
+CURATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+"""A curator name; match it with ``fullmatch`` (``$`` would accept a trailing newline)."""
+FIELD_TYPES: dict[str, type] = {"ts_ns": int, "curator": str, "session": str, "seq": int, "check": str, "id": str,
+                                "decision": str, "note": str}
+"""What each field of a review line must hold (``note`` may be absent)."""
 
 
 class ReviewError(ValueError):
@@ -55,7 +66,7 @@ def review_dir(bundle_root: str | os.PathLike[str]) -> Path:
 
 def check_curator(name: str) -> str:
     """A curator name usable as a file name: letters, digits, ``_.-``, at most 40 characters."""
-    if not isinstance(name, str) or not CURATOR.match(name):
+    if not isinstance(name, str) or not CURATOR.fullmatch(name):
         raise ReviewError(f"curator name {name!r} must be 1-40 letters, digits, '_', '.' or '-' (starting with a "
                           "letter or digit)")
     return name
@@ -112,26 +123,41 @@ class ReviewLog:
         return d
 
 
-def _parse(line: bytes) -> Decision | None:
+def parse_line(line: bytes) -> Decision:
+    """One review line as a :class:`Decision`; ``ValueError`` naming what is wrong when the line is not one
+    (not JSON, a missing or mistyped field, an unknown decision, a bad curator name)."""
     try:
         raw = json.loads(line)
-        d = Decision(**{k: raw[k] for k in Decision.__dataclass_fields__ if k in raw})
-    except (ValueError, TypeError, KeyError):
-        return None
-    return d if d.decision in DECISIONS else None
+    except ValueError:
+        raise ValueError("not JSON (e.g. a write cut off by a crash)") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    for name, kind in FIELD_TYPES.items():
+        if name not in raw and name != "note":
+            raise ValueError(f"no field {name!r}")
+        value = raw.get(name, "")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} is not {'an integer' if kind is int else 'text'}")
+    if raw["decision"] not in DECISIONS:
+        raise ValueError(f"unknown decision {str(raw['decision'])[:20]!r}")
+    if not CURATOR.fullmatch(raw["curator"]):
+        raise ValueError("bad curator name")
+    if raw["ts_ns"] < 0 or raw["seq"] < 0:
+        raise ValueError("negative ts_ns or seq")
+    return Decision(**{name: raw.get(name, "") for name in FIELD_TYPES})
 
 
 def read_file(path: Path) -> tuple[list[Decision], list[str]]:
-    """Every decision of one log file and a message per unreadable line (e.g. torn by a crash)."""
+    """Every valid decision of one log file and one message per line skipped (torn by a crash, edited by hand,
+    mistyped): ``<file>:<line>: skipped: <why>``. Never raises for a line's content."""
     decisions, problems = [], []
     for n, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         if not line.strip():
             continue
-        d = _parse(line)
-        if d is None:
-            problems.append(f"{path.name}:{n}: unreadable line skipped ({len(line)} bytes)")
-        else:
-            decisions.append(d)
+        try:
+            decisions.append(parse_line(line))
+        except ValueError as exc:
+            problems.append(f"{path.name}:{n}: skipped: {exc} ({len(line)} bytes)")
     return decisions, problems
 
 
@@ -158,6 +184,19 @@ def current(decisions: Iterable[Decision]) -> dict[tuple[str, str], Decision]:
     return out
 
 
+def conflicts(decisions: Iterable[Decision]) -> dict[tuple[str, str], dict[str, Decision]]:
+    """(check, case id) -> curator -> that curator's latest decision, only where curators' latest decisions
+    differ (a curator's ``clear`` withdraws theirs)."""
+    mine: dict[tuple[str, str], dict[str, Decision]] = {}
+    for d in sorted(decisions, key=Decision.key):
+        per = mine.setdefault((d.check, d.id), {})
+        if d.decision == "clear":
+            per.pop(d.curator, None)
+        else:
+            per[d.curator] = d
+    return {key: per for key, per in mine.items() if len({d.decision for d in per.values()}) > 1}
+
+
 def excluded(state: dict[tuple[str, str], Decision]) -> dict[str, Decision]:
     """Case id -> the decision that excludes it (a case is excluded when any check's current decision says so)."""
     out: dict[str, Decision] = {}
@@ -167,18 +206,25 @@ def excluded(state: dict[tuple[str, str], Decision]) -> dict[str, Decision]:
     return out
 
 
-def merge_files(sources: Iterable[str | os.PathLike[str]], directory: str | os.PathLike[str]) -> int:
-    """Import other review files (or folders of them) into ``directory``: each decision not already present is
-    appended to the file of the same curator name. Idempotent; returns the number of decisions added."""
+def merge_files(sources: Iterable[str | os.PathLike[str]], directory: str | os.PathLike[str]
+                ) -> tuple[int, list[str]]:
+    """Import other review files (or folders of them) into ``directory``: each valid decision not already present
+    is appended to the file of the same curator name; lines that are not valid decisions are left behind and
+    reported. Idempotent; returns (the number of decisions added, one message per line left behind)."""
     dest = Path(directory)
     dest.mkdir(parents=True, exist_ok=True)
     files = [f for s in map(Path, sources) for f in (sorted(s.glob("*.jsonl")) if s.is_dir() else [s])]
-    added = 0
+    added, problems = 0, []
     for src in files:
+        if not CURATOR.fullmatch(src.stem):
+            problems.append(f"{src.name}: skipped: the file name is not a curator name")
+            continue
         have = {d.key() for d in read_file(dest / src.name)[0]} if (dest / src.name).exists() else set()
-        for d in read_file(src)[0]:
+        decisions, bad = read_file(src)
+        problems += [f"{src.parent.name}/{p}" for p in bad]
+        for d in decisions:
             if d.key() not in have:
                 _append_line(dest / src.name, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
                 have.add(d.key())
                 added += 1
-    return added
+    return added, problems

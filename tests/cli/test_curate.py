@@ -135,3 +135,23 @@ def test_options_set_the_settings_of_the_checks_that_take_them(fb: FaultBundle, 
     assert settings["mismatch"]["k"] == settings["labels"]["k"] == settings["outliers"]["k"] == 7
     assert settings["leakage_split"] == {"k": 5, "min_cosine": 0.9}  # --k is for the kNN checks, not the pairs
     assert settings["mismatch"]["max_rank"] == 5 and settings["pixels"]["blank_std"] == 0.03
+
+
+def test_bad_review_lines_are_reported_never_fatal(fb: FaultBundle, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cxr_explorer.retrieval.curate.review import ReviewLog, review_dir
+
+    folder = review_dir(fb.root)
+    try:
+        ReviewLog(folder, "ana").append("labels", "c1", "exclude")
+        with open(folder / "ana.jsonl", "ab") as fh:
+            fh.write(b'{"ts_ns": "1", "curator": "ana", "session": "s", "seq": 1, "check": "labels", "id": "x", '
+                     b'"decision": "ok"}\n')
+        assert main(["curate", str(fb.root), "--no-pixels", "--out", str(tmp_path / "r")]) == 0
+        out = capsys.readouterr().out
+        assert "review: 1 current decision(s) by 1 curator(s)" in out and "1 bad line(s) skipped" in out
+        assert "ana.jsonl:2: skipped: field 'ts_ns' is not an integer" in out
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)

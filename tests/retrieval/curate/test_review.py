@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from cxr_explorer.index.corpus import CorpusOptions, read_corpus
-from cxr_explorer.retrieval.curate.export import cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.export import cleaned_manifest, decision_list, exclusion_list
 from cxr_explorer.retrieval.curate.review import (
     ReviewError,
     ReviewLog,
+    conflicts,
     current,
     excluded,
     merge_files,
@@ -104,7 +105,7 @@ def test_a_torn_line_is_sealed_and_reported(tmp_path: Path) -> None:
     log.append("labels", "b", "exclude")
     decisions, problems = read_decisions(tmp_path)
     assert [d.id for d in decisions] == ["a", "b"]
-    assert len(problems) == 1 and "ana.jsonl:2: unreadable line skipped" in problems[0]
+    assert len(problems) == 1 and "ana.jsonl:2: skipped: not JSON" in problems[0]
 
 
 def test_curators_files_merge(tmp_path: Path) -> None:
@@ -112,10 +113,63 @@ def test_curators_files_merge(tmp_path: Path) -> None:
     ReviewLog(a, "ana").append("labels", "x", "exclude")
     ReviewLog(b, "ben").append("labels", "y", "exclude")
     ReviewLog(b, "ben").append("labels", "x", "ok")  # later than ana's exclude of x
-    assert merge_files([b], a) == 2
-    assert merge_files([b / "ben.jsonl"], a) == 0  # idempotent
+    assert merge_files([b], a) == (2, [])
+    assert merge_files([b / "ben.jsonl"], a) == (0, [])  # idempotent
     state = current(read_decisions(a)[0])
     assert set(excluded(state)) == {"y"} and state[("labels", "x")].curator == "ben"
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice\r", "alice\n\n", " alice", "alice/x", "a" * 41])
+def test_curator_names_are_matched_in_full(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ReviewError, match="curator name"):
+        ReviewLog(tmp_path, name)
+    assert not list(tmp_path.iterdir())
+
+
+BAD_LINES = [
+    (b'{"ts_ns": "1", "curator": "ana", "session": "s", "seq": 1, "check": "labels", "id": "x", '
+     b'"decision": "ok"}', "field 'ts_ns' is not an integer"),
+    (b'{"ts_ns": 1, "curator": "ana", "session": "s", "seq": true, "check": "labels", "id": "x", '
+     b'"decision": "ok"}', "field 'seq' is not an integer"),
+    (b'{"ts_ns": 1, "curator": "ana", "session": "s", "seq": 1, "check": "labels", "id": 5, "decision": "ok"}',
+     "field 'id' is not text"),
+    (b'{"ts_ns": 1, "curator": "ana", "session": "s", "seq": 1, "check": "labels", "id": "x", "decision": "ok", '
+     b'"note": null}', "field 'note' is not text"),
+    (b'{"ts_ns": 1, "curator": "ana", "session": "s", "seq": 1, "check": "labels", "decision": "ok"}',
+     "no field 'id'"),
+    (b'{"ts_ns": 1, "curator": "al\\nice", "session": "s", "seq": 1, "check": "labels", "id": "x", '
+     b'"decision": "ok"}', "bad curator name"),
+    (b'[1, 2]', "not a JSON object"),
+    (b'{"ts_ns": 1, "curator": "ana", "session": "s", "seq": 1, "check": "labels", "id": "x", '
+     b'"decision": "delete"}', "unknown decision"),
+]
+
+
+@pytest.mark.parametrize(("line", "why"), BAD_LINES)
+def test_each_line_is_validated_on_read_and_a_bad_one_is_skipped_and_reported(tmp_path: Path, line: bytes,
+                                                                              why: str) -> None:
+    log = ReviewLog(tmp_path, "ana")
+    log.append("labels", "a", "exclude")
+    with open(log.path, "ab") as fh:
+        fh.write(line + b"\n")
+    log.append("labels", "b", "ok")
+    decisions, problems = read_decisions(tmp_path)
+    assert [d.id for d in decisions] == ["a", "b"]  # sorting the rest never meets the bad line
+    assert len(problems) == 1 and problems[0].startswith("ana.jsonl:2: skipped: ") and why in problems[0]
+    assert set(current(decisions)) == {("labels", "a"), ("labels", "b")}
+
+
+def test_merging_drops_bad_lines_and_reports_them(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.review", tmp_path / "b.review"
+    ReviewLog(b, "ben").append("labels", "y", "exclude")
+    with open(b / "ben.jsonl", "ab") as fh:
+        fh.write(BAD_LINES[0][0] + b"\n")
+    (b / "bad name.jsonl").write_bytes(b"")
+    added, problems = merge_files([b], a)
+    assert added == 1 and len(problems) == 2
+    assert any("b.review/ben.jsonl:2: skipped: field 'ts_ns'" in p for p in problems)
+    assert any("bad name.jsonl" in p for p in problems)
+    assert read_decisions(a)[1] == [] and [p.name for p in a.iterdir()] == ["ben.jsonl"]
 
 
 def test_cleaned_manifest_is_read_by_the_build(tmp_path: Path) -> None:
@@ -142,3 +196,23 @@ def test_cleaned_manifest_is_read_by_the_build(tmp_path: Path) -> None:
     table = exclusion_list(meta, ex)
     assert table["id"].tolist() == ["c1", "gone"] and table["in_bundle"].tolist() == [True, False]
     assert table.loc[0, "note"] == "wrong patient" and table.loc[0, "path"] == "images/c1.png"
+
+
+def test_conflicts_and_the_decision_list(tmp_path: Path) -> None:
+    ana, ben = ReviewLog(tmp_path, "ana"), ReviewLog(tmp_path, "ben")
+    ana.append("labels", "c0", "exclude", note="duplicate")
+    ben.append("labels", "c0", "ok")
+    ana.append("labels", "c1", "wrong", note="label should be B")
+    ben.append("labels", "c1", "wrong")
+    ana.append("mismatch", "c2", "ok")
+    decisions = read_decisions(tmp_path)[0]
+    found = conflicts(decisions)
+    assert set(found) == {("labels", "c0")} and {c: d.decision for c, d in found[("labels", "c0")].items()} == {
+        "ana": "exclude", "ben": "ok"}
+    meta = pd.DataFrame({"id": ["c0", "c1", "c2"], "path": ["a.png", "b.png", "c.png"]})
+    table = decision_list(meta, current(decisions), found)
+    assert table[["check", "id", "decision", "curator", "conflict"]].values.tolist() == [
+        ["labels", "c0", "ok", "ben", "ana: exclude"], ["labels", "c1", "wrong", "ben", ""],
+        ["mismatch", "c2", "ok", "ana", ""]]
+    ben.append("labels", "c0", "clear")  # ben withdraws his: no conflict left
+    assert conflicts(read_decisions(tmp_path)[0]) == {}

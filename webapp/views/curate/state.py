@@ -31,7 +31,7 @@ def _default_col(columns: list[str], names: tuple[str, ...]) -> str:
 
 
 def _curator(values: list[str]) -> str:
-    if not CURATOR.match(values[0]):
+    if not CURATOR.fullmatch(values[0]):
         raise ValueError("not a curator name")
     return values[0]
 
