@@ -6,6 +6,8 @@ import pandas as pd
 
 from cxr_explorer.retrieval.curate.review import Decision
 
+DECISION_COLUMNS = ["check", "id", "path", "in_bundle", "decision", "curator", "decided_at", "note", "conflict"]
+
 BUILD_HINT = "cxr-explorer build {csv} --id-col id --text-col report --out NEW_BUNDLE_DIR --model MODEL"
 """How to rebuild from the cleaned manifest (ids, reports and metadata columns are kept as they were)."""
 
@@ -30,3 +32,20 @@ def exclusion_list(metadata: pd.DataFrame, excluded: dict[str, Decision]) -> pd.
              "decided_at": pd.Timestamp(d.ts_ns, unit="ns", tz="UTC").isoformat(), "note": d.note}
             for i, d in sorted(excluded.items())]
     return pd.DataFrame(rows, columns=["id", "path", "in_bundle", "check", "curator", "decided_at", "note"])
+
+
+def decision_list(metadata: pd.DataFrame, state: dict[tuple[str, str], Decision],
+                  conflicting: dict[tuple[str, str], dict[str, Decision]]) -> pd.DataFrame:
+    """One row per current decision (ok, wrong and exclude alike), by check then id: the decision, its curator,
+    when (UTC, ISO), note, and ``conflict``: the other curators' differing decisions (``ben: ok``), empty when
+    none."""
+    paths = dict(zip(metadata["id"].astype(str), metadata["path"].astype(str), strict=True))
+    rows = []
+    for (check, case_id), d in sorted(state.items()):
+        others = conflicting.get((check, case_id), {})
+        rows.append({"check": check, "id": case_id, "path": paths.get(case_id, ""), "in_bundle": case_id in paths,
+                     "decision": d.decision, "curator": d.curator,
+                     "decided_at": pd.Timestamp(d.ts_ns, unit="ns", tz="UTC").isoformat(), "note": d.note,
+                     "conflict": "; ".join(f"{o.curator}: {o.decision}" for o in sorted(others.values(),
+                                           key=lambda o: o.curator) if o.curator != d.curator)})
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)

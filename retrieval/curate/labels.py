@@ -162,5 +162,23 @@ SPEC = CheckSpec(
     help="labels that disagree with the image neighbourhood (multi-label; with prompts, the zero-shot margin of "
     "each given label)",
     columns=("labels", "suggested", "self_confidence", "normalised_margin", "zero_shot_margin"), settings=LabelConfig,
-    run=_run, needs=frozenset({Need.LABEL_COLUMN}), tunables=(Tunable("k", "k"),))
+    run=_run, needs=frozenset({Need.LABEL_COLUMN}), tunables=(Tunable("k", "k"),),
+    terms=(
+        ('self_confidence',
+         "lowest agreement of the neighbours with the case's labels (0 = none agree, 1 = all do)"),
+        ('normalised_margin',
+         'below 0.5: the neighbours prefer a label the case lacks over one it has'),
+        ('suggested',
+         'labels most of the neighbours carry'),
+        ('zero_shot_margin',
+         "cosine with the label's positive prompt minus the negative one (negative: not seen)"),
+        ('k',
+         'how many nearest images are searched per case (only these are looked at)'),
+        ('max_margin',
+         'flagged when the normalised margin is below this'),
+        ('min_confidence',
+         'or when the self-confidence is below this'),
+        ('prior_weight',
+         'pulls the neighbour shares of isolated cases towards the label frequencies'),
+    ))
 register(SPEC)

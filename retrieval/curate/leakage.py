@@ -118,7 +118,21 @@ SPLIT_SPEC = CheckSpec(
     help="near-duplicate image pairs whose split values differ; the case of the smaller split is the one to review",
     columns=("other_id", "split", "other_split", "cosine", "report_cosine"), settings=LeakageConfig,
     run=_run_split, needs=frozenset({Need.SPLIT_COLUMN}), tunables=(Tunable("dup_threshold", "min_cosine"),),
-    pair_caption="other split")
+    pair_caption="other split",
+    terms=(
+        ('cosine',
+         'image cosine of the pair (1 = the same image vector)'),
+        ('report_cosine',
+         'cosine of the two reports (1 = the same text)'),
+        ('other_id',
+         'the case this one nearly duplicates'),
+        ('k',
+         'how many nearest images are searched per case (only these are looked at)'),
+        ('min_cosine',
+         'pairs at or above this image cosine are near-duplicates'),
+        ('column',
+         'the split column compared'),
+    ))
 BUNDLES_SPEC = CheckSpec(
     name=BUNDLES_NAME, title="Near-duplicates in another bundle", looks_for="near-duplicates in another bundle",
     help="near-duplicate image pairs between this bundle and a second one (e.g. test against train)",

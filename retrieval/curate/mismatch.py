@@ -99,5 +99,19 @@ SPEC = CheckSpec(
     help="swapped or wrong reports: the own report's rank among the image's nearest reports and back, and the "
     "margin over the best other",
     columns=("own_cosine", "rank_image_to_report", "rank_report_to_image", "margin"), settings=MismatchConfig,
-    run=_run, tunables=(Tunable("k", "k"),), shows_report=True)
+    run=_run, tunables=(Tunable("k", "k"),), shows_report=True,
+    terms=(
+        ('own_cosine',
+         "cosine between the case's image and its own report"),
+        ('rank_image_to_report',
+         "where the case's own report ranks among the reports nearest its image (1 = first)"),
+        ('rank_report_to_image',
+         "where the case's own image ranks among the images nearest its report (1 = first)"),
+        ('margin',
+         "own cosine minus the best other case's cosine (negative: another report fits better)"),
+        ('k',
+         'how many nearest reports or images are searched per case (only these are looked at)'),
+        ('max_rank',
+         'flagged when the own report AND the own image both rank below this'),
+    ))
 register(SPEC)

@@ -74,5 +74,17 @@ SPEC = CheckSpec(
     help="images far from the corpus: mean cosine distance to the k nearest images and its robust z (with a second "
     "bundle, the distance to it too)",
     columns=("knn_distance", "robust_z", "percentile"), settings=OutlierConfig, run=_run,
-    tunables=(Tunable("k", "k"),))
+    tunables=(Tunable("k", "k"),),
+    terms=(
+        ('knn_distance',
+         'mean cosine distance (1 - cosine) to the k nearest other images'),
+        ('robust_z',
+         'how unusual that distance is here: (distance - median) / (1.4826 x median absolute deviation)'),
+        ('percentile',
+         "percent of this bundle's cases with at most this distance (100 = the farthest)"),
+        ('k',
+         'how many nearest images are searched per case (only these are looked at)'),
+        ('min_z',
+         'flagged when robust_z is at least this'),
+    ))
 register(SPEC)

@@ -188,5 +188,13 @@ SPEC = CheckSpec(
     help="model-free hints from each thumbnail: rotated, upside down, inverted, not left-right symmetric, mostly "
     "blank, tiny, burnt-in text, a rare view",
     columns=("hints", "text_share", "lr_symmetry"), settings=PixelConfig, run=_run,
-    needs=frozenset({Need.THUMBNAILS}))
+    needs=frozenset({Need.THUMBNAILS}),
+    terms=(
+        ('hints',
+         'what the pixel rules found (rotated, upside down, inverted, blank, tiny, text, rare view)'),
+        ('text_share',
+         'share of the thumbnail that looks like burnt-in text'),
+        ('lr_symmetry',
+         'correlation of the thumbnail with its mirror image (a frontal chest film is near 1)'),
+    ))
 register(SPEC)

@@ -73,7 +73,8 @@ class CheckSpec(Generic[S]):
     the check itself, returning a table worst first; ``needs``: inputs without which it is skipped;
     ``tunables``: settings the CLI's shared options set; ``short_title``: a shorter title for the page's list;
     ``pair_caption``: set when each row is a pair (``other_row``), the caption of the other image;
-    ``shows_report``: the page shows each case's report.
+    ``shows_report``: the page shows each case's report; ``terms``: (name, one line) for each column and threshold
+    a reader meets (the page's "What the names mean").
     """
 
     name: str
@@ -88,6 +89,7 @@ class CheckSpec(Generic[S]):
     short_title: str = ""
     pair_caption: str = ""
     shows_report: bool = False
+    terms: tuple[tuple[str, str], ...] = ()
 
     @property
     def page_title(self) -> str:

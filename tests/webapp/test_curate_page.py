@@ -3,13 +3,14 @@ there after a restart, state in the URL, the checks that need a column say so, t
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_explorer.retrieval.curate.review import read_decisions, review_dir
+from cxr_explorer.retrieval.curate.review import ReviewLog, current, read_decisions, review_dir
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.helpers import curate_bundle
 from tests.helpers.bundles import APP_CASES, model_bundle
@@ -95,3 +96,62 @@ def test_the_check_list_is_the_registry(env: None, monkeypatch: pytest.MonkeyPat
     assert not at.exception and at.query_params["c_check"] == spec.name
     assert any(str(t.value) == "Thresholds: modulus = 2" for t in at.text)
     assert [str(t.value) for t in at.text if str(t.value).startswith("parity: ")][:2] == ["parity: 0", "parity: 0"]
+
+
+def test_names_and_decisions_are_explained(env: None) -> None:
+    at = open_page()
+    lines = "\n".join(str(t.value) for t in at.text)
+    for name in ("rank_image_to_report: ", "k: how many nearest", "max_rank: flagged when", "exclude: left out of"):
+        assert name in lines, name
+    at.selectbox(key="c_check").set_value("outliers").run()
+    lines = "\n".join(str(t.value) for t in at.text)
+    assert "robust_z: how unusual" in lines and "wrong: a real problem" in lines
+
+
+def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(env: None, bundle: Path) -> None:
+    folder = review_dir(bundle)
+    try:
+        at = open_page()
+        first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
+        ReviewLog(folder, "ben").append("mismatch", first, "ok")
+        at.text_input(key="c_curator").set_value("ana").run()
+        at.text_input(key=f"c_note_mismatch_{first}").set_value("report of another patient").run()
+        next(b for b in at.button if b.label == "wrong").click().run()
+        assert not at.exception
+        saved = current(read_decisions(folder)[0])[("mismatch", first)]
+        assert (saved.curator, saved.decision, saved.note) == ("ana", "wrong", "report of another patient")
+        shown = decisions(at)[0]
+        assert shown.startswith("decision: WRONG by ana (note: report of another patient)")
+        assert "conflict: ben: ok" in shown
+        assert any("1 case(s) with conflicting decisions" in str(w.value) for w in at.warning)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(env: None, bundle: Path) -> None:
+    folder = review_dir(bundle)
+    try:
+        at = open_page()
+        first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
+        ReviewLog(folder, "ana").append("mismatch", first, "exclude")
+        with open(folder / "ana.jsonl", "ab") as fh:
+            fh.write(b'{"ts_ns": "1", "curator": "ana", "session": "s", "seq": 1, "check": "mismatch", '
+                     b'"id": "x", "decision": "ok"}\n')
+        at = open_page()
+        assert decisions(at)[0] == "decision: EXCLUDE by ana"
+        assert any("1 bad line(s) in the review files were skipped" in str(w.value) for w in at.warning)
+        assert any("ana.jsonl:2: skipped: field 'ts_ns' is not an integer" in str(t.value) for t in at.text)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_curator_name_with_a_trailing_newline_is_refused(env: None, bundle: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["c_curator"] = "alice\n"
+    at.run()
+    at.switch_page("views/curate/page.py").run()
+    assert not at.exception
+    at.text_input(key="c_curator").set_value("alice\n").run()
+    assert any("curator name may only hold" in str(e.value) for e in at.error)
+    assert all(b.disabled for b in at.button if b.label == "exclude")
+    assert not (review_dir(bundle) / "alice\n.jsonl").exists()

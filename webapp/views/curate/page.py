@@ -11,14 +11,26 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
+from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, decision_list, exclusion_list
 from cxr_explorer.retrieval.curate.registry import CheckSpec
-from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
+from cxr_explorer.retrieval.curate.review import (
+    EFFECTS,
+    Decision,
+    ReviewError,
+    ReviewLog,
+    conflicts,
+    current,
+    excluded,
+    read_decisions,
+    review_dir,
+)
 from cxr_explorer.webapp import chrome, display, loaders
 from cxr_explorer.webapp.views.curate import loaders as curate_loaders
 from cxr_explorer.webapp.views.curate import state as curate_state
 
 COLUMNS = 3
+NOTE_CHARS = 500
+MAX_PROBLEMS_SHOWN = 10
 THUMB_WIDTH = 200
 BADGE = {"ok": "ok", "wrong": "WRONG", "exclude": "EXCLUDE"}  # plain text: no emoji font is guaranteed offline
 
@@ -41,7 +53,8 @@ def decide(check: str, case_id: str, decision: str) -> None:
         log = st.session_state.get("c_log")
         if not isinstance(log, ReviewLog) or log.curator != curator or log.directory != reviews:
             log = st.session_state["c_log"] = ReviewLog(reviews, curator)
-        log.append(check, case_id, decision)
+        note = str(st.session_state.get(f"c_note_{check}_{case_id}", "") or "")
+        log.append(check, case_id, decision, note=note.strip()[:NOTE_CHARS])
     except (ReviewError, OSError) as exc:
         st.session_state["c_error"] = f"Could not save the decision: {exc}"
 
@@ -74,7 +87,24 @@ def figure_line(row: pd.Series, col: str, k: object) -> str:
     return f"{col}: {_fmt(row[col])}"
 
 
-def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k: object) -> None:
+def terms(spec: CheckSpec[Any]) -> None:
+    """One line per column and threshold name of the check, and what each decision does."""
+    with st.expander("What the names and the decisions mean"):
+        st.text("\n".join(f"{name}: {line}" for name, line in spec.terms) or spec.help)  # names: plain text
+        st.text("\n".join(f"{decision}: {line}" for decision, line in EFFECTS.items()))
+
+
+def decision_line(done: Decision | None, others: dict[str, Decision]) -> str:
+    """``decision: EXCLUDE by ana (note: ...)``, with the other curators' differing decisions when they differ."""
+    if done is None:
+        return "decision: —"
+    line = f"decision: {BADGE[done.decision]} by {done.curator}" + (f" (note: {done.note})" if done.note else "")
+    rest = [f"{d.curator}: {d.decision}" for c, d in sorted(others.items()) if c != done.curator]
+    return line + (f"\nconflict: {', '.join(rest)}" if rest else "")
+
+
+def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k: object,
+         conflicting: dict) -> None:
     """One case: thumbnail(s), id, the check's columns, evidence and the three decision buttons."""
     case_id, check = str(row["id"]), spec.name
     with st.container(border=True):
@@ -93,7 +123,9 @@ def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k:
             st.code(json.dumps(json.loads(str(row["evidence"])), indent=1, ensure_ascii=False), language="json",
                     wrap_lines=True)
         done = state.get((check, case_id))
-        st.text(f"decision: {BADGE[done.decision]} by {done.curator}" if done else "decision: —")
+        st.text(decision_line(done, conflicting.get((check, case_id), {})))
+        st.text_input("Note", key=f"c_note_{check}_{case_id}", max_chars=NOTE_CHARS, disabled=not can_decide,
+                      placeholder="optional, saved with the next decision", label_visibility="collapsed")
         ok, wrong = st.columns(2)  # three side by side are cut to "excl…" in a three-card row
         for col, decision in ((ok, "ok"), (wrong, "wrong"), (st, "exclude")):
             col.button(decision, key=f"c_{decision}_{check}_{case_id}", disabled=not can_decide, width="stretch",
@@ -101,7 +133,7 @@ def card(row: pd.Series, spec: CheckSpec[Any], state: dict, can_decide: bool, k:
                        on_click=decide, args=(check, case_id, decision))
 
 
-def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object) -> None:
+def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object, conflicting: dict) -> None:
     """The filtered, paginated list of cards."""
     show, check = st.session_state["c_show"], spec.name
     if show == "flagged":
@@ -119,7 +151,7 @@ def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object) -> 
     for start in range(0, len(chunk), COLUMNS):
         for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
             with col:
-                card(row, spec, state, can_decide, k)
+                card(row, spec, state, can_decide, k, conflicting)
     prev, _, nxt = st.columns([1, 3, 1])
     prev.button("Previous", disabled=page <= 1, width="stretch", key="c_prev",
                 on_click=lambda: st.session_state.update(c_page=page - 1))
@@ -127,26 +159,37 @@ def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object) -> 
                on_click=lambda: st.session_state.update(c_page=page + 1))
 
 
-def exports(state: dict, problems: list[str]) -> None:
-    """Excluded count, the two downloads and how to rebuild."""
+def exports(state: dict, conflicting: dict, problems: list[str]) -> None:
+    """Excluded count, conflicts, skipped review lines, the three downloads and how to rebuild."""
     st.subheader("Export")
     out = excluded(state)
-    st.text(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s); review files "
-            f"in the folder {reviews.name} beside the bundle")
+    st.text(f"{len(out)} case(s) excluded by {len({d.curator for d in out.values()})} curator(s), "
+            f"{len(state)} decision(s) in all; review files in the folder {reviews.name} beside the bundle")
+    if conflicting:
+        st.warning(f"{len(conflicting)} case(s) with conflicting decisions between curators (the latest counts; "
+                   "each is listed in the decision list's conflict column):")
+        st.text("\n".join(f"{check} {case_id}: " + ", ".join(f"{d.curator}: {d.decision}" for d in
+                                                             sorted(per.values(), key=lambda d: d.curator))
+                          for (check, case_id), per in sorted(conflicting.items())[:MAX_PROBLEMS_SHOWN]))
     if problems:
-        st.warning(f"{len(problems)} unreadable line(s) in the review files were skipped (e.g. a write cut off by a "
-                   "crash); every complete decision is kept.")
+        st.warning(f"{len(problems)} bad line(s) in the review files were skipped (e.g. a write cut off by a crash "
+                   "or a hand edit); every valid decision is kept:")
+        st.text("\n".join(problems[:MAX_PROBLEMS_SHOWN]) + ("\n…" if len(problems) > MAX_PROBLEMS_SHOWN else ""))
     manifest = cleaned_manifest(meta, columns, set(out))
-    a, b = st.columns(2)
+    a, b, c = st.columns(3)
     a.download_button("Cleaned manifest CSV", manifest.to_csv(index=False).encode(), "cleaned-manifest.csv",
-                      "text/csv", key="c_dl_manifest", on_click="ignore", width="stretch")
+                      "text/csv", key="c_dl_manifest", on_click="ignore", width="stretch",
+                      help="Every case except the excluded ones, as a corpus the build reads.")
     b.download_button("Exclusion list CSV", exclusion_list(meta, out).to_csv(index=False).encode(),
                       "exclusions.csv", "text/csv", key="c_dl_excl", on_click="ignore", width="stretch")
+    c.download_button("Decision list CSV", decision_list(meta, state, conflicting).to_csv(index=False).encode(),
+                      "decisions.csv", "text/csv", key="c_dl_decisions", on_click="ignore", width="stretch",
+                      help="Every current decision (ok, wrong, exclude) with curator, time, note and conflicts.")
     st.caption("Rebuild from the cleaned manifest with:")
     st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash", wrap_lines=True)
 
 
-if st.session_state.get("c_curator") and not curate_state.CURATOR.match(st.session_state["c_curator"]):
+if st.session_state.get("c_curator") and not curate_state.CURATOR.fullmatch(st.session_state["c_curator"]):
     st.error("The curator name may only hold letters, digits, '_', '.' or '-' (up to 40 characters).")
     st.session_state["c_curator"] = ""
 controls()
@@ -156,12 +199,13 @@ check = st.session_state["c_check"]
 table, thresholds, note = curate_loaders.check_table(bundle_dir, check, curate_state.column("c_label"),
                                                      curate_state.column("c_split"))
 decisions, problems = read_decisions(reviews)
-state = current(decisions)
+state, conflicting = current(decisions), conflicts(decisions)
 if note:
     st.info(note)
 else:
     st.text("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))  # column names: plain text
-    cases(table, SPECS[check], state, thresholds.get("k"))
+    terms(SPECS[check])
+    cases(table, SPECS[check], state, thresholds.get("k"), conflicting)
 st.divider()
-exports(state, problems)
+exports(state, conflicting, problems)
 STATE.save()  # last: the page number is clamped to the pages there are while the cards are drawn
