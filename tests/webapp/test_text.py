@@ -25,6 +25,27 @@ def test_export_file_names_follow_the_query() -> None:
     assert len(exports.file_stem("results", "x" * 500)) <= len("cxr-explorer-results-") + exports.MAX_NAME
 
 
+def test_export_file_names_keep_unicode_safely() -> None:
+    assert exports.file_stem("results", "左下叶实变 ñandú") == "cxr-explorer-results-左下叶实变-ñandú"
+    assert exports.file_stem("results", "Ｅｆｆｕｓｉｏｎ") == "cxr-explorer-results-effusion"  # NFKC
+    for hostile in ("../../etc/passwd", "a\u202eb\x00c\nd", "x/y\\z:*?.csv"):
+        stem = exports.file_stem("results", hostile)
+        assert re.fullmatch(r"[\w-]+", stem) and "_" not in stem.removeprefix("cxr-explorer-results"), stem
+
+
+def test_json_exports_hold_numbers_as_numbers() -> None:
+    import json
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ["0001", "12"], "rank": [1, 2], "similarity": [0.5, 0.25],
+                          "age": ["44.0", ""], "offset": ["3", "17"], "zip": ["007", "12"], "view": ["PA", "AP"]})
+    rows = json.loads(exports.json_bytes(frame, {"query": "x"}))["rows"]
+    assert rows[0] == {"id": "0001", "rank": 1, "similarity": 0.5, "age": 44.0, "offset": 3, "zip": "007",
+                       "view": "PA"}
+    assert rows[1]["age"] is None and rows[1]["id"] == "12"
+
+
 def test_page_state_url_round_trip_and_bounds() -> None:
     state = page_state.PageState("t", (page_state.text_field("q", "q"), page_state.int_field("k", "k", 12, 1, 100),
                               page_state.range_field("r", "r", (-1.0, 1.0), -1.0, 1.0), page_state.bool_field("b", "b"),
