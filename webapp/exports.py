@@ -79,11 +79,11 @@ def json_bytes(frame: pd.DataFrame, ctx: dict[str, Any]) -> bytes:
 
 
 def export_buttons(frame: pd.DataFrame, ctx: dict[str, Any], what: str,
-                   everything: tuple[Callable[[], pd.DataFrame], str] | None = None) -> None:
-    """Two distinct buttons: "CSV" and "JSON" of ``frame`` (the file names follow the query); with
+                   everything: tuple[Callable[[], pd.DataFrame], str] | None = None, name: object = None) -> None:
+    """Two distinct buttons: "CSV" and "JSON" of ``frame`` (the file names follow ``name``, else the query); with
     ``everything`` = (a function giving every matching row, what it holds, e.g. "all 648 matching results"), two
     more that export those rows, made only when clicked."""
-    stem = file_stem(what, ctx.get("query"))
+    stem = file_stem(what, name if name is not None else ctx.get("query"))
     with st.container(horizontal=True):
         st.download_button(f"Download {what} CSV", csv_bytes(frame, ctx), f"{stem}.csv", "text/csv",
                            key=f"export_{what}_csv", on_click="ignore")

@@ -87,7 +87,9 @@ def test_text_search_shows_cards_and_url(env) -> None:
     assert titles[0].startswith("#1 · ") and " · case" in titles[0]
     assert any(m.startswith("**Results 1–8** of 8 matching · text query") for m in texts(at.markdown))
     assert at.query_params["q"] == "pleural effusion" and "mode" not in at.query_params  # text is the default
-    assert [d.proto.label for d in at.get("download_button")] == ["Download results CSV", "Download results JSON"]
+    assert [d.proto.label for d in at.get("download_button")] == [
+        "Download results CSV", "Download results JSON", "Download all 8 matching results CSV",
+        "Download all 8 matching results JSON"]
 
 
 def test_empty_query_is_a_message_and_long_text_a_query(env) -> None:

@@ -45,8 +45,8 @@ def selection_panel(rows: list[int]) -> None:
                            "report": str(meta["report"].iloc[r])} for r in rows])
     st.dataframe(table, hide_index=True, width="stretch")
     ctx = exports.context(engine, {"selection": "map", "embeddings": st.session_state["m_target"],
-                                   "projection": st.session_state["m_method"], "query": "selection"})
-    exports.export_buttons(table, ctx, "selection")
+                                   "projection": st.session_state["m_method"]})
+    exports.export_buttons(table, ctx, "selection", name=f"map {ctx['embeddings']} {ctx['projection']}")
 
 
 def duplicates_panel() -> None:

@@ -3,12 +3,15 @@ hiding, retrieve-then-ground overlays, the case view (a dialog), paging, export 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
+import pandas as pd
 import streamlit as st
 
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine.filters import QueryError
+from cxr_explorer.retrieval.engine.limits import MAX_K
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
 from cxr_explorer.webapp import chrome, display, exports, loaders
@@ -99,22 +102,31 @@ def query_controls() -> tuple[str, object]:
     return ("case", case_id) if case_id else ("", None)
 
 
-def run_query(kind: str, value: object, k: int, hide_duplicates: bool = True) -> list:
-    """Run the query for the first ``k`` hits with the current options (engine errors propagate to the caller);
-    ``hide_duplicates`` False ignores the duplicate option (to count what it removed)."""
+def query_runner(kind: str, value: object, k: int, hide_duplicates: bool = True) -> Callable[[], list]:
+    """The query for the first ``k`` hits with the current options, resolved now and run when called (engine errors
+    propagate to the caller); ``hide_duplicates`` False ignores the duplicate option (to count what it removed)."""
     s = st.session_state
     where = loaders.where_with_ranges(bundle_dir, search_state.where(options), search_state.active_ranges(ranges))
     hide = hide_duplicates and s["s_hide_dup"] and s["s_target"] != "sentences"
     dup = float(s["s_dup_t"]) if hide else None
     if any(not values for values in where.values()):
-        return []  # a range that holds no value
-    common = {"k": k, "target": s["s_target"], "where": where or None}
+        return list  # a range that holds no value
+    common = {"k": k, "target": s["s_target"], "where": where or None, "hide_duplicates": dup}
     if kind == "text":
-        return engine.search_text(str(value), hide_duplicates=dup, **common)
+        return partial(engine.search_text, str(value), **common)
     if kind == "image":
         assert isinstance(value, bytes)  # query_controls gives an image query as the upload's bytes
-        return engine.search_image(value, hide_duplicates=dup, **common)
-    return engine.search_id(str(value), hide_duplicates=dup, **common)
+        return partial(engine.search_image, value, **common)
+    return partial(engine.search_id, str(value), **common)
+
+
+def run_query(kind: str, value: object, k: int, hide_duplicates: bool = True) -> list:
+    """:func:`query_runner`'s query, run now."""
+    return query_runner(kind, value, k, hide_duplicates)()
+
+
+def _frame_of(query: Callable[[], list]) -> pd.DataFrame:
+    return display.hits_frame(query())
 
 
 def why_empty(target: str) -> str:
@@ -177,8 +189,11 @@ if hits:
     else:
         cards.text_list(engine, hits, overlays)
     cards.pager(page_no, search_state.has_next_page(page_no, per_page, len(hits)))
+    reachable = min(total, MAX_K)
+    label = (f"all {reachable} matching results" if total <= MAX_K else
+             f"the first {MAX_K} of {total} matching results")
     exports.export_buttons(display.hits_frame(hits), exports.context(engine, search_state.summary(options, ranges)),
-                           "results")
+                           "results", everything=(partial(_frame_of, query_runner(kind, value, reachable)), label))
 elif hits == []:
     st.info(why_empty(st.session_state["s_target"]))
 elif not kind:
