@@ -19,7 +19,7 @@ import pandas as pd
 
 from cxr_explorer.retrieval.engine.filters import EMPTY, cell_text
 
-__all__ = ["SEPARATOR_CANDIDATES", "Facet", "detect_separator", "detect_separators", "facets"]
+__all__ = ["SEPARATOR_CANDIDATES", "Facet", "detect_separator", "detect_separators", "facets", "split_labels"]
 
 SEPARATOR_CANDIDATES = (";", "|")
 NOT_FACETS = re.compile(r"(^|_)(id|ids|uid|url|uri|doi|licen[cs]e|path|file|filename|folder|width|height|"
@@ -82,15 +82,20 @@ def _numeric(series: pd.Series) -> pd.Series | None:
     return None if nums.isna().any() else nums.astype(float)
 
 
+def split_labels(cell: object, sep: str | None) -> list[str]:
+    """The distinct values of one cell in order: split on ``sep`` when the column is multi-label, each stripped;
+    ``[EMPTY]`` for a missing or empty cell. Every facet count, filter list and map colour reads cells this way."""
+    text = cell_text(cell)
+    if not text:
+        return [EMPTY]
+    parts = [p.strip() for p in text.split(sep)] if sep else [text]
+    return list(dict.fromkeys(p for p in parts if p)) or [EMPTY]
+
+
 def _value_counts(series: pd.Series, sep: str | None) -> Counter[str]:
     counts: Counter[str] = Counter()
     for cell, n in series.map(cell_text).value_counts(dropna=False).items():
-        text = cell if isinstance(cell, str) else None
-        if not text:
-            counts[EMPTY] += int(n)
-            continue
-        parts = {p.strip() for p in text.split(sep)} if sep else {text}
-        for p in parts - {""}:
+        for p in split_labels(cell, sep):
             counts[p] += int(n)
     return counts
 

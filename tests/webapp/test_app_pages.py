@@ -248,3 +248,20 @@ def test_several_bundles_show_an_index_selector(bundle_dir: Path, tmp_path: Path
         assert at.session_state["bundle_dir"] == str(other)
         at = start(params={"bundle": "/etc"})  # anything else falls back to the first bundle
         assert at.session_state["bundle_dir"] == str(bundle_dir)
+
+
+def test_map_duplicate_groups_list_ids_on_one_full_width_line(env) -> None:
+    at = start("map")
+    line = next(t for t in texts(at.text) if t.startswith("Group 1: "))
+    assert line in ("Group 1: 2 cases: case0, case7", "Group 1: 2 cases: case7, case0")
+    in_columns = [str(t.value) for col in at.columns for t in col.get("text")]
+    assert line not in in_columns  # not squeezed into a thumbnail-wide column
+
+
+def test_map_colours_split_multi_labels_like_the_search_facets(env) -> None:
+    at = start("map", {"colour": "labels"})
+    legend = " ".join(str(el.proto.body) for el in at.get("html") if "swatch" in str(el.proto.body)
+                      or "border-radius:5px" in str(el.proto.body))
+    assert "|" not in legend and "Pneumonia|Consolidation" not in legend
+    assert "Effusion (3)" in legend and "Consolidation (1)" in legend and "Pneumonia (2)" in legend, legend
+    assert "counted under each" in legend

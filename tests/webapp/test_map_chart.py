@@ -24,3 +24,13 @@ def test_more_than_5000_points_give_a_spec_without_data_and_the_whole_table() ->
 def test_without_a_query_every_row_is_a_case() -> None:
     _, table = spec_and_table(_points(10), "", None)
     assert list(table["kind"].unique()) == ["case"] and list(table["row"]) == list(range(10))
+
+
+def test_multi_label_cells_are_split_like_the_search_facets() -> None:
+    from cxr_explorer.webapp.views.map.chart import colour_values
+
+    values, counts = colour_values(["COVID-19;ARDS", "COVID-19", "ARDS; COVID-19", "", None, "Pneumonia"], ";")
+    assert counts == {"COVID-19": 3, "ARDS": 2, "": 2, "Pneumonia": 1}
+    assert list(values) == ["COVID-19", "COVID-19", "COVID-19", "", "", "Pneumonia"]
+    values, counts = colour_values(["PA", "AP", None], None)
+    assert list(values) == ["PA", "AP", ""] and counts is None

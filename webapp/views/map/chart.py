@@ -37,13 +37,33 @@ PICK, BOX = "pick", "box"  # names of the chart's selections (Streamlit returns 
 @dataclass(frozen=True)
 class MapPoints:
     """What the chart draws: coordinates [M, 2] of M items, their case rows [M], ids [M], colour values [M] and
-    thumbnail data URIs [M] ("" where none is sent)."""
+    thumbnail data URIs [M] ("" where none is sent); ``counts``: for a multi-label colour column, the number of
+    points carrying each label (the legend's counts, as the Search facet counts them), else None."""
 
     coords: np.ndarray
     rows: np.ndarray
     ids: np.ndarray
     values: np.ndarray
     thumbs: list[str]
+    counts: dict[str, int] | None = None
+
+
+def colour_values(cells: list[object], sep: str | None) -> tuple[np.ndarray, dict[str, int] | None]:
+    """(one colour value per cell [M], cells per label or None): a single-value column as it is (empty: ""); a
+    multi-label column split like the Search facets (:func:`retrieval.engine.facets.split_labels`), each cell
+    drawn in its most frequent label's colour and every label counted once per cell that carries it."""
+    from cxr_explorer.retrieval.engine.facets import split_labels
+    from cxr_explorer.retrieval.engine.filters import EMPTY
+
+    labels = [["" if v == EMPTY else v for v in split_labels(c, sep)] for c in cells]
+    if sep is None:
+        return np.array([ls[0] for ls in labels], dtype=object).astype(str), None
+    counts: dict[str, int] = {}
+    for ls in labels:
+        for v in ls:
+            counts[v] = counts.get(v, 0) + 1
+    primary = [min(ls, key=lambda v: (-counts[v], v)) for ls in labels]
+    return np.array(primary, dtype=object).astype(str), counts
 
 
 def thumb_uri(jpeg: bytes, size: int = HOVER_PX) -> str:
@@ -77,6 +97,14 @@ def categories(values: np.ndarray) -> tuple[np.ndarray, list[str], dict[str, int
     return out, cats, sizes
 
 
+def legend_sizes(points: MapPoints) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """:func:`categories` of the points, with a multi-label column's counts of cases per label."""
+    out, cats, sizes = categories(points.values)
+    if points.counts is not None:
+        sizes = {c: sizes[c] if c == "(other)" else points.counts.get(c, sizes[c]) for c in cats}
+    return out, cats, sizes
+
+
 QUERY = "query (★)"
 # a five-pointed star as an SVG path in Vega's unit square (the bundled Vega has no named "star" symbol: the name
 # was read as a broken path, which also cost the chart its legend)
@@ -88,7 +116,7 @@ def chart(points: MapPoints, colour: str, query: tuple[str, np.ndarray] | None) 
     """The scatter (+ the query as a black star, row -1): colour by ``colour`` (20 colours + grey "(other)"), hover
     tooltip with id, value and thumbnail, selections :data:`PICK` (click, shift-click adds) and :data:`BOX` (drag).
     One chart over one table (a layered chart lost its axes and legend to Streamlit's fixed height)."""
-    values, cats, sizes = categories(points.values)
+    values, cats, sizes = legend_sizes(points)
     labels = {c: f"{c or '(empty)'} ({sizes[c]})" for c in cats}
     frame = pd.DataFrame({"x": points.coords[:, 0], "y": points.coords[:, 1], "row": points.rows,
                           "id": points.ids, "group": [labels[v] for v in values], "image": points.thumbs,
@@ -134,7 +162,7 @@ def spec_and_table(points: MapPoints, colour: str, query: tuple[str, np.ndarray]
 
 def legend(points: MapPoints) -> list[tuple[str, str]]:
     """(colour, label with count) of each category, in legend order."""
-    _, cats, sizes = categories(points.values)
+    _, cats, sizes = legend_sizes(points)
     return [(OTHER_COLOUR if c == "(other)" else PALETTE[n % len(PALETTE)], f"{c or '(empty)'} ({sizes[c]})")
             for n, c in enumerate(cats)]
 
@@ -149,7 +177,14 @@ def legend_html(points: MapPoints, colour: str, with_query: bool) -> str:
     if with_query:
         items.append("<span style='white-space:nowrap'>★ last text query</span>")
     title = f"<b>{html_text(colour)}</b>: " if colour else ""
-    return f"<div style='font-size:0.8rem;line-height:1.6'>{title}{' '.join(items)}</div>"
+    note = ""
+    if points.counts is not None:
+        shown = set(points.values)
+        rest = sorted(((v, n) for v, n in points.counts.items() if v not in shown), key=lambda vn: (-vn[1], vn[0]))
+        also = ", ".join(f"{v or '(empty)'} ({n})" for v, n in rest)
+        note = (" <i>(cases with several labels are counted under each and drawn in the colour of their most common "
+                f"one{'; also: ' + html_text(also) if also else ''})</i>")
+    return f"<div style='font-size:0.8rem;line-height:1.6'>{title}{' '.join(items)}{note}</div>"
 
 
 def selected_rows(event: object, points: MapPoints) -> list[int]:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.webapp import loaders
-from cxr_explorer.webapp.views.map.chart import MAX_HOVER_THUMBS, MapPoints, spec_and_table, thumb_uri
+from cxr_explorer.webapp.views.map.chart import MAX_HOVER_THUMBS, MapPoints, colour_values, spec_and_table, thumb_uri
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing hover thumbnails…")
@@ -19,6 +19,11 @@ def hover_thumbs(bundle_dir: str) -> tuple[str, ...]:
     bundle from the stored thumbnails."""
     eng = loaders._engine_of(bundle_dir)
     return tuple(thumb_uri(eng.cases.thumbnail(r)) for r in range(min(eng.facts.count, MAX_HOVER_THUMBS)))
+
+
+def separator(bundle_dir: str, column: str) -> str | None:
+    """The multi-label separator of ``column`` as the Search facets split it (None: one value per cell)."""
+    return next((f.separator for f in loaders.facets(bundle_dir) if f.column == column), None)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -32,9 +37,10 @@ def map_points(bundle_dir: str, target: str, method: str, colour: str) -> MapPoi
     meta = eng.cases.metadata
     rows = eng.cases.position_rows(cast(Target, target))
     ids = meta["id"].astype(str).to_numpy()[rows]
-    values = meta[colour].fillna("").astype(str).to_numpy()[rows] if colour else np.full(len(rows), "all")
+    values, counts = (colour_values(meta[colour].to_numpy()[rows].tolist(), separator(bundle_dir, colour)) if colour
+                      else (np.full(len(rows), "all"), None))
     thumbs = hover_thumbs(bundle_dir)
-    return MapPoints(em.coords, rows, ids, values, [thumbs[r] if r < len(thumbs) else "" for r in rows])
+    return MapPoints(em.coords, rows, ids, values, [thumbs[r] if r < len(thumbs) else "" for r in rows], counts)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

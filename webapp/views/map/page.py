@@ -14,6 +14,9 @@ from cxr_explorer.webapp.views.map import chart as map_chart
 from cxr_explorer.webapp.views.map import loaders as map_loaders
 
 MAX_THUMBS = 12
+MAX_GROUPS = 20
+DUP_SHOWN = 6  # thumbnails per group (Streamlit stacks them on a phone)
+MAX_IDS = 30  # ids listed per group
 
 engine = loaders.current_engine()
 bundle_dir = loaders.current_bundle_dir()
@@ -50,17 +53,25 @@ def selection_panel(rows: list[int]) -> None:
 
 
 def duplicates_panel() -> None:
-    """Near-duplicate groups above a cosine threshold, for review."""
-    threshold = st.slider("Near-duplicate cosine ≥", 0.80, 1.0, step=0.005, key="m_dup_t")
+    """Near-duplicate groups above a cosine threshold, for review: each group's size and ids on a full-width line,
+    then its first thumbnails in a row; a group holding most of the bundle is called out."""
+    threshold = st.slider("Near-duplicate cosine ≥", 0.80, 1.0, step=0.005, key="m_dup_t",
+                          help="Pairs of images at or above this cosine are linked; linked chains form one group.")
     groups = loaders.duplicate_groups(bundle_dir, float(threshold))
     st.caption(f"{len(groups)} group{'' if len(groups) == 1 else 's'} of near-duplicate images at cosine ≥ "
-               f"{threshold:.3f}")
-    for g in groups[:20]:
-        cols = st.columns(min(8, len(g)) + 1)
-        cols[0].text(f"{len(g)} cases\n" + "\n".join(str(meta["id"].iloc[r]) for r in g[:8]))
-        for col, row in zip(cols[1:], g[:8], strict=False):
+               f"{threshold:.3f}" + (f" (the largest {MAX_GROUPS} shown)" if len(groups) > MAX_GROUPS else ""))
+    if groups and len(groups[0]) > max(DUP_SHOWN, len(meta) // 2):
+        st.warning(f"One group holds {len(groups[0])} of {len(meta)} cases: this model puts these images very "
+                   "close together (e.g. random weights), so the cosine says little here. Raise the threshold.")
+    for n, g in enumerate(groups[:MAX_GROUPS], start=1):
+        ids = [str(meta["id"].iloc[r]) for r in g]
+        st.text(f"Group {n}: {len(g)} cases: " + ", ".join(ids[:MAX_IDS])
+                + (f", … and {len(g) - MAX_IDS} more" if len(g) > MAX_IDS else ""))
+        cols = st.columns(DUP_SHOWN)
+        for col, row in zip(cols, g[:DUP_SHOWN], strict=False):
             with col:
-                display.image(engine.cases.thumbnail(row), f"Chest X-ray {meta['id'].iloc[row]}")
+                display.image(engine.cases.thumbnail(row), f"Chest X-ray {meta['id'].iloc[row]}",
+                              caption=str(meta["id"].iloc[row]))
 
 
 a, b, c = st.columns(3)
