@@ -187,7 +187,7 @@ def build_model(spec: ModelSpec, weights_dir: str | os.PathLike[str] | None = No
         return VLModel(spec, image, text, tok, identity, dev, prec)
     files = resolve_weights(spec, weights_dir)
     image = load_image_model(spec, files.image_path)
-    text, tok = load_text_model(files.text_dir, spec.joint_dim)
+    text, tok, text_warnings = load_text_model(files.text_dir, spec.joint_dim)
     identity = ModelIdentity(spec.name, spec.revision, files.image_md5, files.verified, files.source, True,
-                             files.warnings)
+                             (*files.warnings, *text_warnings))
     return VLModel(spec, image, text, tok, identity, dev, prec)

@@ -15,8 +15,11 @@ from cxr_explorer.retrieval.models.registry import TEXT_WEIGHT_FILES, ModelSpec,
 from cxr_explorer.retrieval.models.released import (
     ReleasedLayoutError,
     do_lower_case,
+    normalise_text_keys,
     state_dict_misfit,
     text_dims_from_config,
+    text_state_misfit,
+    vocab_misfit,
 )
 from cxr_explorer.retrieval.models.seeded import seeded_state_dict
 from cxr_explorer.retrieval.models.text_model import CXRBertModel, TextTokenizer, bert_config
@@ -50,33 +53,40 @@ def _read_json(path: Path) -> dict:
 def _text_state(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     for name in TEXT_WEIGHT_FILES:
         if (folder / name).is_file():
-            state = read_state_dict(folder / name)
-            return folder / name, {k: v for k, v in state.items()
-                                   if not k.startswith(_TEXT_DROPPED_PREFIXES) and k not in _TEXT_DROPPED_KEYS}
+            return folder / name, read_state_dict(folder / name)
     raise WeightsFormatError(f"{folder} holds none of {TEXT_WEIGHT_FILES}")
 
 
-def load_text_model(folder: Path, projection_size: int = 128) -> tuple[CXRBertModel, TextTokenizer]:
-    """Load an HF-style CXR-BERT folder (config.json, vocab.txt, weights) with our own classes, strictly.
+def load_text_model(folder: Path, projection_size: int = 128
+                    ) -> tuple[CXRBertModel, TextTokenizer, tuple[str, ...]]:
+    """Load an HF-style CXR-BERT folder (config.json, vocab.txt, weights) with our own classes.
 
-    The files are checked against the released layouts (:mod:`retrieval.models.released`); a misfit raises an error
-    naming the file and the field."""
-    cfg = _read_json(folder / "config.json")
-    dims = text_dims_from_config(cfg, folder / "config.json", projection_size)
+    Accepts what hi-ml 0.2.2 accepts (its ``CXRBertConfig`` defaults, ``BertTokenizer``'s vocab reading,
+    ``from_pretrained``'s key fixes and ignored extra keys) and returns what it tolerated as warnings (logged once
+    here; the bundle manifest records them with the model identity). Refuses, naming the file and the field or key,
+    whatever would change the outputs: a missing weight, another shape, a token id outside the embedding table."""
+    warnings: list[str] = []
+    config_path = folder / "config.json"
+    cfg = _read_json(config_path)
+    dims = text_dims_from_config(cfg, config_path, projection_size, warnings)
     model = CXRBertModel(bert_config(dims), projection_size=projection_size)
     weights_path, state = _text_state(folder)
-    misfit = state_dict_misfit(model.state_dict(), state)
+    expected = model.state_dict()
+    state = {k: v for k, v in normalise_text_keys(state, expected).items()
+             if not k.startswith(_TEXT_DROPPED_PREFIXES) and k not in _TEXT_DROPPED_KEYS}
+    misfit = text_state_misfit(expected, state, warnings)
     if misfit is not None:
-        raise ReleasedLayoutError(f"{weights_path} does not fit CXR-BERT as {folder / 'config.json'} describes it: "
-                                  f"{misfit}")
-    model.load_state_dict(state, strict=True)
+        raise ReleasedLayoutError(f"{weights_path} does not fit CXR-BERT as {config_path} describes it: {misfit}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
     tok_path = folder / "tokenizer_config.json"
     lower = do_lower_case(_read_json(tok_path), tok_path) if tok_path.is_file() else True
+    vocab_misfit(folder / "vocab.txt", config_path, dims.vocab_size, warnings)
     tokenizer = TextTokenizer.from_vocab(folder / "vocab.txt", lower, dims.max_position_embeddings)
-    if len(tokenizer.tokenizer) != dims.vocab_size:
-        raise WeightsFormatError(f"{folder / 'vocab.txt'} has {len(tokenizer.tokenizer)} tokens but field "
-                                 f"'vocab_size' of {folder / 'config.json'} is {dims.vocab_size}")
-    return model.eval(), tokenizer
+    tolerated = ((f"the text model loaded as hi-ml 0.2.2 loads it, tolerating: {'; '.join(warnings)}",)
+                 if warnings else ())
+    for line in tolerated:
+        log.warning(line)
+    return model.eval(), tokenizer, tolerated
 
 
 _TINY_WORDS = (
