@@ -40,6 +40,9 @@ from cxr_explorer.retrieval.models import VLModel, load_model
 from cxr_explorer.retrieval.models.api import pick_device
 from cxr_explorer.retrieval.models.precision import query_precision
 
+COLLECTION_KEY = "collection"
+"""The where-key that filters by a collection's members (``--where collection=NAME``)."""
+
 if TYPE_CHECKING:
     from cxr_explorer.retrieval.curate.base import CurateData
 
@@ -345,12 +348,31 @@ class Engine:
         return int(len(self.cases.position_rows(target)) if allowed is None else allowed.sum())
 
     def _allowed(self, target: Target, where: WhereInput | None) -> np.ndarray | None:
-        """Bool mask [M] over FAISS positions that pass ``where`` (None when there is no filter)."""
-        clauses = normalize_where(where, self.bundle.metadata_columns)
-        if not clauses:
+        """Bool mask [M] over FAISS positions that pass ``where`` (None when there is no filter).
+
+        ``collection=NAME`` (OR over several names) keeps the cases of the bundle's collections
+        (:mod:`retrieval.collections.store`), unless the bundle has a metadata column of that name.
+        """
+        columns = self.bundle.metadata_columns
+        rest = dict(where or {})
+        names = rest.pop(COLLECTION_KEY, None) if COLLECTION_KEY not in columns else None
+        clauses = normalize_where(rest, [*columns, COLLECTION_KEY] if COLLECTION_KEY not in columns else columns)
+        if not clauses and names is None:
             return None
         item_mask = where_mask(self.bundle.metadata, clauses, self.bundle.label_separators)
+        if names is not None:
+            item_mask &= self._collection_mask(names)
         return item_mask[self.cases.position_rows(target)]
+
+    def _collection_mask(self, names: object) -> np.ndarray:
+        """Bool mask [N] over rows that belong to any of the named collections (unknown names are a QueryError)."""
+        from cxr_explorer.retrieval.collections.store import Collection
+
+        wanted = [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else [names]
+        members: set[str] = set()
+        for name in wanted:
+            members |= set(Collection(self.bundle.root, str(name)).members())
+        return self.bundle.metadata["id"].astype(str).isin(members).to_numpy()
 
     def _postprocess(self, cands: engine_search.Candidates, rows_of: np.ndarray, exclude_row: int | None,
                      hide_duplicates: float | None) -> np.ndarray:
