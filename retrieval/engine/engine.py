@@ -300,9 +300,10 @@ class Engine:
         """[P, D] vectors of the parts (texts encoded, images forwarded, cases' stored vectors) and the rows of the
         corpus cases among them."""
         vecs, rows = [], []
+        texts = iter(self.encoder.text_embeddings([str(p.value) for p in parts if p.kind == "text"]))
         for part in parts:
             if part.kind == "text":
-                vecs.append(self.text_embedding(str(part.value)))
+                vecs.append(next(texts))
             elif part.kind == "image":
                 vecs.append(self.image_embedding(part.value))
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,3 +175,23 @@ def test_composed_works_for_reports_and_sentences_with_filters(engine: Engine) -
     for target in ("reports", "sentences"):
         result = engine.search_composed(parts, k=3, target=target, where={"sex": "F"})  # type: ignore[arg-type]
         assert result.hits and all(h.hit.metadata["sex"] == "F" and h.hit.target == target for h in result.hits)
+
+
+def test_phrases_of_a_composed_query_are_encoded_in_one_forward(engine_bundle: Path) -> None:
+    fresh = Engine.open(engine_bundle, model=tiny_model())
+    calls: list[int] = []
+    real = fresh.model.embed_texts
+
+    def counting(texts: list[str], normalize: bool = True) -> Any:
+        calls.append(len(texts))
+        return real(texts, normalize=normalize)
+
+    fresh.model.embed_texts = counting  # type: ignore[method-assign]
+    try:
+        vecs = fresh.encoder.text_embeddings(["pleural effusion", "cardiomegaly", "pleural effusion", "edema"])
+    finally:
+        del fresh.model.embed_texts
+    assert calls == [3]
+    one = Engine.open(engine_bundle, model=tiny_model()).encoder
+    for text, vec in zip(["pleural effusion", "cardiomegaly", "pleural effusion", "edema"], vecs, strict=True):
+        assert np.allclose(vec, one.text_embedding(text), atol=1e-5)
