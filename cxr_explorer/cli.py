@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cxr_explorer import __version__
 from cxr_explorer.errors import user_error_types
 
-COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate")
+COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate", "collection")
 
 
 def build_parser() -> argparse.ArgumentParser:

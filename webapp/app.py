@@ -65,6 +65,8 @@ def main() -> None:
         st.Page(PAGES_DIR / "compare" / "page.py", title="Compare", url_path="compare", icon=":material/compare:"),
         st.Page(PAGES_DIR / "map" / "page.py", title="Map", url_path="map", icon=":material/scatter_plot:"),
         st.Page(PAGES_DIR / "curate" / "page.py", title="Curate", url_path="curate", icon=":material/rule:"),
+        st.Page(PAGES_DIR / "collections" / "page.py", title="Collections", url_path="collections",
+                icon=":material/bookmarks:"),
         st.Page(PAGES_DIR / "about" / "page.py", title="About", url_path="about", icon=":material/info:"),
     ]
     current = st.navigation(pages, position="hidden")

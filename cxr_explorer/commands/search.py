@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cxr_explorer.commands import composed
 from cxr_explorer.errors import CliError
 from cxr_explorer.retrieval.bundle.targets import TARGETS
 from cxr_explorer.retrieval.engine.limits import MAX_K
@@ -38,10 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search a bundle by text, image or case id",
                        description="Search a bundle. Scores are cosine similarities in [-1, 1], not probabilities.")
     p.add_argument("bundle", metavar="DIR", help="bundle folder written by 'cxr-explorer build'")
-    query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text", help="free-text query, e.g. 'right pleural effusion'")
-    query.add_argument("--image", metavar="PATH", help="query image (PNG, JPEG, DICOM, ...)")
-    query.add_argument("--id", help="id of a bundle case: find the cases most similar to it (itself excluded)")
+    composed.add_options(p)
     p.add_argument("--prior", metavar="PATH", default=None,
                    help="with --image: the patient's prior image; ranks by BioViL-T's fused (current + prior) "
                    "embedding and prints zero-shot interval change per finding. --id uses the case's stored prior")
@@ -83,23 +81,29 @@ def run(args: argparse.Namespace) -> int:
     """Run one query and print its hits."""
     from cxr_explorer.retrieval.engine.filters import QueryError, parse_where
 
+    if not args.parts:
+        raise CliError("give a query: --text, --image or --id (repeatable; see --help)")
     try:
         where = parse_where(args.where)
         engine = open_engine(args)
         options = {"k": args.k, "target": args.target, "where": where, "hide_duplicates": args.hide_duplicates}
-        if args.prior is not None and args.image is None:
+        if composed.is_composed(args):
+            composed.print_composed(composed.run_composed(engine, args, options), args, hit_to_json, print_table)
+            return 0
+        kind, value = args.parts[0]["kind"], args.parts[0]["value"]
+        if args.prior is not None and kind != "image":
             raise CliError("--prior goes with --image (a case given by --id uses its stored prior)")
         comparison = None
-        if args.text is not None:
-            if not args.text.strip():
+        if kind == "text":
+            if not value.strip():
                 raise CliError("--text is empty")
-            hits = engine.search_text(args.text, **options)
-        elif args.image is not None and args.prior is not None:
-            hits, comparison = interval_search(engine, args.image, args.prior, options)
-        elif args.image is not None:
-            hits = engine.search_image(args.image, **options)
+            hits = engine.search_text(value, **options)
+        elif kind == "image" and args.prior is not None:
+            hits, comparison = interval_search(engine, value, args.prior, options)
+        elif kind == "image":
+            hits = engine.search_image(value, **options)
         else:
-            hits, comparison = id_search(engine, args.id, options)
+            hits, comparison = id_search(engine, value, options)
     except QueryError as exc:
         raise CliError(str(exc)) from None
     if comparison is not None:

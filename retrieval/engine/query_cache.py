@@ -58,6 +58,10 @@ class LRU(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
 
 @dataclass(frozen=True)
 class UploadEncoding:
@@ -122,6 +126,21 @@ class QueryEncoder:
             return emb
 
         return self._texts.get_or_compute(key, compute)
+
+    def text_embeddings(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """:meth:`text_embedding` of each text; the uncached ones that fit one encoder window are encoded together in
+        one forward first (a composed query's phrases cost about one forward, not one each)."""
+        tok = self.model.tokenizer
+        keys = list(dict.fromkeys(encoder_text(t) for t in texts))
+        todo = [k for k in keys if k and k not in self._texts and tok.count_tokens(k) <= tok.max_length]
+        if len(todo) > 1:
+            with self.lock:
+                rows = self.model.embed_texts(todo).numpy()
+            for key, row in zip(todo, rows, strict=True):
+                emb = mean_renormalised(row[None])  # as embed_windows combines one window
+                emb.setflags(write=False)
+                self._texts.get_or_compute(key, lambda emb=emb: emb)
+        return [self.text_embedding(t) for t in texts]
 
     def encode_upload(self, image: ImageInput) -> UploadEncoding:
         """Decode, preprocess and encode an image once; cached by content hash (a few entries)."""

@@ -16,6 +16,7 @@ from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
 from cxr_explorer.webapp import chrome, display, exports, loaders
 from cxr_explorer.webapp.views.search import cards
+from cxr_explorer.webapp.views.search import compose as search_compose
 from cxr_explorer.webapp.views.search import state as search_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -111,7 +112,10 @@ def query_runner(kind: str, value: object, k: int, hide_duplicates: bool = True)
     dup = float(s["s_dup_t"]) if hide else None
     if any(not values for values in where.values()):
         return list  # a range that holds no value
-    common = {"k": k, "target": s["s_target"], "where": where or None, "hide_duplicates": dup}
+    common = {"k": k, "target": s["s_target"], "where": where or None}
+    if search_compose.active():
+        return partial(search_compose.run, engine, kind, value, common, dup)
+    common["hide_duplicates"] = dup
     if kind == "text":
         return partial(engine.search_text, str(value), **common)
     if kind == "image":
@@ -155,6 +159,7 @@ def dup_note(kind: str, value: object, shown: int, asked: int) -> str:
 
 
 kind, value = query_controls()
+search_compose.controls()
 filter_controls()
 st.toggle("Ground the query on every result (retrieve-then-ground)", key="s_ground", disabled=kind != "text",
           help="Overlays the text query's heatmap on each thumbnail, from the stored patch embeddings.")
@@ -189,6 +194,10 @@ if hits:
     else:
         cards.text_list(engine, hits, overlays)
     cards.pager(page_no, search_state.has_next_page(page_no, per_page, len(hits)))
+    if search_compose.active():
+        search_compose.explain(hits)
+    search_compose.feedback(hits)
+    search_compose.add_to_collection(bundle_dir, hits, all_hits, f"{kind} {value if kind != 'image' else 'upload'}")
     reachable = min(total, MAX_K)
     label = (f"all {reachable} matching results" if total <= MAX_K else
              f"the first {MAX_K} of {total} matching results")

@@ -14,6 +14,7 @@ import streamlit as st
 from cxr_explorer.retrieval.bundle.targets import TARGETS
 from cxr_explorer.retrieval.engine.limits import MAX_K, MAX_PAGE_SIZE, last_page
 from cxr_explorer.webapp import page_state
+from cxr_explorer.webapp.views.search import compose as search_compose
 
 MODES = ("Text", "Image", "Case")
 FILTER_PREFIX = "s_f_"
@@ -44,6 +45,7 @@ def page(options: Mapping[str, list[str]], ranges: Mapping[str, tuple[float, flo
         page_state.float_field("s_dup_t", "dup", 0.94, 0.5, 1.0),
         page_state.bool_field("s_ground", "ground"),
         page_state.text_field("s_open", "open"),
+        *search_compose.fields(),
     ]
     for col, values in options.items():
         allowed = set(values)

@@ -1,0 +1,1 @@
+"""Named case sets kept beside a bundle (append-only logs): see store.py."""

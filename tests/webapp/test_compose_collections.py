@@ -1,0 +1,116 @@
+"""AppTest of the Search page's composed query, feedback round and "add to a collection", and of the Collections
+page (browse, compare, add / remove, missing ids, export), on a tiny-random bundle of its own (collections are
+written beside it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cxr_explorer.retrieval.collections.store import Collection
+from cxr_explorer.webapp.settings import BUNDLES_ENV
+from tests.helpers.bundles import APP_CASES, model_bundle
+from tests.helpers.paths import APP_SCRIPT
+from tests.helpers.synthetic import tiny_model
+from tests.webapp.test_app_pages import card_titles, texts
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return model_bundle(tmp_path_factory.mktemp("compose_app"), tiny_model(), APP_CASES)
+
+
+@pytest.fixture()
+def env(bundle_dir: Path) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(BUNDLES_ENV, str(bundle_dir))
+        yield bundle_dir
+
+
+def start(page: str | None = None, params: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}/page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def submit(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def why_tables(at: AppTest) -> list:
+    return [d.value for d in at.dataframe]
+
+
+def test_composed_query_from_the_url_explains_and_excludes(env: Path) -> None:
+    at = start(params={"q": "pleural effusion", "not": "pneumothorax", "excl": "-1"})
+    assert card_titles(at) == []  # every case is above -1 with the negative phrase: all dropped
+    at = start(params={"q": "pleural effusion", "not": "pneumothorax", "w": "0.5", "rank": "cardiomegaly"})
+    assert len(card_titles(at)) == 8
+    why = why_tables(at)[0]
+    assert {"score", "base", "margin", 'not text "pneumothorax" x0.5 cos'} <= set(why.columns)
+    assert list(why["margin"]) == sorted(why["margin"], reverse=True)
+
+
+def test_contradictory_parts_are_one_message(env: Path) -> None:
+    at = start(params={"q": "effusion", "not": "Effusion"})
+    assert any("contradictory" in e for e in texts(at.error)) and card_titles(at) == []
+
+
+def test_feedback_round_pins_and_back_restores(env: Path) -> None:
+    at = start(params={"q": "pleural effusion"})
+    before = card_titles(at)
+    at.multiselect(key="s_rel_pick").select("case3")
+    at.multiselect(key="s_nrel_pick").select("case1")
+    at = submit(at, "Re-rank with these marks")
+    titles = card_titles(at)
+    assert " · case3" in titles[0] and not any(t.endswith(" · case1") for t in titles)
+    assert at.query_params["rel"] in ("case3", ["case3"]) and at.query_params["round"] in ("1", ["1"])
+    assert why_tables(at)[0]["pinned"].iloc[0]
+    again = start(params={"q": "pleural effusion"})  # the URL without the marks: the first ranking
+    assert card_titles(again) == before
+
+
+def test_add_hits_to_a_collection_then_browse_compare_export(env: Path) -> None:
+    at = start(params={"q": "pleural effusion", "k": "3"})
+    at.text_input(key="s_coll").set_value("teaching")
+    at.text_input(key="s_by").set_value("ana")
+    at = submit(at, "Add")
+    assert any("Added 3 case(s)" in s for s in texts(at.success))
+    members = Collection(env, "teaching").members()
+    assert len(members) == 3 and {e.source for e in members.values()} == {"query"}
+    assert all(e.by == "ana" and "pleural effusion" in e.detail for e in members.values())
+    at.text_input(key="s_coll").set_value("a/b")
+    at = submit(at, "Add")
+    assert any("path separator" in e for e in texts(at.error))
+
+    other = Collection(env, "other")
+    other.add([next(iter(members)), "gone-case"], source="id", by="ben")
+    at = start("collections", params={"coll": "teaching", "vs": "other"})
+    assert any(t.startswith("teaching: 3 case(s)") for t in texts(at.text))
+    assert [m.value for m in at.metric] == ["2", "1", "1"]
+    assert [d.proto.label for d in at.get("download_button")] == ["Manifest CSV", "Ids list"]
+    at = start("collections", params={"coll": "other"})
+    assert any("1 case id(s) of this collection are not in this bundle" in w for w in texts(at.warning))
+    assert any("gone-case" in t for t in texts(at.text))
+    at.text_input(key="k_target").set_value("other")
+    at.text_area(key="k_ids").set_value("case5, case6")
+    at = submit(at, "Add")
+    assert any("Added 2 case" in s for s in texts(at.success))
+    at.text_input(key="k_target").set_value("other")
+    at.text_area(key="k_ids").set_value("nope")
+    at = submit(at, "Add")
+    assert any("no case with id nope" in e for e in texts(at.error))
+    assert set(Collection(env, "other").members()) == {next(iter(members)), "gone-case", "case5", "case6"}
