@@ -23,7 +23,7 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "cxr_explorer.retrieval.bundle.reader": ("BundleError",),
     "cxr_explorer.index.presets": ("CorpusError",),
     "cxr_explorer.index.build_state": ("BuildStateError",),
-    "cxr_explorer.retrieval.bundle.store.errors": ("StoreError",),
+    "cxr_explorer.retrieval.bundle.store.errors": ("StoreError", "BundleError"),
     "cxr_explorer.index.decode": ("DecodeWorkersError",),
 }
 

@@ -43,18 +43,23 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Print the manifest (JSON, or a summary); with --verify exit 1 when a file's checksum differs."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from cxr_explorer.retrieval.bundle.reader import Bundle
+    from cxr_explorer.retrieval.bundle.reader import Bundle, rebuild_hint
 
-    bundle = Bundle.open(args.bundle)
+    bundle = Bundle.open(args.bundle, check_files=not args.verify)
     bad = bundle.verify() if args.verify else []
     if args.json:
         out = {**bundle.manifest, "count": bundle.count, "skipped": bundle.skipped}
         if args.verify:
             out["verify_failed"] = bad
+            out["verifiable"] = bundle.verifiable
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print("\n".join(summary_lines(bundle.manifest)))
         print(f"version     {bundle.version} (newer one installed: {bundle.newer_version_available()})")
         if args.verify:
-            print("checksums   " + ("all match" if not bad else f"MISMATCH: {', '.join(bad)}"))
+            print("checksums   " + ("all match" if not bad else f"MISMATCH: {', '.join(bad)}; this version is "
+                                    f"damaged: {rebuild_hint(bundle.manifest)}"))
+        print("integrity   " + ("manifest digest and block digests recorded (every read is checked)"
+                                if bundle.verifiable else "not verifiable: written before integrity records (only "
+                                "whole-file checksums; rebuild to add them)"))
     return 1 if bad else 0

@@ -20,27 +20,26 @@ import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from cxr_explorer.retrieval.bundle import store
-from cxr_explorer.retrieval.bundle.store import names, versions
+from cxr_explorer.retrieval.bundle import schema, store
+from cxr_explorer.retrieval.bundle.store import integrity, names, versions
+from cxr_explorer.retrieval.bundle.store.errors import BundleError, DamagedBundleError
 from cxr_explorer.retrieval.bundle.store.parts import Part, ThumbStore
 from cxr_explorer.retrieval.bundle.store.patch_store import Int8Patches
 from cxr_explorer.retrieval.bundle.targets import TARGETS, Target
 from cxr_explorer.retrieval.inputs.preprocess import Preprocessing
 
-__all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "Part", "apply_search_params"]
+__all__ = ["FORMAT_VERSION", "TARGETS", "Bundle", "BundleError", "DamagedBundleError", "Part",
+           "apply_search_params"]
 FORMAT_VERSION = 2
 FORMAT_NAME = "cxr-explorer-bundle"
 
-
-class BundleError(Exception):
-    """A user-facing bundle problem: missing or damaged bundle, wrong format version, model mismatch."""
-
-
 QUICK_VERIFY_BYTES = 64 << 20
-"""Files up to this size are checked against their SHA-256 on every open (indexes, vectors, tables: a flipped byte
-must not rank corrupted vectors silently); larger ones (patches, thumbnails) by ``info --verify``."""
-REQUIRED_KEYS = ("model", "count", "grid_shape", "preprocessing", "dim", "indexes", "files")
+"""Files up to this size without block digests are checked against their SHA-256 on every open (indexes, vectors,
+tables: a flipped byte must not rank corrupted vectors silently); larger ones the first time they are read
+(:meth:`Bundle.checked_path`); files with block digests block by block as they are read (:meth:`Bundle.checked_rows`,
+:mod:`retrieval.bundle.store.integrity`)."""
 _READ_ERRORS = (RuntimeError, ValueError, OSError, EOFError, KeyError, pa.ArrowException)
 
 
@@ -53,7 +52,7 @@ def apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:
         faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
 
 
-def _rebuild_hint(manifest: dict[str, Any]) -> str:
+def rebuild_hint(manifest: dict[str, Any]) -> str:
     cmd = manifest.get("build", {}).get("command")
     return f"rebuild it with: {cmd}" if cmd else "rebuild it with `cxr-explorer build CORPUS --out DIR --model NAME`"
 
@@ -70,19 +69,23 @@ class Bundle:
         self._indexes: dict[str, faiss.Index] = {}
         self._hold = hold
         self._release = weakref.finalize(self, versions.release, hold)
+        self.verifiable = False
+        """True when the manifest's digest was checked on opening (a version written with integrity records)."""
+        self._checked: set[str] = set()
+        self._blocks: dict[str, integrity.BlockCheck] = {}
+        self._copy_checked = False
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], expect_model: str | None = None) -> Bundle:
+    def open(cls, root: str | os.PathLike[str], expect_model: str | None = None, *, check_files: bool = True
+             ) -> Bundle:
         """Open the current version of a bundle folder and hold it (see :meth:`close`); ``expect_model`` refuses one
-        built with another model (BundleError)."""
+        built with another model (BundleError). The manifest is always checked (its digest and its fields); with
+        ``check_files`` False the data files are not hashed on opening (``info --verify`` then checks them all)."""
         root = Path(root)
         if store.is_legacy(root):
             raise BundleError(f"bundle {root} has format version 1 (a flat folder), this cxr-explorer reads version "
                               f"{FORMAT_VERSION}; rebuild it with `cxr-explorer build CORPUS --out NEW_DIR`")
-        try:
-            held = versions.hold_current(root) if root.is_dir() else None
-        except ValueError as exc:
-            raise BundleError(f"damaged bundle {root}: {exc}; rebuild it") from None
+        held = versions.hold_current(root) if root.is_dir() else None
         if held is None:
             if store.BuildArea(root).exists():
                 raise BundleError(f"bundle {root} is unfinished (nothing installed yet); rerun the same "
@@ -91,17 +94,19 @@ class Bundle:
                               "one with `cxr-explorer build`")
         number, folder, hold = held
         try:
-            manifest = store.read_json(versions.manifest_path(folder))
-        except (OSError, ValueError) as exc:
+            manifest, verifiable = integrity.read_manifest(root, folder)
+        except BundleError:
             versions.release(hold)
-            raise BundleError(f"damaged bundle {root}: version {number} has no readable {names.MANIFEST} ({exc}); "
-                              "rebuild it") from None
-        bundle = cls(root, manifest, folder, number, hold)
+            raise
+        bundle = cls(root, manifest if isinstance(manifest, dict) else {}, folder, number, hold)
+        bundle.verifiable = verifiable
         try:
-            bundle._check_format()
+            if not isinstance(manifest, dict):
+                schema.check_manifest(root, bundle._manifest_name, manifest)
+            bundle._check_format(check_files)
             if expect_model is not None and bundle.model_name != expect_model:
                 raise BundleError(f"bundle {root} was built with model {bundle.model_name!r}, not {expect_model!r}: "
-                                  f"query it with --model {bundle.model_name}, or {_rebuild_hint(manifest)} "
+                                  f"query it with --model {bundle.model_name}, or {rebuild_hint(manifest)} "
                                   f"using --model {expect_model}")
         except BundleError:
             bundle.close()
@@ -125,31 +130,96 @@ class Bundle:
         except (OSError, ValueError):
             return False
 
-    def _check_format(self) -> None:
+    @property
+    def _manifest_name(self) -> str:
+        return f"{names.VERSIONS}/{self.folder.name}/{names.MANIFEST}"
+
+    def _damaged(self, file: str, problem: str) -> DamagedBundleError:
+        return DamagedBundleError(self.root, f"{names.VERSIONS}/{self.folder.name}/{file}", problem,
+                                  f"check it with `cxr-explorer info {self.root} --verify`, then "
+                                  f"{rebuild_hint(self.manifest)}")
+
+    def _check_format(self, check_files: bool = True) -> None:
         m = self.manifest
         if m.get("format") != FORMAT_NAME:
             raise BundleError(f"{self.root}: the {names.MANIFEST} of version {self.version} is not a cxr-explorer "
                               "bundle manifest")
         if m.get("format_version") != FORMAT_VERSION:
             raise BundleError(f"bundle {self.root} has format version {m.get('format_version')}, this cxr-explorer "
-                              f"reads version {FORMAT_VERSION}; {_rebuild_hint(m)}")
-        missing = [key for key in REQUIRED_KEYS if key not in m]
-        if missing:
-            raise BundleError(f"damaged bundle {self.root}: {names.MANIFEST} lacks {', '.join(missing)}; "
-                              f"{_rebuild_hint(m)}")
+                              f"reads version {FORMAT_VERSION}; {rebuild_hint(m)}")
+        schema.check_manifest(self.root, self._manifest_name, m)
         files = m["files"]
+        if not check_files:
+            return
         for name, info in files.items():
             path = self.folder / name
             if not path.is_file() or path.stat().st_size != info["bytes"]:
-                raise BundleError(f"damaged bundle {self.root}: {name} is missing or has the wrong size; "
-                                  f"{_rebuild_hint(m)}")
-        small = [n for n, info in files.items() if info["bytes"] <= QUICK_VERIFY_BYTES]
-        actual = store.file_checksums(self.folder, small)
-        bad = [n for n in small if actual[n]["sha256"] != files[n]["sha256"]]
-        if bad:
-            verb = "differs from its checksum" if len(bad) == 1 else "differ from their checksums"
-            raise BundleError(f"damaged bundle {self.root}: {', '.join(bad)} {verb} in the manifest; "
-                              f"{_rebuild_hint(m)}")
+                raise self._damaged(name, f"missing or has the wrong size (the manifest says {info['bytes']} bytes)")
+        small = [n for n, info in files.items() if "blocks" not in info and info["bytes"] <= QUICK_VERIFY_BYTES]
+        self._check_whole(small)
+        self._check_shapes()
+
+    def _check_whole(self, files: list[str]) -> None:
+        """Hash ``files`` whole and compare with the manifest (each file once per Bundle)."""
+        todo = [n for n in files if n not in self._checked]
+        actual = store.file_checksums(self.folder, todo)
+        for name in todo:
+            if actual[name]["sha256"] != self.manifest["files"][name]["sha256"]:
+                raise self._damaged(name, "differs from its checksum in the manifest")
+            self._checked.add(name)
+
+    def _check_shapes(self) -> None:
+        """The item count agrees with the image vectors' header and the grid with the patch store's (headers only)."""
+        m = self.manifest
+        try:
+            with open(self.folder / names.IMAGE_EMB, "rb") as fh:
+                np.lib.format.read_magic(fh)
+                shape = np.lib.format.read_array_header_1_0(fh)[0]
+        except (OSError, ValueError) as exc:
+            raise self._damaged(names.IMAGE_EMB, f"unreadable header ({exc})") from None
+        if len(shape) != 2 or shape[0] != m["count"] or shape[1] != m["dim"]:
+            raise self._damaged(names.MANIFEST, f'field "count"/"dim": {m["count"]} x {m["dim"]} but '
+                                f"{names.IMAGE_EMB} holds {shape}")
+        try:
+            stored = set(pq.read_schema(self.folder / names.METADATA).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._damaged(names.METADATA, f"unreadable schema ({str(exc)[:80]})") from None
+        missing = [c for c in self.metadata_columns if c not in stored]
+        if missing:
+            raise self._damaged(names.MANIFEST, f'field "metadata_columns": {missing[0]!r} is not a column of '
+                                f"{names.METADATA}")
+
+    def checked_path(self, name: str) -> Path:
+        """The path of data file ``name`` of this version, its bytes verified against the manifest first (files
+        hashed on opening at once; larger ones hashed whole, or block by block, the first time). Every reader of a
+        bundle file goes through here or :meth:`checked_rows`."""
+        info = self.manifest["files"].get(name)
+        if info is not None and name not in self._checked:
+            if "blocks" in info:
+                self._block_check(name).check_all()
+                self._checked.add(name)
+            else:
+                self._check_whole([name])
+        return self.folder / name
+
+    def _block_check(self, name: str) -> integrity.BlockCheck:
+        if name not in self._blocks:
+            self._blocks[name] = integrity.BlockCheck(self.root, self.folder, name, self.manifest["files"][name])
+        return self._blocks[name]
+
+    def refuse_patches(self, row: int, problem: str) -> DamagedBundleError:
+        """The error for stored patches of ``row`` whose values a valid bundle cannot hold."""
+        name = names.PATCHES_INT8 if self.manifest.get("patch_store") == "int8" else names.PATCHES
+        return self._damaged(name, f"row {int(row)}: {problem}")
+
+    def checked_rows(self, name: str) -> np.ndarray | integrity.CheckedRows:
+        """The ``.npy`` data file ``name`` memory-mapped read-only, each row verified the first time it is read
+        (:class:`retrieval.bundle.store.integrity.CheckedRows`). A version without block digests gives the plain
+        memory map (checked whole on opening when small)."""
+        with self._reading(name):
+            array = np.load(self.folder / name, mmap_mode="r")
+        info = self.manifest["files"].get(name, {})
+        return integrity.CheckedRows(array, self._block_check(name)) if "blocks" in info else array
 
     @contextlib.contextmanager
     def _reading(self, name: str) -> Iterator[None]:
@@ -158,9 +228,7 @@ class Bundle:
             yield
         except _READ_ERRORS as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise BundleError(f"damaged bundle {self.root}: {name} cannot be read ({reason}); check it with "
-                              f"`cxr-explorer info {self.root} --verify`, or {_rebuild_hint(self.manifest)}"
-                              ) from None
+            raise self._damaged(name, f"cannot be read ({reason})") from None
 
     def check_model(self, identity: dict[str, Any]) -> None:
         """Refuse a model whose name, revision or image weights checksum differ from the bundle's."""
@@ -169,13 +237,21 @@ class Bundle:
             if built.get(key) != identity.get(key):
                 raise BundleError(f"bundle {self.root} was built with {key} {built.get(key)!r} but the loaded "
                                   f"model has {identity.get(key)!r}; use the bundle's model or "
-                                  f"{_rebuild_hint(self.manifest)}")
+                                  f"{rebuild_hint(self.manifest)}")
 
     def verify(self) -> list[str]:
-        """Recompute every data file's SHA-256; returns the names that differ from the manifest."""
+        """Recompute every data file's SHA-256 and check every block digest; returns the names that differ from the
+        manifest."""
         files = self.manifest.get("files", {})
         actual = store.file_checksums(self.folder, list(files))
-        return [n for n, info in files.items() if actual[n]["sha256"] != info["sha256"]]
+        bad = [n for n, info in files.items() if actual[n]["sha256"] != info["sha256"]]
+        for name, info in files.items():
+            if "blocks" in info and name not in bad:
+                try:
+                    integrity.BlockCheck(self.root, self.folder, name, info).check_all()
+                except (DamagedBundleError, OSError):
+                    bad.append(names.block_digests(name))
+        return bad
 
     @property
     def model_name(self) -> str:
@@ -215,13 +291,15 @@ class Bundle:
         from cxr_explorer.retrieval.engine.facets import detect_separators
 
         recorded = self.manifest.get("label_separators")
-        return dict(recorded) if isinstance(recorded, dict) else detect_separators(self.metadata)
+        if isinstance(recorded, dict):
+            return dict(recorded)
+        return detect_separators(self.metadata[[c for c in self.metadata_columns if c in self.metadata.columns]])
 
     @cached_property
     def metadata(self) -> pd.DataFrame:
         """[N] rows: id, path, image_abspath, report, sentences (list[str]) + metadata columns (str)."""
         with self._reading(names.METADATA):
-            meta = pd.read_parquet(self.folder / names.METADATA)
+            meta = pd.read_parquet(self.checked_path(names.METADATA))
             meta["sentences"] = [list(v) if v is not None else [] for v in meta["sentences"]]
         return meta
 
@@ -229,7 +307,7 @@ class Bundle:
     def sentences(self) -> pd.DataFrame:
         """[S] rows: row (int64 item row), text (str); sentence id = position."""
         with self._reading(names.SENTENCES):
-            return pd.read_parquet(self.folder / names.SENTENCES)
+            return pd.read_parquet(self.checked_path(names.SENTENCES))
 
     @cached_property
     def _row_of(self) -> dict[str, int]:
@@ -251,7 +329,7 @@ class Bundle:
         self._check_target(target)
         if target not in self._indexes:
             with self._reading(names.INDEX_FILES[target]):
-                index = faiss.read_index(str(self.folder / names.INDEX_FILES[target]))
+                index = faiss.read_index(str(self.checked_path(names.INDEX_FILES[target])))
             apply_search_params(index, self.manifest["indexes"][target].get("params", {}))
             self._indexes[target] = index
         return self._indexes[target]
@@ -261,7 +339,7 @@ class Bundle:
         self._check_target(target)
         if target == "reports":
             with self._reading(names.REPORT_ROWS):
-                return np.load(self.folder / names.REPORT_ROWS)
+                return np.load(self.checked_path(names.REPORT_ROWS))
         return np.arange(self.count if target == "images" else len(self.sentences), dtype=np.int64)
 
     def vectors(self, target: Target) -> np.ndarray:
@@ -269,21 +347,22 @@ class Bundle:
         self._check_target(target)
         name = {"images": names.IMAGE_EMB, "reports": names.REPORT_EMB, "sentences": names.SENTENCE_EMB}[target]
         with self._reading(name):
-            return np.load(self.folder / name, mmap_mode="r")
+            return np.load(self.checked_path(name), mmap_mode="r")
 
-    def patches(self) -> np.ndarray | Int8Patches:
+    def patches(self) -> np.ndarray | integrity.CheckedRows | Int8Patches:
         """[N, h, w, D] L2-normalised patch embeddings: float16, memory-mapped; or, for a bundle built with
         ``--patch-store int8``, a read-only float32 view that decodes the rows it is indexed with."""
         if self.manifest.get("patch_store") == "int8":
-            with self._reading(names.PATCHES_INT8):
-                return Int8Patches(self.folder)
-        with self._reading(names.PATCHES):
-            return np.load(self.folder / names.PATCHES, mmap_mode="r")
+            return Int8Patches(self.checked_rows(names.PATCHES_INT8), self.checked_rows(names.PATCH_SCALES))
+        return self.checked_rows(names.PATCHES)
 
     @cached_property
     def _thumbs(self) -> ThumbStore:
         with self._reading(names.THUMBS_INDEX):
-            return ThumbStore(self.folder / names.THUMBS, np.load(self.folder / names.THUMBS_INDEX))
+            offsets = np.load(self.checked_path(names.THUMBS_INDEX))
+        info = self.manifest["files"].get(names.THUMBS, {})
+        return ThumbStore(self.folder / names.THUMBS, offsets,
+                          self._block_check(names.THUMBS).check if "blocks" in info else None)
 
     def thumbnail(self, row: int) -> bytes:
         """JPEG bytes (longest side <= 256) of item ``row``."""
@@ -294,7 +373,13 @@ class Bundle:
         return Path(str(self.metadata["image_abspath"].iloc[int(row)]))
 
     def as_part(self) -> Part:
-        """The bundle's data as a :class:`Part` (memory-mapped), for appending and merging."""
+        """The bundle's data as a :class:`Part` (memory-mapped), for appending and merging: every file is verified
+        first (all of it is copied into the new version, whose digests must not certify damaged bytes)."""
+        if not self._copy_checked:
+            bad = self.verify()
+            if bad:
+                raise self._damaged(bad[0], "its bytes differ from the manifest; nothing was written")
+            self._copy_checked = True
         part = store.read_part(self.folder)
         part.skipped = self.skipped
         return part

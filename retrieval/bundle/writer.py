@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import FORMAT_NAME, FORMAT_VERSION, BundleError
-from cxr_explorer.retrieval.bundle.store import names
+from cxr_explorer.retrieval.bundle.store import integrity, names
 from cxr_explorer.retrieval.bundle.store.parts import Part
 from cxr_explorer.retrieval.bundle.store.patch_store import STORES
 
@@ -169,7 +169,8 @@ def stage_parts(staging: Path, parts: Sequence[Part], *, identity: dict[str, Any
         "grid_shape": list(grid), "patch_store": patch_store, "metric": "inner_product", "normalised": True,
         "count": counts["items"], "counts": counts, "indexes": indexes, "metadata_columns": meta_cols,
         "build": build, "skipped": skipped,
-        "files": store.file_checksums(staging, store.data_files(staging)),
+        "files": integrity.describe(staging, store.data_files(staging)),
+        integrity.INTEGRITY: {"block": integrity.BLOCK},
     }
 
 
@@ -178,7 +179,7 @@ def derive_files(staging: Path, manifest: dict[str, Any], steps: Mapping[str, St
     for step in steps.values():
         derived = step(staging, manifest)
         manifest.update(derived.entries)
-        manifest["files"].update(store.file_checksums(staging, derived.files))
+        manifest["files"].update(integrity.describe(staging, derived.files))
 
 
 def write_version(root: str | os.PathLike[str], parts: Sequence[Part], *, identity: dict[str, Any],
@@ -203,6 +204,7 @@ def write_version(root: str | os.PathLike[str], parts: Sequence[Part], *, identi
                                build_id=build_id, patch_store=patch_store)
         derive_files(staging, manifest, {**DERIVED, **(steps or {})})
         store.write_json(staging / names.MANIFEST, manifest)
+        integrity.seal_manifest(staging)
         number = store.install(root, staging)
     store.tidy(root)  # older versions no reader holds; the build area when this install was its build
     with contextlib.suppress(OSError):

@@ -137,6 +137,18 @@ class CaseStore:
         idx = [self.check_row(r) for r in rows]
         return np.asarray(self._bundle.patches()[idx], dtype=np.float32)
 
+    def check_similarities(self, rows: Sequence[int], sim: np.ndarray) -> None:
+        """Refuse cosine similarities ``sim`` ([n, h, w], one map per row of ``rows``) of stored patches beyond
+        [-1, 1] by more than rounding (``maps.COSINE_BOUND``): DamagedBundleError naming the row, nothing drawn."""
+        from cxr_explorer.retrieval.grounding.maps import COSINE_BOUND
+
+        peaks = np.abs(np.asarray(sim, dtype=np.float64)).reshape(len(rows), -1).max(axis=1, initial=0.0)
+        bad = np.flatnonzero(~(peaks <= COSINE_BOUND))
+        if bad.size:
+            i = int(bad[0])
+            raise self._bundle.refuse_patches(int(rows[i]), f"its patch similarities reach {peaks[i]:.4g}, outside "
+                                                           "[-1, 1]: the stored patches are damaged")
+
     def position_ids(self, target: Target) -> np.ndarray:
         """FAISS position -> item row (images, reports) or sentence id (sentences), [M] int64 (cached)."""
         if target not in self._pos_ids:

@@ -63,6 +63,8 @@ def detect_separators(metadata: pd.DataFrame, given: str | None = None) -> dict[
         series = metadata[col]
         if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
             continue
+        if not series.dropna().map(lambda v: isinstance(v, str)).all():  # list cells (sentences) are not labels
+            continue
         if given and series.dropna().astype(str).str.contains(given, regex=False).any():
             out[str(col)] = given
             continue

@@ -52,12 +52,14 @@ class SentenceGrounding:
 
 @dataclass(frozen=True)
 class _Embedded:
-    """What grounding needs of one image: patches [h, w, D] float32, global [D], original (width, height)."""
+    """What grounding needs of one image: patches [h, w, D] float32, global [D], original (width, height), and the
+    bundle row its patches were stored at (None for an upload)."""
 
     patches: np.ndarray
     global_emb: np.ndarray
     width: int
     height: int
+    row: int | None = None
 
 
 class Grounder:
@@ -80,7 +82,7 @@ class Grounder:
     def _case(self, row: int) -> _Embedded:
         store = self._store()
         width, height = store.original_size(row)
-        return _Embedded(store.stored_patches([row])[0], store.image_vector(row), width, height)
+        return _Embedded(store.stored_patches([row])[0], store.image_vector(row), width, height, row)
 
     def _image(self, image: ImageInput) -> _Embedded:
         enc = self.encoder.encode_upload(image)
@@ -90,8 +92,10 @@ class Grounder:
         """Grounding of ``text`` from an image's patches and global embedding."""
         t = self.encoder.text_embedding(text)
         t_tensor = torch.from_numpy(np.array(t, dtype=np.float32))
-        grid = grounding.smooth_grid(grounding.patch_similarity(torch.from_numpy(np.array(emb.patches)),
-                                                                t_tensor).numpy())
+        sim = grounding.patch_similarity(torch.from_numpy(np.array(emb.patches)), t_tensor).numpy()
+        if emb.row is not None:
+            self._store().check_similarities([emb.row], sim[None])
+        grid = grounding.smooth_grid(sim)
         pp = self.preprocessing
         full = grounding.to_image_size(grid, emb.width, emb.height, pp.resize, pp.crop, interpolation)
         score = float(np.clip(np.dot(emb.global_emb.astype(np.float32), t), -1.0, 1.0))
@@ -115,7 +119,9 @@ class Grounder:
             return np.empty((0, h, w), dtype=np.float32)
         patches = torch.from_numpy(store.stored_patches(rows))
         text_emb = torch.from_numpy(np.array(self.encoder.text_embedding(text), dtype=np.float32))
-        return grounding.grid_maps(patches, text_emb)
+        sim = grounding.patch_similarity(patches, text_emb).numpy()
+        store.check_similarities(rows, sim)
+        return grounding.smooth_grid(sim)
 
     # ----- reports ---------------------------------------------------------------------------------------------------
 

@@ -93,6 +93,11 @@ def _text_row(text: torch.Tensor, feature_size: int) -> torch.Tensor:
     return text
 
 
+COSINE_BOUND = 1.02
+"""The largest |cosine| a stored patch may give with a unit text vector: 1 plus the rounding of float16 and int8
+patch storage (both well under 0.02). Beyond it the stored patch is damaged, and the map is refused, not drawn."""
+
+
 def patch_similarity(patches: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Dot products of L2-normalised patch embeddings with one L2-normalised text embedding.
 

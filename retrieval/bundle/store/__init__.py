@@ -12,7 +12,13 @@ from typing import Any
 
 from cxr_explorer.retrieval.bundle.store import versions
 from cxr_explorer.retrieval.bundle.store.build_area import BuildArea, ChunkStore
-from cxr_explorer.retrieval.bundle.store.errors import DiskSpaceError, StoreError, WriterBusyError
+from cxr_explorer.retrieval.bundle.store.errors import (
+    BundleError,
+    DamagedBundleError,
+    DiskSpaceError,
+    StoreError,
+    WriterBusyError,
+)
 from cxr_explorer.retrieval.bundle.store.lock import WriterLock, holder
 from cxr_explorer.retrieval.bundle.store.names import (
     BUILD_AREA,
@@ -43,7 +49,8 @@ from cxr_explorer.retrieval.bundle.store.versions import RETIRED, install, tidy
 
 OWN_ENTRIES = (CURRENT, CURRENT + ".tmp", VERSIONS, WRITER_LOCK, BUILD_AREA, RETIRED)
 
-__all__ = ["BASE_COLUMNS", "SKIPPED_FIELDS", "BuildArea", "ChunkStore", "DiskSpaceError", "Part", "StoreError",
+__all__ = ["BASE_COLUMNS", "SKIPPED_FIELDS", "BuildArea", "BundleError", "ChunkStore", "DamagedBundleError",
+           "DiskSpaceError", "Part", "StoreError",
            "ThumbStore", "WriterBusyError", "WriterLock", "current_version", "data_files", "disk_errors",
            "file_checksums", "has_bundle", "holder", "install", "is_legacy", "is_own_entry",
            "normalise_metadata", "read_json", "read_manifest", "read_part", "read_rows", "reserve", "sum_stats", "tidy",
@@ -56,9 +63,9 @@ def current_version(root: str | Path) -> int | None:
 
 
 def has_bundle(root: str | Path) -> bool:
-    """True when ``root`` has an installed version."""
+    """True when ``root`` has an installed version (or versions beside a damaged ``CURRENT``)."""
     try:
-        return versions.current(Path(root)) is not None
+        return versions.current(Path(root)) is not None or bool(versions.listed(Path(root)))
     except ValueError:
         return True
 

@@ -2,7 +2,8 @@
 
 ``ROOT/writer.lock`` is held with an exclusive ``flock`` (released by the OS when the process dies, even by
 ``kill -9``) and records its holder (pid, command, start time, host), so a second writer is refused at once with
-one line naming it. Entering the lock also tidies the folder: versions no reader holds, and leftovers of a crash.
+one line naming it. Entering the lock also tidies the folder: versions no reader holds, and leftovers of a crash; a
+damaged ``CURRENT`` stops the writer there, before anything is removed or written.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class WriterLock:
                              "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}) + "\n")
         fh.flush()
         self._fh = fh
-        versions.tidy(self.root)
+        try:
+            versions.tidy(self.root)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,6 +11,8 @@ Layout of a bundle folder ``ROOT`` (format version 2)::
 from __future__ import annotations
 
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"  # the SHA-256 (hex) of manifest.json's bytes, written after it
+BLOCK_DIGESTS_SUFFIX = ".blocks"  # FILE.blocks: the SHA-256 of each 64 KiB block of FILE, 32 bytes each
 METADATA = "metadata.parquet"
 SENTENCES = "sentences.parquet"
 IMAGE_EMB = "image_emb.npy"
@@ -43,6 +45,13 @@ TEMPORAL_CHUNKS = "temporal-chunks"
 STAGING = "staging"
 TMP_PREFIX = ".tmp-"
 TEXT_CACHE = "text-cache.f32"  # the build's text-cache vectors [M, D] float32, headerless (index.text_cache)
+
+
+
+def block_digests(name: str) -> str:
+    """The block-digest file of the data file ``name`` (retrieval.bundle.store.integrity)."""
+    return name + BLOCK_DIGESTS_SUFFIX
+
 
 #: Names a format-1 bundle (a flat folder) has at its top level.
 LEGACY_MARKERS = (MANIFEST, CHUNKS, "_ready", "_staging", "build.json")

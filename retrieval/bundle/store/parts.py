@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,9 +48,12 @@ _ROWS = 65_536  # vector rows per block when streaming vectors (32 MiB at D = 12
 class ThumbStore(Sequence[bytes]):
     """Read-only JPEG thumbnails stored back to back in one file; ``offsets`` is [N, 2] int64 (offset, length)."""
 
-    def __init__(self, data_path: Path, offsets: np.ndarray) -> None:
+    def __init__(self, data_path: Path, offsets: np.ndarray,
+                 check: Callable[[int, int], None] | None = None) -> None:
+        """``check(start, stop)``, when given, verifies a byte range of the file before it is returned."""
         self.data_path = data_path
         self.offsets = offsets
+        self.check = check
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -59,6 +62,8 @@ class ThumbStore(Sequence[bytes]):
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
         offset, length = (int(v) for v in self.offsets[row])
+        if self.check is not None:
+            self.check(offset, offset + length)
         with open(self.data_path, "rb") as fh:
             fh.seek(offset)
             return fh.read(length)
@@ -66,6 +71,8 @@ class ThumbStore(Sequence[bytes]):
     def __iter__(self) -> Iterator[bytes]:
         with open(self.data_path, "rb") as fh:
             for offset, length in self.offsets:
+                if self.check is not None:
+                    self.check(int(offset), int(offset) + int(length))
                 fh.seek(int(offset))
                 yield fh.read(int(length))
 
@@ -266,7 +273,7 @@ def read_part(folder: Path, mmap: bool = True) -> Part:
     return Part(
         metadata=meta,
         image_emb=np.load(folder / IMAGE_EMB, mmap_mode=mode),
-        patches=Int8Patches(folder) if is_int8(folder) else np.load(folder / PATCHES, mmap_mode=mode),
+        patches=Int8Patches.load(folder) if is_int8(folder) else np.load(folder / PATCHES, mmap_mode=mode),
         thumbnails=ThumbStore(folder / THUMBS, np.load(folder / THUMBS_INDEX)),
         report_emb=np.load(folder / REPORT_EMB, mmap_mode=mode),
         report_rows=np.load(folder / REPORT_ROWS),

@@ -44,9 +44,15 @@ class Int8Patches:
     dtype = np.dtype(np.float32)
     itemsize = 4
 
-    def __init__(self, folder: Path) -> None:
-        self.codes = np.load(Path(folder) / PATCHES_INT8, mmap_mode="r")
-        self.scales = np.load(Path(folder) / PATCH_SCALES, mmap_mode="r")
+    def __init__(self, codes: Any, scales: Any) -> None:
+        """``codes`` [N, h, w, D] int8 and ``scales`` [N, h, w] float16, memory-mapped (or checked row views)."""
+        self.codes, self.scales = codes, scales
+
+    @classmethod
+    def load(cls, folder: Path) -> Int8Patches:
+        """The compact patches of ``folder``, memory-mapped read-only."""
+        return cls(np.load(Path(folder) / PATCHES_INT8, mmap_mode="r"), np.load(Path(folder) / PATCH_SCALES,
+                                                                                  mmap_mode="r"))
 
     @property
     def shape(self) -> tuple[int, ...]:

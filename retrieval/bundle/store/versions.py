@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from cxr_explorer.retrieval.bundle.store.errors import DamagedBundleError
 from cxr_explorer.retrieval.bundle.store.names import (
     BUILD_AREA,
     BUILD_STATE,
@@ -119,9 +120,11 @@ def write_current(root: Path, version: int) -> None:
 
 def hold_current(root: Path, attempts: int = 200) -> tuple[int, Path, IO[bytes] | None] | None:
     """Resolve ``CURRENT`` and take a shared lock on that version: (version, folder, held file), or None when the
-    folder has no installed version. The held file is None only when the named version's folder is missing."""
+    folder has no installed version. The held file is None only when the named version's folder is missing.
+    DamagedBundleError when ``CURRENT`` is missing beside installed versions or unreadable, or when the version it
+    names stays without a manifest."""
     for _ in range(attempts):
-        number = current(root)
+        number = check_pointer(root, need_manifest=False)
         if number is None:
             return None
         folder = folder_of(root, number)
@@ -140,7 +143,39 @@ def hold_current(root: Path, attempts: int = 200) -> tuple[int, Path, IO[bytes] 
         if manifest_path(folder).is_file():
             return number, folder, fh
         fh.close()
-    raise RuntimeError(f"could not resolve the current version of {root}")
+        if current(root) == number:  # not being replaced: the installed version lost its manifest
+            raise _damaged(root, f"{VERSIONS}/{name_of(number)}/{MANIFEST}", "missing from the current version")
+    raise DamagedBundleError(root, CURRENT, "keeps changing while it is read")
+
+
+def _damaged(root: Path, file: str, problem: str) -> DamagedBundleError:
+    older = [n for n in listed(root) if (folder_of(root, n) / MANIFEST).is_file()]
+    fix = (f"nothing was changed; point {CURRENT} at the newest complete version ("
+           f"`echo {name_of(older[-1])} > {Path(root) / CURRENT}`) or rebuild" if older else
+           "nothing was changed; rebuild it into a new folder")
+    return DamagedBundleError(root, file, problem, fix)
+
+
+def check_pointer(root: Path, need_manifest: bool = True) -> int | None:
+    """The version ``CURRENT`` names, None when the folder has no version at all; DamagedBundleError (nothing
+    changed) when ``CURRENT`` is missing although versions exist, is unreadable, names a version that is not there,
+    or (``need_manifest``) one without a manifest. Every reader and writer resolves the pointer through this."""
+    root = Path(root)
+    try:
+        number = current(root)
+    except (OSError, ValueError) as exc:
+        raise _damaged(root, CURRENT, f"unreadable ({exc})") from None
+    present = listed(root)
+    if number is None:
+        if present:
+            raise _damaged(root, CURRENT, f"missing although {VERSIONS}/ holds "
+                           f"{', '.join(name_of(n) for n in present)}")
+        return None
+    if number not in present:
+        raise _damaged(root, CURRENT, f"names version {name_of(number)}, which is not in {VERSIONS}/")
+    if need_manifest and not manifest_path(folder_of(root, number)).is_file():
+        raise _damaged(root, f"{VERSIONS}/{name_of(number)}/{MANIFEST}", "missing from the current version")
+    return number
 
 
 def release(fh: IO[bytes] | None) -> None:
@@ -171,20 +206,20 @@ def read_json_file(path: Path) -> Any:
 
 
 def tidy(root: Path) -> list[int]:
-    """Under the writer lock: remove orphan versions (newer than CURRENT), older versions no reader holds, a stale
-    staging folder, and a build area whose build is already the current version (crash after the pointer flip).
-    Returns the versions still kept because readers hold them."""
+    """Under the writer lock: remove orphan versions (newer than an intact CURRENT: a crash between the rename and
+    the pointer flip), older versions no reader holds, a stale staging folder, and a build area whose build is
+    already the current version (crash after the pointer flip). Returns the versions still kept because readers hold
+    them. DamagedBundleError, nothing removed, when the pointer is damaged (:func:`check_pointer`)."""
     root = Path(root)
+    now = check_pointer(root)
     (root / (CURRENT + ".tmp")).unlink(missing_ok=True)
     shutil.rmtree(root / RETIRED, ignore_errors=True)
     shutil.rmtree(root / BUILD_AREA / STAGING, ignore_errors=True)
-    try:
-        now = current(root)
-    except ValueError:
-        return []
     kept = []
     for number in listed(root):
-        if now is None or number > now:
+        if now is None:
+            break
+        if number > now:
             shutil.rmtree(folder_of(root, number), ignore_errors=True)
         elif number < now and not _remove_if_unread(folder_of(root, number)):
             kept.append(number)

@@ -59,7 +59,7 @@ def test_a_jobs_own_step_is_installed_checksummed_and_verified(tmp_path: Path) -
         assert json.loads((b.folder / "note.json").read_text(encoding="utf-8")) == {"items": 5}
         assert list(b.manifest["files"])[-2:] == [names.PROJECTIONS, "note.json"]  # steps run in order
     (vdir(root) / "note.json").write_text(json.dumps({"items": 6}), encoding="utf-8")  # same size, other bytes
-    with pytest.raises(BundleError, match="note.json differs from its checksum"):
+    with pytest.raises(BundleError, match="note.json, differs from its checksum"):
         Bundle.open(root)
 
 
