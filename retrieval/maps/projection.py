@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from cxr_explorer.retrieval.bundle.store import names
+from cxr_explorer.retrieval.bundle.store.atomic import writing
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.maps.umap_jit import import_umap
 
@@ -169,7 +170,8 @@ def write_projections(folder: Path, fit_limit: int = FIT_LIMIT) -> dict[str, Any
             methods.append("UMAP")
         entry["methods"][target] = methods
         del vectors
-    np.savez(folder / PROJECTIONS, **arrays)  # type: ignore[arg-type]
+    with writing(folder / PROJECTIONS) as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return entry
 
 
