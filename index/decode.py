@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import multiprocessing as mp
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -59,30 +61,55 @@ class Failed:
     detail: str
 
 
-def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+def _exit_with_parent(alive: Connection) -> None:
     """Daemon-thread loop: end this worker when its parent is gone (e.g. the build was ``kill -9``-ed), instead of
-    lingering as an orphan that holds memory forever."""
+    lingering as an orphan that holds memory forever. ``alive`` is the read end of a pipe whose only write end the
+    parent holds: the read returns EOF once the parent has died, whenever that was."""
     import os
-    import time
 
-    while os.getppid() == parent:
-        time.sleep(every_s)
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            alive.recv_bytes()
     os._exit(0)
 
 
-def _init_worker() -> None:
-    """Decode workers use one thread each; the model owns the rest of the machine. They exit with their parent.
+def _init_worker(parent: int, alive: Connection) -> None:
+    """Decode workers use one thread each; the model owns the rest of the machine. They exit with their parent:
+    ``parent`` is its pid as the parent saw it before the spawn (a worker whose parent died while it started sees
+    another parent) and ``alive`` the liveness pipe (:func:`_exit_with_parent`).
 
     The default decoder never imports torch (a worker starts in a fraction of a second instead of seconds); the
     thread variables cap a custom decoder that does."""
     import os
     import threading
 
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=_exit_with_parent, args=(alive,), daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once per process) with its shutdown warning off.
+
+    The tracker removes the pool's semaphores when the last process that holds them is gone; after a ``kill -9`` of
+    the build it does exactly that and warns "There appear to be N leaked semaphore objects to clean up at
+    shutdown": a cleanup that worked, printed as a fault. Its warning filters are the command-line ``-W`` options it
+    is started with, taken from ``sys.warnoptions``."""
+    from multiprocessing import resource_tracker
+
+    quiet = "ignore:resource_tracker:UserWarning"
+    added = quiet not in sys.warnoptions
+    if added:
+        sys.warnoptions.append(quiet)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(quiet)
 
 
 @contextlib.contextmanager
@@ -186,6 +213,7 @@ class DecodePool:
         self.prefetch = max(1, prefetch)
         self.fn = fn or decode_one  # a module-level function (pickled to the workers)
         self._executor: ProcessPoolExecutor | None = None
+        self._alive: tuple[Connection, Connection] | None = None  # (read end for the workers, write end kept here)
 
     def __enter__(self) -> DecodePool:
         return self
@@ -204,11 +232,18 @@ class DecodePool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self._alive is not None:
+            for end in self._alive:
+                end.close()
+            self._alive = None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=_SpawnContext(),
-                                                 initializer=_init_worker)
+            if self._alive is None:
+                self._alive = mp.Pipe(duplex=False)
+            _start_resource_tracker()
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=_SpawnContext(), initializer=_init_worker,
+                                                 initargs=(os.getpid(), self._alive[0]))
         return self._executor
 
     def _restart(self) -> None:

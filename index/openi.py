@@ -10,8 +10,8 @@ Open-i states CC BY-NC-ND 4.0 for this collection; check it before redistributin
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
 import shutil
 import tarfile
 import urllib.request
@@ -19,6 +19,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from cxr_explorer.retrieval.bundle.store.atomic import write_bytes, write_text, writing
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,8 @@ def read_reports(archive: Path) -> dict[str, tuple[StudyReport, str]]:
 def _download_file(url: str, dest: Path, timeout: float) -> Path:
     if dest.is_file():
         return dest
-    part = dest.with_suffix(dest.suffix + ".part")
-    with _open(url, timeout) as resp, open(part, "wb") as fh:
+    with _open(url, timeout) as resp, writing(dest) as fh:
         shutil.copyfileobj(resp, fh)
-    os.replace(part, dest)
     return dest
 
 
@@ -123,9 +123,7 @@ def stream_images(url: str, images_dir: Path, wanted: set[str], max_images: int,
                 fh = tar.extractfile(member)
                 if fh is None:
                     continue
-                part = images_dir / (name + ".part")
-                part.write_bytes(fh.read())
-                os.replace(part, images_dir / name)
+                write_bytes(images_dir / name, fh.read())
                 got.append(image_id)
                 if len(got) >= max_images:
                     break
@@ -147,16 +145,15 @@ def fetch_openi(dest: Path, max_images: int = 300, base_url: str = OPENI_BASE_UR
     reports = read_reports(_download_file(f"{base_url}/{REPORTS_ARCHIVE}", dest / REPORTS_ARCHIVE, timeout))
     log.info("streaming the first %d images of %s/%s", max_images, base_url, IMAGES_ARCHIVE)
     ids = stream_images(f"{base_url}/{IMAGES_ARCHIVE}", dest / "images", set(reports), max_images, timeout)
-    part = manifest.with_suffix(".csv.part")
-    with open(part, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        for image_id in ids:
-            study, caption = reports[image_id]
-            writer.writerow({"image_id": image_id, "image_path": f"images/{image_id}.png", "study_id": study.study_id,
-                             "view": _view(caption), "findings": study.findings, "impression": study.impression,
-                             "labels": study.labels, "source": "Open-i Indiana University (NLM)",
-                             "license": "CC BY-NC-ND 4.0 (NLM Open-i)"})
-    os.replace(part, manifest)
+    table = io.StringIO(newline="")  # small: one row per image
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    for image_id in ids:
+        study, caption = reports[image_id]
+        writer.writerow({"image_id": image_id, "image_path": f"images/{image_id}.png", "study_id": study.study_id,
+                         "view": _view(caption), "findings": study.findings, "impression": study.impression,
+                         "labels": study.labels, "source": "Open-i Indiana University (NLM)",
+                         "license": "CC BY-NC-ND 4.0 (NLM Open-i)"})
+    write_text(manifest, table.getvalue())
     log.info("demo corpus: %d images with reports in %s", len(ids), dest)
     return manifest

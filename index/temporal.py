@@ -12,7 +12,6 @@ no-prior path: their single-image embedding.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from cxr_explorer.index.priors import PriorLink, PriorOptions
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
+from cxr_explorer.retrieval.bundle.store.atomic import writing
 from cxr_explorer.retrieval.bundle.store.temporal import TemporalRecords, section_files
 from cxr_explorer.retrieval.bundle.writer import Derived
 from cxr_explorer.retrieval.inputs.images import ImageLoadError, load_image
@@ -82,8 +82,9 @@ def _load(path: str, model: VLModel) -> torch.Tensor:
 
 
 def _chunk_files(folder: Path) -> list[Path]:
-    """Committed chunks, in commit order (a ``.tmp.npz`` left by a crash mid-write is not one)."""
-    return sorted(p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz")) if folder.is_dir() else []
+    """Committed chunks, in commit order (a temporary file left by a crash mid-write, ``.<name>.npz.*.tmp``, is not
+    one; an older run's ``.tmp.npz`` neither)."""
+    return sorted(p for p in folder.glob("[!.]*.npz") if not p.name.endswith(".tmp.npz")) if folder.is_dir() else []
 
 
 def _read_done(base: Bundle | None, chunks: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
@@ -109,11 +110,10 @@ def _read_done(base: Bundle | None, chunks: Path) -> tuple[dict[str, dict[str, s
 
 def _commit_chunk(folder: Path, number: int, recs: list[dict[str, str]], emb: list[np.ndarray], dim: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{number:06d}.tmp.npz"
     arrays: dict[str, Any] = {k: np.array([r[k] for r in recs], dtype=str) for k in _FIELDS}
     arrays["emb"] = np.stack(emb).astype(np.float32) if emb else np.zeros((len(recs), dim), np.float32)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, folder / f"{number:06d}.npz")
+    with writing(folder / f"{number:06d}.npz") as fh:
+        np.savez(fh, **arrays)
 
 
 def _embed_pending(folder: Path, model: VLModel, paths: dict[str, str], todo: list[dict[str, str]],
@@ -160,8 +160,10 @@ def _write_section(staging: Path, rows: list[dict[str, str]], vectors: dict[str,
     table["emb_row"] = np.array(emb_row, np.int64)
     pairs_path, emb_path = section_files(staging)
     pairs_path.parent.mkdir(exist_ok=True)
-    table.to_parquet(pairs_path, index=False)
-    np.save(emb_path, np.stack(mat).astype(np.float32) if mat else np.zeros((0, dim), np.float32))
+    with writing(pairs_path) as fh:
+        table.to_parquet(fh, index=False)
+    with writing(emb_path) as fh:
+        np.save(fh, np.stack(mat).astype(np.float32) if mat else np.zeros((0, dim), np.float32))
     counts = table["status"].value_counts().to_dict()
     by_status = {k: int(counts[k]) for k in sorted(counts)}
     files = [str(p.relative_to(staging)) for p in (pairs_path, emb_path)]

@@ -202,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if not out.parent.is_dir():
             raise CliError(f"cannot write {out}: folder {out.parent} does not exist")
-        out.write_text(text + "\n", encoding="utf-8")
+        from cxr_explorer.retrieval.bundle.store.atomic import write_text
+
+        write_text(out, text + "\n")
     if args.json:
         print(text)
     else:

@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     result = {**source, **_stats(grounding), "out": None}
     if args.out:
-        overlay_image(image(), grounding.map, args.alpha).save(args.out, format="PNG")
+        from cxr_explorer.retrieval.bundle.store.atomic import writing
+
+        with writing(args.out) as fh:
+            overlay_image(image(), grounding.map, args.alpha).save(fh, format="PNG")
         result["out"] = str(args.out)
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))

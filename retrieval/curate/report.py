@@ -8,11 +8,14 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
+from cxr_explorer.retrieval.bundle.store.atomic import Writer, write_set
 from cxr_explorer.retrieval.curate.base import CheckResult, CurateData
 from cxr_explorer.retrieval.curate.registry import CheckInputs, CheckSpec, checks
 
@@ -60,17 +63,21 @@ def write_report(out_dir: str | os.PathLike[str], results: list[CheckResult], *,
                  extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``<check>.parquet`` and ``<check>.csv`` per result and ``summary.json``; returns the summary path.
 
+    Every file is written atomically and ``summary.json`` last, after the old one is removed
+    (:func:`retrieval.bundle.store.atomic.write_set`): a summary on disk always describes complete tables of its run.
+
     Each table carries its thresholds as ``threshold_<name>`` columns too, so a CSV read alone is self-describing.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checks = {}
+    files: dict[Path, Writer] = {}
     for r in results:
         table = r.table.copy()
         for key, value in r.thresholds.items():
             table[f"threshold_{key}"] = value
-        table.to_parquet(out / f"{r.name}.parquet", index=False)
-        table.to_csv(out / f"{r.name}.csv", index=False)
+        files[out / f"{r.name}.parquet"] = partial(_parquet, table)
+        files[out / f"{r.name}.csv"] = partial(_csv, table)
         checks[r.name] = {"title": r.title, "rows": int(len(r.table)), "flagged": r.flagged,
                           "thresholds": r.thresholds, "summary": r.summary,
                           "files": [f"{r.name}.parquet", f"{r.name}.csv"],
@@ -79,10 +86,17 @@ def write_report(out_dir: str | os.PathLike[str], results: list[CheckResult], *,
                "note": "scores are cosine similarities, ranks, margins and shares of neighbours, not probabilities",
                "checks": checks, **dict(extra or {})}
     path = out / SUMMARY
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = (json.dumps(summary, indent=2, default=str) + "\n").encode("utf-8")
+    write_set(files, last=path, last_writer=lambda fh: fh.write(text))
     return path
+
+
+def _parquet(table: pd.DataFrame, fh: IO[bytes]) -> None:
+    table.to_parquet(fh, index=False)
+
+
+def _csv(table: pd.DataFrame, fh: IO[bytes]) -> None:
+    fh.write(table.to_csv(index=False).encode("utf-8"))
 
 
 def config_dict(config: CurateConfig) -> dict[str, Any]:

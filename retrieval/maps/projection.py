@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from cxr_explorer.retrieval.bundle.store import names
+from cxr_explorer.retrieval.bundle.store.atomic import writing
 from cxr_explorer.retrieval.bundle.targets import Target
 from cxr_explorer.retrieval.maps.umap_jit import import_umap
 
@@ -114,6 +115,20 @@ class ExactNeighbours:
         return rows.astype(np.int32), np.maximum(1.0 - sims, 0.0).astype(np.float32)
 
 
+def _pass_on(caught: list[warnings.WarningMessage]) -> None:
+    """Re-issue the warnings of a UMAP fit, umap-learn's six-line "Spectral initialisation failed" (duplicate or
+    near-duplicate vectors leave too small an eigengap) as one log line."""
+    spectral = False
+    for w in caught:
+        if str(w.message).startswith("Spectral initialisation failed"):
+            spectral = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if spectral:
+        log.warning("UMAP map: spectral initialisation failed (many duplicate or near-duplicate vectors), so the "
+                    "layout starts from a seeded random one")
+
+
 def umap_coords(vectors: np.ndarray, fit_limit: int = FIT_LIMIT, block: int = TRANSFORM_BLOCK
                 ) -> tuple[np.ndarray, int] | None:
     """[M, D] -> ([M, 2] UMAP coordinates (cosine, seeded), vectors the fit used), or None when umap-learn is
@@ -133,10 +148,13 @@ def umap_coords(vectors: np.ndarray, fit_limit: int = FIT_LIMIT, block: int = TR
     neighbours = ExactNeighbours(fit)
     reducer = umap.UMAP(n_components=2, n_neighbors=k, metric="cosine", random_state=0, low_memory=True,
                         precomputed_knn=(*neighbours.query(fit, k), neighbours))
-    with warnings.catch_warnings():  # umap-learn says transform is unavailable without an NNDescent index: it is
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # umap-learn says transform is unavailable without an NNDescent index: it is
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
         fitted = reducer.fit_transform(fit)
+    _pass_on(caught)
     coords = np.empty((m, 2), np.float32)
     coords[sample] = fitted
     rest = np.ones(m, bool)
@@ -169,7 +187,8 @@ def write_projections(folder: Path, fit_limit: int = FIT_LIMIT) -> dict[str, Any
             methods.append("UMAP")
         entry["methods"][target] = methods
         del vectors
-    np.savez(folder / PROJECTIONS, **arrays)  # type: ignore[arg-type]
+    with writing(folder / PROJECTIONS) as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return entry
 
 

@@ -117,7 +117,7 @@ def write_hostile_csv(root: Path) -> Path:
     return path
 
 
-def dying_initializer() -> None:
+def dying_initializer(*_: object) -> None:
     """A decode-worker initializer that kills its process: simulates workers that cannot start at all."""
     import os
 

@@ -125,3 +125,41 @@ def test_sigint_is_ignored_only_while_a_submit_may_spawn_a_worker(tmp_path: Path
         finally:
             signal.signal(signal.SIGINT, previous)
     assert seen == [handler]
+
+
+@pytest.mark.slow  # starts a parent process per step and kills it
+@pytest.mark.parametrize("step", ["import", "init", "idle", "decode"])
+def test_a_worker_dies_with_its_parent_at_every_start_up_step(tmp_path: Path, step: str) -> None:
+    """SIGKILL of the parent while its decode worker is at ``step`` (tests.helpers.startup holds it there, then lets
+    it go on): the worker and the resource tracker end, and nobody warns about leaked semaphores (the tracker
+    cleaned them)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.paths import REPO
+    from tests.helpers.processes import alive, children
+
+    marker = tmp_path / "worker.pid"
+    parent = subprocess.Popen([sys.executable, "-m", "tests.helpers.startup", step, str(marker)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() or not marker.read_text():
+        assert parent.poll() is None and time.monotonic() < deadline, f"the worker never reached {step}"
+        time.sleep(0.05)
+    worker = int(marker.read_text())
+    family = {worker, *children(parent.pid)}  # the worker and the resource tracker
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    (tmp_path / "worker.pid.go").touch()  # the worker goes on with its start-up, its parent gone
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in family if alive(p)]
+    for pid in left:  # the test's own processes: do not leave them behind when it fails
+        os.kill(pid, signal.SIGKILL)
+    stderr = parent.stderr.read() if parent.stderr is not None else ""
+    assert not left, f"outlived their parent killed at {step}: {left}"
+    assert "leaked" not in stderr, stderr

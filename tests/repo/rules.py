@@ -154,3 +154,58 @@ def repo_from_file_path(source: str, module: str) -> list[str]:
                 and any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(node.value))):
             found.add(node.lineno)
     return [f"{line}: Path(__file__).parents[...]" for line in sorted(found)]
+
+
+WRITE_MODES = set("wax+")
+WRITING_METHODS = ("write_text", "write_bytes", "to_csv", "to_parquet", "to_json", "to_feather", "tofile", "savez",
+                   "savez_compressed", "write_index", "write_table")
+"""Methods and functions that write a file when given a path (``to_csv()`` without one returns text)."""
+
+
+def _write_mode(call: ast.Call, position: int) -> bool:
+    mode = call.args[position] if len(call.args) > position else next(
+        (k.value for k in call.keywords if k.arg == "mode"), None)
+    return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and bool(WRITE_MODES & set(mode.value))
+
+
+def direct_writes(source: str, module: str) -> list[str]:
+    """A file written in place instead of through ``retrieval.bundle.store.atomic``: ``open(p, "w"/"a"/"x"/"+")``,
+    ``Path.open("w")``, ``os.open`` with ``O_WRONLY``/``O_RDWR``/``O_CREAT``, ``np.save``/``savez``,
+    ``write_text``/``write_bytes``, ``to_csv``/``to_parquet``/... with a destination, ``faiss.write_index``, and a
+    PIL ``.save`` to anything but a named buffer. Writing into a handle bound by a ``with`` statement is fine (its
+    ``open`` is what is checked)."""
+    found = set()
+    tree = ast.parse(source)
+    handles = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
+               for item in node.items if isinstance(item.optional_vars, ast.Name)}
+    handles |= {arg.arg for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                for arg in node.args.args if arg.annotation is not None and "IO" in ast.unparse(arg.annotation)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        owner = func.value if isinstance(func, ast.Attribute) else None
+        if owner is None and name in ("write_text", "write_bytes") or isinstance(owner, ast.Name) and \
+                owner.id == "atomic":
+            continue  # retrieval.bundle.store.atomic's own functions
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Name) and first.id in handles:
+            continue  # into a file opened by a with-statement (whose open is checked) or passed in as an IO
+        has_target = bool(node.args) or any(k.arg in ("path", "path_or_buf", "file", "fname") for k in node.keywords)
+        if name == "open" and (isinstance(func, ast.Name) or (isinstance(owner, ast.Name) and owner.id == "io")):
+            hit = _write_mode(node, 1)
+        elif name == "open" and isinstance(owner, ast.Name) and owner.id == "os":
+            flags = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+            hit = bool(flags & {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND"})
+        elif name == "open":
+            hit = _write_mode(node, 0)
+        elif name == "save" and isinstance(owner, ast.Name) and owner.id in ("np", "numpy", "torch"):
+            hit = True
+        elif name == "save":
+            hit = bool(node.args) and not isinstance(node.args[0], ast.Name)
+        else:
+            hit = name in WRITING_METHODS and has_target
+        if hit:
+            found.add((node.lineno, name))
+    return [f"{line}: {name}(...) writes in place" for line, name in sorted(found)]

@@ -18,8 +18,12 @@ MARGIN = 1.1  # estimates are within a few percent; keep 10 % head room
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n < 1e11 else f"{n / 1e9:.0f} GB"
+def _size(n: float) -> str:
+    """Bytes in the unit that reads: GB from 1 GB, MB from 1 MB, else kB; three significant figures at most."""
+    unit, scale = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6)) if n >= s), ("kB", 1e3))
+    value = n / scale
+    digits = 2 if 0 < value < 10 else 1 if 0 < value < 100 else 0
+    return f"{value:.{digits}f} {unit}"
 
 
 def _existing(folder: Path) -> Path:
@@ -32,8 +36,8 @@ def _existing(folder: Path) -> Path:
 
 def full_disk_message(folder: Path, need: float | None, free: float | None) -> str:
     """The one line printed for a full disk."""
-    size = f"about {_gb(need)}, {_gb(free or 0)} free" if need is not None else \
-        f"more space than is free ({_gb(free or 0)} free)"
+    size = f"about {_size(need)}, {_size(free or 0)} free" if need is not None else \
+        f"more space than is free ({_size(free or 0)} free)"
     return (f"not enough disk space in {folder}: the bundle needs {size}; free space and rerun the same command "
             "(committed chunks are kept)")
 

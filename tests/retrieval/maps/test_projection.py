@@ -207,3 +207,28 @@ def test_written_projections_record_the_fit_size(tmp_path: Path) -> None:
     with np.load(tmp_path / projection.PROJECTIONS) as z:
         assert z["images_umap"].shape == (300, 2) and np.isfinite(z["images_umap"]).all()
         assert z["reports_pca"].shape == (60, 2)
+
+
+def test_a_failed_spectral_initialisation_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """umap-learn's multi-line warning (raised on corpora of duplicate images) becomes one log line."""
+    import warnings
+
+    import umap
+
+    real = umap.UMAP.fit_transform
+
+    def fit_transform(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        warnings.warn("Spectral initialisation failed! The eigenvector solver\nfailed. This is likely due to too "
+                      "small an eigengap. Consider\nadding some noise or jitter to your data.\n\nFalling back to "
+                      "random initialisation!", stacklevel=2)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(umap.UMAP, "fit_transform", fit_transform)
+    vectors = np.random.default_rng(0).normal(size=(projection.MIN_UMAP, 8)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert projection.umap_coords(vectors) is not None
+    assert [str(w.message) for w in caught if "Spectral" in str(w.message)] == []
+    lines = [r.getMessage() for r in caplog.records if "spectral" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
