@@ -368,6 +368,14 @@ class Bundle:
         """JPEG bytes (longest side <= 256) of item ``row``."""
         return self._thumbs[int(row)]
 
+    def image_hashes(self) -> np.ndarray | None:
+        """[N, B] uint8 perceptual hashes of the thumbnails (:mod:`retrieval.inputs.image_hash`), or None for a
+        version built before they were recorded."""
+        if "image_hashes" not in self.manifest:
+            return None
+        with self._reading(names.IMAGE_HASHES):
+            return np.load(self.folder / names.IMAGE_HASHES)
+
     def image_path(self, row: int) -> Path:
         """Absolute image path recorded at build time."""
         return Path(str(self.metadata["image_abspath"].iloc[int(row)]))

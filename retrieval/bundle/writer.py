@@ -81,7 +81,20 @@ def projections(staging: Path, manifest: dict[str, Any]) -> Derived:
     return Derived({"projections": entry}, [names.PROJECTIONS])
 
 
-DERIVED: dict[str, Step] = {"label_separators": label_separators, "projections": projections}
+def image_hashes(staging: Path, manifest: dict[str, Any]) -> Derived:
+    """``image_hashes``: the perceptual hash of every item's thumbnail (``image_hashes.npy`` [N, HASH_BYTES] uint8,
+    :mod:`retrieval.inputs.image_hash`), the model-free signal of the near-duplicate and leakage checks."""
+    from cxr_explorer.retrieval.bundle.store.parts import ThumbStore
+    from cxr_explorer.retrieval.inputs.image_hash import HASH_BYTES, SIDE, hashes_of_jpegs
+
+    thumbs = ThumbStore(staging / names.THUMBS, np.load(staging / names.THUMBS_INDEX))
+    np.save(staging / names.IMAGE_HASHES, hashes_of_jpegs(thumbs))
+    return Derived({"image_hashes": {"kind": "phash", "bits": HASH_BYTES * 8, "dct_block": SIDE,
+                                     "source": "thumbnail"}}, [names.IMAGE_HASHES])
+
+
+DERIVED: dict[str, Step] = {"label_separators": label_separators, "projections": projections,
+                            "image_hashes": image_hashes}
 """The derived-file steps of every version (a build, an ``--append``, a ``merge``), run in this order."""
 
 

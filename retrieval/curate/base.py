@@ -27,7 +27,8 @@ class CurateData:
     """The vectors and metadata one bundle contributes to the checks (image FAISS positions are item rows).
 
     ``image_vectors`` [N, D], ``report_vectors`` [R, D] with ``report_rows`` [R] (item row of each report vector);
-    ``image_index`` / ``report_index`` search them by inner product. ``thumbnail(row)`` returns JPEG bytes.
+    ``image_index`` / ``report_index`` search them by inner product. ``thumbnail(row)`` returns JPEG bytes;
+    ``image_hashes`` [N, B] uint8 the thumbnails' perceptual hashes (None for a bundle that has none).
     """
 
     name: str
@@ -39,6 +40,7 @@ class CurateData:
     report_rows: np.ndarray
     report_index: faiss.Index | None
     thumbnail: Callable[[int], bytes] | None = None
+    image_hashes: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -52,7 +54,8 @@ def data_from_bundle(bundle: Bundle) -> CurateData:
     return CurateData(name=bundle.root.name, ids=meta["id"].astype(str).to_numpy(), metadata=meta,
                       image_vectors=bundle.vectors("images"), image_index=bundle.index("images"),
                       report_vectors=bundle.vectors("reports"), report_rows=rows,
-                      report_index=bundle.index("reports") if len(rows) else None, thumbnail=bundle.thumbnail)
+                      report_index=bundle.index("reports") if len(rows) else None, thumbnail=bundle.thumbnail,
+                      image_hashes=bundle.image_hashes())
 
 
 @dataclass

@@ -25,6 +25,7 @@ PATCHES_INT8 = "patches_int8.npy"  # --patch-store int8: codes [N, h, w, D] int8
 PATCH_SCALES = "patch_scales.npy"  # ... and one float16 scale per patch vector [N, h, w]
 THUMBS = "thumbs.bin"
 THUMBS_INDEX = "thumbs_index.npy"
+IMAGE_HASHES = "image_hashes.npy"  # perceptual hash of each thumbnail [N, 32] uint8 (retrieval/inputs/image_hash.py)
 SKIPPED_CSV = "skipped.csv"
 SKIPPED_JSON = "skipped.json"
 COVERED = "covered.json"

@@ -16,6 +16,7 @@ import pytest
 from cxr_explorer.retrieval.bundle.reader import Bundle, BundleError, Part
 from cxr_explorer.retrieval.bundle.store import WriterLock, names
 from cxr_explorer.retrieval.bundle.writer import DERIVED, Derived, write_version
+from cxr_explorer.retrieval.inputs.image_hash import HASH_BYTES, has_hash
 from tests.helpers.bundles import GRID, IDENTITY, random_arrays
 from tests.retrieval.bundle.test_bundle import vdir
 
@@ -43,12 +44,15 @@ def _write(root: Path, **kw: Any) -> Bundle:
 
 
 def test_every_version_gets_the_registered_derived_files(tmp_path: Path) -> None:
-    assert list(DERIVED) == ["label_separators", "projections"]
+    assert list(DERIVED) == ["label_separators", "projections", "image_hashes"]
     with _write(tmp_path / "b") as b:
         assert b.manifest["label_separators"] == {"labels": "|"} == b.label_separators
         assert b.manifest["projections"]["file"] == names.PROJECTIONS
         assert names.PROJECTIONS in b.manifest["files"] and (b.folder / names.PROJECTIONS).is_file()
-        assert list(b.manifest)[-2:] == ["label_separators", "projections"]  # after the data files' entries
+        assert list(b.manifest)[-3:] == ["label_separators", "projections", "image_hashes"]  # after the data files
+        hashes = b.image_hashes()
+        assert hashes is not None and hashes.shape == (5, HASH_BYTES) and hashes.dtype == np.uint8
+        assert names.IMAGE_HASHES in b.manifest["files"] and has_hash(hashes).all()
         assert b.verify() == []
 
 
@@ -57,7 +61,7 @@ def test_a_jobs_own_step_is_installed_checksummed_and_verified(tmp_path: Path) -
     with _write(root, steps={"note": _note}) as b:
         assert b.manifest["note"] == {"file": "note.json"} and list(b.manifest)[-1] == "note"
         assert json.loads((b.folder / "note.json").read_text(encoding="utf-8")) == {"items": 5}
-        assert list(b.manifest["files"])[-2:] == [names.PROJECTIONS, "note.json"]  # steps run in order
+        assert list(b.manifest["files"])[-2:] == [names.IMAGE_HASHES, "note.json"]  # steps run in order
     (vdir(root) / "note.json").write_text(json.dumps({"items": 6}), encoding="utf-8")  # same size, other bytes
     with pytest.raises(BundleError, match="note.json, differs from its checksum"):
         Bundle.open(root)

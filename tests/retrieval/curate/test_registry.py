@@ -46,7 +46,8 @@ def test_run_checks_runs_what_the_inputs_allow(planted: Planted, monkeypatch: py
     results = run_checks(planted.data, config, other=planted.data)
     assert [r.name for r in results] == ["mismatch", "labels", "leakage_split", "leakage_bundles", "parity"]
     assert results[1].thresholds["k"] == 4 and results[-1].thresholds == {"modulus": 3}
-    assert config_dict(config)["settings"]["leakage_split"] == {"k": 5, "min_cosine": 0.95}
+    assert config_dict(config)["settings"]["leakage_split"] == {"k": 5, "min_cosine": 0.95, "max_hash_distance": 40,
+                                                                "min_report_chars": 20, "max_report_group": 3}
     with pytest.raises(ValueError, match="no curation check named 'pixel'"):
         run_checks(planted.data, CurateConfig(skip=frozenset({"pixel"})))
 
