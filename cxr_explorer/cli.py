@@ -1,4 +1,4 @@
-"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate.
+"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate | serve.
 
 Each subcommand lives in ``cxr_explorer/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from cxr_explorer import __version__
 from cxr_explorer.errors import user_error_types
 
-COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate", "collection")
+COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate", "collection",
+            "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

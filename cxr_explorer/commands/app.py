@@ -44,7 +44,9 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
             "--runner.magicEnabled", "false",  # no AST rewrite of each page when a session first runs it (~0.3 s)
             "--runner.postScriptGC", "false",  # no full gc.collect() after every run: it held the GIL ~0.3-1 s
             # (every session waited for it; Python's own generational collections still run)
-            "--client.showErrorDetails", "type"]  # no tracebacks (server paths) in the browser
+            "--client.showErrorDetails", "type",  # no tracebacks (server paths) in the browser
+            "--logger.hideWelcomeMessage", "true"]  # bound to 0.0.0.0 and headless, Streamlit's welcome looks up the
+    # machine's external IP on the internet (checkip.amazonaws.com); the line printed by run() says where it serves
 
 
 def check_bundles(dirs: list[str]) -> list[str]:

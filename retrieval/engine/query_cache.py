@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -32,6 +33,11 @@ ImageInput = bytes | str | os.PathLike[str] | Image.Image
 K = TypeVar("K")
 V = TypeVar("V")
 
+
+
+def _same(value: np.ndarray) -> np.ndarray:
+    """``value`` itself (a cache fill for an embedding computed in a batch)."""
+    return value
 
 class LRU(Generic[K, V]):
     """A small thread-safe least-recently-used cache."""
@@ -139,7 +145,7 @@ class QueryEncoder:
             for key, row in zip(todo, rows, strict=True):
                 emb = mean_renormalised(row[None])  # as embed_windows combines one window
                 emb.setflags(write=False)
-                self._texts.get_or_compute(key, lambda emb=emb: emb)
+                self._texts.get_or_compute(key, partial(_same, emb))
         return [self.text_embedding(t) for t in texts]
 
     def encode_upload(self, image: ImageInput) -> UploadEncoding:
