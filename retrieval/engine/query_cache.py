@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -98,6 +99,10 @@ def image_bytes(image: ImageInput) -> tuple[bytes, str]:
     return data, label
 
 
+def _same(value: np.ndarray) -> np.ndarray:
+    return value
+
+
 class QueryEncoder:
     """Text and image queries through one model, forwards serialised by ``lock`` and results cached.
 
@@ -139,7 +144,7 @@ class QueryEncoder:
             for key, row in zip(todo, rows, strict=True):
                 emb = mean_renormalised(row[None])  # as embed_windows combines one window
                 emb.setflags(write=False)
-                self._texts.get_or_compute(key, lambda emb=emb: emb)
+                self._texts.get_or_compute(key, partial(_same, emb))
         return [self.text_embedding(t) for t in texts]
 
     def encode_upload(self, image: ImageInput) -> UploadEncoding:

@@ -186,7 +186,7 @@ def test_phrases_of_a_composed_query_are_encoded_in_one_forward(engine_bundle: P
         calls.append(len(texts))
         return real(texts, normalize=normalize)
 
-    fresh.model.embed_texts = counting  # type: ignore[method-assign]
+    fresh.model.embed_texts = counting  # type: ignore[method-assign,assignment]
     try:
         vecs = fresh.encoder.text_embeddings(["pleural effusion", "cardiomegaly", "pleural effusion", "edema"])
     finally:
