@@ -104,6 +104,10 @@ def image_bytes(image: ImageInput) -> tuple[bytes, str]:
     return data, label
 
 
+def _same(value: np.ndarray) -> np.ndarray:
+    return value
+
+
 class QueryEncoder:
     """Text and image queries through one model, forwards serialised by ``lock`` and results cached.
 
