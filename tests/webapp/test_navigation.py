@@ -93,6 +93,25 @@ def test_a_link_is_followed_without_being_rewritten(env) -> None:
     assert at.query_params.get("phrases") == "nodule" and "gcase" not in at.query_params
 
 
+# ----- paging -----------------------------------------------------------------------------------------------------
+
+def test_no_next_page_on_the_last_full_page(env) -> None:
+    at = start(params={"q": "effusion", "k": "4", "page": "2"})
+    assert results_line(at).startswith("**Results 5–8** of 8")
+    assert next_button(at).disabled
+
+
+@pytest.mark.parametrize("page", ["4", "99999"])
+def test_a_page_past_the_results_shows_the_last_page(env, page: str) -> None:
+    at = start(params={"q": "effusion", "k": "3", "page": page})
+    assert results_line(at).startswith("**Results 7–8** of 8")
+    assert next_button(at).disabled
+    assert not any("No results" in str(i.value) for i in at.info)
+    next(b for b in at.button if b.label == "Previous page").click().run()
+    assert results_line(at).startswith("**Results 4–6**")
+    assert at.query_params.get("page") == "2"
+
+
 # ----- bundle names -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["nope", "COVID-T", ""])
