@@ -17,7 +17,7 @@ from cxr_explorer.retrieval.models.registry import UnknownModelError
 from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
 from cxr_explorer.webapp import display, loaders
 from cxr_explorer.webapp.display import RESEARCH_ONLY
-from cxr_explorer.webapp.page_state import link_params
+from cxr_explorer.webapp.page_state import Field, PageState, link_params
 from cxr_explorer.webapp.version_notice import newer_version_notice
 
 PAGES_DIR = Path(__file__).parent / "views"  # not "pages": Streamlit would serve a pages/ folder
@@ -28,16 +28,31 @@ SETUP_ERRORS = (BundleError, UnknownModelError, WeightsChecksumError, WeightsFor
 
 
 def choose_bundle(dirs: list[str]) -> str:
-    """The selected bundle folder, seeded once from the URL's ``bundle`` name (the selector itself is drawn by each
-    page's header: entry-file widgets do not keep their value under ``st.navigation`` in Streamlit 1.67)."""
+    """The selected bundle folder: the URL's ``bundle`` name among those configured (the first one is the default,
+    left out of URLs), kept in the session as ``bundle_choice`` (the selector itself is drawn by each page's header:
+    entry-file widgets do not keep their value under ``st.navigation`` in Streamlit 1.67). A name the app does not
+    serve gets a warning that names it, and the first bundle is shown."""
     names = [Path(d).name for d in dirs]
-    if "bundle_choice" not in st.session_state:
-        wanted = st.query_params.get("bundle")
-        st.session_state["bundle_choice"] = names.index(wanted) if wanted in names else 0
+    state = bundle_state(names)
+    state.restore()
+    asked = st.query_params.get_all("bundle")
     choice = min(int(st.session_state["bundle_choice"]), len(dirs) - 1)
-    if len(dirs) > 1:
-        st.query_params["bundle"] = names[choice]
+    if asked and asked[0] not in names:
+        asked_name = f"“{display.md_escape(asked[0])}”" if asked[0].strip() else "(an empty name)"
+        st.warning(f"No bundle {asked_name} in this app; showing "
+                   f"{display.md_escape(names[choice])}. It serves: "
+                   f"{', '.join(display.md_escape(n) for n in names)}.")
+    state.save()
     return dirs[choice]
+
+
+def bundle_state(names: list[str]) -> PageState:
+    """The app's shared state: the bundle, by folder name in the URL, by position in the session."""
+
+    def parse(values: list[str]) -> int:
+        return names.index(values[0])  # ValueError for a name the app does not serve: the default
+
+    return PageState("app", (Field("bundle_choice", "bundle", 0, parse, lambda i: [names[int(i)]]),), shared=True)
 
 
 def main() -> None:

@@ -1,17 +1,21 @@
 """One shareable state per page, kept in the URL and in the session, that survives going to another page and back.
 
-Each page declares its state as :class:`Field` s (a session key, usually a widget's, a URL parameter, a default and a
-parser) in a :class:`PageState`, calls :meth:`PageState.restore` before drawing its widgets and :meth:`PageState.save`
-after them. The rules:
+Each page declares its state in one call, a :class:`PageState` of :class:`Field` s (a session key, usually a
+widget's, a URL parameter, a default and a parser); it calls :meth:`PageState.restore` before drawing its widgets and
+:meth:`PageState.save` after them. The app's own choices (the bundle) are a shared :class:`PageState` that every
+page's URL carries. The rules:
 
-* The URL wins when it names any of the page's parameters and differs from what this page last wrote: a shared link
-  in a fresh browser, or Back/Forward (Streamlit re-runs the page with the older query string) set the view.
-* Otherwise (arriving from another page, whose URL carries none of ours) the values kept in the session are put back,
-  because Streamlit forgets a widget's value while its page is not drawn.
-* ``save`` keeps the values and writes the page's parameters into the URL when they changed, leaving the other pages'
-  parameters (and the bundle choice) in place: one URL holds the whole app's state, a page switch (which keeps the
-  query string) adds no extra history entry, and Streamlit adds one browser history entry per change, so
-  Back/Forward step through searches.
+* The URL is followed whenever it differs from the one this page's last run left: a shared link in a fresh browser,
+  Back/Forward (Streamlit re-runs the page with the older query string, also when it holds none of the page's
+  parameters: that is the page as it was before the user's first change) or a link from another page.
+* Otherwise the values kept in the session are put back, because Streamlit forgets a widget's value while its page is
+  not drawn.
+* ``save`` writes the URL only when the user changed something in this run (a widget, a button's callback), and
+  then writes it once: Streamlit adds one browser history entry per write, so every change is one entry and Back
+  undoes it. Opening a page, arriving by a link and Back/Forward write nothing. Values a page fixes by itself (an
+  unknown id replaced, a page number clamped) go through :meth:`PageState.correct`: shown, but no change of the
+  user's, so the URL keeps what the user gave until the next change. Values at their default are left out of the
+  URL, the other pages' parameters are left in place, so one URL holds the whole app's state.
 
 The URL only ever holds plain values; nothing read from it is a path, and each value is parsed and bounded here.
 """
@@ -27,6 +31,7 @@ import streamlit as st
 Params = dict[str, list[str]]
 MAX_TEXT = 20_000  # longest text value read back from a URL (queries are written in full up to this)
 LAST_PAGE = "_page_state_last"  # session key: the page whose state the last run restored
+SHARED = "_page_state_shared"  # session key: the shared states' parameters as last saved ({param: [values]})
 
 
 def _text(values: list[str]) -> str:
@@ -110,12 +115,17 @@ def list_field(key: str, param: str, allowed: Callable[[str], bool] | None = Non
                  lambda v: [str(x) for x in (v or [])])
 
 
-def link_params(name: str, keep: tuple[str, ...] = ("bundle",)) -> Params:
-    """The URL parameters of page ``name`` as it was left (for a link to it), plus the ``keep`` parameters of the
-    current URL: arriving by such a link adds no extra history entry and shows the page as the user left it."""
-    out = {k: v for k, v in url_params().items() if k in keep}
+def link_params(name: str) -> Params:
+    """The URL parameters of page ``name`` as it was left, plus the shared ones (the bundle), for a link to it:
+    arriving by such a link shows the page as the user left it and adds one history entry."""
+    out = shared_params()
     out.update(st.session_state.get(f"_page_url_{name}", {}))
     return out
+
+
+def shared_params() -> Params:
+    """The parameters of the shared states (the bundle choice) as last saved; ``[]`` values are left out."""
+    return {k: list(v) for k, v in st.session_state.get(SHARED, {}).items() if v}
 
 
 def url_params() -> Params:
@@ -123,12 +133,16 @@ def url_params() -> Params:
     return {k: list(st.query_params.get_all(k)) for k in st.query_params}
 
 
+
+
 @dataclass(frozen=True)
 class PageState:
-    """The state of one page (``name`` keys its kept values and its last written URL in the session)."""
+    """The state of one page (``name`` keys its kept values and its URL in the session). ``shared`` marks the app's
+    own state (drawn by every page): each page's URL carries its parameters, and it does not count as a page."""
 
     name: str
     fields: tuple[Field, ...]
+    shared: bool = False
 
     @property
     def _keep(self) -> str:
@@ -137,6 +151,14 @@ class PageState:
     @property
     def _written(self) -> str:
         return f"_page_url_{self.name}"
+
+    @property
+    def _seen(self) -> str:
+        return f"_page_seen_{self.name}"
+
+    @property
+    def _base(self) -> str:
+        return f"_page_base_{self.name}"
 
     def params_of(self, params: Mapping[str, list[str]]) -> Params:
         """Only this page's parameters of ``params``."""
@@ -166,22 +188,38 @@ class PageState:
                 out[f.param] = dumped
         return out
 
+    def _values(self) -> dict[str, Any]:
+        return {f.key: st.session_state.get(f.key, f.default) for f in self.fields}
+
     def restore(self) -> bool:
         """Put the page's state into ``st.session_state`` before its widgets are drawn; True when it came from the
-        URL (a link, Back/Forward), False when kept values or defaults were used."""
+        URL (a link, Back/Forward, a first visit), False when the kept values were used."""
         ours = self.params_of(url_params())
         kept: dict[str, Any] = st.session_state.get(self._keep, {})
-        arrived = st.session_state.get(LAST_PAGE) != self.name  # the previous run drew another page
-        st.session_state[LAST_PAGE] = self.name
-        from_url = bool(ours and ours != st.session_state.get(self._written))
+        arrived = False
+        if not self.shared:
+            arrived = st.session_state.get(LAST_PAGE) != self.name  # the previous run drew another page
+            st.session_state[LAST_PAGE] = self.name
+        from_url = ours != st.session_state.get(self._seen)
         values = self.from_url(ours) if from_url else kept
         for f in self.fields:
             # on arrival the kept values win over any widget value Streamlit carried over from an interrupted run
             if from_url or f.key not in st.session_state or (arrived and f.key in kept):
                 st.session_state[f.key] = values.get(f.key, f.default)
         # kept now, not only by ``save`` at the end: a run cut short (the user left the page at once) loses nothing
-        st.session_state[self._keep] = {f.key: st.session_state[f.key] for f in self.fields}
+        st.session_state[self._keep] = self._values()
+        if from_url or self._base not in st.session_state:
+            st.session_state[self._base] = self._values()  # what the user's changes in this run are measured from
+            st.session_state[self._seen] = ours
         return from_url
+
+    def correct(self, **values: Any) -> None:
+        """Values the page fixed by itself (an unknown id replaced by a valid one, a page number clamped): shown and
+        kept, but not a change of the user's, so they add no history entry."""
+        st.session_state.update(values)
+        base = dict(st.session_state.get(self._base, {}))
+        base.update(values)
+        st.session_state[self._base] = base
 
     def set(self, **values: Any) -> Params:
         """Change kept values from another page (e.g. "Ground this case" preparing Grounding); returns the URL
@@ -192,17 +230,30 @@ class PageState:
         st.session_state[self._keep] = kept
         for key, value in values.items():
             st.session_state[key] = value
-        return self.to_url(kept)
+        return {**shared_params(), **self.to_url(kept)}
 
     def save(self) -> None:
-        """Keep the page's values and write its parameters (and the bundle choice) into the URL when they changed."""
-        state = {f.key: st.session_state.get(f.key, f.default) for f in self.fields}
+        """Keep the page's values; when the user changed any in this run, write the URL once: the other pages'
+        parameters as they are, the shared ones as last saved, this page's values (defaults left out)."""
+        state = self._values()
         st.session_state[self._keep] = state
         ours = self.to_url(state)
+        changed = ours != self.to_url(st.session_state.get(self._base, {}))
+        st.session_state[self._base] = state
         st.session_state[self._written] = ours
+        if self.shared:
+            st.session_state[SHARED] = {f.param: ours.get(f.param, []) for f in self.fields}
         current = url_params()
+        if not changed:
+            st.session_state[self._seen] = self.params_of(current)
+            return
         mine = {f.param for f in self.fields}
-        wanted = {k: v for k, v in current.items() if k not in mine}  # other pages' state and the bundle choice
+        wanted = {k: v for k, v in current.items() if k not in mine}  # the other pages' state
+        for param, values in st.session_state.get(SHARED, {}).items():
+            wanted.pop(param, None)
+            if values:
+                wanted[param] = list(values)
         wanted.update(ours)
+        st.session_state[self._seen] = ours
         if wanted != current:
             st.query_params.from_dict(wanted)

@@ -9,7 +9,7 @@ pages of results add up to."""
 MAX_PAGE_SIZE = 100
 """The most hits the app shows on one page. Smaller than :data:`MAX_K` on purpose: every hit on a page is a
 thumbnail card that the browser draws, so the app pages through the rest instead (page ``p`` of size ``n`` asks the
-engine for ``p * n`` hits, so the last page is ``MAX_K // n``)."""
+engine for ``p * n`` hits and one more, which says whether a next page exists, so the last page is ``MAX_K // n``)."""
 
 
 def last_page(page_size: int) -> int:

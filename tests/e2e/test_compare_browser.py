@@ -231,3 +231,43 @@ def test_back_and_forward_across_pages_restore_compare(server: tuple[str, Path],
         settle(page)
         expect(page.get_by_label("Free text")).to_be_visible()
         assert "/compare" not in page.url
+
+
+def test_two_uploads_keep_the_phrases_in_use_through_a_bad_prior_and_a_source_switch(server: tuple[str, Path],
+                                                                                      chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    root = server[1]
+    (root / "not-an-image.png").write_bytes(b"this is not an image")
+    with compare_page(server, chromium, "compare") as page:
+        expect(page.get_by_text("current · a2")).to_be_visible()
+        page.locator('[data-testid="stRadio"]').get_by_text("Two uploads").click()
+        expect(page.get_by_text("Upload the current image")).to_be_visible()
+        box = page.get_by_label("Phrase(s)", exact=False)
+        expect(box).to_have_value("pleural effusion; consolidation")  # shown before any image, as used
+        inputs = page.locator('input[type="file"]')
+        inputs.nth(0).set_input_files(str(root / "corpus" / "b3.png"))
+        settle(page)
+        inputs.nth(1).set_input_files(str(root / "corpus" / "b1.png"))
+        expect(page.get_by_text("Phrase: consolidation")).to_be_visible()
+        expect(box).to_have_value("pleural effusion; consolidation")
+        box.fill("cardiomegaly")
+        box.press("Enter")
+        page.wait_for_url("**cmp_phrases=cardiomegaly**")
+        expect(page.get_by_text("Phrase: cardiomegaly")).to_be_visible()
+        settle(page)
+        inputs.nth(1).set_input_files(str(root / "not-an-image.png"))
+        expect(page.get_by_text("Cannot read the prior image")).to_be_visible()
+        expect(box).to_have_value("cardiomegaly")
+        inputs.nth(1).set_input_files(str(root / "corpus" / "b1.png"))
+        expect(page.get_by_text("Phrase: cardiomegaly")).to_be_visible()
+        expect(box).to_have_value("cardiomegaly")
+        page.locator('[data-testid="stRadio"]').get_by_text("Corpus case").click()
+        expect(page.get_by_text("current · a2")).to_be_visible()
+        expect(page.get_by_text("Phrase: cardiomegaly")).to_be_visible()
+        expect(box).to_have_value("cardiomegaly")
+        assert "cmp_phrases=cardiomegaly" in page.url
+        page.locator('[data-testid="stRadio"]').get_by_text("Two uploads").click()
+        expect(page.get_by_text("Upload the current image")).to_be_visible()
+        expect(box).to_have_value("cardiomegaly")
+        assert "cmp_phrases=cardiomegaly" in page.url

@@ -69,16 +69,21 @@ def pick_pair() -> tuple[int | bytes, int | bytes, str | None] | None:
         if st.session_state.get("cmp_case"):
             st.warning(f"No case “{display.md_escape(st.session_state['cmp_case'])}” with a prior in this bundle; "
                        "showing the first.")
-        st.session_state["cmp_case"] = cases[0]
+        STATE.correct(cmp_case=cases[0])
     case_id = st.selectbox(f"Case with a prior ({len(cases)})", cases, key="cmp_case")
     prior_id = compare_state.temporal_records(engine).prior_of(case_id)  # type: ignore[union-attr]
     return engine.row_of(case_id), engine.row_of(str(prior_id)), case_id
 
 
-def grounded_pair(current: int | bytes, prior: int | bytes) -> None:
-    """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
+def phrase_box() -> list[str]:
+    """The phrases to ground, drawn before the images are picked: the box always shows the phrases in use, and
+    keeps them while an upload is missing or unreadable and when the source changes."""
     st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases")
-    phrases = [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+    return [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+
+
+def grounded_pair(current: int | bytes, prior: int | bytes, phrases: list[str]) -> None:
+    """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
         return
@@ -131,11 +136,12 @@ def patient_timeline(case_id: str) -> None:
         st.caption(f"{len(ids) - TIMELINE_MAX} later studies not shown.")
 
 
+phrases = phrase_box()
 pair = pick_pair()
 STATE.save()
 if pair is not None:
     current, prior, case_id = pair
-    grounded_pair(current, prior)
+    grounded_pair(current, prior, phrases)
     st.divider()
     if interval_ok:
         interval_change(current, prior, case_id)

@@ -142,7 +142,7 @@ def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object, con
         table = table[[(check, str(i)) not in state for i in table["id"]]]
     pages = max(1, math.ceil(len(table) / curate_state.PAGE_SIZE))
     page = min(int(st.session_state["c_page"]), pages)
-    st.session_state["c_page"] = page
+    STATE.correct(c_page=page)
     st.caption(f"{len(table)} cases · {int(table['flagged'].sum())} flagged · page {page} of {pages}")
     chunk = table.iloc[(page - 1) * curate_state.PAGE_SIZE: page * curate_state.PAGE_SIZE]
     can_decide = bool(st.session_state.get("c_curator"))

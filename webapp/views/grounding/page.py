@@ -26,7 +26,7 @@ STATE.restore()
 if st.session_state.get("g_case") not in ids:
     if st.session_state.get("g_case"):
         st.warning(f"No case “{display.md_escape(st.session_state['g_case'])}” in this bundle; showing the first.")
-    st.session_state["g_case"] = ids[0]
+    STATE.correct(g_case=ids[0])
 
 chrome.page_header(engine, "Grounding", " Heatmaps show patch-text cosine similarity, not disease probability.")
 

@@ -20,6 +20,9 @@ from cxr_explorer.webapp.views.search import state as search_state
 GRID_COLUMNS = 6
 CARD_CSS = """<style>
 .cxr-line{font-size:0.78rem;line-height:1.2;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;margin:0}
+.cxr-line.cxr-hit{white-space:normal;overflow-wrap:anywhere}
+.cxr-caption{font-size:0.875rem;color:rgba(49,51,63,0.6);margin:0}
+@media (hover:none){.cxr-hover-only{display:none}}
 .cxr-report{font-size:0.95rem;line-height:1.5}
 .cxr-report mark{background:#ffe08a;padding:0 2px}
 </style>"""
@@ -31,7 +34,8 @@ def style() -> None:
 
 
 def line(text: str, title: str = "", css: str = "") -> str:
-    """One escaped line of small text, cut with an ellipsis; ``title`` shows in full on hover."""
+    """One escaped line of small text, cut with an ellipsis (the ``cxr-hit`` line, which holds the id, wraps
+    instead); ``title`` shows in full on hover."""
     return (f"<p class='cxr-line {css}' title='{display.html_text(title or text)}'>"
             f"{display.html_text(text)}</p>")
 
@@ -145,7 +149,7 @@ def _whole_app(action: Any, arg: str) -> None:
 def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, columns: Sequence[str] = ()) -> None:
     """The opened case in a dialog (in view wherever the user scrolled): large image, report, metadata, actions."""
 
-    @st.dialog("Case", width="large", on_dismiss=lambda: search_state.open_case(None))
+    @st.dialog(f"Case {display.md_escape(case_id)}", width="large", on_dismiss=lambda: search_state.open_case(None))
     def body() -> None:
         if st.session_state.pop(RERUN_APP, False):
             st.rerun(scope="app")  # the dialog is a fragment: an action in it reruns only it, unless asked
@@ -155,13 +159,17 @@ def case_dialog(engine: Engine, bundle_dir: str, case_id: str, query: str, colum
             st.error(display.plain_message(exc, bundle_dir))
             return
         case = engine.case(row)
-        st.text(f"Case {case.id}" + (f" · {facet_line(case.metadata, columns)}" if columns else ""))
+        if columns:
+            st.text(facet_line(case.metadata, columns))
         left, right = st.columns([1, 1])
         png, ok = loaders.display_image(bundle_dir, row, 1024)
         with left:
             display.image(png, f"Chest X-ray {case.id}")
-            st.caption(f"{case.width} × {case.height} px · right-click to open full size" if ok else
-                       "original image unreadable; showing the stored thumbnail")
+            if ok:  # a phone has no right-click: the hint shows only where a pointer can hover
+                st.html(CARD_CSS + f"<p class='cxr-caption'>{case.width} × {case.height} px<span "
+                        "class='cxr-hover-only'> · right-click to open full size</span></p>")
+            else:
+                st.caption("original image unreadable; showing the stored thumbnail")
         with right:
             st.markdown("**Report**")
             highlighted_report(engine, bundle_dir, row, query)

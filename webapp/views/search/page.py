@@ -165,13 +165,20 @@ st.toggle("Ground the query on every result (retrieve-then-ground)", key="s_grou
           help="Overlays the text query's heatmap on each thumbnail, from the stored patch embeddings.")
 
 hits: list | None = None
+more = False  # whether hits exist past this page
 page_no, per_page = search_state.page_and_size()
 if kind:
     try:
-        all_hits = run_query(kind, value, per_page * page_no)
+        found = run_query(kind, value, search_state.hits_to_ask(page_no, per_page))
     except USER_ERRORS as exc:
         st.error(display.plain_message(exc, bundle_dir))
     else:
+        more = search_state.has_next_page(page_no, per_page, len(found))
+        last = search_state.page_with_hits(page_no, per_page, len(found))
+        if last != page_no:
+            page_no = last
+            state.correct(s_page=page_no)
+        all_hits = found[:per_page * page_no]
         hits = all_hits[per_page * (page_no - 1):]
         note = dup_note(kind, value, len(all_hits), per_page * page_no)
         if note:
@@ -193,7 +200,7 @@ if hits:
         cards.image_grid(engine, hits, overlays, facet_columns)
     else:
         cards.text_list(engine, hits, overlays)
-    cards.pager(page_no, search_state.has_next_page(page_no, per_page, len(hits)))
+    cards.pager(page_no, more)
     if search_compose.active():
         search_compose.explain(hits)
     search_compose.feedback(hits)

@@ -61,9 +61,23 @@ def page_and_size() -> tuple[int, int]:
     return min(int(st.session_state["s_page"]), last_page(size)), size
 
 
-def has_next_page(page: int, size: int, shown: int) -> bool:
-    """True when a full page was shown and the next one still lies within MAX_K hits."""
-    return shown == size and page < last_page(size)
+def hits_to_ask(page: int, size: int) -> int:
+    """How many hits to ask the engine for to show page ``page``: its hits and one more, which tells whether a next
+    page exists (at most MAX_K)."""
+    return min(MAX_K, page * size + 1)
+
+
+def page_with_hits(page: int, size: int, found: int) -> int:
+    """``page``, or the last page that holds any of the ``found`` hits when ``page`` lies past them (a hand-edited
+    or stale page number): paging never ends on an empty page."""
+    if found <= size * (page - 1):
+        return max(1, -(-found // size))
+    return page
+
+
+def has_next_page(page: int, size: int, found: int) -> bool:
+    """True when hits exist past page ``page`` (``found`` = hits returned for :func:`hits_to_ask`) within MAX_K."""
+    return found > page * size and page < last_page(size)
 
 
 def where(options: Mapping[str, list[str]]) -> dict[str, list[str]]:
