@@ -254,7 +254,7 @@ def test_map_duplicate_groups_list_ids_on_one_full_width_line(env) -> None:
     at = start("map")
     line = next(t for t in texts(at.text) if t.startswith("Group 1: "))
     assert line in ("Group 1: 2 cases: case0, case7", "Group 1: 2 cases: case7, case0")
-    in_columns = [str(t.value) for col in at.columns for t in col.get("text")]
+    in_columns = texts(t for col in at.columns for t in col.get("text"))
     assert line not in in_columns  # not squeezed into a thumbnail-wide column
 
 
@@ -265,3 +265,21 @@ def test_map_colours_split_multi_labels_like_the_search_facets(env) -> None:
     assert "|" not in legend and "Pneumonia|Consolidation" not in legend
     assert "Effusion (3)" in legend and "Consolidation (1)" in legend and "Pneumonia (2)" in legend, legend
     assert "counted under each" in legend
+
+
+def test_grounding_fits_each_map_by_default_and_says_so(env) -> None:
+    at = start("grounding")
+    line = next(t for t in texts(at.text) if "global similarity" in t)
+    lo, hi = map(float, re.search(r"colour range \[(-?\d+\.\d+), (-?\d+\.\d+)\] \(fitted to this map\)",
+                                  line).groups())  # type: ignore[union-attr]
+    assert -1.0 < lo < hi < 1.0
+    assert "fit" not in at.query_params  # the default
+    at.checkbox(key="g_fit").uncheck().run()
+    assert at.query_params["fit"] == "0"
+    assert any("colour range [-1.000, 1.000]" in t for t in texts(at.text))
+
+
+def test_grounding_says_how_many_phrases_it_shows(env) -> None:
+    at = start("grounding", {"phrases": "a; b; c; d; e; f"})
+    assert any("Showing 4 of 6 phrases (at most 4 per image)" in i for i in texts(at.info))
+    assert sum("global similarity" in t for t in texts(at.text)) == 4
