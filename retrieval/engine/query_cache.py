@@ -123,6 +123,11 @@ class QueryEncoder:
 
         return self._texts.get_or_compute(key, compute)
 
+    def text_windows(self, text: str) -> tuple[int, int]:
+        """(how many windows ``text`` is embedded as, the encoder's token limit): 1 window when it fits."""
+        tok = self.model.tokenizer
+        return len(plan_text(encoder_text(text), tok.count_tokens, tok.max_length).windows), int(tok.max_length)
+
     def encode_upload(self, image: ImageInput) -> UploadEncoding:
         """Decode, preprocess and encode an image once; cached by content hash (a few entries)."""
         data, label = image_bytes(image)

@@ -59,7 +59,7 @@ def card_titles(at: AppTest) -> list[str]:
 
 
 def search_text(at: AppTest, query: str) -> AppTest:
-    at.text_input(key="s_text").set_value(query)
+    at.text_area(key="s_text").set_value(query)
     next(b for b in at.button if b.label == "Search").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -283,3 +283,19 @@ def test_grounding_says_how_many_phrases_it_shows(env) -> None:
     at = start("grounding", {"phrases": "a; b; c; d; e; f"})
     assert any("Showing 4 of 6 phrases (at most 4 per image)" in i for i in texts(at.info))
     assert sum("global similarity" in t for t in texts(at.text)) == 4
+
+
+def test_search_box_is_multi_line_and_says_when_a_text_is_split_into_windows(env) -> None:
+    at = search_text(start(), "Small effusion. " * 300)
+    assert at.text_area(key="s_text").value.startswith("Small effusion.")
+    assert any(re.search(r"over the model's \d+-token limit: it is embedded as \d+ windows", c)
+               for c in texts(at.caption))
+    at = search_text(at, "pleural effusion")
+    assert not any("windows of whole sentences, averaged" in c for c in texts(at.caption))
+
+
+def test_image_search_previews_the_uploaded_image(env) -> None:
+    at = start()
+    at.segmented_control(key="s_mode").set_value("Image").run()
+    at.file_uploader(key="s_upload").set_value(("query.png", png(), "image/png")).run()
+    assert [img.caption for i in at.image[:1] for img in i.proto.imgs] == ["query.png"]

@@ -19,6 +19,7 @@ from cxr_explorer.webapp.views.search import cards
 from cxr_explorer.webapp.views.search import state as search_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+PREVIEW_PX = 160
 USER_ERRORS = (QueryError, TextInputError, ImageLoadError, BundleError)
 
 engine = loaders.current_engine()
@@ -72,14 +73,22 @@ def query_controls() -> tuple[str, object]:
     if mode == "Text":
         with st.form("text_query", border=False):
             left, right = st.columns([6, 1], vertical_alignment="bottom")
-            left.text_input("Free text", key="s_text", placeholder="e.g. small left pleural effusion",
-                            max_chars=None)
+            left.text_area("Free text", key="s_text", placeholder="e.g. small left pleural effusion (a whole report "
+                           "may be pasted)", height=68, max_chars=None,
+                           help="Ctrl+Enter or the Search button runs the query. A text over the model's token limit "
+                           "is split into windows of whole sentences whose embeddings are averaged.")
             submitted = right.form_submit_button("Search", type="primary", width="stretch",
                                                  on_click=search_state.reset_page)
         text = st.session_state["s_text"]
         if submitted and not text.strip():
             st.error("The query is empty: type a finding, e.g. 'right lower lobe consolidation'.")
             return "", None
+        if text.strip():
+            windows, limit = engine.encoder.text_windows(text)
+            if windows > 1:
+                st.caption(f"This text ({len(text):,} characters) is over the model's {limit}-token limit: it is "
+                           f"embedded as {windows} windows of whole sentences, averaged (as the build embeds long "
+                           "reports).")
         return ("text", text) if text.strip() else ("", None)
     if mode == "Image":
         upload = st.file_uploader("Query image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="s_upload")
@@ -94,6 +103,10 @@ def query_controls() -> tuple[str, object]:
             st.error(f"The image is too large ({len(data) / 2**20:.1f} MB; the limit is "
                      f"{loaders.max_upload_bytes() / 2**20:.0f} MB).")
             return "", None
+        try:
+            st.image(loaders.upload_display(data, PREVIEW_PX), caption=display.snippet(name, 60), width=PREVIEW_PX)
+        except ImageLoadError:
+            pass  # the search below says why the image cannot be read
         st.caption("Uploaded image (kept for this session; links cannot carry uploads; DICOM patient identifiers "
                    "are never read or shown).")
         return "image", data
