@@ -287,7 +287,7 @@ def test_grounding_says_how_many_phrases_it_shows(env) -> None:
 
 def test_search_box_is_multi_line_and_says_when_a_text_is_split_into_windows(env) -> None:
     at = search_text(start(), "Small effusion. " * 300)
-    assert at.text_area(key="s_text").value.startswith("Small effusion.")
+    assert str(at.text_area(key="s_text").value).startswith("Small effusion.")
     assert any(re.search(r"over the model's \d+-token limit: it is embedded as \d+ windows", c)
                for c in texts(at.caption))
     at = search_text(at, "pleural effusion")
