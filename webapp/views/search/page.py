@@ -74,9 +74,7 @@ def query_controls() -> tuple[str, object]:
         with st.form("text_query", border=False):
             left, right = st.columns([6, 1], vertical_alignment="bottom")
             left.text_area("Free text", key="s_text", placeholder="e.g. small left pleural effusion (a whole report "
-                           "may be pasted)", height=68, max_chars=None,
-                           help="Ctrl+Enter or the Search button runs the query. A text over the model's token limit "
-                           "is split into windows of whole sentences whose embeddings are averaged.")
+                           "may be pasted; Ctrl+Enter searches)", height=68, max_chars=None)
             submitted = right.form_submit_button("Search", type="primary", width="stretch",
                                                  on_click=search_state.reset_page)
         text = st.session_state["s_text"]
