@@ -154,6 +154,7 @@ def test_retrieve_then_ground_overlays(env) -> None:
     at = search_text(start(), "pleural effusion")
     at.toggle(key="s_ground").set_value(True).run()
     assert any("shared range" in c for c in texts(at.caption))
+    assert any(img.caption.startswith("Colour bar from ") for i in at.image for img in i.proto.imgs)
     assert len(at.image) >= 8
 
 

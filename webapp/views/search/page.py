@@ -20,6 +20,7 @@ from cxr_explorer.webapp.views.search import state as search_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 PREVIEW_PX = 160
+COLOUR_BAR_PX = 320
 USER_ERRORS = (QueryError, TextInputError, ImageLoadError, BundleError)
 
 engine = loaders.current_engine()
@@ -191,6 +192,8 @@ if hits:
                                                            "RdBu_r", 0.5)
         st.caption(f"Heatmaps of the query on each result, shared range [{vmin:.3f}, {vmax:.3f}] (red = more "
                    "similar); no overlay outside the model's centre crop.")
+        st.image(loaders.colour_bar("RdBu_r", vmin, vmax), width=COLOUR_BAR_PX,
+                 caption=f"Colour bar from {vmin:.3f} to {vmax:.3f}")
     total = loaders.total_matching(bundle_dir, st.session_state["s_target"],
                                    loaders.where_with_ranges(bundle_dir, search_state.where(options),
                                                              search_state.active_ranges(ranges)))
