@@ -19,10 +19,21 @@ import pandas as pd
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, make_id
 from cxr_explorer.index.presets import CorpusError, load_preset, read_csv
 
-__all__ = ["PRIOR_PRESETS", "STATUSES", "PriorLink", "PriorOptions", "find_priors", "parse_order"]
+__all__ = ["PRIOR_PRESETS", "STATUSES", "STATUS_MEANINGS", "PriorLink", "PriorOptions", "find_priors", "parse_order"]
 
 #: ``paired`` has a prior id; every other status has none, and a reason in ``detail``.
 STATUSES = ("paired", "no-prior", "missing", "self", "bad-order", "unreadable")
+STATUS_MEANINGS = {
+    "paired": "has an earlier study: embedded fused with it (BioViL-T) and shown on the Compare page",
+    "no-prior": "no earlier study (the first of its patient, or the prior column is empty): embedded alone, as "
+                "BioViL-T does without a prior",
+    "missing": "the prior it names is not among the indexed images (not in the corpus, or skipped)",
+    "self": "the row names itself as its prior",
+    "bad-order": "its order value (--order-col, e.g. a date or day) could not be read, so no study can be called "
+                 "earlier; fix the value to pair it",
+    "unreadable": "the current or the prior image could not be decoded",
+}
+"""One line per status: what it means and what happens to the image (build summary, ``info``)."""
 _COVID_DAY = re.compile(r"_d(-?\d+)$")
 
 

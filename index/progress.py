@@ -11,10 +11,14 @@ log = logging.getLogger("cxr_explorer.index.progress")
 
 
 class Progress:
-    """Counts items done (indexed + skipped) out of ``total``; ``mode`` is auto, bar, log or none."""
+    """Counts items done (indexed + skipped) out of ``total``; ``mode`` is auto, bar, log or none; ``what`` names
+    the stage and ``unit`` what it counts (in the bar and the log lines)."""
 
-    def __init__(self, total: int, mode: str = "auto", every_s: float = 30.0) -> None:
+    def __init__(self, total: int, mode: str = "auto", every_s: float = 30.0, what: str = "items",
+                 unit: str = "img") -> None:
         self.total = total
+        self.what = what
+        self.unit = unit
         self.every_s = every_s
         self.indexed = 0
         self.skipped = 0
@@ -26,7 +30,8 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="img", dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+            self._bar = tqdm(total=total, unit=unit, dynamic_ncols=True, smoothing=0.1, file=sys.stderr,
+                             desc=None if what == "items" else what)
 
     @property
     def done(self) -> int:
@@ -51,8 +56,8 @@ class Progress:
         """One plain line: done/total, skipped, rate, ETA."""
         rate = self.rate()
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        log.info("%d/%d items (%d skipped), %.1f img/s, ETA %s", self.done, self.total, self.skipped, rate,
-                 _duration(eta))
+        log.info("%d/%d %s (%d skipped), %.2f %s/s, ETA %s", self.done, self.total, self.what, self.skipped, rate,
+                 self.unit, _duration(eta))
 
     def close(self) -> None:
         if self._bar is not None:

@@ -279,7 +279,8 @@ class _Job:
             return {}
 
         def temporal(staging: Path, manifest: dict[str, Any]) -> Derived:
-            self.temporal, derived = run_temporal(staging, model, links, priors, self.area.temporal_chunks, self.base)
+            self.temporal, derived = run_temporal(staging, model, links, priors, self.area.temporal_chunks, self.base,
+                                                  progress=self.cfg.progress, log_every_s=self.cfg.log_every_s)
             return derived
         return {"temporal": temporal}
 
@@ -313,8 +314,11 @@ class _Job:
         run = {"device": str(model.device), "workers": workers, "threads": threads, "batch_size": batch,
                "append": base is not None}
         patch_store = cfg.patch_store or (base.manifest.get("patch_store") if base is not None else None) or "fp16"
+        steps = self.steps(model)
+        log.info("finalising: search indexes, 2-D maps and derived files%s", "; then the temporal stage (its own "
+                 "progress)" if steps else "")
         bundle = finalise_build(self.area, model, grid, base, corpus_skips, {**settings, "last_run": run},
-                                cfg.index_type, self.steps(model), patch_store)
+                                cfg.index_type, steps, patch_store)
         return bundle, indexed, rate
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxr_explorer.index.priors import PriorLink, PriorOptions
+from cxr_explorer.index.priors import STATUS_MEANINGS, PriorLink, PriorOptions
+from cxr_explorer.index.progress import Progress
 from cxr_explorer.retrieval.bundle import store
 from cxr_explorer.retrieval.bundle.reader import Bundle
 from cxr_explorer.retrieval.bundle.store.atomic import writing
@@ -47,10 +48,12 @@ class TemporalSummary:
     embedded: bool
 
     def line(self) -> str:
+        """The stage's summary: counts by status, then one line per status saying what it means."""
         counts = ", ".join(f"{k}: {v}" for k, v in self.by_status.items())
         rate = f", {self.pairs_per_s:.2f} pairs/s" if self.pairs_per_s else ""
         what = "temporal embeddings" if self.embedded else "priors recorded (this model has no prior-image path)"
-        return f"{what}: {counts} (embedded {self.embedded_now} pairs in this run{rate})"
+        return f"{what}: {counts} (embedded {self.embedded_now} pairs in this run{rate})" + "".join(
+            f"\n  {k}: {STATUS_MEANINGS.get(k, '')}" for k in self.by_status)
 
 
 def _records_of(link: PriorLink, status: str | None = None, detail: str | None = None) -> dict[str, str]:
@@ -117,9 +120,9 @@ def _commit_chunk(folder: Path, number: int, recs: list[dict[str, str]], emb: li
 
 
 def _embed_pending(folder: Path, model: VLModel, paths: dict[str, str], todo: list[dict[str, str]],
-                   chunk_size: int) -> int:
-    """Embed ``todo`` pairs (current, prior) in chunks committed to ``folder``; unreadable images become
-    ``unreadable`` records. ``paths``: id -> image path."""
+                   chunk_size: int, progress: Progress) -> int:
+    """Embed ``todo`` pairs (current, prior) in chunks committed to ``folder``, counting each in ``progress``;
+    unreadable images become ``unreadable`` records. ``paths``: id -> image path."""
     done = _chunk_files(folder)
     start = int(done[-1].name.split(".")[0]) + 1 if done else 0
     embedded = 0
@@ -130,16 +133,19 @@ def _embed_pending(folder: Path, model: VLModel, paths: dict[str, str], todo: li
                 cur = _load(paths[rec["id"]], model)
             except ImageLoadError as exc:
                 recs.append({**rec, "status": "unreadable", "detail": f"current image: {exc.detail}"})
+                progress.update(skipped=1)
                 continue
             try:
                 prior = _load(paths[rec["prior_id"]], model)
             except ImageLoadError as exc:
                 recs.append({**rec, "status": "unreadable", "detail": f"prior image: {exc.detail}"})
+                progress.update(skipped=1)
                 continue
             out = model.encode_images(cur, prior)
             recs.append(rec)
             emb.append(out.global_emb[0].numpy())
             embedded += 1
+            progress.update(indexed=1)
         ordered = [r for r in recs if r["status"] == "paired"] + [r for r in recs if r["status"] != "paired"]
         _commit_chunk(folder, start + n, ordered, emb, model.spec.joint_dim)
     return embedded
@@ -174,10 +180,12 @@ def _write_section(staging: Path, rows: list[dict[str, str]], vectors: dict[str,
 
 
 def run_temporal(staging: Path, model: VLModel, links: dict[str, PriorLink], prior: PriorOptions, chunks: Path,
-                 base: Bundle | None = None, chunk_size: int | None = None) -> tuple[TemporalSummary, Derived]:
+                 base: Bundle | None = None, chunk_size: int | None = None, progress: str = "none",
+                 log_every_s: float = 30.0) -> tuple[TemporalSummary, Derived]:
     """Record every indexed image of the staged version's prior and, for BioViL-T, embed each (current, prior) pair
-    exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused); returns the
-    summary and the section's manifest entry and files."""
+    exactly once (pairs of ``base``, the version appended to, and of committed ``chunks`` are reused), reporting
+    pairs done with rate and ETA in ``progress`` mode (auto, bar, log, none); returns the summary and the section's
+    manifest entry and files."""
     part = store.read_part(staging)
     ids = part.metadata["id"].astype(str).tolist()
     rows0 = _initial(ids, part.skipped, links)
@@ -186,7 +194,13 @@ def run_temporal(staging: Path, model: VLModel, links: dict[str, PriorLink], pri
     todo = [r for r in rows0 if r["status"] == "paired" and r["id"] not in done_records] if embedded else []
     t0 = time.perf_counter()
     paths = dict(zip(ids, part.metadata["image_abspath"].astype(str), strict=True))
-    now = _embed_pending(chunks, model, paths, todo, chunk_size or CHUNK_PAIRS) if todo else 0
+    now = 0
+    if todo:
+        if progress != "none":
+            log.info("temporal stage: embedding %d (current, prior) pairs", len(todo))
+        bar = Progress(len(todo), progress, log_every_s, what="temporal pairs", unit="pair")
+        now = _embed_pending(chunks, model, paths, todo, chunk_size or CHUNK_PAIRS, bar)
+        bar.close()
     rate = now / (time.perf_counter() - t0) if now else None
     records, vectors = _read_done(base, chunks)
     rows = [records.get(r["id"], r) for r in rows0]

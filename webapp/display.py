@@ -50,6 +50,16 @@ def grid_to_display(grid: np.ndarray, width: int, height: int, resize: int, crop
                                    "bilinear")
 
 
+def fit_range(*maps: np.ndarray) -> tuple[float, float]:
+    """(vmin, vmax): the smallest and largest value over ``maps`` (NaN ignored), widened by 1e-3 each way when
+    they are equal. Cosines of one model often sit within +-0.1, where a fixed [-1, 1] reads as a flat wash."""
+    values = [np.asarray(m, dtype=np.float32) for m in maps]
+    finite = [v[~np.isnan(v)] for v in values]
+    lo = min((float(v.min()) for v in finite if v.size), default=-1.0)
+    hi = max((float(v.max()) for v in finite if v.size), default=1.0)
+    return (lo, hi) if hi > lo else (lo - 1e-3, hi + 1e-3)
+
+
 def isoline_mask(map_hw: np.ndarray, vmin: float, vmax: float, levels: Sequence[float] = ISOLINE_LEVELS
                  ) -> np.ndarray:
     """Bool [H, W]: pixels on the boundary of ``{normalised map >= level}`` for each level (threshold edges)."""
@@ -169,6 +179,13 @@ def image(data: Any, alt: str, caption: str | None = None) -> None:
     import streamlit as st
 
     st.image(data, width="stretch", alt=" ".join(str(alt).split())[:200], caption=caption)
+
+
+def phrases_shown(shown: int, given: int, per: str) -> str:
+    """The notice when phrases beyond the per-view limit are left out: ``Showing 4 of 6 phrases (at most 4 per
+    image): the first ones.``"""
+    return (f"Showing {shown} of {given} phrases (at most {shown} per {per}): the first {shown}; "
+            f"{given - shown} left out.")
 
 
 def colour_bar(cmap: str, vmin: float, vmax: float, width: int = 480, height: int = 34) -> Image.Image:

@@ -188,11 +188,7 @@ def grounding_png(bundle_dir: str, source: int | bytes, phrase: str, cmap: str, 
     base = display.open_png(base_png)
     pp = eng.grounder.preprocessing
     heat = display.grid_to_display(g.grid, base.width, base.height, pp.resize, pp.crop)
-    if vrange is None:
-        lo, hi = float(np.nanmin(heat)), float(np.nanmax(heat))
-        vmin, vmax = (lo, hi) if hi > lo else (lo - 1e-3, hi + 1e-3)
-    else:
-        vmin, vmax = vrange
+    vmin, vmax = display.fit_range(heat) if vrange is None else vrange
     png = display.png_bytes(display.compose(base, heat, vmin, vmax, cmap, alpha, isolines))
     return png, float(g.score), float(vmin), float(vmax)
 

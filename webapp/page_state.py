@@ -105,8 +105,8 @@ def range_field(key: str, param: str, default: tuple[float, float], lo: float, h
 
 
 def bool_field(key: str, param: str, default: bool = False) -> Field:
-    """A toggle written as ``1`` when on."""
-    return Field(key, param, default, lambda v: v[0] == "1", lambda v: ["1"] if v else [])
+    """A toggle written as ``1`` when on and ``0`` when off (only where it differs from ``default``)."""
+    return Field(key, param, default, lambda v: v[0] == "1", lambda v: ["1" if v else "0"])
 
 
 def list_field(key: str, param: str, allowed: Callable[[str], bool] | None = None) -> Field:

@@ -33,6 +33,14 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         f"skipped     {sum(reasons.values())}" + (f" ({', '.join(f'{k}: {v}' for k, v in reasons.items())})"
                                                   if reasons else ""),
     ]
+    temporal = m.get("temporal")
+    if isinstance(temporal, dict) and isinstance(temporal.get("by_status"), dict):
+        from cxr_explorer.index.priors import STATUS_MEANINGS
+
+        by_status = temporal["by_status"]
+        lines.append("priors      " + ", ".join(f"{k}: {v}" for k, v in by_status.items())
+                     + ("" if temporal.get("embedded") else " (recorded only: this model has no prior-image path)"))
+        lines += [f"            {k}: {STATUS_MEANINGS.get(str(k), 'unknown status')}" for k in by_status]
     if build.get("command"):
         lines.append(f"built with  {build['command']}")
     if build.get("images_per_s"):

@@ -34,11 +34,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-
-def _same(value: np.ndarray) -> np.ndarray:
-    """``value`` itself (a cache fill for an embedding computed in a batch)."""
-    return value
-
 class LRU(Generic[K, V]):
     """A small thread-safe least-recently-used cache."""
 
@@ -151,6 +146,11 @@ class QueryEncoder:
                 emb.setflags(write=False)
                 self._texts.get_or_compute(key, partial(_same, emb))
         return [self.text_embedding(t) for t in texts]
+
+    def text_windows(self, text: str) -> tuple[int, int]:
+        """(how many windows ``text`` is embedded as, the encoder's token limit): 1 window when it fits."""
+        tok = self.model.tokenizer
+        return len(plan_text(encoder_text(text), tok.count_tokens, tok.max_length).windows), int(tok.max_length)
 
     def encode_upload(self, image: ImageInput) -> UploadEncoding:
         """Decode, preprocess and encode an image once; cached by content hash (a few entries)."""

@@ -4,6 +4,7 @@ embedding stored beside the single-image one (tiny-random-t), exactly-once resum
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -313,3 +314,25 @@ def test_covid_pairs_with_the_seeded_real_size_biovil_t(tmp_path: Path) -> None:
                              load_image(meta.loc[prior, "image_file"]).image)
         stored = records.embedding(item_id)
         assert stored is not None and np.abs(stored - direct.global_emb[0].numpy()).max() < 1e-5
+
+
+def test_temporal_stage_reports_progress_and_explains_each_status(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    csv = _write_corpus(tmp_path / "c")
+    cfg = BuildConfig(corpus=csv, out=tmp_path / "b", model="tiny-random-t",
+                      corpus_options=CorpusOptions(id_col="image_id"), device="cpu", workers=1, progress="log",
+                      log_every_s=0.0, priors=PriorOptions(patient_col="patient_id", order_col="study"))
+    with caplog.at_level(logging.INFO):
+        summary = run_build(cfg, model=tiny_t())
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.index("finalising: search indexes, 2-D maps and derived files; then the temporal stage (its own "
+                       "progress)") < lines.index("temporal stage: embedding 3 (current, prior) pairs")
+    assert any(re.fullmatch(r"3/3 temporal pairs \(0 skipped\), [\d.]+ pair/s, ETA 0:00:00", m) for m in lines)
+    text = summary.line()  # type: ignore[attr-defined]
+    assert "\n  bad-order: its order value (--order-col" in text and "\n  no-prior: no earlier study" in text
+    assert main(["info", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "priors      bad-order: 1, no-prior: 1, paired: 3, unreadable: 1" in out
+    assert "            bad-order: its order value" in out and "            unreadable: the current or" in out

@@ -67,7 +67,7 @@ def dialog_titles(at: AppTest) -> list[str]:
 
 
 def search_text(at: AppTest, query: str) -> AppTest:
-    at.text_input(key="s_text").set_value(query)
+    at.text_area(key="s_text").set_value(query)
     next(b for b in at.button if b.label == "Search").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -163,6 +163,7 @@ def test_retrieve_then_ground_overlays(env) -> None:
     at = search_text(start(), "pleural effusion")
     at.toggle(key="s_ground").set_value(True).run()
     assert any("shared range" in c for c in texts(at.caption))
+    assert any(img.caption.startswith("Colour bar from ") for i in at.image for img in i.proto.imgs)
     assert len(at.image) >= 8
 
 
@@ -263,7 +264,7 @@ def test_map_duplicate_groups_list_ids_on_one_full_width_line(env) -> None:
     at = start("map")
     line = next(t for t in texts(at.text) if t.startswith("Group 1: "))
     assert line in ("Group 1: 2 cases: case0, case7", "Group 1: 2 cases: case7, case0")
-    in_columns = [str(getattr(t, "value", "")) for col in at.columns for t in col.get("text")]
+    in_columns = texts(t for col in at.columns for t in col.get("text"))
     assert line not in in_columns  # not squeezed into a thumbnail-wide column
 
 
@@ -274,3 +275,37 @@ def test_map_colours_split_multi_labels_like_the_search_facets(env) -> None:
     assert "|" not in legend and "Pneumonia|Consolidation" not in legend
     assert "Effusion (3)" in legend and "Consolidation (1)" in legend and "Pneumonia (2)" in legend, legend
     assert "counted under each" in legend
+
+
+def test_grounding_fits_each_map_by_default_and_says_so(env) -> None:
+    at = start("grounding")
+    line = next(t for t in texts(at.text) if "global similarity" in t)
+    lo, hi = map(float, re.search(r"colour range \[(-?\d+\.\d+), (-?\d+\.\d+)\] \(fitted to this map\)",
+                                  line).groups())  # type: ignore[union-attr]
+    assert -1.0 < lo < hi < 1.0
+    assert "fit" not in at.query_params  # the default
+    at.checkbox(key="g_fit").uncheck().run()
+    assert at.query_params["fit"] == "0"
+    assert any("colour range [-1.000, 1.000]" in t for t in texts(at.text))
+
+
+def test_grounding_says_how_many_phrases_it_shows(env) -> None:
+    at = start("grounding", {"phrases": "a; b; c; d; e; f"})
+    assert any("Showing 4 of 6 phrases (at most 4 per image)" in i for i in texts(at.info))
+    assert sum("global similarity" in t for t in texts(at.text)) == 4
+
+
+def test_search_box_is_multi_line_and_says_when_a_text_is_split_into_windows(env) -> None:
+    at = search_text(start(), "Small effusion. " * 300)
+    assert str(at.text_area(key="s_text").value).startswith("Small effusion.")
+    assert any(re.search(r"over the model's \d+-token limit: it is embedded as \d+ windows", c)
+               for c in texts(at.caption))
+    at = search_text(at, "pleural effusion")
+    assert not any("windows of whole sentences, averaged" in c for c in texts(at.caption))
+
+
+def test_image_search_previews_the_uploaded_image(env) -> None:
+    at = start()
+    at.segmented_control(key="s_mode").set_value("Image").run()
+    at.file_uploader(key="s_upload").set_value(("query.png", png(), "image/png")).run()
+    assert [img.caption for i in at.image[:1] for img in i.proto.imgs] == ["query.png"]

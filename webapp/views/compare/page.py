@@ -16,7 +16,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
 USER_ERRORS = (TextInputError, ImageLoadError, BundleError, QueryError, ValueError)
 MAX_PHRASES = 3
 TIMELINE_MAX = 8
-IMAGE_WIDTH = 360  # px: both images and the table fit a laptop screen; one image fits a phone
+CMAP = "RdBu_r"
 THUMB_WIDTH = 120
 
 engine = loaders.current_engine()
@@ -79,27 +79,43 @@ def phrase_box() -> list[str]:
     """The phrases to ground, drawn before the images are picked: the box always shows the phrases in use, and
     keeps them while an upload is missing or unreadable and when the source changes."""
     st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="cmp_phrases")
-    return [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+    return [p.strip() for p in st.session_state["cmp_phrases"].split(";") if p.strip()]
 
 
-def grounded_pair(current: int | bytes, prior: int | bytes, phrases: list[str]) -> None:
-    """Each phrase grounded on the current (left) and the prior (right) image, on the same colour range."""
+def grounded_pair(current: int | bytes, prior: int | bytes, given: list[str]) -> None:
+    """Each of the first phrases of ``given`` grounded on the current (left) and the prior (right) image, on the
+    same colour range; how many are shown is said when some are left out."""
+    phrases = given[:MAX_PHRASES]
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
         return
+    if len(given) > MAX_PHRASES:
+        st.info(display.phrases_shown(len(phrases), len(given), "pair"))
     for phrase in phrases:
         st.text(f"Phrase: {display.snippet(phrase, 80)}")
-        cols = st.columns(2)
-        for col, source, name in ((cols[0], current, "current"), (cols[1], prior, "prior")):
-            try:
-                png, score, _, _ = loaders.grounding_png(bundle_dir, source, phrase, "RdBu_r", 0.5, False,
-                                                         (-1.0, 1.0))
-            except USER_ERRORS as exc:
-                col.error("Cannot ground this phrase:")
-                col.text(str(exc))
-                continue
-            col.image(png, width=IMAGE_WIDTH)
-            col.text(f"{name}: global similarity {score:.3f}")
+        pair_maps(current, prior, phrase)
+
+
+def pair_maps(current: int | bytes, prior: int | bytes, phrase: str) -> None:
+    """One phrase on the current and the prior image side by side (on a phone too), one colour range fitted to
+    both maps, and its colour bar."""
+    try:
+        fitted = [loaders.grounding_png(bundle_dir, source, phrase, CMAP, 0.5, False, None)
+                  for source in (current, prior)]
+        vrange = (min(f[2] for f in fitted), max(f[3] for f in fitted))
+        maps = [loaders.grounding_png(bundle_dir, source, phrase, CMAP, 0.5, False, vrange)
+                for source in (current, prior)]
+    except USER_ERRORS as exc:
+        st.error("Cannot ground this phrase:")
+        st.text(str(exc))
+        return
+    with st.container(horizontal=True, gap="small"):
+        for (png, score, _, _), name in zip(maps, ("current", "prior"), strict=True):
+            with st.container(width="stretch"):
+                display.image(png, f"Heatmap of the phrase {display.snippet(phrase, 80)} on the {name} image",
+                              caption=f"{name}: global similarity {score:.3f}")
+    display.image(loaders.colour_bar(CMAP, *vrange), f"Colour bar from {vrange[0]:.3f} to {vrange[1]:.3f}")
+    st.text(f"colour range [{vrange[0]:.3f}, {vrange[1]:.3f}], fitted to both maps (red = more similar)")
 
 
 def interval_change(current: int | bytes, prior: int | bytes, case_id: str | None) -> None:
@@ -115,9 +131,13 @@ def interval_change(current: int | bytes, prior: int | bytes, case_id: str | Non
         st.error("Cannot compare these images:")
         st.text(str(exc))
         return
-    st.dataframe(compare_state.changes_frame(comparison), hide_index=True, width="stretch")
-    st.caption("Cosine of the current image fused with its prior (BioViL-T) with each prompt set; margin = best − "
-               "runner-up. They rank pairs; they are not probabilities and not a diagnosis.")
+    st.dataframe(compare_state.changes_frame(comparison), hide_index=True, width="stretch",
+                 column_config={"finding": st.column_config.TextColumn("finding", pinned=True),
+                                "best": st.column_config.TextColumn("best", width="small"),
+                                "margin": st.column_config.NumberColumn("margin", width="small", format="%.3f")})
+    st.caption("Cosine of the current image fused with its prior (BioViL-T) with each prompt set (on a phone, "
+               "scroll the table sideways for each class); margin = best − runner-up. They rank pairs; they are not "
+               "probabilities and not a diagnosis.")
 
 
 def patient_timeline(case_id: str) -> None:

@@ -59,6 +59,7 @@ def case_timeline(bundle_dir: str, case_id: str) -> list[str]:
 
 
 def changes_frame(comparison: Comparison) -> pd.DataFrame:
-    """One row per finding: cosine per class, the best class and its margin over the runner-up."""
-    return pd.DataFrame([{"finding": c.finding, **{k: round(v, 4) for k, v in c.scores.items()},
-                          "best": c.predicted, "margin": round(c.margin, 4)} for c in comparison.changes])
+    """One row per finding: the best class and its margin over the runner-up first (what a phone shows without
+    scrolling), then the cosine of each class, 3 decimals."""
+    return pd.DataFrame([{"finding": c.finding, "best": c.predicted, "margin": round(c.margin, 3),
+                          **{k: round(v, 3) for k, v in c.scores.items()}} for c in comparison.changes])

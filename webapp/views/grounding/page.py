@@ -66,7 +66,8 @@ def view_controls() -> tuple[str, float, bool, tuple[float, float] | None]:
     cmap = a.selectbox("Colour map", grounding_state.COLORMAPS, key="g_cmap")
     alpha = b.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="g_alpha")
     iso = c.checkbox("Isolines (25/50/75 %)", key="g_iso")
-    fit = c.checkbox("Fit range to each map", key="g_fit")
+    fit = c.checkbox("Fit range to each map", key="g_fit", help="On: each map's colours span its own lowest to "
+                     "highest similarity (printed under it). Off: the range on the right, the same for every map.")
     vrange = cast(tuple[float, float], d.slider("Similarity range", -1.0, 1.0, step=0.05, key="g_range",
                                                 disabled=fit))  # a (low, high) pair: the state holds a tuple
     if not fit and vrange[1] <= vrange[0]:
@@ -78,10 +79,13 @@ def view_controls() -> tuple[str, float, bool, tuple[float, float] | None]:
 def phrase_maps(source: int | bytes, cmap: str, alpha: float, iso: bool, vrange: tuple[float, float] | None) -> None:
     """One heatmap per phrase (``;``-separated), side by side."""
     st.text_input("Phrase(s) — separate several with ';' (press Enter to update)", key="g_phrases")
-    phrases = [p.strip() for p in st.session_state["g_phrases"].split(";") if p.strip()][:MAX_PHRASES]
+    given = [p.strip() for p in st.session_state["g_phrases"].split(";") if p.strip()]
+    phrases = given[:MAX_PHRASES]
     if not phrases:
         st.error("Type a phrase to ground, e.g. 'left pleural effusion'.")
         return
+    if len(given) > MAX_PHRASES:
+        st.info(display.phrases_shown(len(phrases), len(given), "image"))
     width = min(MAPS_PER_ROW, len(phrases))
     for start in range(0, len(phrases), width):
         cols = st.columns(width)
@@ -100,7 +104,8 @@ def one_map(source: int | bytes, phrase: str, cmap: str, alpha: float, iso: bool
         return
     display.image(png, f"Heatmap of the phrase {display.snippet(phrase, 80)} on the chest X-ray")
     display.image(loaders.colour_bar(cmap, vmin, vmax), f"Colour bar from {vmin:.3f} to {vmax:.3f}")
-    st.text(f"{phrase}\nglobal similarity {score:.3f} · colour range [{vmin:.3f}, {vmax:.3f}]")
+    fitted = " (fitted to this map)" if vrange is None else ""
+    st.text(f"{phrase}\nglobal similarity {score:.3f} · colour range [{vmin:.3f}, {vmax:.3f}]{fitted}")
 
 
 def grounded_report(source: int | bytes, default_report: str) -> None:

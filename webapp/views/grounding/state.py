@@ -22,7 +22,7 @@ def state(first_case: str = "") -> page_state.PageState:
         page_state.choice_field("g_cmap", "cmap", COLORMAPS, "RdBu_r"),
         page_state.float_field("g_alpha", "alpha", 0.5, 0.0, 1.0),
         page_state.bool_field("g_iso", "iso"),
-        page_state.bool_field("g_fit", "fit"),
+        page_state.bool_field("g_fit", "fit", True),
         page_state.range_field("g_range", "range", (-1.0, 1.0), -1.0, 1.0),
     ))
 

@@ -20,6 +20,8 @@ from cxr_explorer.webapp.views.search import compose as search_compose
 from cxr_explorer.webapp.views.search import state as search_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+PREVIEW_PX = 160
+COLOUR_BAR_PX = 320
 USER_ERRORS = (QueryError, TextInputError, ImageLoadError, BundleError)
 
 engine = loaders.current_engine()
@@ -73,14 +75,20 @@ def query_controls() -> tuple[str, object]:
     if mode == "Text":
         with st.form("text_query", border=False):
             left, right = st.columns([6, 1], vertical_alignment="bottom")
-            left.text_input("Free text", key="s_text", placeholder="e.g. small left pleural effusion",
-                            max_chars=None)
+            left.text_area("Free text", key="s_text", placeholder="e.g. small left pleural effusion (a whole report "
+                           "may be pasted; Ctrl+Enter searches)", height=68, max_chars=None)
             submitted = right.form_submit_button("Search", type="primary", width="stretch",
                                                  on_click=search_state.reset_page)
         text = st.session_state["s_text"]
         if submitted and not text.strip():
             st.error("The query is empty: type a finding, e.g. 'right lower lobe consolidation'.")
             return "", None
+        if text.strip():
+            windows, limit = engine.encoder.text_windows(text)
+            if windows > 1:
+                st.caption(f"This text ({len(text):,} characters) is over the model's {limit}-token limit: it is "
+                           f"embedded as {windows} windows of whole sentences, averaged (as the build embeds long "
+                           "reports).")
         return ("text", text) if text.strip() else ("", None)
     if mode == "Image":
         upload = st.file_uploader("Query image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="s_upload")
@@ -95,6 +103,10 @@ def query_controls() -> tuple[str, object]:
             st.error(f"The image is too large ({len(data) / 2**20:.1f} MB; the limit is "
                      f"{loaders.max_upload_bytes() / 2**20:.0f} MB).")
             return "", None
+        try:
+            st.image(loaders.upload_display(data, PREVIEW_PX), caption=display.snippet(name, 60), width=PREVIEW_PX)
+        except ImageLoadError:
+            pass  # the search below says why the image cannot be read
         st.caption("Uploaded image (kept for this session; links cannot carry uploads; DICOM patient identifiers "
                    "are never read or shown).")
         return "image", data
@@ -192,6 +204,8 @@ if hits:
                                                            "RdBu_r", 0.5)
         st.caption(f"Heatmaps of the query on each result, shared range [{vmin:.3f}, {vmax:.3f}] (red = more "
                    "similar); no overlay outside the model's centre crop.")
+        st.image(loaders.colour_bar("RdBu_r", vmin, vmax), width=COLOUR_BAR_PX,
+                 caption=f"Colour bar from {vmin:.3f} to {vmax:.3f}")
     total = loaders.total_matching(bundle_dir, st.session_state["s_target"],
                                    loaders.where_with_ranges(bundle_dir, search_state.where(options),
                                                              search_state.active_ranges(ranges)))
