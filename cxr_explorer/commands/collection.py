@@ -10,6 +10,7 @@ from typing import Any
 
 from cxr_explorer.commands.search import add_engine_options, hit_count
 from cxr_explorer.errors import CliError
+from cxr_explorer.retrieval.bundle.store import atomic
 
 ACTIONS = ("list", "show", "add", "remove", "export")
 
@@ -158,9 +159,9 @@ def _export(args: argparse.Namespace, coll: Any, store: Any) -> int:
     present, missing = store.split_missing(members, bundle.metadata["id"].astype(str))
     manifest = store.collection_manifest(bundle.metadata, bundle.metadata_columns, present)
     out = Path(args.out)
-    manifest.to_csv(out, index=False)
     ids_path = out.with_name(out.name + ".ids.txt")
-    ids_path.write_text("".join(f"{i}\n" for i in members), encoding="utf-8")
+    atomic.write_text(out, manifest.to_csv(index=False))
+    atomic.write_text(ids_path, "".join(f"{i}\n" for i in members))
     if missing:
         print(f"cxr-explorer: warning: {len(missing)} case(s) of {coll.name!r} are not in this bundle and are left "
               f"out of the manifest (kept in the ids list): {', '.join(missing[:20])}", file=sys.stderr)

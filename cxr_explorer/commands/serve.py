@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxr_explorer.errors import CliError
+from cxr_explorer.retrieval.bundle.store import atomic
 
 HEALTH_URI = "/_stcore/health"
 STICKY_COOKIE = "cxr_replica"
@@ -197,9 +198,7 @@ def write_replicas(state: Path, replicas: list[Child], ports: tuple[int, ...]) -
     """``STATE/replicas.json``: each replica's port, pid and restarts (for the operator and for monitoring)."""
     rows = [{"replica": i, "port": port, "pid": c.proc.pid if c.proc else None, "restarts": c.restarts,
              "log": str(c.log)} for i, (c, port) in enumerate(zip(replicas, ports, strict=True))]
-    tmp = state / "replicas.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(state / "replicas.json")
+    atomic.write_text(state / "replicas.json", json.dumps(rows, indent=1) + "\n")
 
 
 def supervise(proxy: Child, replicas: list[Child], state: Path, ports: tuple[int, ...]) -> int:
@@ -249,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir).resolve()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "caddy" / "data").mkdir(parents=True, exist_ok=True)
-    (state / "Caddyfile").write_text(caddyfile(plan))
+    atomic.write_text(state / "Caddyfile", caddyfile(plan))
     exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
     env = dict(os.environ)
     # one cookie secret for every replica, so a session moved to another process keeps a valid XSRF cookie

@@ -11,7 +11,8 @@ from cxr_explorer.retrieval.bundle.store import names
 from tests.helpers.paths import REPO
 
 OWNER = REPO / "retrieval" / "bundle" / "store"
-FORMAT_TESTS = {"tests/retrieval/bundle/test_bundle.py",
+FORMAT_TESTS = {"tests/retrieval/bundle/test_bundle.py", "tests/retrieval/bundle/test_integrity.py",
+                "tests/cli/test_damaged_bundles.py", "tests/webapp/test_damaged_bundle.py",
                 "tests/retrieval/bundle/test_versions.py", "tests/repo/test_store_ownership.py"}
 GENERIC = {names.TEMPORAL_DIR}  # also a manifest key and an everyday word: its files are named instead
 

@@ -65,12 +65,12 @@ def next_button(at: AppTest):  # type: ignore[no-untyped-def]
 
 def test_back_after_the_first_search_shows_the_empty_search(env) -> None:
     at = start()
-    at.text_input(key="s_text").set_value("pleural effusion")
+    at.text_area(key="s_text").set_value("pleural effusion")
     next(b for b in at.button if b.label == "Search").click()
     at.run()
     assert at.query_params.get("q") == "pleural effusion"
     back_to(at, {})
-    assert at.text_input(key="s_text").value == ""
+    assert at.text_area(key="s_text").value == ""
     assert any("Type a query" in str(i.value) for i in at.info)
     assert "q" not in at.query_params  # Back is followed, not rewritten to the search
 
