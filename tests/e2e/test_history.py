@@ -29,6 +29,11 @@ def _phrases(page: Any, text: str) -> None:
     settle(page)
 
 
+def _click(page: Any, text: str) -> None:
+    main(page).get_by_text(text, exact=True).click()
+    settle(page)
+
+
 def test_back_undoes_each_change_across_pages_without_duplicate_entries(page, app_server) -> None:
     url, _ = app_server
     open_app(page, url, expect_text="Type a query")
@@ -37,11 +42,11 @@ def test_back_undoes_each_change_across_pages_without_duplicate_entries(page, ap
         ("to grounding", lambda: go(page, "Grounding")),
         ("phrases", lambda: _phrases(page, "cardiomegaly")),
         ("to map", lambda: go(page, "Map")),
-        ("reports map", lambda: (main(page).get_by_text("reports", exact=True).click(), settle(page))),
+        ("reports map", lambda: _click(page, "reports")),
         ("to compare", lambda: go(page, "Compare")),
         ("compare phrases", lambda: _phrases(page, "edema")),
         ("to curate", lambda: go(page, "Curate")),
-        ("flagged only", lambda: (main(page).get_by_text("Flagged only").click(), settle(page))),
+        ("flagged only", lambda: _click(page, "Flagged only")),
     ]
     urls = [_path(page, url)]
     start = _history_length(page)
