@@ -7,7 +7,12 @@ both readers, each in its own processes, alternating ``R`` rounds:
 
 - ``open``: ``Bundle.open`` + ``close`` (manifest, checksums of the files hashed on opening);
 - ``first_grounding``: a freshly opened bundle's first ``Grounder.ground_case`` of a case (its patch row read and,
-  after, its blocks checked), the text embedding already cached and the row's bytes already in the page cache in both.
+  after, its blocks checked), the text embedding already cached and the row's bytes already in the page cache in both;
+  it includes loading the item table (metadata), the same in both;
+- ``next_case_grounding``: then the grounding of another case whose blocks were never read (the app's first grounding
+  of a case on an open bundle): the part the block checks add to;
+- ``first_row_read``: the first read of one patch row of an open bundle (``Bundle.patches()[[row]]``): what the
+  block check itself costs.
 
 Prints one JSON object: medians (ms) of each, the ratio after/before and the difference.
 """
@@ -67,16 +72,32 @@ def worker(bundle: Path, first_row: int) -> dict[str, Any]:
         opens.append(time.perf_counter() - start)
     with Bundle.open(bundle) as b:
         patches = np.load(b.folder / names.PATCHES, mmap_mode="r")
+    warm = []
     for i in range(PER_PROCESS):
         row = first_row + i
         np.asarray(patches[row]).sum()  # the row's bytes in the page cache for both readers
+        other = (row + len(patches) // 2) % len(patches)
+        np.asarray(patches[other]).sum()
         b = Bundle.open(bundle)
+        grounder = Grounder(encoder, CaseStore(b))
         start = time.perf_counter()
-        Grounder(encoder, CaseStore(b)).ground_case(row, TEXT)
+        grounder.ground_case(row, TEXT)
         grounds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        grounder.ground_case(other, TEXT)  # another case, its blocks never read before
+        warm.append(time.perf_counter() - start)
         b.close()
-    return {"open_s": opens, "first_grounding_s": grounds, "module": Bundle.__module__,
-            "file": sys.modules[Bundle.__module__].__file__}
+    reads = []
+    with Bundle.open(bundle) as b:
+        rows = b.patches()
+        for i in range(PER_PROCESS):
+            row = (first_row + len(patches) // 4 + i) % len(patches)
+            np.asarray(patches[row]).sum()
+            start = time.perf_counter()
+            np.asarray(rows[[row]], dtype=np.float32)
+            reads.append(time.perf_counter() - start)
+    return {"open_s": opens, "first_grounding_s": grounds, "next_case_grounding_s": warm,
+            "first_row_read_s": reads, "file": sys.modules[Bundle.__module__].__file__}
 
 
 def run_worker(bundle: Path, first_row: int, pythonpath: str | None) -> dict[str, Any]:
@@ -137,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"items": args.items, "before": args.before, "rounds": args.rounds,
                            "per_process": PER_PROCESS,
                            "before_module": runs["before"][0]["file"], "after_module": runs["after"][0]["file"]}
-    for key in ("open_s", "first_grounding_s"):
+    for key in ("open_s", "first_grounding_s", "next_case_grounding_s", "first_row_read_s"):
         med = {side: statistics.median(t for run in runs[side] for t in run[key]) * 1e3 for side in runs}
         name = key.removesuffix("_s")
         out[name] = {"before_ms": round(med["before"], 2), "after_ms": round(med["after"], 2),
