@@ -70,7 +70,7 @@ def synthetic_bundle(root: Path, n: int, seed: int = 0, patches: np.ndarray | No
     reports = [f"{SENTENCES[a]} {SENTENCES[b]}" for a, b in picks]
     sentences = pd.DataFrame({"row": np.repeat(np.arange(n), 2), "text": [SENTENCES[i] for i in picks.ravel()]})
     if patches is None:
-        patches = rng.standard_normal((n, 15, 15, 128), dtype=np.float32).astype(np.float16)
+        patches = unit_patches(rng, n)
     meta = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "path": [str(root / "case.png")] * n, "report": reports,
                          "view": rng.choice(["PA", "AP", "LAT"], n), "labels": rng.choice(["Effusion", "Edema"], n),
                          "width": 512, "height": 512})
@@ -151,13 +151,20 @@ def run_app(tmp: Path, n_items: int, n_queries: int) -> dict[str, Any]:
 BLOCK = 2_000
 
 
+def unit_patches(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``[n, 15, 15, 128]`` float16 random patch vectors, L2-normalised as a build stores them (a reader refuses
+    similarities beyond [-1, 1])."""
+    x = rng.standard_normal((n, 15, 15, 128), dtype=np.float32)
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float16)
+
+
 def streamed_patches(path: Path, n: int, seed: int) -> np.ndarray:
     """A ``[n, 15, 15, 128]`` float16 .npy at ``path`` filled block by block; returned memory-mapped (read-only)."""
     rng = np.random.default_rng(seed)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, 15, 15, 128))
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
-        out[start:start + m] = rng.standard_normal((m, 15, 15, 128), dtype=np.float32).astype(np.float16)
+        out[start:start + m] = unit_patches(rng, m)
     out.flush()
     del out
     return np.load(path, mmap_mode="r")

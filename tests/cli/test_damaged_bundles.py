@@ -70,7 +70,7 @@ def test_info_verify_names_a_flipped_patch_row_and_the_fix(bundle: Path, capsys:
     code, out, _ = run_cli(capsys, "info", str(bundle))
     assert code == 0  # opening does not read the patches
     code, out, _ = run_cli(capsys, "info", str(bundle), "--verify")
-    assert code == 1 and "MISMATCH: patches.npy" in out and "rebuild" in out
+    assert code == 1 and f"MISMATCH: {names.PATCHES}" in out and "rebuild" in out
 
 
 def test_grounding_a_damaged_row_is_refused_others_still_ground(bundle: Path, capsys: pytest.CaptureFixture[str]
@@ -80,7 +80,7 @@ def test_grounding_a_damaged_row_is_refused_others_still_ground(bundle: Path, ca
         damaged, clean = str(b.metadata["id"].iloc[5]), str(b.metadata["id"].iloc[0])
     code, out, err = run_cli(capsys, "ground", str(bundle), "--id", damaged, "--text", "right pleural effusion",
                              "--json")
-    assert code != 0 and out == "" and "patches.npy" in one_line(err) and "--verify" in err
+    assert code != 0 and out == "" and names.PATCHES in one_line(err) and "--verify" in err
     code, out, _ = run_cli(capsys, "ground", str(bundle), "--id", clean, "--text", "right pleural effusion", "--json")
     assert code == 0 and json.loads(out)
 
@@ -103,7 +103,7 @@ def test_a_flipped_count_is_one_line_not_an_index_error(bundle: Path, capsys: py
     for argv in (["info", str(bundle)], ["info", str(bundle), "--verify"],
                  ["search", str(bundle), "--text", "effusion", "--where", "labels=Effusion"]):
         code, _, err = run_cli(capsys, *argv)
-        assert code != 0 and "manifest.json" in one_line(err)
+        assert code != 0 and names.MANIFEST in one_line(err)
 
 
 @pytest.mark.parametrize(("field", "value"), [("metadata_columns", ["sexx", "labels"]),

@@ -47,5 +47,5 @@ def test_a_lost_current_is_one_line_and_a_damaged_patch_row_draws_no_map(clean_b
     flipped = Path(shutil.copytree(clean_bundle, tmp_path / "flipped"))
     flip_patch_row(flipped, 0)  # the grounding page opens on the first case
     at = run_app(flipped, "grounding")
-    assert any("damaged bundle" in e and "patches.npy" in e for e in errors(at))
+    assert any("damaged bundle" in e and names.PATCHES in e for e in errors(at))
     assert not any("global similarity" in str(t.value) for t in at.text)

@@ -56,7 +56,7 @@ def test_a_flipped_patch_row_opens_but_is_refused_when_read_other_blocks_still_r
         with pytest.raises(DamagedBundleError) as exc:
             patches[[17]]
         line = one_line(exc)
-        assert "patches.npy" in line and "block 4" in line and f"cxr-explorer info {bundle} --verify" in line
+        assert names.PATCHES in line and "block 4" in line and f"cxr-explorer info {bundle} --verify" in line
         assert b.verify() == [names.PATCHES]
 
 
@@ -70,7 +70,7 @@ def test_a_damaged_thumbnail_is_refused(bundle: Path) -> None:
     with Bundle.open(bundle) as b:
         offset = int(np.load(current_folder(bundle) / names.THUMBS_INDEX)[3][0])
     flip_bit(current_folder(bundle) / names.THUMBS, offset + 10)
-    with Bundle.open(bundle) as b, pytest.raises(DamagedBundleError, match="thumbs.bin"):
+    with Bundle.open(bundle) as b, pytest.raises(DamagedBundleError, match=names.THUMBS):
         b.thumbnail(3)
 
 
@@ -80,12 +80,12 @@ def test_a_flipped_manifest_bit_is_refused_on_opening(bundle: Path) -> None:
     path.write_text(text.replace('"count": 20', '"count": 21'))  # one bit: 0x30 -> 0x31
     with pytest.raises(DamagedBundleError) as exc:
         Bundle.open(bundle)
-    assert "manifest.json" in one_line(exc) and "manifest.sha256" in str(exc.value)
+    assert names.MANIFEST in one_line(exc) and names.MANIFEST_DIGEST in str(exc.value)
 
 
 def test_a_changed_label_separator_is_refused(bundle: Path) -> None:
     edit_manifest(bundle, lambda m: m.update(label_separators={"view": ":"}))
-    with pytest.raises(DamagedBundleError, match="manifest.json"):
+    with pytest.raises(DamagedBundleError, match=names.MANIFEST):
         Bundle.open(bundle)
 
 
@@ -104,7 +104,7 @@ def test_a_manifest_field_of_the_wrong_shape_is_one_line_naming_it(bundle: Path,
     edit_manifest(bundle, change, reseal=True)
     with pytest.raises(DamagedBundleError) as exc:
         Bundle.open(bundle)
-    assert "manifest.json" in one_line(exc) and field in str(exc.value)
+    assert names.MANIFEST in one_line(exc) and field in str(exc.value)
 
 
 @pytest.mark.parametrize("content", ["[]", "null", "{", '"x"'])
@@ -113,7 +113,7 @@ def test_a_manifest_that_is_not_an_object_is_one_line(bundle: Path, content: str
     (current_folder(bundle) / names.MANIFEST).write_text(content)
     with pytest.raises(DamagedBundleError) as exc:
         Bundle.open(bundle)
-    assert "manifest.json" in one_line(exc)
+    assert names.MANIFEST in one_line(exc)
 
 
 def test_a_manifest_that_lost_its_digest_is_refused(bundle: Path) -> None:
@@ -164,7 +164,7 @@ def test_separators_of_an_older_bundle_ignore_list_columns(bundle: Path) -> None
 
 def test_info_verify_opens_a_bundle_whose_small_files_are_damaged(bundle: Path) -> None:
     flip_bit(current_folder(bundle) / names.IMAGE_EMB, 200)
-    with pytest.raises(DamagedBundleError, match="image_emb.npy"):
+    with pytest.raises(DamagedBundleError, match=names.IMAGE_EMB):
         Bundle.open(bundle)
     with Bundle.open(bundle, check_files=False) as b:
         assert b.verify() == [names.IMAGE_EMB]
