@@ -53,12 +53,18 @@ class TextResult:
     problems: list[dict[str, str]]
 
 
-def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers) -> tuple[np.ndarray, np.ndarray]:
-    """B decoded images -> (global [B, D] float32, patches [B, h, w, D] float16), one forward pass."""
+def embed_images(model: VLModel, decoded: list[Decoded], timers: Timers, rows: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """B decoded images -> (global [B, D] float32, patches [B, h, w, D] float16), one forward pass of exactly
+    ``rows`` images (B <= rows; the rest copies of the first): every forward pass of a build has one shape, so an
+    image's vectors do not depend on where a chunk ends or which images were skipped beside it."""
     start = time.perf_counter()
-    out = model.encode_images(to_model_input([d.pixels for d in decoded], model.device))
+    pixels = [d.pixels for d in decoded]
+    pixels += [pixels[0]] * (max(rows or 0, len(pixels)) - len(pixels))
+    out = model.encode_images(to_model_input(pixels, model.device))
     timers.image_model += time.perf_counter() - start
-    return out.global_emb.numpy().astype(np.float32), out.patches.numpy().astype(np.float16)
+    n = len(decoded)
+    return out.global_emb[:n].numpy().astype(np.float32), out.patches[:n].numpy().astype(np.float16)
 
 
 def _plan(model: VLModel, report: str) -> tuple[list[str], list[str]]:
@@ -76,20 +82,29 @@ def _safe_embed(model: VLModel, texts: list[str], batch: int, cache: TextCache |
         return own.embed(model, texts, batch)
 
 
-def prewarm_texts(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache) -> None:
+Plans = dict[str, tuple[list[str], list[str]]]
+"""Report -> its (sentences, windows), planned once (:func:`prewarm_texts`) and used by the chunk's commit."""
+
+
+def prewarm_texts(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache) -> Plans:
     """Encode the distinct texts (report windows and sentences) of ``reports`` into ``cache`` now: run while the
-    decode workers start, it keeps the model busy instead of idle; the chunk's commit then finds them cached."""
+    decode workers start, it keeps the model busy instead of idle; the chunk's commit then finds them cached and
+    takes the returned plans, so no report is split and packed into windows twice."""
     start = time.perf_counter()
-    plans = [_plan(model, r) for r in reports if r]
-    cache.warm(model, [w for _, ws in plans for w in ws] + [s for ss, _ in plans for s in ss], batch)
+    plans = {r: _plan(model, r) for r in dict.fromkeys(reports) if r}
+    cache.warm(model, [w for _, ws in plans.values() for w in ws] + [s for ss, _ in plans.values() for s in ss],
+               batch)
     timers.text_model += time.perf_counter() - start
+    return plans
 
 
-def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache | None = None
-                  ) -> TextResult:
-    """n cleaned reports ("" = none) -> report vectors (one per non-empty report) and sentence vectors."""
+def embed_reports(model: VLModel, reports: list[str], batch: int, timers: Timers, cache: TextCache | None = None,
+                  planned: Plans | None = None) -> TextResult:
+    """n cleaned reports ("" = none) -> report vectors (one per non-empty report) and sentence vectors; a report in
+    ``planned`` is not planned again."""
     start = time.perf_counter()
-    plans = [_plan(model, r) if r else ([], []) for r in reports]
+    known = planned or {}
+    plans = [(known.get(r) or _plan(model, r)) if r else ([], []) for r in reports]
     windows = [(row, w) for row, (_, ws) in enumerate(plans) for w in ws]
     sents = [(row, s) for row, (ss, _) in enumerate(plans) for s in ss]
     emb, ok = _safe_embed(model, [w for _, w in windows] + [s for _, s in sents], batch, cache)
@@ -139,10 +154,11 @@ class ChunkBuffer:
         self.covered.extend(i.id for i in items)
 
     def to_part(self, model: VLModel, grid: tuple[int, int], text_batch: int, timers: Timers,
-                cache: TextCache | None = None) -> tuple[Part, int]:
-        """Embed the reports (through the build's text ``cache``) and return (Part, reports embedded as windows)."""
+                cache: TextCache | None = None, planned: Plans | None = None) -> tuple[Part, int]:
+        """Embed the reports (through the build's text ``cache``; ``planned``: reports already planned) and return
+        (Part, reports embedded as windows)."""
         dim = model.spec.joint_dim
-        text = embed_reports(model, [i.report for i in self.items], text_batch, timers, cache)
+        text = embed_reports(model, [i.report for i in self.items], text_batch, timers, cache, planned)
         for p in text.problems:
             item = self.items[int(p["row"])]
             log.warning("report of %s could not be embedded; the image is indexed", item.path)

@@ -21,7 +21,7 @@ import torch
 from cxr_explorer.index.build_state import check_state
 from cxr_explorer.index.corpus import Corpus, CorpusOptions, Item, read_corpus
 from cxr_explorer.index.decode import Decoded, DecodePool, DecodeTask, Failed
-from cxr_explorer.index.embed import ChunkBuffer, Timers, embed_images, prewarm_texts, set_threads
+from cxr_explorer.index.embed import ChunkBuffer, Plans, Timers, embed_images, prewarm_texts, set_threads
 from cxr_explorer.index.finalise import finalise_build
 from cxr_explorer.index.items import ItemTable
 from cxr_explorer.index.precision import build_precision
@@ -154,9 +154,10 @@ def _check_folder(cfg: BuildConfig, area: store.BuildArea, items: ItemTable) -> 
 
 
 def _commit(buf: ChunkBuffer, chunks: store.ChunkStore, model: VLModel, cfg: BuildConfig, grid: tuple[int, int],
-            timers: Timers, started: float, cache: TextCache, calls: tuple[int, int]) -> None:
-    """Embed the chunk's texts and commit it; ``calls`` = the cache's (requested, encoded) when the chunk began."""
-    part, windowed = buf.to_part(model, grid, cfg.text_batch, timers, cache)
+            timers: Timers, started: float, cache: TextCache, calls: tuple[int, int], planned: Plans) -> None:
+    """Embed the chunk's texts and commit it; ``calls`` = the cache's (requested, encoded) when the chunk began,
+    ``planned`` the reports already planned (they are not planned again)."""
+    part, windowed = buf.to_part(model, grid, cfg.text_batch, timers, cache, planned)
     part.stats = {"items": buf.size, "indexed": part.count, "windowed_reports": windowed,
                   "text_requested": cache.stats.requested - calls[0], "text_encoded": cache.stats.encoded - calls[1],
                   "wall_s": time.perf_counter() - started, **{f"{k}_s": v for k, v in timers.to_dict().items()}}
@@ -172,11 +173,11 @@ class _Batch:
     items: list[Item] = field(default_factory=list)
     decoded: list[Decoded] = field(default_factory=list)
 
-    def flush_into(self, buf: ChunkBuffer, model: VLModel, timers: Timers, progress: Progress) -> int:
-        """Embed the batch into ``buf``; returns the number of images embedded."""
+    def flush_into(self, buf: ChunkBuffer, model: VLModel, timers: Timers, progress: Progress, rows: int) -> int:
+        """Embed the batch into ``buf`` in a forward pass of ``rows`` images; returns the number embedded."""
         n = len(self.items)
         if n:
-            emb, patches = embed_images(model, self.decoded, timers)
+            emb, patches = embed_images(model, self.decoded, timers, rows)
             buf.add(self.items, self.decoded, emb, patches)
             progress.update(indexed=n)
             self.items, self.decoded = [], []
@@ -192,7 +193,7 @@ def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pendi
     buf, timers, batch, indexed = ChunkBuffer(), Timers(), _Batch(), 0
     started, calls = time.perf_counter(), (cache.stats.requested, cache.stats.encoded)
     results = pool.stream(tasks)  # the first decodes are queued now; the first chunk's texts embed meanwhile
-    prewarm_texts(model, [i.report for i in pending[:cfg.chunk_size]], cfg.text_batch, timers, cache)
+    planned = prewarm_texts(model, [i.report for i in pending[:cfg.chunk_size]], cfg.text_batch, timers, cache)
     wait = time.perf_counter()
     for n, (item, (_, result)) in enumerate(zip(pending, results, strict=True)):
         if n == 0:
@@ -206,15 +207,15 @@ def _embed_all(cfg: BuildConfig, model: VLModel, chunks: store.ChunkStore, pendi
             batch.items.append(item)
             batch.decoded.append(result)
         if len(batch.items) >= batch_size or buf.size + len(batch.items) >= cfg.chunk_size:
-            indexed += batch.flush_into(buf, model, timers, progress)
+            indexed += batch.flush_into(buf, model, timers, progress, batch_size)
         if buf.size >= cfg.chunk_size:
-            _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls)
-            buf, timers, started = ChunkBuffer(), Timers(), time.perf_counter()
+            _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls, planned)
+            buf, timers, started, planned = ChunkBuffer(), Timers(), time.perf_counter(), {}
             calls = cache.stats.requested, cache.stats.encoded
         wait = time.perf_counter()
-    indexed += batch.flush_into(buf, model, timers, progress)
+    indexed += batch.flush_into(buf, model, timers, progress, batch_size)
     if buf.size:
-        _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls)
+        _commit(buf, chunks, model, cfg, grid, timers, started, cache, calls, planned)
     progress.close()
     return indexed
 

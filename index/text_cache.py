@@ -36,27 +36,35 @@ from cxr_explorer.retrieval.models import VLModel
 from cxr_explorer.retrieval.models.text_model import TextInputError
 
 log = logging.getLogger(__name__)
-#: Most padded tokens (texts x longest text) in one text-encoder batch: long report windows go in small batches,
-#: short sentences in batches of up to the build's ``text_batch`` texts.
+#: Most tokens (rows x tokens per text) in one text-encoder batch: long report windows go in small batches, short
+#: sentences in batches of up to the build's ``text_batch`` texts.
 TOKEN_BUDGET = 4096
 SEED_BLOCK = 65_536  # sentence rows per block when seeding from a part (32 MiB of vectors at D = 128)
 
 
-def token_batches(lengths: Sequence[int], max_rows: int, max_tokens: int = TOKEN_BUDGET) -> list[list[int]]:
-    """Indices of ``lengths`` [T] (token counts) in batches, shortest first: at most ``max_rows`` texts and
-    texts x longest <= ``max_tokens`` per batch (a text longer than the budget alone), so padding stays small.
+def batch_rows(length: int, max_rows: int, max_tokens: int = TOKEN_BUDGET) -> int:
+    """The rows of every encoder batch of ``length``-token texts: ``max_rows``, fewer for long texts so that rows x
+    length <= ``max_tokens`` (at least 1)."""
+    return max(1, min(max_rows, max_tokens // max(1, length)))
 
-    Ordering by characters with a fixed batch of 64 padded covid_chestxray's distinct texts to 1.78x their tokens;
-    by tokens within this budget, to 1.11x (``benchmarks.build`` measures the effect on the build)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
+
+def token_batches(lengths: Sequence[int], max_rows: int, max_tokens: int = TOKEN_BUDGET
+                  ) -> list[tuple[list[int], int]]:
+    """Indices of ``lengths`` [T] (token counts) in batches decided by content alone: each batch holds texts of one
+    length L, at most :func:`batch_rows` ``(L)`` of them, and is to be run with exactly that many rows (the rest
+    filler), as ``(indices, rows)``; shortest first.
+
+    So every text reaches the encoder in a batch of the same shape, [rows(L), L], with no padding tokens, whatever
+    else is encoded with it: its vector does not depend on the chunk size, a resume point, a shard split or the
+    worker count (kernels give a row the same bits for the same shape). Grouping by exact length also keeps padding
+    at zero; the filler rows cost at most rows(L) - 1 per distinct length per call."""
+    by_length: dict[int, list[int]] = {}
     for i in sorted(range(len(lengths)), key=lambda j: lengths[j]):
-        if current and (len(current) >= max_rows or (len(current) + 1) * lengths[i] > max_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+        by_length.setdefault(int(lengths[i]), []).append(i)
+    batches: list[tuple[list[int], int]] = []
+    for length, idx in by_length.items():
+        rows = batch_rows(length, max_rows, max_tokens)
+        batches += [(idx[start:start + rows], rows) for start in range(0, len(idx), rows)]
     return batches
 
 
@@ -137,15 +145,17 @@ class TextCache:
                 self.seed(texts[start:start + SEED_BLOCK], read_rows(part.sentence_emb, start, SEED_BLOCK))
 
     def _encode(self, model: VLModel, keys: list[bytes], texts: list[str], batch: int) -> None:
-        """Encode ``texts`` (distinct, unseen) in token-length batches (:func:`token_batches`); a refused batch is
-        retried one by one."""
-        for idx in token_batches([model.tokenizer.count_tokens(t) for t in texts], batch):
+        """Encode ``texts`` (distinct, unseen) in content-decided batches (:func:`token_batches`: one token length and
+        one row count per length, filled up with copies of its first text); a refused batch is retried text by text
+        in the same shape."""
+        for idx, rows in token_batches([model.tokenizer.count_tokens(t) for t in texts], batch):
+            chosen = [texts[i] for i in idx]
             try:
-                vecs = model.embed_texts([texts[i] for i in idx]).numpy()
+                vecs = _embed_rows(model, chosen, rows)
             except TextInputError:
                 for i in idx:
                     try:
-                        self._put([keys[i]], model.embed_texts([texts[i]]).numpy())
+                        self._put([keys[i]], _embed_rows(model, [texts[i]], rows))
                     except TextInputError:
                         pass  # left out of the cache: the caller's ok mask says so
                 continue
@@ -177,6 +187,11 @@ class TextCache:
         out = np.zeros((len(texts), self.dim), np.float32)
         out[ok] = self._vectors.read(rows[ok])
         return out, ok
+
+
+def _embed_rows(model: VLModel, texts: list[str], rows: int) -> np.ndarray:
+    """[K] texts of one token length (K <= ``rows``) -> [K, D], encoded as a batch of exactly ``rows`` texts."""
+    return model.embed_texts(texts + [texts[0]] * (rows - len(texts))).numpy()[:len(texts)]
 
 
 def seeded_cache(model: VLModel, base: Bundle | None, store: ChunkStore, path: Path | None = None) -> TextCache:

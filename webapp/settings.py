@@ -6,12 +6,14 @@ One owner for both sides: the CLI (``cxr_explorer/commands/app.py``) sets these 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 BUNDLES_ENV = "CXR_EXPLORER_BUNDLES"
-"""Bundle folders to serve, joined with ``os.pathsep``."""
+"""Bundle folders to serve: a JSON list of paths (:func:`bundles_value`), so any character may be in a path; a value
+that is not a JSON list is one folder."""
 WEIGHTS_ENV = "CXR_EXPLORER_WEIGHTS_DIR"
 """Folder with the released model files (unset: the hub cache)."""
 DEVICE_ENV = "CXR_EXPLORER_DEVICE"
@@ -21,9 +23,25 @@ MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 50
 
 
+def bundles_value(dirs: list[str]) -> str:
+    """The value of ``$CXR_EXPLORER_BUNDLES`` that serves ``dirs``: a JSON list."""
+    return json.dumps([str(d) for d in dirs])
+
+
+def _bundles_from_env(value: str) -> list[str]:
+    """The folders of a ``$CXR_EXPLORER_BUNDLES`` value (see :data:`BUNDLES_ENV`)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, list) and all(isinstance(d, str) for d in parsed):
+        return parsed
+    return [value]
+
+
 def bundle_dirs() -> list[str]:
-    """Bundle folders the server was started with: ``$CXR_EXPLORER_BUNDLES`` (os.pathsep-joined) + script args."""
-    dirs = [d for d in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if d.strip()]
+    """Bundle folders the server was started with: ``$CXR_EXPLORER_BUNDLES`` (a JSON list) + script args."""
+    dirs = [d for d in _bundles_from_env(os.environ.get(BUNDLES_ENV, "")) if d.strip()]
     dirs += [a for a in sys.argv[1:] if not a.startswith("-")]
     return list(dict.fromkeys(str(Path(d).absolute()) for d in dirs))
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import cxr_explorer.webapp
 from cxr_explorer.errors import CliError
-from cxr_explorer.webapp.settings import BUNDLES_ENV, DEFAULT_MAX_UPLOAD_MB, DEVICE_ENV, MAX_UPLOAD_ENV, WEIGHTS_ENV
+from cxr_explorer.webapp.settings import (
+    BUNDLES_ENV,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEVICE_ENV,
+    MAX_UPLOAD_ENV,
+    WEIGHTS_ENV,
+    bundles_value,
+)
 
 APP_FILE = Path(cxr_explorer.webapp.__file__).resolve().parent / "app.py"  # webapp/ in a checkout, installed alike
 
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if len({Path(d).name for d in dirs}) != len(dirs):
         raise CliError("bundle folders must have different names (the app tells them apart by folder name)")
     env = dict(os.environ)
-    env[BUNDLES_ENV] = os.pathsep.join(dirs)
+    env[BUNDLES_ENV] = bundles_value(dirs)
     env[DEVICE_ENV] = args.device
     env[MAX_UPLOAD_ENV] = str(args.max_upload_mb)
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"

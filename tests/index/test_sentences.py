@@ -17,12 +17,13 @@ from tests.helpers.corpora import write_good_csv
 
 @pytest.fixture
 def calls(tiny_model, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Texts the tiny model's text encoder is asked to embed, counted by normalised key."""
+    """Texts the tiny model's text encoder is asked to embed, counted by normalised key (once per call: a batch's
+    filler rows repeat one of its texts)."""
     seen: Counter[str] = Counter()
     original = tiny_model.embed_texts
 
     def counting(texts, normalize=True):  # type: ignore[no-untyped-def]
-        seen.update(normalise(t, True) for t in texts)
+        seen.update({normalise(t, True) for t in texts})
         return original(texts, normalize)
 
     monkeypatch.setattr(tiny_model, "embed_texts", counting)
@@ -47,13 +48,12 @@ def test_cache_encodes_each_key_once_and_matches_a_direct_encode(tiny_model, cal
     np.testing.assert_allclose(again, direct[[1, 0]], atol=1e-5)
 
 
-def test_token_batches_group_by_length_within_row_and_token_limits() -> None:
-    lengths = [300, 5, 12, 7, 300, 600, 6, 150]
+def test_token_batches_hold_one_length_each_within_row_and_token_limits() -> None:
+    lengths = [300, 5, 12, 7, 300, 600, 6, 150, 5, 5, 5]
     batches = token_batches(lengths, max_rows=3, max_tokens=640)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every text exactly once
-    assert [[lengths[i] for i in b] for b in batches] == [[5, 6, 7], [12, 150], [300, 300], [600]]
-    for b in batches:
-        assert len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 640)
+    assert sorted(i for b, _ in batches for i in b) == list(range(len(lengths)))  # every text exactly once
+    assert [([lengths[i] for i in b], rows) for b, rows in batches] == [
+        ([5, 5, 5], 3), ([5], 3), ([6], 3), ([7], 3), ([12], 3), ([150], 3), ([300, 300], 2), ([600], 1)]
     assert token_batches([], 8) == []
 
 

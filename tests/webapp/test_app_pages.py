@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_explorer.webapp.settings import BUNDLES_ENV
+from cxr_explorer.webapp.settings import BUNDLES_ENV, bundles_value
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import draw_image, tiny_model
@@ -247,7 +246,7 @@ def test_several_bundles_show_an_index_selector(bundle_dir: Path, tmp_path: Path
     other = tmp_path / "second"
     shutil.copytree(bundle_dir, other)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, os.pathsep.join([str(bundle_dir), str(other)]))
+        mp.setenv(BUNDLES_ENV, bundles_value([str(bundle_dir), str(other)]))
         at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
         assert not at.exception
         picker = at.sidebar.selectbox(key="bundle_pick")
