@@ -17,6 +17,7 @@ USER_ERRORS = (TextInputError, ImageLoadError, BundleError, QueryError, ValueErr
 MAX_PHRASES = 3
 TIMELINE_MAX = 8
 CMAP = "RdBu_r"
+PAIR_WIDTH = 740  # px: two 360 px maps on a laptop, above the fold with the table; a phone shrinks the row to fit
 THUMB_WIDTH = 120
 
 engine = loaders.current_engine()
@@ -109,7 +110,7 @@ def pair_maps(current: int | bytes, prior: int | bytes, phrase: str) -> None:
         st.error("Cannot ground this phrase:")
         st.text(str(exc))
         return
-    with st.container(horizontal=True, gap="small"):
+    with st.container(horizontal=True, gap="small", width=PAIR_WIDTH):
         for (png, score, _, _), name in zip(maps, ("current", "prior"), strict=True):
             with st.container(width="stretch"):
                 display.image(png, f"Heatmap of the phrase {display.snippet(phrase, 80)} on the {name} image",
