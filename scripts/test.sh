@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up (with dev tools), install Debian's chromium (browser tests) and caddy (replica tests) if
-# missing, lint
-# (ruff) and type-check (mypy through scripts/typecheck.py, which sees the package-dir mapping), then run pytest. A
-# lint or type error fails the command before any test runs. Extra arguments go to pytest.
+# missing, lint (ruff) and type-check (mypy through scripts/typecheck.py, which sees the package-dir mapping), then
+# run pytest. A lint or type error fails the command before any test runs. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
