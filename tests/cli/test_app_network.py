@@ -14,7 +14,11 @@ def test_binding_every_address_does_not_look_up_the_external_ip(monkeypatch) -> 
     from streamlit.web import bootstrap
 
     calls: list[str] = []
-    monkeypatch.setattr("streamlit.net_util.get_external_ip", lambda: calls.append("external") or None)
+
+    def external_ip() -> None:
+        calls.append("external")
+
+    monkeypatch.setattr("streamlit.net_util.get_external_ip", external_ip)
     cmd = streamlit_command(argparse.Namespace(host="0.0.0.0", port=8501, max_upload_mb=50))
     flags = {cmd[i][2:]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
     for option in ("server.address", "server.headless", "logger.hideWelcomeMessage"):
