@@ -30,16 +30,27 @@ def test_dockerfile_lints_clean() -> None:
 
 def test_dockerfile_installs_the_requirement_files_before_the_code() -> None:
     """Dependencies from the same requirement files as scripts/setup.sh, before any code is copied (a code change
-    must not reinstall torch); installed as root, run as user 10001; no bundle -> the app command says so."""
+    must not reinstall torch), in a build stage whose virtualenv the final stage copies as one layer; the project's
+    own wheel installed there without dependencies or an index; installed as root, run as user 10001; the bases are
+    build arguments with public defaults; no build tools or test dependencies in the final stage."""
     docker = (REPO / "Dockerfile").read_text()
     assert "bash scripts/setup.sh requirements.txt" in (REPO / "scripts" / "run.sh").read_text()
-    install = docker.index('pip install -r "$REQUIREMENTS"')
+    install = docker.index('-r "$REQUIREMENTS"')
     assert docker.index("COPY requirements-core.txt requirements.txt requirements-gpu.txt") < install
-    assert install < docker.index("COPY retrieval") < docker.index("pip install --no-deps .") < docker.index("USER")
+    assert install < docker.index("COPY retrieval") < docker.index("pip wheel --no-deps")
+    final = docker[docker.index("FROM python AS final"):]
+    assert final.index("COPY --from=build /opt/venv /opt/venv") < final.index("pip install --no-deps --no-index") \
+        < final.index("USER 10001")
     assert "REQUIREMENTS=requirements.txt" in docker and "REQUIREMENTS=requirements-gpu.txt" in docker
-    for part in ("HEALTHCHECK", "/_stcore/health", "USER 10001", "VOLUME", "HF_HOME", "--bundles-in"):
+    assert "ARG BASE_CPU=debian:bookworm-slim" in docker and "ARG BASE_GPU=nvidia/cuda:" in docker
+    for part in ("HEALTHCHECK", "/_stcore/health", "USER 10001", "VOLUME", "HF_HOME", "--bundles-in",
+                 "NUMBA_CACHE_DIR=/var/cache/cxr-explorer/numba"):
         assert part in docker, part
+    for absent in ("python3-venv", "requirements-dev", "build-essential", "gcc"):
+        assert absent not in final, absent
     assert "pip uninstall" not in docker  # never install faiss-cpu, then swap it
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert rules[0] == "*" and not any(r.startswith(("!tests", "!.venv", "!benchmarks")) for r in rules)
 
 
 def _pins(name: str) -> set[str]:
