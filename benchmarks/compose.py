@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,11 @@ def planted_covid(tmp: Path, model: Any, seed: int = 0) -> tuple[Any, dict[str, 
     engine = Engine(Bundle.open(write_planted(tmp / "covid", vecs, meta, model)), model)
 
     return engine, dirs, labels
+
+
+def _with(fn: Any, value: int, _: int) -> None:
+    """``fn(value)`` for :func:`time_calls` (which passes its own call index)."""
+    fn(value)
 
 
 def plant_texts(engine: Any, known: dict[str, np.ndarray]) -> None:
@@ -162,8 +168,8 @@ def latency_composed(model: Any, tmp: Path, n: int, reps: int) -> dict[str, Any]
 
     t_plain, t_comp = [], []
     for i in range(reps):  # interleaved: both see the same machine load
-        t_plain.append(time_calls(lambda _, i=i: plain(i), 1, warmup=0)[0])
-        t_comp.append(time_calls(lambda _, i=i: composed(i), 1, warmup=0)[0])
+        t_plain.append(time_calls(partial(_with, plain, i), 1, warmup=0)[0])
+        t_comp.append(time_calls(partial(_with, composed, i), 1, warmup=0)[0])
     p, c = ms_stats(t_plain), ms_stats(t_comp)
     return {"vectors": n, "plain": p, "composed_4_parts": c, "ratio_p50": round(c["p50_ms"] / p["p50_ms"], 2),
             "target_ratio": 1.5}
@@ -195,9 +201,12 @@ def latency_collection(tmp: Path, n: int, reps: int) -> dict[str, Any]:
     """Adding ``n`` cases to a collection (one locked append + fsync)."""
     from cxr_explorer.retrieval.collections.store import Collection
 
-    times = [time_calls(lambda _, r=r: Collection(tmp / "b", f"bench {r}").add([f"c{i}" for i in range(n)],
-                                                                              source="query", detail="bench"),
-                        1, warmup=0)[0] for r in range(reps)]
+    ids = [f"c{i}" for i in range(n)]
+
+    def add(r: int) -> None:
+        Collection(tmp / "b", f"bench {r}").add(ids, source="query", detail="bench")
+
+    times = [time_calls(partial(_with, add, r), 1, warmup=0)[0] for r in range(reps)]
     return {"cases": n, "add": ms_stats(times), "target_ms": 200}
 
 
