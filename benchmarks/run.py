@@ -26,7 +26,8 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "covid_chestxray"
 SECTIONS = ("build", "query", "grounding", "app", "browser", "gpu", "priors", "curate")
 """The sections every mode runs by default (priors not in --smoke); the scale sections (minutes each, their JSON
 printed as is) are added by --quick (DEFAULT_SCALE) and --full (all); ``--only`` picks any."""
-SCALE_SECTIONS = ("sentences", "build_reports", "precision", "query_encode", "growth", "memory", "app_scale")
+SCALE_SECTIONS = ("sentences", "build_reports", "precision", "query_encode", "growth", "memory", "app_scale",
+                  "compose")
 DEFAULT_SCALE = ("sentences", "build_reports", "query_encode", "memory", "app_scale")
 
 
@@ -184,6 +185,10 @@ def run_scale_sections(res: dict[str, Any], model: Any, plan: Any, sections: set
         from benchmarks.app import run_app_scale
 
         res["app_scale"] = run_app_scale(300 if smoke else 100_000)  # the app's RSS at 100k
+    if "compose" in sections:
+        from benchmarks.compose import run_compose
+
+        res["compose"] = run_compose(smoke)
 
 
 def _build_reports(res: dict[str, Any], model: Any, plan: Any, smoke: bool) -> None:

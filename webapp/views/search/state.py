@@ -124,4 +124,7 @@ def summary(options: Mapping[str, list[str]], ranges: Mapping[str, tuple[float, 
     return {"mode": s.get("s_mode"), "query": s.get("s_text") if s.get("s_mode") == "Text" else s.get("s_case"),
             "target": s.get("s_target"), "k": s.get("s_k"), "page": s.get("s_page"), "filters": where(options),
             "ranges": {c: list(r) for c, r in active_ranges(ranges).items()},
-            "hide_duplicates": s.get("s_dup_t") if s.get("s_hide_dup") else None}
+            "hide_duplicates": s.get("s_dup_t") if s.get("s_hide_dup") else None,
+            **{k: v for k, v in {"and": s.get("s_and"), "not": s.get("s_not"), "exclude_above": s.get("s_excl"),
+                                 "rank_by": s.get("s_rank"), "relevant": s.get("s_rel"),
+                                 "not_relevant": s.get("s_nrel")}.items() if v not in (None, "", [])}}
