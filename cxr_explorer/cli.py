@@ -1,4 +1,4 @@
-"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate.
+"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate | audit.
 
 Each subcommand lives in ``cxr_explorer/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cxr_explorer import __version__
 from cxr_explorer.errors import user_error_types
 
-COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate")
+COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
