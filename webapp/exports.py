@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_explorer.retrieval.engine.engine import Engine
+from cxr_explorer.webapp import auth
 
 MAX_NAME = 60
 
@@ -41,10 +42,17 @@ def json_bytes(frame: pd.DataFrame, ctx: dict[str, Any]) -> bytes:
 
 
 def export_buttons(frame: pd.DataFrame, ctx: dict[str, Any], what: str) -> None:
-    """Two distinct buttons: "CSV" and "JSON" (the file names follow the query)."""
+    """Two distinct buttons: "CSV" and "JSON" (the file names follow the query); for curators only when sign-in is
+    on (a viewer sees a line saying so). Each download is audited."""
+    if not auth.is_curator():
+        st.caption("Exports are for curators.")
+        return
     stem = file_stem(what, ctx.get("query"))
+    audit = {"query": ctx.get("query"), "rows": len(frame)}
     with st.container(horizontal=True):
         st.download_button(f"Download {what} CSV", csv_bytes(frame, ctx), f"{stem}.csv", "text/csv",
-                           key=f"export_{what}_csv", on_click="ignore")
+                           key=f"export_{what}_csv", on_click=auth.record, args=("export",),
+                           kwargs={"file": f"{stem}.csv", **audit})
         st.download_button(f"Download {what} JSON", json_bytes(frame, ctx), f"{stem}.json", "application/json",
-                           key=f"export_{what}_json", on_click="ignore")
+                           key=f"export_{what}_json", on_click=auth.record, args=("export",),
+                           kwargs={"file": f"{stem}.json", **audit})

@@ -14,7 +14,7 @@ import streamlit as st
 from cxr_explorer.retrieval.curate.export import BUILD_HINT, cleaned_manifest, exclusion_list
 from cxr_explorer.retrieval.curate.registry import CheckSpec
 from cxr_explorer.retrieval.curate.review import ReviewError, ReviewLog, current, excluded, read_decisions, review_dir
-from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp import auth, chrome, display, loaders
 from cxr_explorer.webapp.views.curate import loaders as curate_loaders
 from cxr_explorer.webapp.views.curate import state as curate_state
 
@@ -32,16 +32,24 @@ STATE.restore()
 chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
                    "probabilities. Decisions are saved beside the bundle, never inside it.")
 reviews = review_dir(bundle_dir)
+WHO = auth.identity()
+CURATOR_OK = auth.is_curator()
+if WHO is not None:
+    st.session_state["c_curator"] = WHO.curator_name  # decisions carry the signed-in identity, not a typed name
 
 
 def decide(check: str, case_id: str, decision: str) -> None:
     """Button callback: append the decision durably to this curator's log."""
+    if not auth.is_curator():
+        st.session_state["c_error"] = "Only curators may decide; you are signed in as a viewer."
+        return
     curator = st.session_state.get("c_curator", "")
     try:
         log = st.session_state.get("c_log")
         if not isinstance(log, ReviewLog) or log.curator != curator or log.directory != reviews:
             log = st.session_state["c_log"] = ReviewLog(reviews, curator)
         log.append(check, case_id, decision)
+        auth.record("decide", curator=curator, check=check, id=case_id, decision=decision)
     except (ReviewError, OSError) as exc:
         st.session_state["c_error"] = f"Could not save the decision: {exc}"
 
@@ -55,8 +63,11 @@ def controls() -> None:
     b.selectbox("Label column", [curate_state.NONE, *columns], key="c_label", on_change=curate_state.reset_page)
     c.selectbox("Split column", [curate_state.NONE, *columns], key="c_split", on_change=curate_state.reset_page)
     d, e = st.columns([3, 4])
-    d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
-                 help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
+    if WHO is not None:
+        d.text(f"Curator: {WHO.user}" + ("" if CURATOR_OK else " (viewer: decisions and exports are for curators)"))
+    else:
+        d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
+                     help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
     e.radio("Show", list(curate_state.SHOW), key="c_show", format_func=lambda v: curate_state.SHOW[v], horizontal=True,
             on_change=curate_state.reset_page)
 
@@ -113,8 +124,10 @@ def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object) -> 
     st.session_state["c_page"] = page
     st.caption(f"{len(table)} cases · {int(table['flagged'].sum())} flagged · page {page} of {pages}")
     chunk = table.iloc[(page - 1) * curate_state.PAGE_SIZE: page * curate_state.PAGE_SIZE]
-    can_decide = bool(st.session_state.get("c_curator"))
-    if not can_decide:
+    can_decide = bool(st.session_state.get("c_curator")) and CURATOR_OK
+    if not CURATOR_OK:
+        st.info("Viewers see the checks; deciding on cases is for curators.")
+    elif not can_decide:
         st.info("Type your curator name above to mark cases as ok / wrong / exclude.")
     for start in range(0, len(chunk), COLUMNS):
         for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
@@ -136,12 +149,17 @@ def exports(state: dict, problems: list[str]) -> None:
     if problems:
         st.warning(f"{len(problems)} unreadable line(s) in the review files were skipped (e.g. a write cut off by a "
                    "crash); every complete decision is kept.")
+    if not CURATOR_OK:
+        st.info("Exports are for curators.")
+        return
     manifest = cleaned_manifest(meta, columns, set(out))
     a, b = st.columns(2)
     a.download_button("Cleaned manifest CSV", manifest.to_csv(index=False).encode(), "cleaned-manifest.csv",
-                      "text/csv", key="c_dl_manifest", on_click="ignore", width="stretch")
+                      "text/csv", key="c_dl_manifest", on_click=auth.record, args=("export",),
+                      kwargs={"file": "cleaned-manifest.csv", "cases": len(manifest)}, width="stretch")
     b.download_button("Exclusion list CSV", exclusion_list(meta, out).to_csv(index=False).encode(),
-                      "exclusions.csv", "text/csv", key="c_dl_excl", on_click="ignore", width="stretch")
+                      "exclusions.csv", "text/csv", key="c_dl_excl", on_click=auth.record, args=("export",),
+                      kwargs={"file": "exclusions.csv", "cases": len(out)}, width="stretch")
     st.caption("Rebuild from the cleaned manifest with:")
     st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash", wrap_lines=True)
 

@@ -11,7 +11,7 @@ from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
-from cxr_explorer.webapp import chrome, display, exports, loaders
+from cxr_explorer.webapp import auth, chrome, display, exports, loaders
 from cxr_explorer.webapp.views.search import cards
 from cxr_explorer.webapp.views.search import state as search_state
 
@@ -150,6 +150,10 @@ st.toggle("Ground the query on every result (retrieve-then-ground)", key="s_grou
 hits: list | None = None
 page_no, per_page = search_state.page_and_size()
 if kind:
+    if kind == "image":
+        auth.record_once("upload", page="search", image=value)
+    auth.record_once("search", kind=kind, target=st.session_state["s_target"],
+                     **({"image": value} if kind == "image" else {"query" if kind == "text" else "case": value}))
     try:
         all_hits = run_query(kind, value, per_page * page_no)
     except USER_ERRORS as exc:
