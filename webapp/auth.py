@@ -94,7 +94,8 @@ def record(action: str, **details: Any) -> None:
     who = identity()
     user = who.user if who else str(details.pop("curator", "") or ANONYMOUS)
     role = who.role if who else ("curator" if config() is None else "none")
-    details.setdefault("bundle", Path(str(st.session_state.get("bundle_dir", ""))).name)
+    if st.session_state.get("bundle_dir"):  # sign-in and refusal come before a bundle is chosen
+        details.setdefault("bundle", Path(str(st.session_state["bundle_dir"])).name)
     try:
         log.record(user, role, action, **details)
     except OSError as exc:
