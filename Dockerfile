@@ -82,4 +82,4 @@ VOLUME ["/data/hf", "/data/bundles", "/data/config", "/var/cache/cxr-explorer"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
-CMD ["cxr-explorer", "app", "--bundles-in", "/data/bundles", "--host", "0.0.0.0", "--port", "8501"]
+CMD ["cxr-explorer", "app", "--bundles-in", "/data/bundles", "--host", "0.0.0.0", "--port", "8501", "--no-auth"]

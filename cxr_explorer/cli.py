@@ -1,4 +1,5 @@
-"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate | serve.
+"""``cxr-explorer``: build | info | search | ground | merge | app | eval | models | curate | collection | serve |
+audit.
 
 Each subcommand lives in ``cxr_explorer/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
@@ -15,7 +16,7 @@ from cxr_explorer import __version__
 from cxr_explorer.errors import user_error_types
 
 COMMANDS = ("demo", "build", "info", "search", "ground", "merge", "app", "eval", "models", "curate", "collection",
-            "serve")
+            "serve", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.registry import UnknownModelError
 from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
-from cxr_explorer.webapp import display, loaders
+from cxr_explorer.webapp import auth, display, loaders
 from cxr_explorer.webapp.display import RESEARCH_ONLY
 from cxr_explorer.webapp.page_state import Field, PageState, link_params
 from cxr_explorer.webapp.version_notice import newer_version_notice
@@ -57,6 +57,7 @@ def bundle_state(names: list[str]) -> PageState:
 
 def main() -> None:
     st.set_page_config(page_title="cxr-explorer", page_icon=PAGE_ICON, layout="wide")
+    auth.guard()  # with sign-in on, nothing below runs for a person who is not signed in and listed
     dirs = loaders.bundle_dirs()
     if not dirs:
         st.error("No bundle given. Start the app with `cxr-explorer app BUNDLE_DIR`.")

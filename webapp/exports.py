@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_explorer.retrieval.engine.engine import Engine
+from cxr_explorer.webapp import auth
 
 MAX_NAME = 60
 
@@ -82,19 +83,29 @@ def export_buttons(frame: pd.DataFrame, ctx: dict[str, Any], what: str,
                    everything: tuple[Callable[[], pd.DataFrame], str] | None = None, name: object = None) -> None:
     """Two distinct buttons: "CSV" and "JSON" of ``frame`` (the file names follow ``name``, else the query); with
     ``everything`` = (a function giving every matching row, what it holds, e.g. "all 648 matching results"), two
-    more that export those rows, made only when clicked."""
+    more that export those rows, made only when clicked. For curators only when sign-in is on (a viewer sees a line
+    saying so); each download is audited."""
+    if not auth.is_curator():
+        st.caption("Exports are for curators.")
+        return
     stem = file_stem(what, name if name is not None else ctx.get("query"))
+    audit = {"query": ctx.get("query"), "rows": len(frame)}
     with st.container(horizontal=True):
         st.download_button(f"Download {what} CSV", csv_bytes(frame, ctx), f"{stem}.csv", "text/csv",
-                           key=f"export_{what}_csv", on_click="ignore")
+                           key=f"export_{what}_csv", on_click=auth.record, args=("export",),
+                           kwargs={"file": f"{stem}.csv", **audit})
         st.download_button(f"Download {what} JSON", json_bytes(frame, ctx), f"{stem}.json", "application/json",
-                           key=f"export_{what}_json", on_click="ignore")
+                           key=f"export_{what}_json", on_click=auth.record, args=("export",),
+                           kwargs={"file": f"{stem}.json", **audit})
     if everything is None:
         return
     rows, label = everything
     all_ctx = {**ctx, "exported": label}
     with st.container(horizontal=True):
         st.download_button(f"Download {label} CSV", lambda: csv_bytes(rows(), all_ctx), f"{stem}-all.csv",
-                           "text/csv", key=f"export_{what}_all_csv", on_click="ignore")
+                           "text/csv", key=f"export_{what}_all_csv", on_click=auth.record, args=("export",),
+                           kwargs={"file": f"{stem}-all.csv", "query": ctx.get("query"), "rows": label})
         st.download_button(f"Download {label} JSON", lambda: json_bytes(rows(), all_ctx), f"{stem}-all.json",
-                           "application/json", key=f"export_{what}_all_json", on_click="ignore")
+                           "application/json", key=f"export_{what}_all_json", on_click=auth.record,
+                           args=("export",), kwargs={"file": f"{stem}-all.json", "query": ctx.get("query"),
+                                                     "rows": label})

@@ -21,6 +21,10 @@ DEVICE_ENV = "CXR_EXPLORER_DEVICE"
 MAX_UPLOAD_ENV = "CXR_EXPLORER_MAX_UPLOAD_MB"
 """Largest accepted upload in MB (also given to Streamlit as ``--server.maxUploadSize``)."""
 DEFAULT_MAX_UPLOAD_MB = 50
+AUTH_ENV = "CXR_EXPLORER_AUTH"
+"""The operator's auth file (see ``webapp/access.py``); unset: no sign-in (loopback only unless ``--no-auth``)."""
+AUDIT_ENV = "CXR_EXPLORER_AUDIT"
+"""The audit log as JSON: ``{"path": ..., "max_bytes": ..., "keep": ..., "redact_queries": ...}``; unset: none."""
 
 
 def bundles_value(dirs: list[str]) -> str:

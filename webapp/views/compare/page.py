@@ -9,7 +9,7 @@ from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
-from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp import auth, chrome, display, loaders
 from cxr_explorer.webapp.views.compare import state as compare_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -37,6 +37,7 @@ def _upload(label: str, key: str) -> bytes | None:
     if upload is None:
         return None
     data = upload.getvalue()
+    auth.record_once("upload", page=f"compare {key}", image=data)
     if len(data) > loaders.max_upload_bytes():
         st.error(f"The {label.split(' (')[0].lower()} is too large ({len(data) / 2**20:.1f} MB).")
         return None
@@ -92,6 +93,8 @@ def grounded_pair(current: int | bytes, prior: int | bytes, given: list[str]) ->
         return
     if len(given) > MAX_PHRASES:
         st.info(display.phrases_shown(len(phrases), len(given), "pair"))
+    auth.record_once("compare", phrases=phrases, **{name: engine.cases.ids[src] for name, src in
+                                                    (("current", current), ("prior", prior)) if isinstance(src, int)})
     for phrase in phrases:
         st.text(f"Phrase: {display.snippet(phrase, 80)}")
         pair_maps(current, prior, phrase)

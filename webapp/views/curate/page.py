@@ -24,7 +24,7 @@ from cxr_explorer.retrieval.curate.review import (
     read_decisions,
     review_dir,
 )
-from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp import auth, chrome, display, loaders
 from cxr_explorer.webapp.views.curate import loaders as curate_loaders
 from cxr_explorer.webapp.views.curate import state as curate_state
 
@@ -44,10 +44,17 @@ STATE.restore()
 chrome.page_header(engine, "Curate", " Scores are cosines, ranks, margins and shares of neighbours, not "
                    "probabilities. Decisions are saved beside the bundle, never inside it.")
 reviews = review_dir(bundle_dir)
+WHO = auth.identity()
+CURATOR_OK = auth.is_curator()
+if WHO is not None:
+    st.session_state["c_curator"] = WHO.curator_name  # decisions carry the signed-in identity, not a typed name
 
 
 def decide(check: str, case_id: str, decision: str) -> None:
     """Button callback: append the decision durably to this curator's log."""
+    if not auth.is_curator():
+        st.session_state["c_error"] = "Only curators may decide; you are signed in as a viewer."
+        return
     curator = st.session_state.get("c_curator", "")
     try:
         log = st.session_state.get("c_log")
@@ -55,6 +62,8 @@ def decide(check: str, case_id: str, decision: str) -> None:
             log = st.session_state["c_log"] = ReviewLog(reviews, curator)
         note = str(st.session_state.get(f"c_note_{check}_{case_id}", "") or "")
         log.append(check, case_id, decision, note=note.strip()[:NOTE_CHARS])
+        auth.record("decide", curator=curator, check=check, id=case_id, decision=decision,
+                    note=note.strip()[:NOTE_CHARS])
     except (ReviewError, OSError) as exc:
         st.session_state["c_error"] = f"Could not save the decision: {exc}"
 
@@ -68,8 +77,11 @@ def controls() -> None:
     b.selectbox("Label column", [curate_state.NONE, *columns], key="c_label", on_change=curate_state.reset_page)
     c.selectbox("Split column", [curate_state.NONE, *columns], key="c_split", on_change=curate_state.reset_page)
     d, e = st.columns([3, 4])
-    d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
-                 help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
+    if WHO is not None:
+        d.text(f"Curator: {WHO.user}" + ("" if CURATOR_OK else " (viewer: decisions and exports are for curators)"))
+    else:
+        d.text_input("Curator", key="c_curator", placeholder="your name (letters, digits, _ . -)",
+                     help="Your decisions go to <bundle>.review/<curator>.jsonl next to the bundle.")
     e.radio("Show", list(curate_state.SHOW), key="c_show", format_func=lambda v: curate_state.SHOW[v], horizontal=True,
             on_change=curate_state.reset_page)
 
@@ -145,8 +157,10 @@ def cases(table: pd.DataFrame, spec: CheckSpec[Any], state: dict, k: object, con
     STATE.correct(c_page=page)
     st.caption(f"{len(table)} cases · {int(table['flagged'].sum())} flagged · page {page} of {pages}")
     chunk = table.iloc[(page - 1) * curate_state.PAGE_SIZE: page * curate_state.PAGE_SIZE]
-    can_decide = bool(st.session_state.get("c_curator"))
-    if not can_decide:
+    can_decide = bool(st.session_state.get("c_curator")) and CURATOR_OK
+    if not CURATOR_OK:
+        st.info("Viewers see the checks; deciding on cases is for curators.")
+    elif not can_decide:
         st.info("Type your curator name above to mark cases as ok / wrong / exclude.")
     for start in range(0, len(chunk), COLUMNS):
         for col, (_, row) in zip(st.columns(COLUMNS), chunk.iloc[start:start + COLUMNS].iterrows(), strict=False):
@@ -175,15 +189,22 @@ def exports(state: dict, conflicting: dict, problems: list[str]) -> None:
         st.warning(f"{len(problems)} bad line(s) in the review files were skipped (e.g. a write cut off by a crash "
                    "or a hand edit); every valid decision is kept:")
         st.text("\n".join(problems[:MAX_PROBLEMS_SHOWN]) + ("\n…" if len(problems) > MAX_PROBLEMS_SHOWN else ""))
+    if not CURATOR_OK:
+        st.info("Exports are for curators.")
+        return
     manifest = cleaned_manifest(meta, columns, set(out))
     a, b, c = st.columns(3)
     a.download_button("Cleaned manifest CSV", manifest.to_csv(index=False).encode(), "cleaned-manifest.csv",
-                      "text/csv", key="c_dl_manifest", on_click="ignore", width="stretch",
+                      "text/csv", key="c_dl_manifest", on_click=auth.record, args=("export",),
+                      kwargs={"file": "cleaned-manifest.csv", "cases": len(manifest)}, width="stretch",
                       help="Every case except the excluded ones, as a corpus the build reads.")
     b.download_button("Exclusion list CSV", exclusion_list(meta, out).to_csv(index=False).encode(),
-                      "exclusions.csv", "text/csv", key="c_dl_excl", on_click="ignore", width="stretch")
-    c.download_button("Decision list CSV", decision_list(meta, state, conflicting).to_csv(index=False).encode(),
-                      "decisions.csv", "text/csv", key="c_dl_decisions", on_click="ignore", width="stretch",
+                      "exclusions.csv", "text/csv", key="c_dl_excl", on_click=auth.record, args=("export",),
+                      kwargs={"file": "exclusions.csv", "cases": len(out)}, width="stretch")
+    decisions = decision_list(meta, state, conflicting)
+    c.download_button("Decision list CSV", decisions.to_csv(index=False).encode(), "decisions.csv", "text/csv",
+                      key="c_dl_decisions", on_click=auth.record, args=("export",),
+                      kwargs={"file": "decisions.csv", "cases": len(decisions)}, width="stretch",
                       help="Every current decision (ok, wrong, exclude) with curator, time, note and conflicts.")
     st.caption("Rebuild from the cleaned manifest with:")
     st.code(BUILD_HINT.format(csv="cleaned-manifest.csv"), language="bash", wrap_lines=True)

@@ -10,7 +10,7 @@ import streamlit as st
 from cxr_explorer.retrieval.bundle.reader import BundleError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
-from cxr_explorer.webapp import chrome, display, loaders
+from cxr_explorer.webapp import auth, chrome, display, loaders
 from cxr_explorer.webapp.views.grounding import state as grounding_state
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
@@ -41,6 +41,7 @@ def pick_source() -> tuple[int | bytes | None, str]:
     upload = st.file_uploader("Image (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, key="g_upload")
     if upload is not None:
         st.session_state["g_upload_bytes"] = upload.getvalue()
+        auth.record_once("upload", page="grounding", image=st.session_state["g_upload_bytes"])
     data = st.session_state.get("g_upload_bytes")
     if data is None:
         st.info("Upload an image to ground phrases on it. Uploads stay in this browser session only: a copied link "
@@ -86,6 +87,8 @@ def phrase_maps(source: int | bytes, cmap: str, alpha: float, iso: bool, vrange:
         return
     if len(given) > MAX_PHRASES:
         st.info(display.phrases_shown(len(phrases), len(given), "image"))
+    auth.record_once("ground", phrases=phrases, **({"image": source} if isinstance(source, bytes)
+                                                   else {"case": engine.cases.ids[source]}))
     width = min(MAPS_PER_ROW, len(phrases))
     for start in range(0, len(phrases), width):
         cols = st.columns(width)

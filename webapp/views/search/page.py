@@ -14,7 +14,7 @@ from cxr_explorer.retrieval.engine.filters import QueryError
 from cxr_explorer.retrieval.engine.limits import MAX_K
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.text_model import TextInputError
-from cxr_explorer.webapp import chrome, display, exports, loaders
+from cxr_explorer.webapp import auth, chrome, display, exports, loaders
 from cxr_explorer.webapp.views.search import cards
 from cxr_explorer.webapp.views.search import compose as search_compose
 from cxr_explorer.webapp.views.search import state as search_state
@@ -180,6 +180,10 @@ hits: list | None = None
 more = False  # whether hits exist past this page
 page_no, per_page = search_state.page_and_size()
 if kind:
+    if kind == "image":
+        auth.record_once("upload", page="search", image=value)
+    auth.record_once("search", kind=kind, target=st.session_state["s_target"],
+                     **({"image": value} if kind == "image" else {"query" if kind == "text" else "case": value}))
     try:
         found = run_query(kind, value, search_state.hits_to_ask(page_no, per_page))
     except USER_ERRORS as exc:
