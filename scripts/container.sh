@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-localhost/cxr-explorer:cpu}
 IMAGE_GPU=${IMAGE_GPU:-localhost/cxr-explorer:gpu}
 PIP_CA_IN_BUILD=/run/pip-host-ca.crt
-LOCAL_BASE=localhost/debian-bookworm-minbase:latest
+LOCAL_BASE=${LOCAL_BASE:-localhost/debian-bookworm-minbase:latest}
 BASE_GPU=${BASE_GPU:-nvidia/cuda:12.6.3-runtime-ubuntu24.04}
 PODMAN=(podman --runtime "${RUNTIME:-runc}")
 
