@@ -82,4 +82,8 @@ VOLUME ["/data/hf", "/data/bundles", "/data/config", "/var/cache/cxr-explorer"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
-CMD ["cxr-explorer", "app", "--bundles-in", "/data/bundles", "--host", "0.0.0.0", "--port", "8501", "--no-auth"]
+# Sign-in is on by default: the operator mounts the sign-in file at /data/config/auth.toml (docs/deploy.md). A
+# container without it stops with one line naming the file; a demo on a machine only its user reaches passes its own
+# command with --no-auth instead.
+CMD ["cxr-explorer", "app", "--bundles-in", "/data/bundles", "--host", "0.0.0.0", "--port", "8501", \
+     "--auth", "/data/config/auth.toml"]

@@ -103,9 +103,10 @@ smoke() {  # smoke BUNDLE [IMAGES ...]
   url=http://127.0.0.1:$port
   trap '"${PODMAN[@]}" logs "$SMOKE_NAME" > "${SMOKE_LOG:-/dev/null}" 2>&1 || true
         "${PODMAN[@]}" rm -f -v "$SMOKE_NAME" >/dev/null 2>&1' EXIT
-  # the image's own command (the app on 0.0.0.0:8501 inside the container's network), published on loopback
+  # the image's command without sign-in (no identity provider here; the port is published on loopback only)
   "${PODMAN[@]}" run -d --init --name "$SMOKE_NAME" --read-only --tmpfs /tmp --tmpfs /data/hf \
     -p "127.0.0.1:$port:8501" -v "$bundle:/data/bundles/$(basename "$bundle"):ro" "${mounts[@]}" "$IMAGE" \
+    cxr-explorer app --bundles-in /data/bundles --host 0.0.0.0 --port 8501 --no-auth \
     >/dev/null 2>&1 || die "podman run failed: $("${PODMAN[@]}" logs "$SMOKE_NAME" 2>&1 | tail -3)"
   local user rootfs
   user=$("${PODMAN[@]}" exec "$SMOKE_NAME" id -u)
