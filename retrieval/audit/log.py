@@ -14,7 +14,6 @@ only ``image_sha256`` of its bytes.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cxr_explorer.retrieval.bundle.store import atomic
 
 ACTIONS = ("sign_in", "refused", "search", "ground", "upload", "compare", "export", "decide")
 DEFAULT_MAX_MB = 64.0
@@ -70,24 +71,14 @@ class AuditLog:
 
     def _append(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(f"{self.path}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        with atomic.locked(Path(f"{self.path}.lock")):
             try:
                 size = self.path.stat().st_size
             except FileNotFoundError:
                 size = 0
             if size and size + len(line) > self.max_bytes:
                 self._rotate()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            os.close(lock_fd)
+            atomic.append_line(self.path, line, mode=0o600)  # who searched what: readable by the operator only
 
     def _rotate(self) -> None:
         """Shift ``log.N`` to ``log.N+1`` (dropping the oldest past ``keep``) and ``log`` to ``log.1``."""
@@ -101,11 +92,7 @@ class AuditLog:
             if src.exists():
                 os.replace(src, rotated(self.path, n + 1))
         os.replace(self.path, rotated(self.path, 1))
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic.fsync_dir(self.path.parent)
 
 
 def rotated(path: Path, n: int) -> Path:

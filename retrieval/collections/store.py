@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxr_explorer.retrieval.bundle.store.atomic import append_line
 from cxr_explorer.retrieval.curate.export import cleaned_manifest
-from cxr_explorer.retrieval.curate.review import _append_line as append_line
 from cxr_explorer.retrieval.engine.filters import QueryError
 
 __all__ = ["MAX_NAME", "SOURCES", "SUFFIX", "Collection", "CollectionError", "Entry", "check_name",

@@ -10,7 +10,6 @@ file, so several curators' files merge by being in the same folder (:func:`merge
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -19,6 +18,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from cxr_explorer.retrieval.bundle.store import atomic
 
 SUFFIX = ".review"
 DECISIONS = ("ok", "wrong", "exclude", "clear")
@@ -72,32 +73,6 @@ def check_curator(name: str) -> str:
     return name
 
 
-def _append_line(path: Path, data: bytes) -> None:
-    """Append ``data`` (one line) under an exclusive lock, sealing a torn last line first, then fsync."""
-    created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data  # a writer died mid-line: keep its bytes on their own (skipped) line
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-    if created:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 class ReviewLog:
     """One curator's append-only decision log in ``directory`` (one instance per app session)."""
 
@@ -119,7 +94,7 @@ class ReviewLog:
         self._seq += 1
         d = Decision(time.time_ns(), self.curator, self.session, self._seq, str(check), str(case_id), decision,
                      str(note))
-        _append_line(self.path, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
+        atomic.append_line(self.path, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
         return d
 
 
@@ -224,7 +199,7 @@ def merge_files(sources: Iterable[str | os.PathLike[str]], directory: str | os.P
         problems += [f"{src.parent.name}/{p}" for p in bad]
         for d in decisions:
             if d.key() not in have:
-                _append_line(dest / src.name, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
+                atomic.append_line(dest / src.name, (json.dumps(asdict(d), ensure_ascii=False) + "\n").encode("utf-8"))
                 have.add(d.key())
                 added += 1
     return added, problems

@@ -80,12 +80,12 @@ RULES = [
          "cxr_explorer.retrieval.curate.report",
          ["3: open(...) writes in place", "5: write_text(...) writes in place", "6: save(...) writes in place",
           "7: to_csv(...) writes in place", "11: save(...) writes in place", "13: open(...) writes in place"],
-         # the owners: atomic writes themselves; the store, whose files go into a build area or a staged version
-         # that is installed by one rename; the writer's FAISS indexes (into that staged version); the review log
-         # (append-only), the text cache's scratch file (never read after a crash) and the replicas' process logs
-        # (append-only output of the child processes)
-         exempt=frozenset({"retrieval/bundle/store", "retrieval/bundle/writer.py", "retrieval/curate/review.py",
-                           "index/text_cache_store.py", "cxr_explorer/commands/serve.py"})),
+         # the owners: atomic writes themselves (files by rename, journals by append_line); the store, whose files go
+         # into a build area or a staged version that is installed by one rename; the writer's FAISS indexes (into
+         # that staged version); the text cache's scratch file (never read after a crash) and the replicas' process
+         # logs (append-only output of the child processes)
+         exempt=frozenset({"retrieval/bundle/store", "retrieval/bundle/writer.py", "index/text_cache_store.py",
+                           "cxr_explorer/commands/serve.py"})),
 ]
 
 

@@ -4,7 +4,6 @@ its phrases."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cxr_explorer.webapp.settings import BUNDLES_ENV
+from cxr_explorer.webapp.settings import BUNDLES_ENV, bundles_value
 from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model
@@ -126,7 +125,7 @@ def test_the_chosen_bundle_is_in_the_url_and_the_default_is_not(bundle_dir: Path
     second = tmp_path / "second"
     shutil.copytree(bundle_dir, second)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, os.pathsep.join((str(bundle_dir), str(second))))
+        mp.setenv(BUNDLES_ENV, bundles_value([str(bundle_dir), str(second)]))
         at = start()
         assert "bundle" not in at.query_params
         at.selectbox(key="bundle_pick").set_value(1).run()

@@ -1,4 +1,5 @@
-"""The one owner of atomic file writes: every file we write that is not append-only goes through here.
+"""The one owner of atomic file writes: every file we write goes through here, whole files by rename and append-only
+journals (review files, collections, the audit log) by :func:`append_line`.
 
 A file is written under a temporary name in its own folder, flushed and fsynced, renamed over the target and the
 folder fsynced, so a reader (or a rerun after a kill, a full disk or a power cut) sees either the old file or the
@@ -9,6 +10,7 @@ the old summary goes first and the new one lands last, so a summary on disk alwa
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["fsync_dir", "write_bytes", "write_json", "write_set", "write_text", "writing"]
+__all__ = ["append_line", "fsync_dir", "locked", "write_bytes", "write_json", "write_set", "write_text", "writing"]
 
 Writer = Callable[[IO[bytes]], object]
 """Writes one file's content to an open binary file (e.g. ``lambda fh: frame.to_parquet(fh)``)."""
@@ -89,3 +91,39 @@ def write_set(files: Mapping[Path, Writer], *, last: Path, last_writer: Writer) 
             write(fh)
     with writing(summary) as fh:
         last_writer(fh)
+
+
+def append_line(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Append ``data`` (one line) to a journal under an exclusive ``flock``, sealing a torn last line first (a writer
+    killed mid-line keeps its bytes on their own line, which readers skip), then fsync; the folder is fsynced when
+    the file is new (made with permission bits ``mode``)."""
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (made empty if absent) for the block: one writer at a time across
+    processes, released by the OS if the holder dies."""
+    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
