@@ -181,7 +181,8 @@ class Bundle:
             raise self._damaged(names.MANIFEST, f'field "count"/"dim": {m["count"]} x {m["dim"]} but '
                                 f"{names.IMAGE_EMB} holds {shape}")
         try:
-            stored = set(pq.read_schema(self.folder / names.METADATA).names)
+            with open(self.folder / names.METADATA, "rb") as fh:  # a file, never a URI ("co:lon" folders)
+                stored = set(pq.read_schema(fh).names)
         except (OSError, pa.ArrowException) as exc:
             raise self._damaged(names.METADATA, f"unreadable schema ({str(exc)[:80]})") from None
         missing = [c for c in self.metadata_columns if c not in stored]
