@@ -70,7 +70,7 @@ def score(table: pd.DataFrame, truth: set[tuple[str, str]]) -> dict[str, Any]:
     """Per signal (and any): pairs listed, planted pairs found, precision, recall."""
     pairs = [frozenset((str(a), str(b))) for a, b in zip(table["id"], table["other_id"], strict=True)]
     planted = {frozenset(p) for p in truth}
-    out = {}
+    out: dict[str, Any] = {}
     for signal in ("vector", "hash", "report", "any"):
         mask = np.ones(len(table), bool) if signal == "any" else table["found_by"].str.contains(signal).to_numpy()
         found = {p for p, m in zip(pairs, mask, strict=True) if m}
@@ -83,7 +83,7 @@ def score(table: pd.DataFrame, truth: set[tuple[str, str]]) -> dict[str, Any]:
         counts = kinds.setdefault(copy.split("-", 1)[0], [0, 0])
         counts[0] += frozenset((copy, source)) in by_hash
         counts[1] += 1
-    out["hash_found_by_kind"] = {k: f"{a}/{n}" for k, (a, n) in kinds.items()}  # type: ignore[dict-item]
+    out["hash_found_by_kind"] = {k: f"{a}/{n}" for k, (a, n) in kinds.items()}
     return out
 
 
