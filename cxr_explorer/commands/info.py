@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def summary_lines(m: dict[str, Any]) -> list[str]:
     """Human-readable lines for a manifest."""
+    from cxr_explorer.retrieval.models.precision import fidelity_note
+
     model, build, counts = m["model"], m.get("build", {}), m["counts"]
     reasons = Counter(s.get("reason", "") for s in m.get("skipped", []))
     lines = [
@@ -45,6 +47,7 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"built with  {build['command']}")
     if build.get("images_per_s"):
         lines.append(f"speed       {build['images_per_s']:.1f} images/s (precision {build.get('precision')})")
+    lines.append(f"precision   {fidelity_note(build.get('precision'))}")
     return lines
 
 

@@ -49,4 +49,4 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def has_hash(hashes: np.ndarray) -> np.ndarray:
     """[N] bool: rows of [N, HASH_BYTES] that hold a hash (not the all-zero "no image" row)."""
-    return np.asarray(np.asarray(hashes).any(axis=-1))
+    return np.count_nonzero(hashes, axis=-1) > 0

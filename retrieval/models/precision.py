@@ -17,6 +17,21 @@ Precision = Literal["fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
 #: /proc/cpuinfo flags that mean the CPU multiplies bf16 natively.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: What each precision means for fidelity to hi-ml-multimodal 0.2.2 (tests/reference/): the 1e-5 agreement is fp32's;
+#: the bf16 figures are max |bf16 ours - fp32 hi-ml| measured on the reference inputs (heatmaps: benchmarks/README.md).
+FIDELITY: dict[str, str] = {
+    "fp32": "fp32: matches hi-ml-multimodal 0.2.2 to max |diff| <= 1e-5",
+    "bf16": "bf16: the 1e-5 match with hi-ml-multimodal 0.2.2 is for fp32; in bf16, global embeddings differ from fp32 "
+            "hi-ml by up to 6.6e-3, patch embeddings by up to 9.3e-2, text embeddings by up to 9.2e-3",
+}
+
+
+def fidelity_note(precision: object) -> str:
+    """One line on what ``precision`` (a bundle's ``build.precision``; None or another value: not recorded) means
+    for fidelity to the reference implementation."""
+    if isinstance(precision, str) and precision in FIDELITY:
+        return FIDELITY[precision]
+    return f"precision not recorded by this build; {FIDELITY['fp32']}, {FIDELITY['bf16'].removeprefix('bf16: ')}"
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:

@@ -101,9 +101,17 @@ def put(key: str, value, how: str, pattern: str | None = None) -> None:
 
 
 def FULL_MAP(images: list[str]) -> str:  # noqa: N802 - a rule, named like the constants around it
-    """Full-size maps are stored for the first image (373x361, non-square, the one that is upscaled): the smallest,
-    which keeps fixture.npz small, and the one that exercises upscaling and odd NaN margins."""
-    return images[0]
+    """Full-size maps are stored for the tiny 29x41 portrait (upscaled 17x, odd crop margin): 1,189 pixels each, so
+    both interpolations cost nothing; larger images would store megabytes that the sim_grid plus the conversion's own
+    comparison (grounding_maps.npz) already pin down."""
+    return images[5]
+
+
+def PATCH_IMAGES(images: list[str]) -> dict[str, list[str]]:  # noqa: N802
+    """Images whose [h, w, 128] patch grid is stored, per model (the others store global, sim_grid and scores, which
+    depend on every patch; the network is the same for every input, so a few grids pin it down; BioViL-T's large
+    image has its float64 grid and the first pair its float32 and float64 grids)."""
+    return {"biovil": [images[0], images[4]], "biovil_t": [images[6]]}
 
 
 def PAIRS(images: list[str]) -> list[tuple[str, str]]:  # noqa: N802
@@ -112,7 +120,8 @@ def PAIRS(images: list[str]) -> list[tuple[str, str]]:  # noqa: N802
 
 
 def F64_IMAGES(images: list[str]) -> list[str]:  # noqa: N802
-    """Single images also run in float64 (both models): the large 12-bit one, the down-scaling path."""
+    """Single images also run in float64 (both models; the patch grid for BioViL-T only): the large 12-bit one, the
+    down-scaling path."""
     return [images[3]]
 
 
@@ -175,23 +184,30 @@ def run_text(engine: TextInferenceEngine) -> dict:
 
 
 def run_image(name: str, engine: ImageInferenceEngine, vlp: ImageTextInferenceEngine, text_emb: torch.Tensor,
-              images: list[str], full_map_image: str) -> None:
+              images: list[str], full_map_image: str, patch_images: list[str]) -> None:
     for img in images:
         path, p = IMAGE_DIR / img, f"{name}/{img}"
         pil = load_image(path)
         x = engine.transform(pil)  # [3, crop, crop] float32, values k/255
         u8 = torch.round(x[0] * 255).to(torch.uint8)
         assert torch.equal(x, u8.float().div(255).expand(3, -1, -1)), "preprocessed tensor is not exactly k/255 x3"
-        put(f"{p}/input_u8", u8, "round(255 * engine.transform(load_image(path))[0]) uint8 [crop,crop]; the reference "
-            "tensor == input_u8/255 (float32 division) repeated on 3 channels, exactly", "<model>/<image>/input_u8")
+        if name == "biovil":
+            put(f"{p}/input_u8", u8, "round(255 * engine.transform(load_image(path))[0]) uint8 [480,480]; the "
+                "reference tensor == input_u8/255 (float32 division) repeated on 3 channels, exactly. BioViL-T's "
+                "[448,448] input is its centre, input_u8[16:464, 16:464] (same Resize(512); asserted)",
+                "biovil/<image>/input_u8")
+        else:
+            ref = torch.from_numpy(fixture[f"biovil/{img}/input_u8"])
+            assert torch.equal(u8, ref[16:464, 16:464]), "BioViL-T's input is not the centre of BioViL's"
         put(f"{p}/orig_size", np.array(pil.size, dtype=np.int64), "load_image(path).size = (width, height)",
             "<model>/<image>/orig_size")
         put(f"{p}/global", engine.get_projected_global_embedding(path),
             "image_engine.get_projected_global_embedding(path) [128], L2-normalised", "<model>/<image>/global")
         patch, size = engine.get_projected_patch_embeddings(path)
         assert tuple(size) == pil.size
-        put(f"{p}/patch", patch, "image_engine.get_projected_patch_embeddings(path)[0] [h,w,128], L2-normalised "
-            "per patch", "<model>/<image>/patch")
+        if img in patch_images:
+            put(f"{p}/patch", patch, "image_engine.get_projected_patch_embeddings(path)[0] [h,w,128], L2-normalised "
+                "per patch (PATCH_IMAGES only)", "<model>/<image>/patch")
         grid = ImageTextInferenceEngine._get_similarity_map_from_embeddings(patch, text_emb)
         put(f"{p}/sim_grid", grid, "ImageTextInferenceEngine._get_similarity_map_from_embeddings(patch, "
             "text/grounding_embedding) [h,w] (Gaussian-smoothed, sigma 1.5)", "<model>/<image>/sim_grid")
@@ -209,7 +225,7 @@ def run_image(name: str, engine: ImageInferenceEngine, vlp: ImageTextInferenceEn
             assert np.array_equal(m, again, equal_nan=True), "map differs from the one rebuilt from sim_grid"
             put(f"{p}/sim_map_{interp}", m.astype(np.float32), f"vlp.get_similarity_map_from_raw_data(path, "
                 f"GROUNDING_PHRASE, interpolation='{interp}') [H_orig,W_orig], NaN outside the crop; only for the "
-                "first image (FULL_MAP: 373x361, upscaled)", f"<model>/<image>/sim_map_{interp}")
+                "tiny image (FULL_MAP: 29x41, upscaled)", f"<model>/<image>/sim_map_{interp}")
 
 
 def _model_input(engine: ImageInferenceEngine, name: str) -> torch.Tensor:
@@ -246,25 +262,30 @@ def run_temporal(engine: ImageInferenceEngine, pairs: list[tuple[str, str]], tex
     model.load_state_dict(engine.model.state_dict(), strict=True)
     model.eval()
     model64 = copy.deepcopy(model).double()
-    for cur, prior in pairs:
+    for n, (cur, prior) in enumerate(pairs):
+        grids = n == 0  # patch and pooler grids for the first pair only (size); global and sim_grid for every pair
         p = f"biovil_t/pair/{cur}+{prior}"
         x_cur, x_prior = _model_input(engine, cur), _model_input(engine, prior)
         out, temporal = _temporal_call(model, x_cur, x_prior)
         glob, patch = _normalised(out)
         put(f"{p}/global", glob, "F.normalize(MultiImageModel(current, previous_image=prior)"
             ".projected_global_embedding) [128]", "biovil_t/pair/<cur>+<prior>/global")
-        put(f"{p}/patch", patch, "F.normalize(....projected_patch_embeddings, dim=1).permute(0,2,3,1)[0] [14,14,128]",
-            "biovil_t/pair/<cur>+<prior>/patch")
-        put(f"{p}/temporal", temporal[0], "output of model.encoder.vit_pooler (forward hook) during that call "
-            "[256,14,14] (the 'difference' half of the fused 512-channel grid)", "biovil_t/pair/<cur>+<prior>/temporal")
+        if grids:
+            put(f"{p}/patch", patch, "F.normalize(....projected_patch_embeddings, dim=1).permute(0,2,3,1)[0] "
+                "[14,14,128] (first pair)", "biovil_t/pair/<cur>+<prior>/patch")
+            put(f"{p}/temporal", temporal[0], "output of model.encoder.vit_pooler (forward hook) during that call "
+                "[256,14,14] (the 'difference' half of the fused 512-channel grid; first pair)",
+                "biovil_t/pair/<cur>+<prior>/temporal")
         grid = ImageTextInferenceEngine._get_similarity_map_from_embeddings(patch, text_emb)
         put(f"{p}/sim_grid", grid, "ImageTextInferenceEngine._get_similarity_map_from_embeddings(pair patch, "
             "text/grounding_embedding) [14,14]", "biovil_t/pair/<cur>+<prior>/sim_grid")
         out64, temporal64 = _temporal_call(model64, x_cur.double(), x_prior.double())
         glob64, patch64 = _normalised(out64)
         put(f"{p}/global_f64", glob64, "as global, float64 model and inputs", "biovil_t/pair/<cur>+<prior>/global_f64")
-        put(f"{p}/patch_f64", patch64, "as patch, float64", "biovil_t/pair/<cur>+<prior>/patch_f64")
-        put(f"{p}/temporal_f64", temporal64[0], "as temporal, float64", "biovil_t/pair/<cur>+<prior>/temporal_f64")
+        if grids:
+            put(f"{p}/patch_f64", patch64, "as patch, float64", "biovil_t/pair/<cur>+<prior>/patch_f64")
+            put(f"{p}/temporal_f64", temporal64[0], "as temporal, float64",
+                "biovil_t/pair/<cur>+<prior>/temporal_f64")
         assert float((temporal64[0] - temporal[0].double()).abs().max()) < 1e-3
 
 
@@ -276,8 +297,9 @@ def run_float64(name: str, engine: ImageInferenceEngine, images: list[str]) -> N
             glob, patch = _normalised(model64(_model_input(engine, img).double()))
         put(f"{name}/{img}/global_f64", glob, "float64 copy of the model: F.normalize(projected_global_embedding)",
             "<model>/<image>/global_f64")
-        put(f"{name}/{img}/patch_f64", patch, "float64: normalised projected patches [h,w,128]",
-            "<model>/<image>/patch_f64")
+        if name == "biovil_t":
+            put(f"{name}/{img}/patch_f64", patch, "float64: normalised projected patches [h,w,128] (BioViL-T)",
+                "<model>/<image>/patch_f64")
 
 
 # (width, height, resize, crop, interpolation): the cases tests/retrieval/grounding/test_maps.py compares
@@ -319,7 +341,8 @@ def main() -> None:
     n_keys = {}
     for name in IMAGE_MODELS:
         engine, n_keys[name] = build_image(name)
-        run_image(name, engine, ImageTextInferenceEngine(engine, text_engine), text_emb, images, FULL_MAP(images))
+        run_image(name, engine, ImageTextInferenceEngine(engine, text_engine), text_emb, images, FULL_MAP(images),
+                  PATCH_IMAGES(images)[name])
         run_float64(name, engine, F64_IMAGES(images))
         if name == "biovil_t":
             run_temporal(engine, PAIRS(images), text_emb)
@@ -330,9 +353,10 @@ def main() -> None:
             assert np.allclose(np.linalg.norm(a.astype(np.float64), axis=-1), 1.0, atol=1e-5), k
     # How strongly the outputs depend on the image: with the seeded weights it is weak (see README), so the
     # comparing test must use tolerances well below these spreads.
-    spread = {f"{n}/{a}": float(max(np.abs(fixture[f"{n}/{images[i]}/{a}"] - fixture[f"{n}/{images[i + 1]}/{a}"]).max()
-                                    for i in range(len(images) - 1)))
-              for n in IMAGE_MODELS for a in ("global", "patch", "sim_grid", "score_pos")}
+    spread = {f"{n}/{a}": float(max((np.abs(fixture[f"{n}/{x}/{a}"] - fixture[f"{n}/{y}/{a}"]).max()
+                                     for x, y in zip(names, names[1:], strict=False)), default=0.0))
+              for n in IMAGE_MODELS for a in ("global", "patch", "sim_grid", "score_pos")
+              for names in [PATCH_IMAGES(images)[n] if a == "patch" else images]}
     print("max |difference| between consecutive images:", spread)
     npz = OUT_DIR / "fixture.npz"
     np.savez_compressed(npz, **fixture)
@@ -345,6 +369,7 @@ def main() -> None:
         "platform": platform.platform(), "torch_num_threads": torch.get_num_threads(), "versions": versions(),
         "images_dir": IMAGES_REL, "images": images, "full_map_image": FULL_MAP(images),
         "pairs": [list(p) for p in PAIRS(images)], "float64_images": F64_IMAGES(images),
+        "patch_images": PATCH_IMAGES(images),
         "grounding_cases": GROUNDING_CASES,
         "image_sha256": {n: hashlib.sha256((IMAGE_DIR / n).read_bytes()).hexdigest() for n in images},
         "salts": SALTS,

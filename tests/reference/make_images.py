@@ -30,12 +30,19 @@ class SyntheticImage:
     bits: int = 8
 
 
-# Order matters: the first is the smallest (upscaled; full-size maps are stored for it).
+# Order matters: the generator picks pairs and float64 inputs by position. The last three exercise the two
+# rounding rules of the preprocessing: after Resize(512) their long side (667, 723, 3639) is odd, so the centre
+# crop's offset is a .5 that torchvision rounds half to even (not down), and 512 * long / short has a fraction above
+# .5 (.648, .862, .810), so int() and round() give different sizes. tiny_29x41 is upscaled 17x and portrait (the
+# vertical offset); full-size maps are stored for it (1,189 pixels). wide_1500x211 is a 7:1 strip.
 IMAGES: tuple[SyntheticImage, ...] = (
     SyntheticImage("small_373x361.jpg", 373, 361, "L", seed=1),
     SyntheticImage("landscape_rgb_600x500.jpg", 600, 500, "RGB", seed=2),
     SyntheticImage("portrait_512x640.png", 512, 640, "L", seed=3),
     SyntheticImage("large_12bit_2048x2496.png", 2048, 2496, "I;16", seed=4, bits=12),
+    SyntheticImage("odd_margin_652x500.jpg", 652, 500, "L", seed=5),
+    SyntheticImage("tiny_29x41.png", 29, 41, "L", seed=6),
+    SyntheticImage("wide_1500x211.png", 1500, 211, "L", seed=7),
 )
 
 

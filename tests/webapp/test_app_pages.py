@@ -230,6 +230,8 @@ def test_about_page_manifest_and_cards(env) -> None:
     assert any("Skipped while building: 1 item**" in m for m in texts(at.markdown))
     md = "\n".join(texts(at.markdown))
     assert "Weights verified**: NO" in md and "Real model**: NO" in md
+    plain = md.replace("\\", "")  # markdown escapes
+    assert "Precision**: not recorded" in plain and "1e-5" in plain and "bf16" in plain and "9.3e-2" in plain
     assert any("Research use only" in e for e in texts(at.error))
 
 

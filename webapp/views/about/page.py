@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_explorer.retrieval.models.cards import released_cards
+from cxr_explorer.retrieval.models.precision import fidelity_note
 from cxr_explorer.webapp import chrome, display, loaders
 
 engine = loaders.current_engine()
@@ -19,6 +20,7 @@ st.error("**Research use only — not for diagnosis.** These models and this too
 
 st.subheader("This bundle")
 model = facts.model
+precision = facts.build.get("precision")
 left, right = st.columns(2)
 E = display.md_escape
 left.markdown("\n".join([
@@ -28,6 +30,7 @@ left.markdown("\n".join([
     f"- **Weights verified**: {'yes' if identity.get('verified') else 'NO'} (source: {E(identity.get('source'))})",
     f"- **Image weights MD5**: {E(model.get('image_md5'))}",
     f"- **Preprocessing**: {E(facts.preprocessing)} · grid {E(facts.grid_shape)}",
+    f"- **Precision**: {E(precision or 'not recorded')} — {E(fidelity_note(precision))}",
     f"- **Created**: {E(facts.created)}",
 ]))
 right.dataframe(pd.DataFrame([{"what": k, "count": v} for k, v in facts.counts.items()]), hide_index=True)
