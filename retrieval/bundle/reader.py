@@ -375,7 +375,7 @@ class Bundle:
         if "image_hashes" not in self.manifest:
             return None
         with self._reading(names.IMAGE_HASHES):
-            return np.load(self.folder / names.IMAGE_HASHES)
+            return np.load(self.checked_path(names.IMAGE_HASHES))
 
     def image_path(self, row: int) -> Path:
         """Absolute image path recorded at build time."""
