@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from cxr_explorer.retrieval.bundle.reader import BundleError
+from cxr_explorer.retrieval.bundle.store.errors import DamagedBundleError
 from cxr_explorer.retrieval.inputs.images import ImageLoadError
 from cxr_explorer.retrieval.models.registry import UnknownModelError
 from cxr_explorer.retrieval.models.weights import WeightsChecksumError, WeightsFormatError, WeightsNotFoundError
@@ -92,7 +93,11 @@ def main() -> None:
                        f"model {display.md_escape(engine.facts.model_name)}")
     st.sidebar.caption(RESEARCH_ONLY)
     newer_version_notice(bundle_dir, engine)
-    current.run()
+    try:
+        current.run()
+    except DamagedBundleError as exc:  # a data file failed its check mid-page (e.g. a thumbnail's block)
+        st.error(display.plain_message(exc, bundle_dir))
+        st.caption(RESEARCH_ONLY)
 
 
 def nav_links(pages: list[StreamlitPage]) -> None:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from cxr_explorer.retrieval.bundle.store import names
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.helpers.bundles import APP_CASES, model_bundle
-from tests.helpers.damage import flip_patch_row
+from tests.helpers.damage import current_folder, flip_bit, flip_patch_row
 from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model
 
@@ -49,3 +49,17 @@ def test_a_lost_current_is_one_line_and_a_damaged_patch_row_draws_no_map(clean_b
     at = run_app(flipped, "grounding")
     assert any("damaged bundle" in e and names.PATCHES in e for e in errors(at))
     assert not any("global similarity" in str(t.value) for t in at.text)
+
+
+def test_a_damaged_thumbnail_is_one_line_on_the_search_page(clean_bundle: Path, tmp_path: Path) -> None:
+    damaged = Path(shutil.copytree(clean_bundle, tmp_path / "thumbs"))
+    thumbs = current_folder(damaged) / names.THUMBS
+    for offset in range(0, thumbs.stat().st_size, 997):  # every block of every thumbnail
+        flip_bit(thumbs, offset)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(BUNDLES_ENV, str(damaged))
+        at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
+        at.query_params["q"] = "pleural effusion"
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("damaged bundle" in e and names.THUMBS in e for e in errors(at))
