@@ -56,12 +56,13 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> No
 
 
 @contextlib.contextmanager
-def serve(bundles: list[Path], log_path: Path) -> Iterator[str]:
-    """``cxr-explorer app BUNDLES`` on a free port, in its own process group (stopped with it); yields the base URL."""
-    port = free_port()
+def serve(bundles: list[Path], log_path: Path, *extra: str, port: int | None = None) -> Iterator[str]:
+    """``cxr-explorer app BUNDLES [EXTRA...]`` on ``port`` (a free one by default), in its own process group (stopped
+    with it); yields the base URL."""
+    port = port or free_port()
     exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([exe, "app", *map(str, bundles), "--port", str(port)], stdout=log,
+        proc = subprocess.Popen([exe, "app", *map(str, bundles), "--port", str(port), *extra], stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)

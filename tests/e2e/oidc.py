@@ -83,24 +83,7 @@ emails = ["{CURATOR}"]
 def serve_with_auth(bundle: Path, log_path: Path, port: int, auth: Path, *extra: str) -> Iterator[str]:
     """``cxr-explorer app BUNDLE --auth FILE`` on ``port`` (its redirect URI names that port), in its own process
     group; yields the base URL."""
-    import os
-    import shutil
-    import signal
-    import subprocess
-    import sys
+    from tests.e2e.helpers import serve
 
-    from tests.e2e.helpers import wait_healthy
-
-    exe = shutil.which("cxr-explorer") or str(Path(sys.executable).parent / "cxr-explorer")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([exe, "app", str(bundle), "--port", str(port), "--auth", str(auth), *extra],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
+    with serve([bundle], log_path, "--auth", str(auth), *extra, port=port) as url:
+        yield url
