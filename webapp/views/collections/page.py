@@ -95,7 +95,7 @@ with st.form("k_edit", border=True):
 
 names = list_collections(bundle_dir)
 if not names:
-    st.info("No collections yet. Add cases here, or from the Search page's “Add to a collection”.")
+    st.info("No collections yet. Add cases here, or from the Search, Map or Curate page's “Add to a collection”.")
     STATE.save()
     st.stop()
 if st.session_state.get("k_name") not in names:

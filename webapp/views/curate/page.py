@@ -24,7 +24,7 @@ from cxr_explorer.retrieval.curate.review import (
     read_decisions,
     review_dir,
 )
-from cxr_explorer.webapp import auth, chrome, display, loaders
+from cxr_explorer.webapp import auth, chrome, collections_ui, display, loaders
 from cxr_explorer.webapp.views.curate import loaders as curate_loaders
 from cxr_explorer.webapp.views.curate import state as curate_state
 
@@ -227,6 +227,10 @@ else:
     st.text("Thresholds: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items()))  # column names: plain text
     terms(SPECS[check])
     cases(table, SPECS[check], state, thresholds.get("k"), conflicting)
+    collections_ui.add_form(bundle_dir, "c", {"flagged": list(table.loc[table["flagged"], "id"].astype(str))},
+                            "curate", f"flagged by the Curate check {SPECS[check].page_title} ({check})",
+                            title="Add the flagged cases of this check to a collection",
+                            known_by=str(st.session_state.get("c_curator") or ""))
 st.divider()
 exports(state, conflicting, problems)
 STATE.save()  # last: the page number is clamped to the pages there are while the cards are drawn

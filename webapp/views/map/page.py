@@ -9,7 +9,7 @@ import streamlit as st
 
 from cxr_explorer.retrieval.bundle.targets import ITEM_TARGETS
 from cxr_explorer.retrieval.models.text_model import TextInputError
-from cxr_explorer.webapp import chrome, display, exports, loaders, page_state
+from cxr_explorer.webapp import chrome, collections_ui, display, exports, loaders, page_state
 from cxr_explorer.webapp.views.map import chart as map_chart
 from cxr_explorer.webapp.views.map import loaders as map_loaders
 
@@ -50,6 +50,10 @@ def selection_panel(rows: list[int]) -> None:
     ctx = exports.context(engine, {"selection": "map", "embeddings": st.session_state["m_target"],
                                    "projection": st.session_state["m_method"]})
     exports.export_buttons(table, ctx, "selection", name=f"map {ctx['embeddings']} {ctx['projection']}")
+    colour_by = st.session_state["m_colour"] or "nothing"
+    collections_ui.add_form(bundle_dir, "m", {"the selection": list(table["id"])}, "selection",
+                            f"map of {ctx['embeddings']} embeddings ({ctx['projection']}), coloured by {colour_by}",
+                            title="Add the selection to a collection")
 
 
 def duplicates_panel() -> None:

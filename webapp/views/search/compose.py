@@ -13,12 +13,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cxr_explorer.retrieval.collections.store import Collection, default_author, list_collections
 from cxr_explorer.retrieval.engine.compose import MAX_PARTS, QueryPart
 from cxr_explorer.retrieval.engine.engine import ComposedResult, Engine
 from cxr_explorer.retrieval.engine.feedback import MARKED
 from cxr_explorer.retrieval.engine.findings import FindingRank
-from cxr_explorer.webapp import display, page_state
+from cxr_explorer.webapp import collections_ui, page_state
 
 MARKED_LABELS = {"pin": "pin relevant, hide the rest", "hide": "hide all marked", "rank": "rank them too"}
 RESULT = "_s_composed"  # session key: the last composed result (for the explanation table)
@@ -173,23 +172,7 @@ def _clear_marks() -> None:
 
 def add_to_collection(bundle_dir: str, shown: list, everything: list, query: str) -> None:
     """Add this page's hits (or all hits so far) to a named collection beside the bundle."""
-    s = st.session_state
-    rounds = int(s.get("s_round") or 0)
+    rounds = int(st.session_state.get("s_round") or 0)
     source, detail = ("feedback", f"{query} (feedback round {rounds})") if rounds else ("query", query)
-    with st.form("s_collect", border=True):
-        st.markdown("**Add to a collection** (kept beside the bundle; see the Collections page)")
-        a, b, c = st.columns([3, 2, 2])
-        have = list_collections(bundle_dir)
-        a.text_input("Collection", key="s_coll", placeholder=have[0] if have else "teaching set")
-        b.text_input("Your name", key="s_by", placeholder=default_author())
-        which = c.radio("Add", ["this page", "all hits so far"], key="s_coll_which")
-        if st.form_submit_button("Add"):
-            hits = shown if which == "this page" else everything
-            try:
-                coll = Collection(bundle_dir, s.get("s_coll") or "")
-                entries = coll.add([h.id for h in hits], source=source, detail=detail,
-                                   by=(s.get("s_by") or "").strip() or default_author())
-            except (ValueError, OSError) as exc:
-                st.error(f"Not added: {display.md_escape(exc)}")
-            else:
-                st.success(f"Added {len(entries)} case(s) to “{display.md_escape(coll.name)}”.")
+    collections_ui.add_form(bundle_dir, "s", {"this page": [h.id for h in shown],
+                                              "all hits so far": [h.id for h in everything]}, source, detail)
