@@ -8,16 +8,20 @@ that name, else the name typed in the form, else the login name (:func:`default_
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
-from cxr_explorer.retrieval.collections.store import Collection, CollectionError, default_author, list_collections
+from cxr_explorer.retrieval.collections.store import (
+    Collection,
+    CollectionError,
+    check_by,
+    default_author,
+    list_collections,
+)
 from cxr_explorer.webapp import auth, display
 
 NEW = "(a new one: type its name)"
-_AUTHOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,39}$")  # the store's author rule (check_by)
 
 
 def signed_in_author() -> str | None:
@@ -26,7 +30,10 @@ def signed_in_author() -> str | None:
     who = auth.identity()
     if who is None:
         return None
-    return who.user if _AUTHOR.match(who.user) else who.curator_name
+    try:
+        return check_by(who.user)
+    except CollectionError:
+        return who.curator_name
 
 
 def add_cases(bundle_dir: str, name: str, ids: Sequence[str], source: str, detail: str, by: str) -> tuple[bool, str]:
@@ -42,6 +49,7 @@ def add_cases(bundle_dir: str, name: str, ids: Sequence[str], source: str, detai
         entries = coll.add(new, source=source, detail=detail, by=by)
     except (CollectionError, OSError) as exc:
         return False, f"Not added: {exc}"
+    auth.record("collect", collection=coll.name, source=source, added=len(entries))
     return True, f"Added {len(entries)} case(s) to “{coll.name}”; {len(wanted) - len(new)} already there."
 
 
