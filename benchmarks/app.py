@@ -124,7 +124,7 @@ def time_app(bundle: Path, n_queries: int) -> dict[str, Any]:
     search, ground = [], []
     with _EncoderClock() as clock:
         for q in QUERIES[:n_queries]:
-            at.text_input(key="s_text").set_value(q)
+            at.text_area(key="s_text").set_value(q)
             next(b for b in at.button if b.label == "Search").click()
             search.append(_beyond(at, clock))
         at.switch_page("views/grounding/page.py").run()
@@ -197,7 +197,7 @@ def measure_child(bundle: Path) -> dict[str, Any]:
     at.run()
     step("app_opened_on_bundle", t0)
     t0 = time.perf_counter()
-    at.text_input(key="s_text").set_value(QUERIES[0])
+    at.text_area(key="s_text").set_value(QUERIES[0])
     next(b for b in at.button if b.label == "Search").click()
     at.run()
     step("after_search", t0)
