@@ -37,7 +37,7 @@ def test_map_box_and_click_selection_list_cases_and_export(page, app_server) -> 
     assert int(heading.inner_text().split()[0]) >= 2
     with page.expect_download() as dl:
         main(page).get_by_role("button", name="Download selection CSV").click()
-    assert dl.value.suggested_filename == "cxr-explorer-selection-selection.csv"
+    assert dl.value.suggested_filename == "cxr-explorer-selection-map-images-pca.csv"
     with page.expect_download() as dl:
         main(page).get_by_role("button", name="Download selection JSON").click()
     assert dl.value.suggested_filename.endswith(".json")

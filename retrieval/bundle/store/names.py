@@ -3,6 +3,7 @@
 Layout of a bundle folder ``ROOT`` (format version 2)::
 
     ROOT/CURRENT               the installed version's number ("000003"), replaced atomically
+    ROOT/CURRENT.next          the number of the version being installed (only between its rename and the pointer flip)
     ROOT/versions/000003/      one immutable installed version: manifest.json + data files + .readers
     ROOT/writer.lock           flock of the one job writing ROOT; records its holder
     ROOT/_build/               work of an unfinished build: build.json, chunks/, temporal/, staging/, text-cache.f32
@@ -36,6 +37,7 @@ PAIRS_FILE = "pairs.parquet"
 TEMPORAL_EMB = "temporal_emb.npy"
 
 CURRENT = "CURRENT"
+INSTALLING = CURRENT + ".next"
 VERSIONS = "versions"
 READERS_LOCK = ".readers"
 WRITER_LOCK = "writer.lock"

@@ -24,6 +24,7 @@ from cxr_explorer.retrieval.bundle.store.names import (
     BUILD_AREA,
     BUILD_STATE,
     CURRENT,
+    INSTALLING,
     MANIFEST,
     READERS_LOCK,
     STAGING,
@@ -96,9 +97,11 @@ def install(root: Path, staging: Path) -> int:
     _fsync_tree(staging)
     number = max([current(root) or 0, *listed(root)]) + 1
     (root / VERSIONS).mkdir(exist_ok=True)
+    _write_number(root / INSTALLING, number)  # so a crash before the flip leaves a version provably unfinished
     rename_version(staging, folder_of(root, number))
     _fsync(root / VERSIONS, directory=True)
     write_current(root, number)
+    (root / INSTALLING).unlink(missing_ok=True)
     return number
 
 
@@ -109,13 +112,27 @@ def rename_version(staging: Path, target: Path) -> None:
 
 def write_current(root: Path, version: int) -> None:
     """Point ``root/CURRENT`` at ``version`` atomically (temporary file, fsync, ``os.replace``)."""
-    tmp = Path(root) / (CURRENT + ".tmp")
+    _write_number(Path(root) / CURRENT, version)
+
+
+def _write_number(path: Path, version: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="ascii") as fh:
         fh.write(name_of(version) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, Path(root) / CURRENT)
-    _fsync(Path(root), directory=True)
+    os.replace(tmp, path)
+    _fsync(path.parent, directory=True)
+
+
+def installing(root: Path) -> int | None:
+    """The version an unfinished install renamed into place before it could flip ``CURRENT`` (its number recorded
+    in ``INSTALLING`` first), or None."""
+    try:
+        text = (Path(root) / INSTALLING).read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def hold_current(root: Path, attempts: int = 200) -> tuple[int, Path, IO[bytes] | None] | None:
@@ -167,9 +184,11 @@ def check_pointer(root: Path, need_manifest: bool = True) -> int | None:
         raise _damaged(root, CURRENT, f"unreadable ({exc})") from None
     present = listed(root)
     if number is None:
-        if present:
+        unfinished = installing(root)
+        proven = [n for n in present if n != unfinished]  # a version an install did not finish is garbage
+        if proven:
             raise _damaged(root, CURRENT, f"missing although {VERSIONS}/ holds "
-                           f"{', '.join(name_of(n) for n in present)}")
+                           f"{', '.join(name_of(n) for n in proven)}")
         return None
     if number not in present:
         raise _damaged(root, CURRENT, f"names version {name_of(number)}, which is not in {VERSIONS}/")
@@ -213,16 +232,21 @@ def tidy(root: Path) -> list[int]:
     root = Path(root)
     now = check_pointer(root)
     (root / (CURRENT + ".tmp")).unlink(missing_ok=True)
+    (root / (INSTALLING + ".tmp")).unlink(missing_ok=True)
     shutil.rmtree(root / RETIRED, ignore_errors=True)
     shutil.rmtree(root / BUILD_AREA / STAGING, ignore_errors=True)
     kept = []
+    unfinished = installing(root)
     for number in listed(root):
         if now is None:
-            break
+            if number == unfinished:  # renamed into place, pointer never flipped (check_pointer proved it)
+                shutil.rmtree(folder_of(root, number), ignore_errors=True)
+            continue
         if number > now:
             shutil.rmtree(folder_of(root, number), ignore_errors=True)
         elif number < now and not _remove_if_unread(folder_of(root, number)):
             kept.append(number)
+    (root / INSTALLING).unlink(missing_ok=True)
     if now is not None:
         _retire_if_installed(root, now)
     return kept
