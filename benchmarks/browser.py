@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from benchmarks.app import QUERIES as APP_QUERIES
 from benchmarks.common import ms_stats
@@ -165,6 +165,21 @@ def actions(page: Any, url: str, repeats: int, has_umap: bool) -> dict[str, Any]
         _idle(page, "matching")
         rec("search_to_map", sidebar.get_by_role("link", name="Map").click, "embeddings")
         rec("map_to_search", sidebar.get_by_role("link", name="Search").click, "matching")
+    for i in range(repeats):  # a composed query (a phrase, a negative, a weight) opened from its link
+        q = f"{QUERIES[i % len(QUERIES)]} {i}"
+        rec("composed_search", partial(page.goto, f"{url}/?q={quote_plus(q)}&and=cardiomegaly&not=pneumothorax&w=0.5"),
+            "matching")
+    for i in range(repeats):  # a feedback round: the first hit marked relevant, the ranking redone (as its link)
+        page.goto(f"{url}/?q=effusion+{i}&not=pneumothorax")
+        _idle(page, "matching")
+        first = page.locator("p.cxr-hit").first.inner_text().split(" · ")[2]
+        rec("feedback_round", partial(page.goto, f"{url}/?q=effusion+{i}&not=pneumothorax&rel={quote_plus(first)}"
+                                               f"&round=1"), "matching")
+    for i in range(repeats):  # a page of hits added to a new collection with the form under the results
+        page.goto(f"{url}/?q=effusion")
+        _idle(page, "matching")
+        page.get_by_label("Collection", exact=True).fill(f"bench {i}")
+        rec("collection_add_page", page.get_by_role("button", name="Add", exact=True).click, "Added")
     legs = list(zip(out.get("search_to_map", []), out.get("map_to_search", []), strict=False))
     if legs:
         out["search_map_search"] = [a + b for a, b in legs]

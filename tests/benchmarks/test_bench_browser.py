@@ -32,7 +32,7 @@ def test_browser_benchmark_measures_each_action(tmp_path: Path) -> None:
     actions = out["actions"]
     assert actions.pop("failed") == {}
     assert {"new_search", "ground_one_phrase", "map_open_pca", "search_to_map", "map_to_search",
-            "search_map_search"} <= set(actions)
+            "search_map_search", "composed_search", "feedback_round", "collection_add_page"} <= set(actions)
     for name, r in actions.items():
         assert r["n"] == 2 and r["p50_ms"] > 0, name
         if name != "search_map_search":  # the summed round trip has no driver span of its own
