@@ -233,6 +233,26 @@ class SessionGate:
             await send(message)
 
 
+class UpgradeCheck:
+    """A request for the websocket endpoint that arrives as plain HTTP: something in front (a proxy) removed its
+    ``Upgrade`` header. One line in the log saying so, and a 426 answer naming the fix, instead of Streamlit's
+    silent 400 and a page that never connects."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/_stcore/stream"):
+            LOG.warning("websocket upgrade missing on %s from %s: the proxy in front must pass the Upgrade and "
+                        "Connection headers (docs/deploy.md, Proxy and TLS)", scope["path"],
+                        (scope.get("client") or ("?",))[0])
+            await _send_text(send, 426, "This app needs a WebSocket connection, and the proxy in front of it removed "
+                             "the upgrade. Ask the operator to pass WebSocket upgrades (docs/deploy.md).",
+                             headers=[(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+            return
+        await self.app(scope, receive, send)
+
+
 class OneLine(logging.Filter):
     """Folds a logged traceback into the message's one line (the sign-in routes log the provider's failures with
     their traceback)."""
@@ -254,12 +274,13 @@ def auth_config() -> access.AuthConfig | None:
 
 
 def middleware(config: access.AuthConfig | None) -> list[Middleware]:
-    """``BackendBase`` always; ``SessionGate`` with sign-in on (its sign-in routes' tracebacks folded to one line)."""
+    """``UpgradeCheck`` and ``BackendBase`` always; ``SessionGate`` with sign-in on (its sign-in routes' tracebacks
+    folded to one line)."""
     if config is None:
-        return [Middleware(BackendBase)]
+        return [Middleware(UpgradeCheck), Middleware(BackendBase)]
     for name in ("streamlit.web.server.starlette.starlette_auth_routes", "streamlit.auth_util"):
         logging.getLogger(name).addFilter(OneLine())
-    return [Middleware(BackendBase), Middleware(SessionGate, config=config)]
+    return [Middleware(UpgradeCheck), Middleware(BackendBase), Middleware(SessionGate, config=config)]
 
 
 CONFIG = auth_config()
