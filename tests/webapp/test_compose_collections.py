@@ -13,11 +13,8 @@ from streamlit.testing.v1 import AppTest
 from cxr_explorer.retrieval.collections.store import Collection
 from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.helpers.bundles import APP_CASES, model_bundle
-from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model
-from tests.webapp.test_app_pages import card_titles, texts
-
-TIMEOUT = 120
+from tests.webapp.test_app_pages import card_titles, start, texts
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +27,6 @@ def env(bundle_dir: Path) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(BUNDLES_ENV, str(bundle_dir))
         yield bundle_dir
-
-
-def start(page: str | None = None, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
-    for key, value in (params or {}).items():
-        at.query_params[key] = value
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}/page.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def submit(at: AppTest, label: str) -> AppTest:

@@ -14,11 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from cxr_explorer.webapp.settings import BUNDLES_ENV, bundles_value
 from tests.helpers.bundles import APP_CASES, model_bundle
-from tests.helpers.paths import APP_SCRIPT
 from tests.helpers.synthetic import tiny_model
-
-APP = str(APP_SCRIPT)
-TIMEOUT = 120
+from tests.webapp.test_app_pages import start
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +28,6 @@ def env(bundle_dir: Path) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(BUNDLES_ENV, str(bundle_dir))
         yield
-
-
-def start(page: str | None = None, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update(params or {})
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}/page.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def back_to(at: AppTest, params: dict) -> AppTest:
