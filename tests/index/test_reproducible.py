@@ -94,3 +94,47 @@ def test_an_append_changes_no_bit(corpus: Path, straight: dict[str, Any], tmp_pa
     got = _vectors(out)
     assert sorted(got) == sorted(straight)
     assert [k for k in straight if got[k] != straight[k]] == []
+
+
+def test_a_shard_split_and_merge_change_no_bit(corpus: Path, straight: dict[str, Any], tmp_path: Path,
+                                               tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from cxr_explorer.index.runner import BuildConfig, run_build
+    from cxr_explorer.index.shards import merge_bundles
+
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, out in enumerate(shards):
+        run_build(BuildConfig(corpus=corpus, out=out, model="tiny-random", workers=0, threads=1, progress="none",
+                              precision="fp32", batch_size=4, text_batch=4, shard=(i, 3)), model=tiny_model)
+    got = _vectors(merge_bundles(shards, tmp_path / "merged"))
+    assert sorted(got) == sorted(straight)
+    assert [k for k in straight if got[k] != straight[k]] == []
+
+
+class _Stopped(Exception):
+    """Stands for a build killed after its first committed chunk."""
+
+
+def test_a_resume_point_changes_no_bit(corpus: Path, straight: dict[str, Any], tmp_path: Path, tiny_model,  # type: ignore[no-untyped-def]
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxr_explorer.index import runner
+
+    cfg = runner.BuildConfig(corpus=corpus, out=tmp_path / "b", model="tiny-random", workers=0, threads=1,
+                             progress="none", precision="fp32", batch_size=4, text_batch=4, chunk_size=3)
+    commit = runner._commit
+    commits: list[int] = []
+
+    def stop_after_first(*args: Any, **kwargs: Any) -> None:
+        if commits:
+            raise _Stopped
+        commits.append(1)
+        commit(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_commit", stop_after_first)
+    with pytest.raises(_Stopped):
+        runner.run_build(cfg, model=tiny_model)
+    monkeypatch.undo()
+    summary = runner.run_build(cfg, model=tiny_model)
+    assert 0 < summary.indexed_now < len(pd.read_csv(corpus)) - 1  # the rerun resumed: the first chunk was kept
+    got = _vectors(tmp_path / "b")
+    assert sorted(got) == sorted(straight)
+    assert [k for k in straight if got[k] != straight[k]] == []
