@@ -65,6 +65,17 @@ def test_mixed_lengths_in_token_batches_embed_as_one_by_one(tiny_model) -> None:
     np.testing.assert_allclose(vecs, one_by_one, atol=1e-5)  # batching and padding change nothing
 
 
+def test_a_text_gets_the_same_bits_whatever_is_encoded_with_it(tiny_model) -> None:
+    words = ("cardiomegaly", "effusion", "atelectasis", "opacity", "edema", "consolidation", "pneumothorax", "nodule")
+    length = tiny_model.tokenizer.count_tokens("Mild cardiomegaly.")
+    same = [f"Mild {w}." for w in words if tiny_model.tokenizer.count_tokens(f"Mild {w}.") == length]
+    assert len(same) >= 3, same
+    alone, _ = TextCache.for_model(tiny_model).embed(tiny_model, [same[0]], batch=4)
+    crowded, _ = TextCache.for_model(tiny_model).embed(tiny_model, [same[1], same[0], *same[2:], "No effusion."],
+                                                       batch=4)
+    assert alone[0].tobytes() == crowded[1].tobytes()  # fp32 kernels differ in the last bit between batch shapes
+
+
 def test_refused_text_is_marked_not_cached(tiny_model) -> None:
     cache = TextCache.for_model(tiny_model)
     vecs, ok = cache.embed(tiny_model, ["No effusion.", "..."], batch=8)
