@@ -50,6 +50,19 @@ def test_composed_query_from_the_url_explains_and_excludes(env: Path) -> None:
     assert list(why["margin"]) == sorted(why["margin"], reverse=True)
 
 
+def test_the_exclusion_and_minimum_margin_toggles_show_and_drop_their_sliders(env: Path) -> None:
+    at = start(params={"q": "pleural effusion", "not": "pneumothorax", "excl": "-1", "rank": "cardiomegaly"})
+    exclude = next(t for t in at.toggle if t.label == "Exclude instead of penalise")
+    assert exclude.value and [x.value for x in at.slider if x.label == "Exclusion threshold (cosine)"] == [-1.0]
+    exclude.set_value(False).run()
+    assert not [x for x in at.slider if x.label == "Exclusion threshold (cosine)"]
+    assert at.session_state["s_excl"] is None and len(card_titles(at)) == 8  # a penalty again: nothing dropped
+    assert not [x for x in at.slider if x.label == "Margin ≥"]
+    next(t for t in at.toggle if t.label == "Minimum margin").set_value(True).run()
+    assert [x.value for x in at.slider if x.label == "Margin ≥"] == [0.0]
+    assert not at.exception
+
+
 def test_contradictory_parts_are_one_message(env: Path) -> None:
     at = start(params={"q": "effusion", "not": "Effusion"})
     assert any("contradictory" in e for e in texts(at.error)) and card_titles(at) == []

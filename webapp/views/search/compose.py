@@ -63,24 +63,24 @@ def controls() -> None:
         c, d, e = st.columns(3)
         c.number_input("Weight of these phrases", min_value=0.05, max_value=100.0, step=0.05, key="s_w",
                        on_change=_reset)
-        exclude = d.toggle("Exclude instead of penalise", value=s.get("s_excl") is not None,
-                           help="Drop a hit whose cosine with a 'but not' phrase is above the threshold.")
-        if exclude:
-            if s.get("s_excl") is None:
-                s["s_excl"] = 0.2
-            d.slider("Exclusion threshold (cosine)", -1.0, 1.0, step=0.01, key="s_excl", on_change=_reset)
-        else:
-            s["s_excl"] = None
+        _optional_slider(d, "Exclude instead of penalise", "s_excl", 0.2, "Exclusion threshold (cosine)", (-1.0, 1.0),
+                         "Drop a hit whose cosine with a 'but not' phrase is above the threshold.")
         e.text_input("Rank by a finding", key="s_rank", placeholder="pleural effusion", on_change=_reset,
                      help="Sort the hits by the finding's zero-shot margin (positive minus negative prompts' cosine).")
         if s.get("s_rank", "").strip():
-            use_min = e.toggle("Minimum margin", value=s.get("s_minm") is not None)
-            if use_min:
-                if s.get("s_minm") is None:
-                    s["s_minm"] = 0.0
-                e.slider("Margin ≥", -0.5, 0.5, step=0.01, key="s_minm", on_change=_reset)
-            else:
-                s["s_minm"] = None
+            _optional_slider(e, "Minimum margin", "s_minm", 0.0, "Margin ≥", (-0.5, 0.5))
+
+
+def _optional_slider(col: Any, toggle: str, key: str, default: float, label: str, bounds: tuple[float, float],
+                     help_text: str | None = None) -> None:
+    """A toggle in ``col`` and, while it is on, a slider on ``key``; the session holds None for ``key`` while off."""
+    s = st.session_state
+    if col.toggle(toggle, value=s.get(key) is not None, help=help_text):
+        if s.get(key) is None:
+            s[key] = default
+        col.slider(label, bounds[0], bounds[1], step=0.01, key=key, on_change=_reset)
+    else:
+        s[key] = None
 
 
 def _reset() -> None:
