@@ -18,7 +18,10 @@ it, the browser opening a page link such as ``/map`` directly first probes ``/ma
 - a cookie that is tampered with or expired is removed from the request before Streamlit reads it, so the session
   sees a signed-out user;
 - the sign-in routes' failures (provider down, wrong client secret, a token refused for clock skew) end on a plain
-  page that says what to do, with one line in the server log (no traceback).
+  page that says what to do, with one line in the server log (no traceback);
+- a signed-out visitor who opens a page link (``/map?bundle=...``) is sent back to it after signing in: the link is
+  kept for ``RETURN_MAX_AGE_S`` in a cookie of its own (a path on this server only, never another site), and the
+  provider's return to ``/`` is redirected to it once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,8 @@ TOKENS_COOKIE = "_streamlit_user_tokens"
 SIGN_IN_ROUTES = ("/auth/login", "/auth/logout", "/oauth2callback")
 OPEN_STCORE = ("/_stcore/health", "/_stcore/host-config", "/_stcore/stream")
 ASSET_PREFIXES = ("/static/", "/_stcore/", "/media/", "/component/", "/app/static/", "/auth/", "/oauth2callback")
+RETURN_COOKIE = "cxr_explorer_return"
+RETURN_MAX_AGE_S = 600
 BASE_SCRIPT = b'<script>window.__streamlit={BACKEND_BASE_URL:window.location.origin+"/"}</script>'
 LOG = logging.getLogger("cxr_explorer.server")
 
@@ -152,6 +158,31 @@ def signed_in_claims(cfg: access.AuthConfig, cookies: dict[str, str]) -> dict[st
     return claims if isinstance(claims, dict) and claims.get("is_logged_in") is True else None
 
 
+def return_target(raw: str | None) -> str | None:
+    """The page link kept in the return cookie, when it is a page of this server other than the bare root (a
+    percent-encoded path and query: printable ASCII, no scheme, host or backslash), else None."""
+    if not raw:
+        return None
+    target = urllib.parse.unquote(raw)
+    path = target.partition("?")[0]
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target or target == "/"
+            or any(not 32 < ord(c) < 127 for c in target) or not is_page(path)):
+        return None
+    return target
+
+
+def _is_navigation(scope: Scope) -> bool:
+    """Whether the request is the browser opening a page (not a script's fetch of the favicon or manifest)."""
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    if b"sec-fetch-dest" in headers:
+        return headers[b"sec-fetch-dest"] == b"document"
+    return b"text/html" in headers.get(b"accept", b"")
+
+
+def _return_cookie(value: str, max_age: int) -> tuple[bytes, bytes]:
+    return (b"set-cookie", f"{RETURN_COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax".encode())
+
+
 SIGN_IN_FAILED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cxr-explorer: sign-in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family:sans-serif;max-width:40em;margin:3em auto;padding:0 1em">
@@ -184,10 +215,14 @@ class SessionGate:
         if path in SIGN_IN_ROUTES:
             await self._sign_in_route(scope, receive, send)
             return
+        listed = claims is not None and self.config.role(claims) is not None
+        if scope["type"] == "http" and scope.get("method") == "GET" and is_page(path) and _is_navigation(scope):
+            await self._page(scope, receive, send, listed, cookies.get(RETURN_COOKIE))
+            return
         if path in OPEN_STCORE or path.startswith("/static/") or is_page(path):
             await self.app(scope, receive, send)
             return
-        if claims is not None and self.config.role(claims) is not None:
+        if listed:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -195,6 +230,35 @@ class SessionGate:
             return
         status, line = (401, "Sign in first.") if claims is None else (403, "Your account is not on the access list.")
         await _send_text(send, status, line)
+
+    async def _page(self, scope: Scope, receive: Receive, send: Send, listed: bool, kept: str | None) -> None:
+        """A page opened in the browser: signed out, remember the link it asked for; signed in and back at the bare
+        root with a link remembered, go to that link (once)."""
+        query = scope.get("query_string", b"").decode("latin-1")
+        raw_path = scope.get("raw_path") or urllib.parse.quote(scope["path"]).encode("ascii")
+        link = raw_path.decode("latin-1") + (f"?{query}" if query else "")  # as the browser sent it: percent-encoded
+        extra: list[tuple[bytes, bytes]] = []
+        if not listed and link != "/":
+            extra.append(_return_cookie(urllib.parse.quote(link, safe=""), RETURN_MAX_AGE_S))
+        elif listed and kept is not None:
+            target = return_target(kept)
+            if link == "/" and target is not None:
+                await send({"type": "http.response.start", "status": 303,
+                            "headers": [(b"location", target.encode("ascii")), (b"content-length", b"0"),
+                                        (b"cache-control", b"no-store"), _return_cookie("", 0)]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            extra.append(_return_cookie("", 0))
+        if not extra:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
 
     async def _sign_in_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Streamlit's sign-in route, its failures turned into a plain page and one log line."""

@@ -111,6 +111,24 @@ def test_sign_in_search_and_sign_out(site: dict[str, Any], chromium: Any) -> Non
     page.context.close()
 
 
+def test_a_link_opened_signed_out_is_where_sign_in_lands(site: dict[str, Any], chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(chromium)
+    page.goto(f"{site['url']}/?q=pleural%20effusion")
+    expect(page.get_by_text(SIGN_IN)).to_be_visible()
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name=oidc.VIEWER, exact=True).click()
+    page.wait_for_url(re.compile(re.escape(site["url"]) + r"/\?q=pleural%20effusion$"))
+    page.errors.clear()  # type: ignore[attr-defined]  # the provider's own page asks a CDN for its style sheet
+    expect(page.get_by_text("query “pleural effusion", exact=False).first).to_be_visible()
+    page.goto(site["url"])  # kept once: the root is the root again
+    settle(page)
+    assert page.url.rstrip("/") == site["url"] and not page.get_by_text("query “pleural effusion").count()
+    assert page.errors == []  # type: ignore[attr-defined]
+    page.context.close()
+
+
 @pytest.mark.parametrize("who", [oidc.OUTSIDER, oidc.UNVERIFIED])
 def test_a_person_not_on_the_list_is_refused(site: dict[str, Any], chromium: Any, who: str) -> None:
     from playwright.sync_api import expect
