@@ -14,7 +14,6 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -114,18 +113,16 @@ def _start_resource_tracker() -> None:
 
 @contextlib.contextmanager
 def _children_ignore_sigint() -> Iterator[None]:
-    """Worker processes started inside this block are born with SIGINT ignored (an ignored disposition survives
-    exec, and Python then installs no KeyboardInterrupt handler), so Ctrl-C, which the terminal sends to the whole
-    process group, reaches only the parent: it stops the pool and prints one line, not a traceback per worker. A
-    Ctrl-C during the few milliseconds of a spawn is ignored. Only the main thread may change signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Worker processes started inside this block are born with SIGINT blocked (the spawning thread's signal mask
+    survives fork and exec, and Python leaves it as it is), so Ctrl-C, which the terminal sends to the whole process
+    group, reaches only the parent: it stops the pool and prints one line, not a traceback per worker. In the parent
+    a Ctrl-C during the spawn is held, not lost: it is delivered when the block ends (or at once, to another thread,
+    whose handler call the main thread then runs)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _noop() -> None:
@@ -257,12 +254,14 @@ class DecodePool:
         return self._executor is None or processes is None or len(processes) < self.workers
 
     def _submit_now(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """``executor.submit``; one that may spawn a worker runs with SIGINT ignored (see above), and only that one:
-        a Ctrl-C during any other submit must reach the build (ignoring it on every submit dropped some)."""
+        """``executor.submit``; one that may spawn a worker runs with SIGINT blocked (see above), and only that one,
+        so the workers it starts never see Ctrl-C. The pool is made first: starting multiprocessing's resource
+        tracker unblocks SIGINT on its way out."""
+        pool = self._pool()
         if not self._may_spawn():
-            return self._pool().submit(fn, *args)
+            return pool.submit(fn, *args)
         with _children_ignore_sigint():
-            return self._pool().submit(fn, *args)
+            return pool.submit(fn, *args)
 
     def _submit(self, task: DecodeTask) -> Future:
         """Submit a task; a pool that broke meanwhile yields a future holding BrokenProcessPool (handled in order)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,33 +99,55 @@ def test_workers_that_cannot_start_are_one_clear_error(tmp_path: Path, monkeypat
         list(pool.stream([task(path)]))
 
 
-def test_sigint_is_ignored_only_while_a_submit_may_spawn_a_worker(tmp_path: Path) -> None:
-    """Children must be born ignoring Ctrl-C, but once the pool holds its workers a submit must not ignore it: a
-    Ctrl-C that came during one was dropped and the build ran on to the end."""
+def test_sigint_is_blocked_only_while_a_submit_may_spawn_a_worker(tmp_path: Path) -> None:
+    """Children must be born deaf to Ctrl-C (SIGINT blocked in the thread that spawns them), but once the pool holds
+    its workers a submit must leave SIGINT alone; and the workers it started have SIGINT blocked."""
     import signal
 
-    def handler(*_: object) -> None:
-        return None
+    def mask() -> set[int]:
+        return set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
-    seen: list[object] = []
+    seen: list[bool] = []
     with DecodePool(workers=2, prefetch=2) as pool:
         assert pool._may_spawn()
-        pool.start()
-        assert not pool._may_spawn()
         executor = pool._pool()
         real = executor.submit
 
         def spy(fn, *args):  # type: ignore[no-untyped-def]
-            seen.append(signal.getsignal(signal.SIGINT))  # the disposition while the submit runs
+            seen.append(signal.SIGINT in mask())  # blocked while the submit runs?
             return real(fn, *args)
 
         executor.submit = spy  # type: ignore[method-assign,assignment]
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            pool._submit_now(os.getpid).result(timeout=60)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    assert seen == [handler]
+        pool.start()
+        assert not pool._may_spawn()
+        pids = pool._submit_now(os.getpid).result(timeout=60), pool._submit_now(os.getpid).result(timeout=60)
+        for pid in set(pids):
+            blocked = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                               if line.startswith("SigBlk:")).split()[1], 16)
+            assert blocked >> (signal.SIGINT - 1) & 1, f"worker {pid} would take Ctrl-C"
+    assert seen == [True, True, False, False]
+    assert signal.SIGINT not in mask()
+
+
+def test_a_ctrl_c_during_a_spawn_is_held_not_lost() -> None:
+    import signal
+    import threading
+
+    import cxr_explorer.index.decode as decode
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    try:
+        with decode._children_ignore_sigint():
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            during = list(got)
+        for _ in range(100):  # the handler runs at the main thread's next check, right after the block
+            if got:
+                break
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert during == [] and got == [1]
 
 
 @pytest.mark.slow  # starts a parent process per step and kills it
