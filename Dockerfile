@@ -60,6 +60,19 @@ RUN [ -n "$PIP_CERT" ] || unset PIP_CERT; \
     python3 -m venv /opt/wheelenv \
     && /opt/wheelenv/bin/python -m pip wheel --no-deps --wheel-dir /wheels .
 
+# The proxy that compose.yaml puts in front of the app containers, for a host that cannot pull Docker Hub's caddy
+# image (scripts/container.sh build-proxy): Debian's caddy on the same base, laid out as the official image is
+# (the Caddyfile at /etc/caddy/Caddyfile, its state and internal CA under /data).
+FROM base-cpu AS proxy
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends caddy ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+ENV XDG_CONFIG_HOME=/config \
+    XDG_DATA_HOME=/data
+EXPOSE 443
+CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+
 FROM python AS final
 ENV HF_HOME=/data/hf \
     NUMBA_CACHE_DIR=/var/cache/cxr-explorer/numba \
