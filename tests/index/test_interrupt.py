@@ -32,8 +32,13 @@ def test_ctrl_c_is_one_line_and_leaves_no_worker(tmp_path: Path) -> None:
     ramp = np.add.outer(np.arange(32), np.arange(32))
     for k in range(400):  # not blank (blank images are skipped at once and the build ends before the Ctrl-C)
         Image.fromarray(((ramp + k) % 251).astype(np.uint8)).save(corpus / f"x{k:03d}.png")
-    proc = subprocess.Popen([sys.executable, "-m", "cxr_explorer", "build", str(corpus), "--out", str(tmp_path / "b"),
-                             "--model", "tiny-random", "--workers", "2", "--progress", "log"], cwd=REPO,
+    argv = ["cxr-explorer", "build", str(corpus), "--out", str(tmp_path / "b"), "--model", "tiny-random", "--workers",
+            "2", "--progress", "log"]
+    # the build as a terminal's foreground job has it: Ctrl-C raises KeyboardInterrupt, even where this test runs
+    # in the background of a non-interactive shell (which starts it, and so its children, with SIGINT ignored)
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             f"sys.argv = {argv!r}; runpy.run_module('cxr_explorer', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", start], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     lines = []

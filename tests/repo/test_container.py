@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -22,31 +23,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not found at {CHROMIUM}")]
 
 
-def test_the_image_builds_and_serves_a_search_and_a_grounding_map_read_only(tmp_path) -> None:
-    build = subprocess.run(["bash", "scripts/container.sh", "build"], cwd=REPO, capture_output=True, text=True,
-                           timeout=3600)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+def _container_sh(*args: str, log: Path | None = None) -> str:
+    """``scripts/container.sh ARGS``; its output, after asserting it succeeded (with ``log``, the containers' log)."""
+    env = {**os.environ, "SMOKE_LOG": str(log)} if log else None
+    done = subprocess.run(["bash", "scripts/container.sh", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=3600, env=env)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:] + (log.read_text() if log and log.exists() else "")
+    return out
+
+
+def test_the_image_builds_and_serves_a_search_and_a_grounding_map_read_only(tmp_path: Path) -> None:
+    _container_sh("build")
     bundle = model_bundle(tmp_path, tiny_model(), APP_CASES, reports=E2E_REPORTS, labels=E2E_LABELS)
-    smoke = subprocess.run(["bash", "scripts/container.sh", "smoke", str(bundle), str(tmp_path / "images")],
-                           cwd=REPO, capture_output=True, text=True, timeout=900,
-                           env={**os.environ, "SMOKE_LOG": str(tmp_path / "container.log")})
-    out = smoke.stdout + smoke.stderr
-    assert smoke.returncode == 0, out + (tmp_path / "container.log").read_text()
+    out = _container_sh("smoke", str(bundle), str(tmp_path / "images"), log=tmp_path / "container.log")
     assert "runs as uid 10001, root filesystem and bundle read-only" in out
     assert "container smoke: passed" in out
 
 
-def test_compose_serves_two_app_containers_behind_caddy_and_survives_one_stopping(tmp_path) -> None:
-    for step in ("build", "build-proxy"):  # the app image is in podman's cache after the test above
-        built = subprocess.run(["bash", "scripts/container.sh", step], cwd=REPO, capture_output=True, text=True,
-                               timeout=3600)
-        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+def test_compose_serves_two_app_containers_behind_caddy_and_survives_one_stopping(tmp_path: Path) -> None:
+    _container_sh("build")  # in podman's cache after the test above
+    _container_sh("build-proxy")
     bundle = model_bundle(tmp_path, tiny_model(), APP_CASES, reports=E2E_REPORTS, labels=E2E_LABELS)
-    smoke = subprocess.run(["bash", "scripts/container.sh", "compose-smoke", str(bundle), str(tmp_path / "images")],
-                           cwd=REPO, capture_output=True, text=True, timeout=900,
-                           env={**os.environ, "SMOKE_LOG": str(tmp_path / "compose.log")})
-    out = smoke.stdout + smoke.stderr
-    assert smoke.returncode == 0, out + (tmp_path / "compose.log").read_text()
+    out = _container_sh("compose-smoke", str(bundle), str(tmp_path / "images"), log=tmp_path / "compose.log")
     assert "two app containers behind Caddy" in out and "TLS from its internal CA, sticky" in out
     assert "container smoke: passed" in out
     assert "one app container stopped, Caddy serves from the other" in out

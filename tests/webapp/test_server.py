@@ -27,9 +27,6 @@ def test_a_stripped_websocket_upgrade_is_one_line_and_a_426(caplog: pytest.LogCa
     assert client.get("/").text == "app" and client.get("/_stcore/health").text == "app"
 
 
-SECRET = "r" * 40
-
-
 def _gate(tmp_path: Any) -> tuple[TestClient, str]:
     """The gate in front of a page-shell app, and a valid sign-in cookie of a listed viewer."""
     import json
@@ -38,19 +35,12 @@ def _gate(tmp_path: Any) -> tuple[TestClient, str]:
 
     from cxr_explorer.webapp.access import load
     from cxr_explorer.webapp.server import USER_COOKIE, SessionGate
+    from tests.e2e import oidc
 
-    auth = tmp_path / "auth.toml"
-    auth.write_text(f"""[provider]
-server_metadata_url = "http://127.0.0.1:9/.well-known/openid-configuration"
-client_id = "cxr"
-client_secret = "shh"
-redirect_uri = "http://127.0.0.1:8501/oauth2callback"
-cookie_secret = "{SECRET}"
-[viewers]
-emails = ["ana@hospital.org"]
-""")
+    auth = oidc.auth_file(tmp_path / "auth.toml", "http://127.0.0.1:9/.well-known/openid-configuration", "cxr",
+                          "shh", "http://127.0.0.1:8501/oauth2callback")
     claims = json.dumps({"email": "ana@hospital.org", "email_verified": True, "is_logged_in": True})
-    cookie = f"{USER_COOKIE}={create_signed_value(SECRET, USER_COOKIE, claims).decode()}"
+    cookie = f"{USER_COOKIE}={create_signed_value(oidc.COOKIE_SECRET, USER_COOKIE, claims).decode()}"
     return TestClient(SessionGate(_ok, load(auth)), follow_redirects=False), cookie
 
 
