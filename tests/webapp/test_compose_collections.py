@@ -59,7 +59,12 @@ def test_the_exclusion_and_minimum_margin_toggles_show_and_drop_their_sliders(en
     assert at.session_state["s_excl"] is None and len(card_titles(at)) == 8  # a penalty again: nothing dropped
     assert not [x for x in at.slider if x.label == "Margin ≥"]
     next(t for t in at.toggle if t.label == "Minimum margin").set_value(True).run()
-    assert [x.value for x in at.slider if x.label == "Margin ≥"] == [0.0]
+    assert [x.value for x in at.slider if x.label == "Margin ≥"] == [0.0] and "minm" in at.query_params
+    at.query_params.clear()  # Back: the browser re-runs the page with the URL before the toggle
+    at.query_params.update({"q": "pleural effusion", "not": "pneumothorax", "rank": "cardiomegaly"})
+    at.run()
+    assert not next(t for t in at.toggle if t.label == "Minimum margin").value
+    assert not [x for x in at.slider if x.label == "Margin ≥"] and "minm" not in at.query_params
     assert not at.exception
 
 

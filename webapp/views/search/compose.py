@@ -73,14 +73,19 @@ def controls() -> None:
 
 def _optional_slider(col: Any, toggle: str, key: str, default: float, label: str, bounds: tuple[float, float],
                      help_text: str | None = None) -> None:
-    """A toggle in ``col`` and, while it is on, a slider on ``key``; the session holds None for ``key`` while off."""
+    """A toggle in ``col`` and, while it is on, a slider on ``key``; the session holds None for ``key`` while off.
+    The toggle is drawn from ``key`` on every run, so a link or Back that sets ``key`` sets the toggle too."""
     s = st.session_state
-    if col.toggle(toggle, value=s.get(key) is not None, help=help_text):
-        if s.get(key) is None:
-            s[key] = default
+    switch = f"{key}_on"
+    s[switch] = s.get(key) is not None
+
+    def flip() -> None:
+        s[key] = default if s[switch] else None
+        _reset()
+
+    col.toggle(toggle, key=switch, help=help_text, on_change=flip)
+    if s.get(key) is not None:
         col.slider(label, bounds[0], bounds[1], step=0.01, key=key, on_change=_reset)
-    else:
-        s[key] = None
 
 
 def _reset() -> None:
