@@ -5,33 +5,19 @@ how many were already there, an existing collection picked, a name with a path s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_explorer.retrieval.collections.store import Collection
-from cxr_explorer.webapp.settings import BUNDLES_ENV
 from cxr_explorer.webapp.views.map.chart import PICK
-from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT
-from tests.helpers.synthetic import tiny_model
 from tests.webapp.test_app_pages import texts
 
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_bundle(tmp_path_factory.mktemp("collection_sources"), tiny_model(), APP_CASES)
-
-
-@pytest.fixture()
-def env(bundle_dir: Path) -> Iterator[Path]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, str(bundle_dir))
-        yield bundle_dir
 
 
 def start(page: str, session: dict | None = None) -> AppTest:

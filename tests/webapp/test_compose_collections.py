@@ -4,29 +4,12 @@ written beside it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_explorer.retrieval.collections.store import Collection
-from cxr_explorer.webapp.settings import BUNDLES_ENV
-from tests.helpers.bundles import APP_CASES, model_bundle
-from tests.helpers.synthetic import tiny_model
 from tests.webapp.test_app_pages import card_titles, start, texts
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_bundle(tmp_path_factory.mktemp("compose_app"), tiny_model(), APP_CASES)
-
-
-@pytest.fixture()
-def env(bundle_dir: Path) -> Iterator[Path]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, str(bundle_dir))
-        yield bundle_dir
 
 
 def submit(at: AppTest, label: str) -> AppTest:

@@ -4,32 +4,18 @@ there after a restart, state in the URL, the checks that need a column say so, t
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_explorer.retrieval.curate.review import ReviewLog, current, read_decisions, review_dir
-from cxr_explorer.webapp.settings import BUNDLES_ENV
 from tests.helpers import curate_bundle
-from tests.helpers.bundles import APP_CASES, model_bundle
 from tests.helpers.paths import APP_SCRIPT
-from tests.helpers.synthetic import tiny_model
 
 APP = str(APP_SCRIPT)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_bundle(tmp_path_factory.mktemp("curate_page"), tiny_model(), APP_CASES)
-
-
-@pytest.fixture()
-def env(bundle: Path) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, str(bundle))
-        yield
 
 
 def open_page() -> AppTest:
@@ -44,8 +30,8 @@ def decisions(at: AppTest) -> list[str]:
     return [str(t.value) for t in at.text if str(t.value).startswith("decision:")]
 
 
-def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bundle: Path) -> None:
-    files_before = sorted(p.name for p in bundle.iterdir())
+def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bundle_dir: Path) -> None:
+    files_before = sorted(p.name for p in bundle_dir.iterdir())
     at = open_page()
     assert any("Research use only" in str(c.value) for c in at.caption)
     cards = [str(t.value) for t in at.text if str(t.value).startswith("#")]
@@ -58,9 +44,9 @@ def test_lists_worst_cases_and_saves_decisions_beside_the_bundle(env: None, bund
     next(b for b in at.button if b.label == "exclude").click().run()
     assert not at.exception
     assert decisions(at)[0] == "decision: EXCLUDE by ana"
-    saved, problems = read_decisions(review_dir(bundle))
+    saved, problems = read_decisions(review_dir(bundle_dir))
     assert [(d.check, d.id, d.decision, d.curator) for d in saved] == [("mismatch", first, "exclude", "ana")]
-    assert problems == [] and sorted(p.name for p in bundle.iterdir()) == files_before
+    assert problems == [] and sorted(p.name for p in bundle_dir.iterdir()) == files_before
     restarted = open_page()  # a new session (as after a restart) reads the same file
     assert decisions(restarted)[0] == "decision: EXCLUDE by ana"
     assert any("1 case(s) excluded by 1 curator(s)" in str(t.value) for t in restarted.text)
@@ -108,8 +94,8 @@ def test_names_and_decisions_are_explained(env: None) -> None:
     assert "robust_z: how unusual" in lines and "wrong: a real problem" in lines
 
 
-def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(env: None, bundle: Path) -> None:
-    folder = review_dir(bundle)
+def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(env: None, bundle_dir: Path) -> None:
+    folder = review_dir(bundle_dir)
     try:
         at = open_page()
         first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
@@ -128,8 +114,8 @@ def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(env: None, bu
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(env: None, bundle: Path) -> None:
-    folder = review_dir(bundle)
+def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(env: None, bundle_dir: Path) -> None:
+    folder = review_dir(bundle_dir)
     try:
         at = open_page()
         first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
@@ -145,7 +131,7 @@ def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(env: None, bund
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_curator_name_with_a_trailing_newline_is_refused(env: None, bundle: Path) -> None:
+def test_a_curator_name_with_a_trailing_newline_is_refused(env: None, bundle_dir: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["c_curator"] = "alice\n"
     at.run()
@@ -154,4 +140,4 @@ def test_a_curator_name_with_a_trailing_newline_is_refused(env: None, bundle: Pa
     at.text_input(key="c_curator").set_value("alice\n").run()
     assert any("curator name may only hold" in str(e.value) for e in at.error)
     assert all(b.disabled for b in at.button if b.label == "exclude")
-    assert not (review_dir(bundle) / "alice\n.jsonl").exists()
+    assert not (review_dir(bundle_dir) / "alice\n.jsonl").exists()

@@ -6,28 +6,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_explorer.webapp.settings import BUNDLES_ENV, bundles_value
-from tests.helpers.bundles import APP_CASES, model_bundle
-from tests.helpers.synthetic import tiny_model
 from tests.webapp.test_app_pages import start
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_bundle(tmp_path_factory.mktemp("navigation"), tiny_model(), APP_CASES)
-
-
-@pytest.fixture()
-def env(bundle_dir: Path) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(BUNDLES_ENV, str(bundle_dir))
-        yield
 
 
 def back_to(at: AppTest, params: dict) -> AppTest:
