@@ -4,6 +4,7 @@ there after a restart, state in the URL, the checks that need a column say so, t
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ from tests.helpers.paths import APP_SCRIPT
 APP = str(APP_SCRIPT)
 
 
+@pytest.fixture()
+def reviews(env: None, bundle_dir: Path) -> Iterator[Path]:
+    """The bundle's review folder, removed after the test (the module's other tests start with none)."""
+    folder = review_dir(bundle_dir)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def open_page() -> AppTest:
@@ -24,6 +31,11 @@ def open_page() -> AppTest:
     at.switch_page("views/curate/page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def first_case(at: AppTest) -> str:
+    """The id of the first case card."""
+    return next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
 
 
 def decisions(at: AppTest) -> list[str]:
@@ -94,41 +106,33 @@ def test_names_and_decisions_are_explained(env: None) -> None:
     assert "robust_z: how unusual" in lines and "wrong: a real problem" in lines
 
 
-def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(env: None, bundle_dir: Path) -> None:
-    folder = review_dir(bundle_dir)
-    try:
-        at = open_page()
-        first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
-        ReviewLog(folder, "ben").append("mismatch", first, "ok")
-        at.text_input(key="c_curator").set_value("ana").run()
-        at.text_input(key=f"c_note_mismatch_{first}").set_value("report of another patient").run()
-        next(b for b in at.button if b.label == "wrong").click().run()
-        assert not at.exception
-        saved = current(read_decisions(folder)[0])[("mismatch", first)]
-        assert (saved.curator, saved.decision, saved.note) == ("ana", "wrong", "report of another patient")
-        shown = decisions(at)[0]
-        assert shown.startswith("decision: WRONG by ana (note: report of another patient)")
-        assert "conflict: ben: ok" in shown
-        assert any("1 case(s) with conflicting decisions" in str(w.value) for w in at.warning)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_a_note_is_saved_with_the_decision_and_conflicts_are_shown(reviews: Path) -> None:
+    at = open_page()
+    first = first_case(at)
+    ReviewLog(reviews, "ben").append("mismatch", first, "ok")
+    at.text_input(key="c_curator").set_value("ana").run()
+    at.text_input(key=f"c_note_mismatch_{first}").set_value("report of another patient").run()
+    next(b for b in at.button if b.label == "wrong").click().run()
+    assert not at.exception
+    saved = current(read_decisions(reviews)[0])[("mismatch", first)]
+    assert (saved.curator, saved.decision, saved.note) == ("ana", "wrong", "report of another patient")
+    shown = decisions(at)[0]
+    assert shown.startswith("decision: WRONG by ana (note: report of another patient)")
+    assert "conflict: ben: ok" in shown
+    assert any("1 case(s) with conflicting decisions" in str(w.value) for w in at.warning)
 
 
-def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(env: None, bundle_dir: Path) -> None:
-    folder = review_dir(bundle_dir)
-    try:
-        at = open_page()
-        first = next(str(t.value) for t in at.text if str(t.value).startswith("#")).split()[1]
-        ReviewLog(folder, "ana").append("mismatch", first, "exclude")
-        with open(folder / "ana.jsonl", "ab") as fh:
-            fh.write(b'{"ts_ns": "1", "curator": "ana", "session": "s", "seq": 1, "check": "mismatch", '
-                     b'"id": "x", "decision": "ok"}\n')
-        at = open_page()
-        assert decisions(at)[0] == "decision: EXCLUDE by ana"
-        assert any("1 bad line(s) in the review files were skipped" in str(w.value) for w in at.warning)
-        assert any("ana.jsonl:2: skipped: field 'ts_ns' is not an integer" in str(t.value) for t in at.text)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def test_a_bad_review_line_is_skipped_and_reported_never_a_crash(reviews: Path) -> None:
+    at = open_page()
+    first = first_case(at)
+    ReviewLog(reviews, "ana").append("mismatch", first, "exclude")
+    with open(reviews / "ana.jsonl", "ab") as fh:
+        fh.write(b'{"ts_ns": "1", "curator": "ana", "session": "s", "seq": 1, "check": "mismatch", '
+                 b'"id": "x", "decision": "ok"}\n')
+    at = open_page()
+    assert decisions(at)[0] == "decision: EXCLUDE by ana"
+    assert any("1 bad line(s) in the review files were skipped" in str(w.value) for w in at.warning)
+    assert any("ana.jsonl:2: skipped: field 'ts_ns' is not an integer" in str(t.value) for t in at.text)
 
 
 def test_a_curator_name_with_a_trailing_newline_is_refused(env: None, bundle_dir: Path) -> None:
